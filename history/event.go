@@ -1,0 +1,99 @@
+package history
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// Type is the kind of an event: an invocation or one of the three completions.
+type Type string
+
+// Event types, as Jepsen names them.
+const (
+	Invoke Type = "invoke"
+	OK     Type = "ok"
+	Fail   Type = "fail"
+	Info   Type = "info"
+)
+
+// NemesisProcess is the process of every nemesis event. It is encoded as the JSON
+// string "nemesis"; client processes are non-negative integers.
+const NemesisProcess = -1
+
+// Event is one line of a history.
+type Event struct {
+	// Index is the event's position in the history: 0, 1, 2, … in recording order.
+	Index int64
+	// Time is nanoseconds since the run's base time (monotonic).
+	Time int64
+	// Process is the client's id, or NemesisProcess.
+	Process int
+	Type    Type
+	// F is the operation: read, write, cas, add, append, … for clients;
+	// start-partition, stop-partition, kill, start, pause, resume, … for the nemesis.
+	F   string
+	Key string
+	// Value is the argument of an invoke and the argument or result of a completion:
+	// a read's ok carries what it read (None for a missing key), a cas carries
+	// [from, to], a list read carries the list.
+	Value Value
+	// Node names the node the client talked to, or the nodes a fault touched.
+	Node  string
+	Error string
+}
+
+// IsNemesis reports whether the event was recorded by the nemesis.
+func (e Event) IsNemesis() bool { return e.Process == NemesisProcess }
+
+// IsCompletion reports whether the event ends an operation (ok, fail or info).
+func (e Event) IsCompletion() bool { return e.Type == OK || e.Type == Fail || e.Type == Info }
+
+type wireEvent struct {
+	Index   int64           `json:"index"`
+	Time    int64           `json:"time"`
+	Process json.RawMessage `json:"process"`
+	Type    Type            `json:"type"`
+	F       string          `json:"f"`
+	Key     string          `json:"key,omitempty"`
+	Value   Value           `json:"value"`
+	Node    string          `json:"node,omitempty"`
+	Error   string          `json:"error,omitempty"`
+}
+
+var nemesisJSON = json.RawMessage(`"nemesis"`)
+
+// MarshalJSON encodes the event as one JSONL object (see DESIGN.md).
+func (e Event) MarshalJSON() ([]byte, error) {
+	w := wireEvent{Index: e.Index, Time: e.Time, Type: e.Type, F: e.F, Key: e.Key,
+		Value: e.Value, Node: e.Node, Error: e.Error}
+	if e.Process == NemesisProcess {
+		w.Process = nemesisJSON
+	} else {
+		w.Process = json.RawMessage(strconv.Itoa(e.Process))
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON decodes an event, checking its type and process.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var w wireEvent
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	switch w.Type {
+	case Invoke, OK, Fail, Info:
+	default:
+		return fmt.Errorf("unknown event type %q", w.Type)
+	}
+	p := NemesisProcess
+	if !bytes.Equal(bytes.TrimSpace(w.Process), nemesisJSON) {
+		if err := json.Unmarshal(w.Process, &p); err != nil || p < 0 {
+			return fmt.Errorf("process %s is neither \"nemesis\" nor a non-negative integer", w.Process)
+		}
+	}
+	*e = Event{Index: w.Index, Time: w.Time, Process: p, Type: w.Type, F: w.F, Key: w.Key,
+		Value: w.Value, Node: w.Node, Error: w.Error}
+	return nil
+}

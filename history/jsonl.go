@@ -1,0 +1,173 @@
+package history
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Writer appends events to a history.jsonl file. Events are buffered and flushed with
+// fsync at least every flush interval (and on Close), so a harness that crashes leaves
+// a prefix of the history that is at most one interval old; a torn final line is what
+// ReadJSONL tolerates.
+//
+// Writer is safe for concurrent use.
+type Writer struct {
+	mu      sync.Mutex
+	f       *os.File
+	buf     *bufio.Writer
+	err     error
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+// DefaultFlushInterval is how often a Writer flushes and fsyncs while a run goes on.
+const DefaultFlushInterval = 200 * time.Millisecond
+
+// CreateWriter creates (truncating) path and returns a Writer that flushes and fsyncs it
+// every interval (DefaultFlushInterval when interval <= 0).
+func CreateWriter(path string, interval time.Duration) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create history: %w", err)
+	}
+	if interval <= 0 {
+		interval = DefaultFlushInterval
+	}
+	w := &Writer{f: f, buf: bufio.NewWriterSize(f, 1<<16), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go w.flushLoop(interval)
+	return w, nil
+}
+
+func (w *Writer) flushLoop(interval time.Duration) {
+	defer close(w.stopped)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			_ = w.Sync()
+		}
+	}
+}
+
+// Append buffers one event. It returns the first error the writer has met, if any.
+func (w *Writer) Append(e Event) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode event %d: %w", e.Index, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	b = append(b, '\n')
+	if _, err := w.buf.Write(b); err != nil {
+		w.err = fmt.Errorf("write history: %w", err)
+	}
+	return w.err
+}
+
+// Sync flushes buffered events to the file and fsyncs it.
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil || w.f == nil {
+		return w.err
+	}
+	if err := w.buf.Flush(); err != nil {
+		w.err = fmt.Errorf("flush history: %w", err)
+		return w.err
+	}
+	if err := w.f.Sync(); err != nil {
+		w.err = fmt.Errorf("fsync history: %w", err)
+	}
+	return w.err
+}
+
+// Close flushes, fsyncs and closes the file. It is safe to call more than once.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if w.f == nil {
+		w.mu.Unlock()
+		return w.err
+	}
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.stopped
+	err := w.Sync()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close history: %w", cerr)
+	}
+	w.f = nil
+	if w.err == nil {
+		w.err = err
+	}
+	return err
+}
+
+// ReadInfo says what a reader had to forgive.
+type ReadInfo struct {
+	// Torn is true when the last line was incomplete (a crash mid-write) and was dropped.
+	Torn bool
+	// Lines is the number of events read.
+	Lines int
+}
+
+// ErrBadHistory wraps every error about malformed input (as opposed to I/O errors).
+var ErrBadHistory = errors.New("malformed history")
+
+// ReadJSONL reads a history.jsonl stream. A final line that does not end in a newline
+// and does not parse is taken as torn by a crash: it is dropped and info.Torn is set.
+// Any other malformed line is an error wrapping ErrBadHistory that names its line number.
+// Blank lines are skipped.
+func ReadJSONL(r io.Reader) ([]Event, ReadInfo, error) {
+	var (
+		events []Event
+		info   ReadInfo
+	)
+	br := bufio.NewReaderSize(r, 1<<16)
+	for lineNo := 1; ; lineNo++ {
+		line, err := br.ReadBytes('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return events, info, fmt.Errorf("read history line %d: %w", lineNo, err)
+		}
+		complete := len(line) > 0 && line[len(line)-1] == '\n'
+		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
+			var e Event
+			if perr := json.Unmarshal(trimmed, &e); perr != nil {
+				if !complete {
+					info.Torn = true
+					return events, info, nil
+				}
+				return events, info, fmt.Errorf("%w: line %d: %v", ErrBadHistory, lineNo, perr)
+			}
+			events = append(events, e)
+			info.Lines++
+		}
+		if err != nil { // io.EOF
+			return events, info, nil
+		}
+	}
+}
+
+// ReadFile reads a history.jsonl file (see ReadJSONL).
+func ReadFile(path string) ([]Event, ReadInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, ReadInfo{}, fmt.Errorf("open history: %w", err)
+	}
+	defer f.Close()
+	return ReadJSONL(f)
+}

@@ -1,0 +1,178 @@
+package nemesis
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/faultline/faultline/history"
+)
+
+// Cluster is the view of the system under test that every fault needs.
+type Cluster interface {
+	// Nodes lists the node names, in a stable order.
+	Nodes() []string
+	// Leader returns the node the cluster currently follows, or "" if none is known.
+	Leader(ctx context.Context) (string, error)
+}
+
+// Killer can SIGKILL a node and start it again with its data.
+type Killer interface {
+	Kill(ctx context.Context, node string) error
+	Start(ctx context.Context, node string) error
+}
+
+// Pauser can freeze a node (SIGSTOP, cgroup freezer) and thaw it.
+type Pauser interface {
+	Pause(ctx context.Context, node string) error
+	Resume(ctx context.Context, node string) error
+}
+
+// Partitioner makes each node drop the packets of the nodes its grudge names, replacing
+// any partition in force; Heal lifts every partition.
+type Partitioner interface {
+	Partition(ctx context.Context, g Grudge) error
+	HealPartition(ctx context.Context) error
+}
+
+// Env is what a fault is injected with.
+type Env struct {
+	Cluster Cluster
+	Rand    *rand.Rand
+}
+
+// Injection is one applied fault: what it did, and how to undo it.
+type Injection struct {
+	// Nodes are the nodes it touched; Value describes it (e.g. the partition's sides).
+	Nodes []string
+	Value history.Value
+	// Heal undoes the fault. It is called exactly once, with a context of its own.
+	Heal func(ctx context.Context) error
+}
+
+// Fault is one kind of fault. Values are small and stateless: state lives in the Injection.
+type Fault interface {
+	// Name is how the fault is shown and chosen (partition, kill, pause).
+	Name() string
+	// Events are the history f names for the fault's start and its end.
+	Events() (start, end string)
+	// Available says whether the cluster can take this fault, and if not, why.
+	Available(c Cluster) (bool, string)
+	// Inject applies the fault. On error nothing is left applied.
+	Inject(ctx context.Context, env Env) (Injection, error)
+}
+
+// ByName returns the faults for the given kinds (partition, kill, pause).
+func ByName(kinds []string) ([]Fault, error) {
+	var out []Fault
+	for _, k := range kinds {
+		switch k {
+		case "partition":
+			out = append(out, PartitionFault{})
+		case "kill":
+			out = append(out, KillFault{})
+		case "pause":
+			out = append(out, PauseFault{})
+		default:
+			return nil, fmt.Errorf("unknown fault %q", k)
+		}
+	}
+	return out, nil
+}
+
+// pickNodes chooses the nodes a fault targets: one random node, the leader (a random node
+// when none is known), a random majority, or all.
+func pickNodes(ctx context.Context, env Env, target string) ([]string, error) {
+	nodes := slices.Clone(env.Cluster.Nodes())
+	env.Rand.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
+	switch target {
+	case "one":
+		return nodes[:1], nil
+	case "leader":
+		l, err := env.Cluster.Leader(ctx)
+		if err != nil || l == "" {
+			return nodes[:1], nil //nolint:nilerr // no leader known: a random node stands in
+		}
+		return []string{l}, nil
+	case "majority":
+		return sorted(nodes[:len(nodes)/2+1]), nil
+	case "all":
+		return sorted(nodes), nil
+	}
+	return nil, fmt.Errorf("unknown target %q", target)
+}
+
+func sorted(s []string) []string { slices.Sort(s); return s }
+
+// KillFault SIGKILLs one node, the leader, a majority or all, and restarts them on heal.
+type KillFault struct{}
+
+func (KillFault) Name() string                       { return "kill" }
+func (KillFault) Events() (string, string)           { return "kill", "start" }
+func (KillFault) Available(c Cluster) (bool, string) { return has[Killer](c, "kill") }
+
+// Inject kills the chosen nodes; on a partial failure it restarts the ones it killed.
+func (KillFault) Inject(ctx context.Context, env Env) (Injection, error) {
+	k := env.Cluster.(Killer)
+	target := []string{"one", "leader", "majority", "all"}[env.Rand.IntN(4)]
+	nodes, err := pickNodes(ctx, env, target)
+	if err != nil {
+		return Injection{}, err
+	}
+	heal := func(ctx context.Context) error { return eachNode(ctx, nodes, k.Start) }
+	for i, n := range nodes {
+		if err := k.Kill(ctx, n); err != nil {
+			_ = eachNode(context.WithoutCancel(ctx), nodes[:i], k.Start)
+			return Injection{}, fmt.Errorf("kill %s: %w", n, err)
+		}
+	}
+	return Injection{Nodes: nodes, Value: history.S1(target), Heal: heal}, nil
+}
+
+// PauseFault freezes one node, the leader or a majority, and resumes them on heal.
+type PauseFault struct{}
+
+func (PauseFault) Name() string                       { return "pause" }
+func (PauseFault) Events() (string, string)           { return "pause", "resume" }
+func (PauseFault) Available(c Cluster) (bool, string) { return has[Pauser](c, "pause") }
+
+// Inject pauses the chosen nodes; on a partial failure it resumes the ones it paused.
+func (PauseFault) Inject(ctx context.Context, env Env) (Injection, error) {
+	p := env.Cluster.(Pauser)
+	target := []string{"one", "leader", "majority"}[env.Rand.IntN(3)]
+	nodes, err := pickNodes(ctx, env, target)
+	if err != nil {
+		return Injection{}, err
+	}
+	for i, n := range nodes {
+		if err := p.Pause(ctx, n); err != nil {
+			_ = eachNode(context.WithoutCancel(ctx), nodes[:i], p.Resume)
+			return Injection{}, fmt.Errorf("pause %s: %w", n, err)
+		}
+	}
+	heal := func(ctx context.Context) error { return eachNode(ctx, nodes, p.Resume) }
+	return Injection{Nodes: nodes, Value: history.S1(target), Heal: heal}, nil
+}
+
+// eachNode applies f to every node, going on past errors, and returns them joined.
+func eachNode(ctx context.Context, nodes []string, f func(context.Context, string) error) error {
+	var errs []string
+	for _, n := range nodes {
+		if err := f(ctx, n); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", n, err))
+		}
+	}
+	if errs != nil {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func has[T any](c Cluster, what string) (bool, string) {
+	if _, ok := c.(T); ok {
+		return true, ""
+	}
+	return false, fmt.Sprintf("this runtime cannot %s nodes", what)
+}

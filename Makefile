@@ -1,0 +1,41 @@
+# faultline — make run (a real test with a verdict), make test (everything CI runs).
+GO      ?= go
+BIN     := bin
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+# One static binary: faultline, which also runs as raftnode when called by that name.
+export CGO_ENABLED = 0
+
+.PHONY: build run test unit fuzz bench clean-runs clean
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/faultline ./cmd/faultline
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/raftnode ./cmd/raftnode
+
+# The default test: 5 raftnodes, register workload, partitions + kills + pauses, 60 s.
+run: build
+	$(BIN)/faultline test --nodes 5 --workload register --nemesis partition,kill,pause --time-limit 60s
+
+test: unit fuzz
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+# Short fuzz runs of every history reader; go test -fuzz takes one target at a time.
+FUZZTIME ?= 10s
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./history/ | grep '^Fuzz'); do \
+		echo "fuzz $$t ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./history/ || exit 1; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./node/... ./checker/...
+
+# Removes whatever runs left behind (processes, namespaces, bridges, rules).
+clean-runs: build
+	$(BIN)/faultline clean
+
+clean:
+	rm -rf $(BIN)

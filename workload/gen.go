@@ -1,0 +1,174 @@
+package workload
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"sync"
+
+	"github.com/faultline/faultline/history"
+)
+
+// op is one generated operation.
+type op struct {
+	f    string // read, write, cas, append, add
+	key  string
+	arg  string // the value written, appended or added; a cas's new value
+	from string // a cas's expected value
+	list bool   // a read of a list (append, set) rather than a register
+	slot int    // the key slot it was drawn from
+}
+
+// invokeValue is the op's Value in its invoke event, and in a completion that did not
+// return a result.
+func (o op) invokeValue() history.Value {
+	switch o.f {
+	case "read":
+		return history.Value{}
+	case "cas":
+		return history.L(o.from, o.arg)
+	default:
+		return history.S1(o.arg)
+	}
+}
+
+// weighted is one entry of an operation mix.
+type weighted struct {
+	f      string
+	weight int
+}
+
+// mixes are the workloads: the share of each operation, in percent.
+var mixes = map[string][]weighted{
+	"register": {{"read", 50}, {"write", 30}, {"cas", 20}},
+	"append":   {{"read", 50}, {"append", 50}},
+	// Set reads return the whole set, which only grows: keep them rare during the
+	// run; the final reads are what the set checker relies on.
+	"set": {{"read", 1}, {"add", 99}},
+}
+
+// prefixes name each workload's keys: r0, r1, … for registers.
+var prefixes = map[string]string{"register": "r", "append": "a", "set": "s"}
+
+// recentValues is how many recent values of a key a cas may expect.
+const recentValues = 4
+
+// neverWritten is a cas's expected value on a key with no value known yet. Values
+// count from 1, so it never matches.
+const neverWritten = "0"
+
+// generator hands out a workload's operations. Each worker draws its decisions (which
+// key slot, which operation, which recent value a cas expects) from its own rand, the
+// same number of draws for every op, so that a worker's sequence of decisions depends
+// only on the seed. The key and values those decisions resolve to come from state
+// shared by all workers (the key in each slot, its value counter, its recent values),
+// so they match across runs when the interleaving does — always with one worker.
+type generator struct {
+	mix     []weighted
+	total   int
+	prefix  string
+	list    bool
+	rotate  int // retire a key after this many ops; 0 never
+	mu      sync.Mutex
+	nextKey int
+	slots   []slot
+}
+
+// slot is one of the concurrently active keys.
+type slot struct {
+	key     string
+	ops     int // ops generated on key
+	counter int // last value generated for key
+	recent  [recentValues]string
+	nrecent int // values ever put in recent
+}
+
+func newGenerator(cfg Config) *generator {
+	g := &generator{mix: mixes[cfg.Workload], prefix: prefixes[cfg.Workload],
+		list: cfg.Workload != "register", slots: make([]slot, max(cfg.Keys, 1))}
+	if cfg.Workload != "set" {
+		g.rotate = cfg.OpsPerKey
+	}
+	for _, w := range g.mix {
+		g.total += w.weight
+	}
+	for i := range g.slots {
+		g.slots[i] = g.freshSlot()
+	}
+	return g
+}
+
+func (g *generator) freshSlot() slot {
+	s := slot{key: g.prefix + strconv.Itoa(g.nextKey)}
+	g.nextKey++
+	return s
+}
+
+// next returns the next operation for the worker whose rand is r.
+func (g *generator) next(r *rand.Rand) op {
+	n, w, pick := r.IntN(len(g.slots)), r.IntN(g.total), r.IntN(recentValues)
+	f := g.mix[len(g.mix)-1].f
+	for _, m := range g.mix {
+		if w < m.weight {
+			f = m.f
+			break
+		}
+		w -= m.weight
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := &g.slots[n]
+	o := op{f: f, key: s.key, slot: n, list: g.list && f == "read"}
+	switch f {
+	case "read":
+	case "cas":
+		o.from = neverWritten
+		if s.nrecent > 0 {
+			o.from = s.recent[(s.nrecent-1-pick%min(s.nrecent, recentValues))%recentValues]
+		}
+		o.arg = s.fresh()
+	default:
+		o.arg = s.fresh()
+		if f == "write" {
+			s.remember(o.arg)
+		}
+	}
+	s.ops++
+	if g.rotate > 0 && s.ops >= g.rotate {
+		*s = g.freshSlot()
+	}
+	return o
+}
+
+// done feeds an op's outcome back: values read and swapped in are what later cas
+// operations on the key expect.
+func (g *generator) done(o op, t history.Type, result history.Value) {
+	if t != history.OK || (o.f != "cas" && (o.f != "read" || o.list || result.Kind != history.Str)) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := &g.slots[o.slot]
+	if s.key != o.key {
+		return // retired meanwhile
+	}
+	if o.f == "cas" {
+		s.remember(o.arg)
+	} else {
+		s.remember(result.S)
+	}
+}
+
+func (s *slot) fresh() string {
+	s.counter++
+	return strconv.Itoa(s.counter)
+}
+
+func (s *slot) remember(v string) {
+	s.recent[s.nrecent%recentValues] = v
+	s.nrecent++
+}
+
+// workerRand is worker w's rand for a run with this seed.
+func workerRand(seed int64, w int) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(seed), 0x776f726b6c6f6164^uint64(w)))
+}

@@ -1,0 +1,202 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/faultline/faultline/history"
+)
+
+// openBackoff is how long a worker waits after its Opener failed before trying again.
+const openBackoff = 100 * time.Millisecond
+
+// Run drives cfg's workload through clients from open, recording every operation in
+// rec, until the time limit passes or ctx ends. It returns once every operation in
+// flight has completed and been recorded: an operation cut off by ctx is info.
+// Stopping at the time limit or on ctx is not an error; Run fails only on a bad
+// config.
+func Run(ctx context.Context, cfg Config, open Opener, rec *history.Recorder) (Stats, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return Stats{}, err
+	}
+	if open == nil || rec == nil {
+		return Stats{}, errors.New("workload: run needs an opener and a recorder")
+	}
+	prog := cfg.Progress
+	if prog == nil {
+		prog = NewProgress()
+	}
+	var deadline time.Time
+	if cfg.TimeLimit > 0 {
+		deadline = time.Now().Add(cfg.TimeLimit)
+	}
+	gen := newGenerator(cfg)
+	pace := newPacer(cfg.Rate)
+	var wg sync.WaitGroup
+	for w := range cfg.Concurrency {
+		wk := &worker{id: w, cfg: cfg, rnd: workerRand(cfg.Seed, w), gen: gen, pace: pace,
+			open: open, rec: rec, prog: prog, sess: session{process: w}}
+		wg.Go(func() { wk.run(ctx, deadline) })
+	}
+	wg.Wait()
+	return prog.Stats(), nil
+}
+
+// worker is one logical client: it issues one operation at a time, under process ids
+// w, w+Concurrency, w+2·Concurrency, … — a new one after each info.
+type worker struct {
+	id   int
+	cfg  Config
+	rnd  *rand.Rand
+	gen  *generator
+	pace *pacer
+	open Opener
+	rec  *history.Recorder
+	prog *Progress
+	sess session
+}
+
+func (w *worker) run(ctx context.Context, deadline time.Time) {
+	defer w.sess.close()
+	for w.pace.wait(ctx, deadline) && w.connect(ctx, deadline) {
+		o := w.gen.next(w.rnd)
+		w.prog.touch(o.key)
+		t, result := w.sess.do(ctx, w.rec, w.cfg.OpTimeout, o)
+		w.prog.count(t)
+		w.gen.done(o, t, result)
+		if t == history.Info {
+			w.sess.retire(w.sess.process + w.cfg.Concurrency)
+		}
+	}
+}
+
+// connect opens the worker's client if it has none, retrying until it succeeds, the
+// deadline passes or ctx ends. It reports whether the worker may go on.
+func (w *worker) connect(ctx context.Context, deadline time.Time) bool {
+	for w.sess.client == nil {
+		c, node, err := w.open(ctx, w.sess.process)
+		if err == nil && c != nil {
+			w.sess.client, w.sess.node = c, node
+			return true
+		}
+		if !sleep(ctx, openBackoff, deadline) {
+			return false
+		}
+	}
+	return true
+}
+
+// session is a process with its open client.
+type session struct {
+	process int
+	client  Client
+	node    string
+}
+
+// do records o's invoke, runs it with the op timeout, and records its completion.
+func (s *session) do(ctx context.Context, rec *history.Recorder, timeout time.Duration, o op) (history.Type, history.Value) {
+	ev := history.Event{Process: s.process, Type: history.Invoke, F: o.f, Key: o.key,
+		Value: o.invokeValue(), Node: s.node}
+	rec.Record(ev)
+	octx, cancel := context.WithTimeout(ctx, timeout)
+	result, err := apply(octx, s.client, o)
+	cancel()
+	ev.Type, ev.Error = classify(err)
+	if ev.Type == history.OK || o.f != "read" {
+		ev.Value = result
+	}
+	rec.Record(ev)
+	return ev.Type, result
+}
+
+// retire closes the session's client; the next one opens under process.
+func (s *session) retire(process int) {
+	s.close()
+	s.process, s.client, s.node = process, nil, ""
+}
+
+func (s *session) close() {
+	if c, ok := s.client.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+// apply runs o on c and returns its result: what a read read, else o's argument.
+func apply(ctx context.Context, c Client, o op) (history.Value, error) {
+	switch o.f {
+	case "read":
+		if o.list {
+			l, err := c.ReadList(ctx, o.key)
+			if err != nil {
+				return history.Value{}, err
+			}
+			return history.L(l...), nil
+		}
+		v, found, err := c.Read(ctx, o.key)
+		if err != nil || !found {
+			return history.Value{}, err
+		}
+		return history.S1(v), nil
+	case "write":
+		return o.invokeValue(), c.Write(ctx, o.key, o.arg)
+	case "cas":
+		return o.invokeValue(), c.CAS(ctx, o.key, o.from, o.arg)
+	default: // append, add
+		return o.invokeValue(), c.Append(ctx, o.key, o.arg)
+	}
+}
+
+// pacer spaces operations across all workers at most one per interval (no burst).
+// A nil pacer does not limit.
+type pacer struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     time.Time
+}
+
+func newPacer(rate float64) *pacer {
+	if rate <= 0 {
+		return nil
+	}
+	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
+}
+
+// wait blocks until the caller's turn and reports whether it may issue an operation:
+// false once ctx has ended or the turn falls after the deadline (zero: none).
+func (p *pacer) wait(ctx context.Context, deadline time.Time) bool {
+	if p == nil {
+		return ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline))
+	}
+	p.mu.Lock()
+	now := time.Now()
+	turn := p.next
+	if turn.Before(now) {
+		turn = now
+	}
+	p.next = turn.Add(p.interval)
+	p.mu.Unlock()
+	if !deadline.IsZero() && !turn.Before(deadline) {
+		return false
+	}
+	return sleep(ctx, turn.Sub(now), deadline)
+}
+
+// sleep waits for d and reports whether ctx is still live and the deadline (zero:
+// none) not yet passed.
+func sleep(ctx context.Context, d time.Duration, deadline time.Time) bool {
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline))
+}

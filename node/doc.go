@@ -1,0 +1,81 @@
+// Package node is raftnode, faultline's system under test: a replicated key-value store
+// (registers with CAS, and append-only lists) on go.etcd.io/raft/v3, with a durable log,
+// an HTTP/JSON API, a clock hook, and --unsafe modes that are deliberate, named bugs.
+// It knows nothing of the harness that tests it. Its client is package node/client.
+//
+// # Storage
+//
+// The data dir holds two files. "wal" is an append-only log of CRC-framed records (raft
+// entries and HardStates; see wal.go); "snap" is the latest snapshot (the KV state as
+// JSON, with the membership), replaced atomically (temp file, fsync, rename, fsync of the
+// directory). After a snapshot the WAL is rewritten the same way, keeping only the log
+// tail. On open, a torn or CRC-bad final WAL record (a crash mid-append: never fsynced,
+// so never acknowledged) is truncated; a bad record followed by a valid one is
+// corruption and the node refuses to start.
+//
+// # The Ready loop
+//
+// One goroutine (run, in ready.go) owns raft. Ticks come from the node clock; each Ready
+// is handled in this order, and Advance is called only after the last step:
+//
+//  1. Remember the leader (SoftState): requests arriving while none is known wait for
+//     one, and fail definitely (never proposed) if none appears in time.
+//  2. Persist: a snapshot from the leader is written first (snap file, then a WAL holding
+//     only what follows it); then the Ready's entries and HardState are appended to the
+//     WAL with one write and one fsync; then they are given to raft's MemoryStorage.
+//     It is important that no messages be sent, and no client be acknowledged, until
+//     the entries and HardState of this Ready are on disk.
+//  3. Send the messages: each peer has a bounded queue and one sender goroutine that
+//     POSTs batches to <peer_url>/raft with a one-second timeout; a full queue or a
+//     failed POST is reported to raft as unreachable (and a snapshot's outcome with
+//     ReportSnapshot).
+//  4. Apply the committed entries in order: a normal entry is a JSON Command whose
+//     random request id wakes the HTTP request that proposed it (if it came through this
+//     node); a ConfChange is applied to raft and to the membership (and the transport).
+//  5. Hand each ReadState to the read that asked for it (ReadIndex): the read then waits
+//     until the applied index reaches the read index and answers from the local state.
+//  6. Every --snapshot-count applied entries, snapshot the KV, compact the in-memory log
+//     (keeping up to 1000 entries for slow followers) and rewrite the WAL. Also right
+//     after a member is added: a leader sends a new member its latest snapshot, and raft
+//     ignores a snapshot whose configuration does not name the receiver.
+//
+// # Durability and definiteness
+//
+// A write is acknowledged only after its entry was committed (so a majority fsynced it)
+// and applied here. A read is answered after a ReadIndex round confirmed leadership with
+// a quorum and the local state caught up: reads are linearizable. Any node accepts any
+// request: followers forward proposals to the leader inside raft (MsgProp) and ask it for
+// read indexes (MsgReadIndex). An error is "definite" only when the operation was never
+// handed to raft (no leader, node stopping, dropped proposal) or is a read; a proposal
+// that timed out may still commit, so its error is indefinite.
+//
+// # Clock
+//
+// Node time is base + offset + rate·(monotonic elapsed). Raft ticks every 100 ms of node
+// time (ElectionTick 10, HeartbeatTick 1, CheckQuorum and PreVote on), like a
+// time.Ticker: at most one tick per wake-up, missed ticks dropped, a backward jump stalls
+// ticks until node time catches up. PUT /clock changes offset and rate.
+//
+// # Unsafe modes
+//
+// Each mode is a realistic bug, exposed by a specific fault; without one the node is
+// meant to be linearizable and durable under partitions, kills, pauses, clock faults and
+// membership changes.
+//
+//   - stale-read: reads answer from the local applied state at once, on any node, with no
+//     ReadIndex. Exposed by partitions (a cut-off node serves old values) and by plain lag.
+//   - lease-read: raft's ReadOnlyLeaseBased: the leader answers read indexes from its own
+//     commit index while it believes its lease (CheckQuorum, counted in ticks) is valid.
+//     Exposed by clock faults (a leader whose clock is slowed or jumped back keeps its
+//     lease after the others elected a new leader) and by pauses (a resumed old leader
+//     serves reads before it hears of the new term).
+//   - ack-before-commit: a put or append is acknowledged once its entry is in the log of
+//     the node the client asked, before it commits (on the leader: at append; on a
+//     follower: when the leader's append reaches it). CAS still waits for apply. Exposed
+//     by partitions: an isolated old leader acknowledges writes that are later truncated.
+//   - ack-before-fsync: on every node, entries and HardState go to a user-space buffer
+//     flushed and fsynced in the background every 1.5 s; messages are sent and clients
+//     acknowledged before that. Exposed by SIGKILL of a majority: acknowledged writes
+//     are lost. A node whose log lost entries the others committed may hit raft's panic
+//     on restart; it exits non-zero with a one-line reason.
+package node

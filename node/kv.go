@@ -1,0 +1,159 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Op names a state-machine command.
+type Op string
+
+// The commands a proposal can carry.
+const (
+	OpPut    Op = "put"
+	OpCAS    Op = "cas"
+	OpAppend Op = "append"
+)
+
+// Command is the payload of one normal raft entry. ID matches the applied entry to the
+// request that proposed it; it is unique per proposal (random per process, then counted).
+type Command struct {
+	ID    uint64 `json:"id"`
+	Op    Op     `json:"op"`
+	Key   string `json:"key"`
+	Value string `json:"value,omitempty"`
+	From  string `json:"from,omitempty"`
+}
+
+// Result is what applying a Command did. CASMismatch is set when a CAS found a value other
+// than From (or no value): the command was applied as a no-op.
+type Result struct {
+	CASMismatch bool
+}
+
+// Member is one raft member as the state machine knows it (from applied ConfChanges).
+type Member struct {
+	ID      uint64 `json:"id"`
+	PeerURL string `json:"peer_url"`
+}
+
+// KV is the replicated state machine: registers, append-only lists, and the membership.
+// It is safe for concurrent use: the Ready loop applies, HTTP handlers read.
+type KV struct {
+	mu      sync.RWMutex
+	regs    map[string]string
+	lists   map[string][]string
+	members map[uint64]string
+}
+
+// kvSnapshot is the JSON form of a KV, the data of a raft snapshot.
+type kvSnapshot struct {
+	Regs    map[string]string   `json:"regs"`
+	Lists   map[string][]string `json:"lists"`
+	Members []Member            `json:"members"`
+}
+
+// NewKV returns an empty state machine.
+func NewKV() *KV {
+	return &KV{regs: map[string]string{}, lists: map[string][]string{}, members: map[uint64]string{}}
+}
+
+// Apply applies one command and says what it did.
+func (kv *KV) Apply(c Command) Result {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	switch c.Op {
+	case OpPut:
+		kv.regs[c.Key] = c.Value
+	case OpCAS:
+		cur, ok := kv.regs[c.Key]
+		if !ok || cur != c.From {
+			return Result{CASMismatch: true}
+		}
+		kv.regs[c.Key] = c.Value
+	case OpAppend:
+		kv.lists[c.Key] = append(kv.lists[c.Key], c.Value)
+	}
+	return Result{}
+}
+
+// Get returns the value of a register.
+func (kv *KV) Get(key string) (string, bool) {
+	kv.mu.RLock()
+	defer kv.mu.RUnlock()
+	v, ok := kv.regs[key]
+	return v, ok
+}
+
+// List returns a copy of a list (empty, not nil, for a missing key).
+func (kv *KV) List(key string) []string {
+	kv.mu.RLock()
+	defer kv.mu.RUnlock()
+	return append([]string{}, kv.lists[key]...)
+}
+
+// SetMember records an added member; RemoveMember forgets one.
+func (kv *KV) SetMember(id uint64, peerURL string) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	kv.members[id] = peerURL
+}
+
+// RemoveMember forgets a member.
+func (kv *KV) RemoveMember(id uint64) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	delete(kv.members, id)
+}
+
+// Members returns the members sorted by id.
+func (kv *KV) Members() []Member {
+	kv.mu.RLock()
+	defer kv.mu.RUnlock()
+	return kv.membersLocked()
+}
+
+func (kv *KV) membersLocked() []Member {
+	out := make([]Member, 0, len(kv.members))
+	for id, u := range kv.members {
+		out = append(out, Member{ID: id, PeerURL: u})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Snapshot returns the state as JSON.
+func (kv *KV) Snapshot() ([]byte, error) {
+	kv.mu.RLock()
+	defer kv.mu.RUnlock()
+	b, err := json.Marshal(kvSnapshot{Regs: kv.regs, Lists: kv.lists, Members: kv.membersLocked()})
+	if err != nil {
+		return nil, fmt.Errorf("encode kv snapshot: %w", err)
+	}
+	return b, nil
+}
+
+// Restore replaces the state with a snapshot made by Snapshot. Empty data is the empty state.
+func (kv *KV) Restore(data []byte) error {
+	s := kvSnapshot{}
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &s); err != nil {
+			return fmt.Errorf("decode kv snapshot: %w", err)
+		}
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	kv.regs, kv.lists, kv.members = s.Regs, s.Lists, map[uint64]string{}
+	if kv.regs == nil {
+		kv.regs = map[string]string{}
+	}
+	if kv.lists == nil {
+		kv.lists = map[string][]string{}
+	}
+	for _, m := range s.Members {
+		kv.members[m.ID] = m.PeerURL
+	}
+	return nil
+}

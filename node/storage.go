@@ -1,0 +1,231 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Storage is the node's durable state in its data dir: the WAL ("wal") and the latest
+// snapshot ("snap"). Save makes a Ready's HardState and entries durable (one write and
+// one fsync); SaveSnapshot replaces the snapshot atomically; Rewrite replaces the WAL
+// after a compaction. Only the Ready loop calls these, so they need no ordering beyond
+// the mutex that guards against the background flusher.
+//
+// In buffered mode (--unsafe ack-before-fsync) Save only appends to a user-space buffer
+// that a background goroutine writes and fsyncs every flushEvery: a SIGKILL loses it.
+type Storage struct {
+	dir      string
+	buffered bool
+
+	mu      sync.Mutex
+	f       *os.File
+	pending []byte
+	err     error // a background flush error, reported by the next Save
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Loaded is the state found on open.
+type Loaded struct {
+	Snapshot  raftpb.Snapshot
+	HardState raftpb.HardState
+	Entries   []raftpb.Entry
+	// Exists is false for a fresh data dir (nothing durable yet): the node bootstraps.
+	Exists bool
+}
+
+const flushEvery = 1500 * time.Millisecond
+
+// OpenStorage opens (creating if needed) the storage in dir and loads its state,
+// truncating a torn final WAL record.
+func OpenStorage(dir string, buffered bool) (*Storage, Loaded, error) {
+	var ld Loaded
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, ld, fmt.Errorf("create data dir: %w", err)
+	}
+	snap, err := readSnapshot(filepath.Join(dir, "snap"))
+	if err != nil {
+		return nil, ld, err
+	}
+	walPath := filepath.Join(dir, "wal")
+	data, err := os.ReadFile(walPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, ld, fmt.Errorf("read wal: %w", err)
+	}
+	recs, good, err := decodeRecords(data)
+	if err != nil {
+		return nil, ld, fmt.Errorf("open wal %s: %w", walPath, err)
+	}
+	st, err := replay(recs, snap.Metadata.Index)
+	if err != nil {
+		return nil, ld, fmt.Errorf("replay wal %s: %w", walPath, err)
+	}
+	f, err := os.OpenFile(walPath, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, ld, fmt.Errorf("open wal: %w", err)
+	}
+	if good < len(data) {
+		if err := truncateSync(f, int64(good)); err != nil {
+			f.Close()
+			return nil, ld, err
+		}
+	}
+	if _, err := f.Seek(int64(good), 0); err != nil {
+		f.Close()
+		return nil, ld, fmt.Errorf("seek wal: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, ld, err
+	}
+	s := &Storage{dir: dir, buffered: buffered, f: f, stop: make(chan struct{}), done: make(chan struct{})}
+	if buffered {
+		go s.flusher()
+	} else {
+		close(s.done)
+	}
+	ld = Loaded{Snapshot: snap, HardState: st.hs, Entries: st.ents,
+		Exists: snap.Metadata.Index > 0 || st.records > 0}
+	return s, ld, nil
+}
+
+func truncateSync(f *os.File, size int64) error {
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("truncate torn wal tail: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync wal: %w", err)
+	}
+	return nil
+}
+
+// Save appends a HardState and entries and makes them durable before returning (in
+// buffered mode: only buffers them).
+func (s *Storage) Save(hs raftpb.HardState, ents []raftpb.Entry) error {
+	if isEmptyHardState(hs) && len(ents) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	buf, err := encodeState(s.pending, hs, ents)
+	if err != nil {
+		return err
+	}
+	s.pending = buf
+	if s.buffered {
+		return nil
+	}
+	return s.flushLocked()
+}
+
+func (s *Storage) flushLocked() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	if _, err := s.f.Write(s.pending); err != nil {
+		return fmt.Errorf("write wal: %w", err)
+	}
+	s.pending = s.pending[:0]
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("fsync wal: %w", err)
+	}
+	return nil
+}
+
+func (s *Storage) flusher() {
+	defer close(s.done)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			if err := s.flushLocked(); err != nil && s.err == nil {
+				s.err = err
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// SaveSnapshot durably replaces the snapshot file.
+func (s *Storage) SaveSnapshot(snap raftpb.Snapshot) error {
+	b, err := snap.Marshal()
+	if err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	return writeFileSync(filepath.Join(s.dir, "snap"), appendRecord(nil, recSnapshot, b))
+}
+
+// Rewrite durably replaces the WAL with exactly this HardState and these entries (the
+// log after a snapshot), dropping whatever was buffered. Call it after SaveSnapshot.
+func (s *Storage) Rewrite(hs raftpb.HardState, ents []raftpb.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf, err := encodeState(nil, hs, ents)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.dir, "wal")
+	if err := writeFileSync(path, buf); err != nil {
+		return fmt.Errorf("rewrite wal: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("reopen wal: %w", err)
+	}
+	s.f.Close()
+	s.f, s.pending = f, s.pending[:0]
+	return nil
+}
+
+// Close flushes what is buffered and closes the WAL.
+func (s *Storage) Close() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.flushLocked()
+	if cerr := s.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close wal: %w", cerr)
+	}
+	return err
+}
+
+// readSnapshot reads the snapshot file; a missing file is the empty snapshot. The file
+// is replaced atomically, so any damage is corruption.
+func readSnapshot(path string) (raftpb.Snapshot, error) {
+	var snap raftpb.Snapshot
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return snap, nil
+	}
+	if err != nil {
+		return snap, fmt.Errorf("read snapshot: %w", err)
+	}
+	rec, n, ok := decodeOne(data)
+	if !ok || n != len(data) || rec.typ != recSnapshot {
+		return snap, fmt.Errorf("%w: snapshot file %s", ErrCorrupt, path)
+	}
+	if err := snap.Unmarshal(rec.payload); err != nil {
+		return snap, fmt.Errorf("%w: snapshot file %s: %v", ErrCorrupt, path, err)
+	}
+	return snap, nil
+}

@@ -1,0 +1,158 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+func ents(term uint64, from, to uint64) []raftpb.Entry {
+	var out []raftpb.Entry
+	for i := from; i <= to; i++ {
+		out = append(out, raftpb.Entry{Term: term, Index: i, Data: []byte{byte(i)}})
+	}
+	return out
+}
+
+func open(t *testing.T, dir string) (*Storage, Loaded) {
+	t.Helper()
+	s, ld, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	return s, ld
+}
+
+func TestStorageReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, ld := open(t, dir)
+	assert.False(t, ld.Exists)
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Vote: 1, Commit: 2}, ents(1, 1, 5)))
+	// Raft overwrites a suffix: 4.. with term 2.
+	require.NoError(t, s.Save(raftpb.HardState{Term: 2, Vote: 2, Commit: 3}, ents(2, 4, 6)))
+	require.NoError(t, s.Close())
+
+	s, ld = open(t, dir)
+	defer s.Close()
+	assert.True(t, ld.Exists)
+	assert.Equal(t, raftpb.HardState{Term: 2, Vote: 2, Commit: 3}, ld.HardState)
+	require.Len(t, ld.Entries, 6)
+	assert.Equal(t, uint64(1), ld.Entries[2].Term)
+	assert.Equal(t, uint64(2), ld.Entries[3].Term)
+	assert.Equal(t, uint64(6), ld.Entries[5].Index)
+}
+
+func TestStorageTornFinalRecord(t *testing.T) {
+	for name, damage := range map[string]func([]byte) []byte{
+		"cut mid-record": func(b []byte) []byte { return b[:len(b)-3] },
+		"cut mid-header": func(b []byte) []byte { return b[:lastGood(b)+4] },
+		"bad crc at end": func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b },
+		"zeroed tail":    func(b []byte) []byte { return append(b, make([]byte, 100)...) },
+		"garbage tail": func(b []byte) []byte {
+			last := lastGood(b)
+			for i := last + recHeader; i < len(b); i++ {
+				b[i] = 0xa5
+			}
+			return append(b, make([]byte, 50)...)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, _ := open(t, dir)
+			require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 3}, ents(1, 1, 3)))
+			require.NoError(t, s.Save(raftpb.HardState{}, ents(1, 4, 4)))
+			require.NoError(t, s.Close())
+			path := filepath.Join(dir, "wal")
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, damage(b), 0o644))
+
+			s, ld := open(t, dir)
+			want := 3
+			if name == "zeroed tail" {
+				want = 4
+			}
+			assert.Len(t, ld.Entries, want, "the torn record is dropped, the rest kept")
+			assert.Equal(t, uint64(3), ld.HardState.Commit)
+			// The tail was truncated: appending and reopening works.
+			require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 4}, ents(1, uint64(want+1), uint64(want+1))))
+			require.NoError(t, s.Close())
+			s, ld = open(t, dir)
+			defer s.Close()
+			assert.Len(t, ld.Entries, want+1)
+		})
+	}
+}
+
+// lastGood returns the offset where the last record of b starts.
+func lastGood(b []byte) int {
+	off, last := 0, 0
+	for off < len(b) {
+		_, n, ok := decodeOne(b[off:])
+		if !ok {
+			break
+		}
+		last, off = off, off+n
+	}
+	return last
+}
+
+func TestStorageCorruptMiddleIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir)
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 1}, ents(1, 1, 5)))
+	require.NoError(t, s.Close())
+	path := filepath.Join(dir, "wal")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[recHeader+2] ^= 0xff // inside the first record's payload
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	_, _, err = OpenStorage(dir, false)
+	assert.ErrorIs(t, err, ErrCorrupt)
+}
+
+func TestStorageSnapshotAndRewrite(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir)
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 10}, ents(1, 1, 12)))
+	snap := raftpb.Snapshot{Data: []byte(`{"regs":{"a":"1"}}`), Metadata: raftpb.SnapshotMetadata{
+		Index: 10, Term: 1, ConfState: raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}
+	require.NoError(t, s.SaveSnapshot(snap))
+	// Rewrite keeping a tail that starts before the snapshot, as compaction does.
+	require.NoError(t, s.Rewrite(raftpb.HardState{Term: 1, Commit: 10}, ents(1, 8, 12)))
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 13}, ents(1, 13, 13)))
+	require.NoError(t, s.Close())
+
+	s, ld := open(t, dir)
+	defer s.Close()
+	assert.Equal(t, snap.Metadata, ld.Snapshot.Metadata)
+	assert.Equal(t, snap.Data, ld.Snapshot.Data)
+	require.Len(t, ld.Entries, 3, "entries covered by the snapshot are skipped")
+	assert.Equal(t, uint64(11), ld.Entries[0].Index)
+	assert.Equal(t, uint64(13), ld.HardState.Commit)
+	_, err := os.Stat(filepath.Join(dir, "snap.tmp"))
+	assert.True(t, os.IsNotExist(err))
+}
+
+func TestStorageBufferedLosesUnflushed(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, true)
+	require.NoError(t, err)
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 1}, ents(1, 1, 2)))
+	// A crash now (before the background flush) loses the buffer: the file is empty.
+	b, err := os.ReadFile(filepath.Join(dir, "wal"))
+	require.NoError(t, err)
+	assert.Empty(t, b)
+	// The background flush writes and fsyncs it.
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "wal"))
+		return err == nil && len(b) > 0
+	}, 10*flushEvery, flushEvery/10)
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 2}, ents(1, 3, 3)))
+	require.NoError(t, s.Close()) // a clean stop flushes the rest
+	s, ld := open(t, dir)
+	defer s.Close()
+	assert.Len(t, ld.Entries, 3)
+}

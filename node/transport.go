@@ -1,0 +1,226 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Peer transport: each peer has one sender goroutine and a bounded queue. Messages are
+// POSTed in batches to <peer_url>/raft, each request with a short timeout: the harness
+// partitions by dropping packets, so a connection to a cut-off peer hangs rather than
+// fails. A full queue drops the message and reports the peer unreachable to raft, which
+// then slows down (probe state) and retries on its own.
+
+const (
+	peerQueue      = 4096
+	peerBatch      = 256
+	peerTimeout    = time.Second
+	snapTimeout    = 10 * time.Second
+	maxPeerRequest = 512 << 20
+)
+
+// reporter is the part of raft.Node the transport talks back to.
+type reporter interface {
+	ReportUnreachable(id uint64)
+	ReportSnapshot(id uint64, status raft.SnapshotStatus)
+}
+
+type transport struct {
+	log *slog.Logger
+	rep reporter
+
+	mu    sync.Mutex
+	peers map[uint64]*peer
+}
+
+type peer struct {
+	id   uint64
+	url  string
+	q    chan raftpb.Message
+	stop chan struct{}
+	hc   *http.Client
+	down bool // last send failed (owned by the sender goroutine; for logging)
+}
+
+func newTransport(log *slog.Logger, rep reporter) *transport {
+	return &transport{log: log, rep: rep, peers: map[uint64]*peer{}}
+}
+
+// setPeer starts (or re-points) the sender for id.
+func (t *transport) setPeer(id uint64, url string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.peers[id]; ok {
+		if p.url == url {
+			return
+		}
+		close(p.stop)
+	}
+	p := &peer{id: id, url: url, q: make(chan raftpb.Message, peerQueue), stop: make(chan struct{}),
+		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, DisableCompression: true}}}
+	t.peers[id] = p
+	go t.run(p)
+}
+
+// removePeer stops the sender for id.
+func (t *transport) removePeer(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.peers[id]; ok {
+		close(p.stop)
+		delete(t.peers, id)
+	}
+}
+
+// stopAll stops every sender.
+func (t *transport) stopAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, p := range t.peers {
+		close(p.stop)
+		delete(t.peers, id)
+	}
+}
+
+// send queues messages; it never blocks.
+func (t *transport) send(msgs []raftpb.Message) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range msgs {
+		p, ok := t.peers[m.To]
+		if !ok {
+			continue
+		}
+		select {
+		case p.q <- m:
+		default:
+			t.rep.ReportUnreachable(m.To)
+			if m.Type == raftpb.MsgSnap {
+				t.rep.ReportSnapshot(m.To, raft.SnapshotFailure)
+			}
+		}
+	}
+}
+
+func (t *transport) run(p *peer) {
+	defer p.hc.CloseIdleConnections()
+	for {
+		var batch []raftpb.Message
+		select {
+		case <-p.stop:
+			return
+		case m := <-p.q:
+			batch = append(batch, m)
+		}
+	drain:
+		for len(batch) < peerBatch {
+			select {
+			case m := <-p.q:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		t.post(p, batch)
+	}
+}
+
+// post sends a batch; a snapshot goes alone, with a longer timeout, and its outcome is
+// reported to raft.
+func (t *transport) post(p *peer, batch []raftpb.Message) {
+	var rest []raftpb.Message
+	for _, m := range batch {
+		if m.Type != raftpb.MsgSnap {
+			rest = append(rest, m)
+			continue
+		}
+		err := t.postBatch(p, []raftpb.Message{m}, snapTimeout)
+		status := raft.SnapshotFinish
+		if err != nil {
+			t.log.Warn("send snapshot", "to", p.id, "err", err)
+			t.rep.ReportUnreachable(p.id)
+			status = raft.SnapshotFailure
+		}
+		t.rep.ReportSnapshot(p.id, status)
+	}
+	if len(rest) == 0 {
+		return
+	}
+	err := t.postBatch(p, rest, peerTimeout)
+	if err != nil {
+		t.rep.ReportUnreachable(p.id)
+	}
+	switch {
+	case err != nil && !p.down:
+		t.log.Warn("peer unreachable", "peer", p.id, "url", p.url, "err", err)
+	case err == nil && p.down:
+		t.log.Info("peer reachable again", "peer", p.id)
+	}
+	p.down = err != nil
+}
+
+func (t *transport) postBatch(p *peer, batch []raftpb.Message, timeout time.Duration) error {
+	body, err := encodeBatch(batch)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+"/raft", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("peer request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("post to peer %d: %w", p.id, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("post to peer %d: status %d", p.id, resp.StatusCode)
+	}
+	return nil
+}
+
+// encodeBatch frames messages as uvarint length + marshalled raftpb.Message.
+func encodeBatch(msgs []raftpb.Message) ([]byte, error) {
+	var buf []byte
+	for i := range msgs {
+		b, err := msgs[i].Marshal()
+		if err != nil {
+			return nil, fmt.Errorf("encode raft message: %w", err)
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(b)))
+		buf = append(buf, b...)
+	}
+	return buf, nil
+}
+
+// decodeBatch is the inverse of encodeBatch.
+func decodeBatch(b []byte) ([]raftpb.Message, error) {
+	var out []raftpb.Message
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, fmt.Errorf("decode raft batch: bad frame")
+		}
+		var m raftpb.Message
+		if err := m.Unmarshal(b[k : k+int(n)]); err != nil {
+			return nil, fmt.Errorf("decode raft message: %w", err)
+		}
+		out = append(out, m)
+		b = b[k+int(n):]
+	}
+	return out, nil
+}

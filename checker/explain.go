@@ -1,0 +1,397 @@
+package checker
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/faultline/faultline/history"
+)
+
+// vizData is what Visualize draws: the failing keys' verbose check.
+type vizData struct {
+	model porcupine.Model
+	info  porcupine.LinearizationInfo
+}
+
+// maxExplained bounds the failing keys checked again verbosely and drawn; the others
+// are explained only by the simple stories.
+const maxExplained = 10
+
+// maxContradictionDrawn bounds the keys whose reads contradict each other that are
+// drawn: porcupine's search of them, with the naive list model, grows exponentially.
+const maxContradictionDrawn = 40
+
+// explainFailures checks the failing keys again, verbosely, fills res.Failures with an
+// explanation per key and returns the data for the visualization.
+func explainFailures(ctx context.Context, job linJob, model porcupine.Model, failed []keyHistory, res *LinResult) *vizData {
+	var drawn []keyHistory
+	for _, k := range failed {
+		why := ""
+		switch {
+		case len(drawn) == maxExplained:
+			why = fmt.Sprintf("not drawn: only the first %d failing keys are", maxExplained)
+		case k.contradiction && len(k.pops) > maxContradictionDrawn:
+			why = "its reads contradict each other; too many operations to draw"
+		default:
+			drawn = append(drawn, k)
+			continue
+		}
+		text, blamed := explainKey(model, job.model, k, nil, why)
+		res.Failures = append(res.Failures, KeyFailure{Key: k.key, Explanation: text + faultsDuring(job.faults, k.ops, blamed), Op: blamed, Ops: len(k.pops)})
+	}
+	if len(drawn) == 0 {
+		return nil
+	}
+	failed = drawn
+	var all []porcupine.Operation
+	groups := make([][]porcupine.Operation, len(failed))
+	rows := map[int]int{} // process -> dense row of the drawing
+	for i, k := range failed {
+		for j, p := range k.pops {
+			o := failed[i].ops[j]
+			if _, ok := rows[o.process]; !ok {
+				rows[o.process] = len(rows)
+			}
+			p.Metadata, p.ClientId = o, rows[o.process]
+			groups[i] = append(groups[i], p)
+		}
+		all = append(all, groups[i]...)
+	}
+	m := model
+	m.Partition = func([]porcupine.Operation) [][]porcupine.Operation { return groups }
+	m.DescribeOperationMetadata = func(md any) string {
+		o, ok := md.(*op)
+		if !ok {
+			return ""
+		}
+		return fmt.Sprintf("process %d on %s, events %d–%d %s", o.process, orDash(o.node), o.invIdx, o.retIdx, o.err)
+	}
+	// The search stops when ctx ends; the model kept for the drawing and the
+	// explanations must not, since they replay the partial linearizations later.
+	var stop atomic.Bool
+	defer context.AfterFunc(ctx, func() { stop.Store(true) })()
+	search := m
+	search.Step = func(state, input, output any) (bool, any) {
+		if stop.Load() {
+			return false, state
+		}
+		return m.Step(state, input, output)
+	}
+	// The first pass proved these keys illegal; the verbose pass repeats their search
+	// with bookkeeping: give it the time limit again, and no less than a few seconds.
+	timeout := job.timeout
+	if timeout > 0 {
+		timeout = max(timeout, 10*time.Second)
+	}
+	_, info := porcupine.CheckOperationsVerbose(search, all, timeout)
+	partials := info.PartialLinearizationsOperations()
+	for i, k := range failed {
+		var longest []porcupine.Operation
+		if i < len(partials) {
+			for _, p := range partials[i] {
+				if len(p) > len(longest) {
+					longest = p
+				}
+			}
+		}
+		text, blamed := explainKey(m, job.model, k, longest, "the search for an explanation was cut short")
+		text += faultsDuring(job.faults, k.ops, blamed)
+		res.Failures = append(res.Failures, KeyFailure{Key: k.key, Explanation: text, Op: blamed, Ops: len(k.pops)})
+	}
+	return &vizData{model: m, info: info}
+}
+
+// faultsDuring names the faults in force while the blamed operation ran.
+func faultsDuring(faults []window, ops []*op, blamed int64) string {
+	var o *op
+	for _, c := range ops {
+		if c.invIdx == blamed {
+			o = c
+		}
+	}
+	if o == nil {
+		return ""
+	}
+	var names []string
+	for _, w := range faults {
+		if w.start <= o.end() && w.end >= o.call {
+			s := w.fault
+			if w.value != "" {
+				s += " " + w.value
+			}
+			if w.nodes != "" {
+				s += " on " + w.nodes
+			}
+			names = append(names, fmt.Sprintf("%s (%s–%s)", s, secs(w.start), secs(w.end)))
+		}
+	}
+	if len(names) == 0 {
+		return " (no fault was in force during it)"
+	}
+	return " (faults in force during it: " + strings.Join(names, "; ") + ")"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// explainKey tells why one key has no linearization: first by a simple story that is a
+// proof on its own (a stale read, a value never written, a read of the future), then
+// from porcupine's longest partial linearization.
+func explainKey(m porcupine.Model, modelName string, k keyHistory, longest []porcupine.Operation, noDetail string) (string, int64) {
+	prefix := fmt.Sprintf("key %q: ", k.key)
+	byRet := make([]*op, 0, len(k.ops))
+	for i := range k.ops {
+		if !k.ops[i].open() {
+			byRet = append(byRet, k.ops[i])
+		}
+	}
+	sort.SliceStable(byRet, func(a, b int) bool { return byRet[a].ret < byRet[b].ret })
+	for _, o := range byRet {
+		var story string
+		if modelName == "list" {
+			story = listStory(o, k.ops)
+		} else {
+			story = registerStory(o, k.ops)
+		}
+		if story != "" {
+			return prefix + story, o.invIdx
+		}
+	}
+	if len(longest) == 0 {
+		return fmt.Sprintf("%sno legal order of its %d operations exists (%s)", prefix, len(k.pops), noDetail), -1
+	}
+	story, idx := partialStory(m, k, longest)
+	return prefix + story, idx
+}
+
+// writers returns the operations of ops that may have set the register to s.
+func writers(ops []*op, s regState) []*op {
+	var out []*op
+	for i := range ops {
+		o := ops[i]
+		switch {
+		case o.f == "write" && o.in.Kind == history.Str && o.in.S == s.v:
+		case o.f == "cas" && o.in.Kind == history.List && len(o.in.L) == 2 && o.in.L[1] == s.v:
+		default:
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// registerStory explains a read (or a successful cas) o that saw a value it cannot have
+// seen, or returns "".
+func registerStory(o *op, ops []*op) string {
+	var saw regState
+	var what string
+	switch {
+	case o.f == "read":
+		s, err := regValue(o.out)
+		if err != nil {
+			return ""
+		}
+		saw, what = s, fmt.Sprintf("%s returned %s", o.describe(), s)
+	case o.f == "cas" && o.in.Kind == history.List && len(o.in.L) == 2:
+		saw = regState{set: true, v: o.in.L[0]}
+		what = fmt.Sprintf("%s succeeded expecting %s", o.describe(), saw)
+	default:
+		return ""
+	}
+	ws := writers(ops, saw)
+	if saw.set {
+		if len(ws) == 0 {
+			return fmt.Sprintf("%s, but no write or cas on the key ever wrote %s", what, saw)
+		}
+		first := ws[0]
+		for _, w := range ws {
+			if w.call < first.call {
+				first = w
+			}
+		}
+		if first.call > o.ret {
+			return fmt.Sprintf("%s, before any write of %s began (the first, %s)", what, saw, first.describe())
+		}
+	}
+	return staleStory(o, ops, saw, ws, what)
+}
+
+// staleStory finds a write that overwrote every write of saw and completed before o
+// began: o's view of saw was stale.
+func staleStory(o *op, ops []*op, saw regState, ws []*op, what string) string {
+	lastWrite := int64(-1 << 62)
+	for _, w := range ws {
+		lastWrite = max(lastWrite, w.end())
+	}
+	for i := range ops {
+		w := ops[i]
+		if w == o || w.open() || w.ret >= o.call || w.call <= lastWrite {
+			continue
+		}
+		var wrote regState
+		switch {
+		case w.f == "write" && w.in.Kind == history.Str:
+			wrote = regState{set: true, v: w.in.S}
+		case w.f == "cas" && w.in.Kind == history.List && len(w.in.L) == 2:
+			wrote = regState{set: true, v: w.in.L[1]}
+		default:
+			continue
+		}
+		if wrote == saw {
+			continue
+		}
+		restore := "and no later write restores " + saw.String()
+		if !saw.set {
+			restore = "and nothing deletes the key"
+		}
+		return fmt.Sprintf("%s, but %s wrote %s: it began after %s and completed before the read began, %s",
+			what, w.describe(), wrote, wroteSaw(saw, ws), restore)
+	}
+	return ""
+}
+
+func wroteSaw(saw regState, ws []*op) string {
+	if !saw.set {
+		return "the key started missing"
+	}
+	if len(ws) == 1 && ws[0].untimed {
+		return fmt.Sprintf("the write of %s completed (event %d)", saw, ws[0].retIdx)
+	}
+	if len(ws) == 1 {
+		return "the write of " + saw.String() + " completed at " + secs(ws[0].ret)
+	}
+	return fmt.Sprintf("all %d writes of %s completed", len(ws), saw)
+}
+
+// listStory explains a list read o that cannot follow what came before it, or "".
+func listStory(o *op, ops []*op) string {
+	if o.f != "read" || o.out.Kind == history.Str {
+		return ""
+	}
+	got := o.out.L
+	in := map[string]bool{}
+	for _, e := range got {
+		in[e] = true
+	}
+	what := fmt.Sprintf("%s returned %s", o.describe(), brief(got))
+	if len(in) < len(got) {
+		twice := map[string]bool{}
+		for _, e := range got {
+			if twice[e] {
+				return fmt.Sprintf("%s, which holds %q twice", what, e)
+			}
+			twice[e] = true
+		}
+	}
+	appended := map[string]bool{}
+	for i := range ops {
+		a := ops[i]
+		if a.f == "append" && a.in.Kind == history.Str {
+			appended[a.in.S] = true
+		}
+	}
+	for _, e := range got {
+		if !appended[e] {
+			return fmt.Sprintf("%s, but %q was never appended", what, e)
+		}
+	}
+	for i := range ops {
+		a := ops[i]
+		if a.f == "append" && !a.open() && a.ret < o.call && a.in.Kind == history.Str && !in[a.in.S] {
+			return fmt.Sprintf("%s, without %q, whose %s completed before the read began", what, a.in.S, a.describe())
+		}
+		if a.f == "read" && a != o && !a.open() && a.ret < o.call && !isPrefix(a.out.L, got) {
+			return fmt.Sprintf("%s, but the earlier %s had returned %s, which is not a prefix of it", what, a.describe(), brief(a.out.L))
+		}
+	}
+	return missedPredecessor(o, ops, in, what)
+}
+
+// missedPredecessor explains a read that holds an element x but not an element a whose
+// acknowledged append completed before x's append began.
+func missedPredecessor(o *op, ops []*op, in map[string]bool, what string) string {
+	first := map[string]*op{}
+	for _, a := range ops {
+		if a.f == "append" && a.in.Kind == history.Str && (first[a.in.S] == nil || a.call < first[a.in.S].call) {
+			first[a.in.S] = a
+		}
+	}
+	for _, x := range o.out.L {
+		ax := first[x]
+		for _, a := range ops {
+			if a.f == "append" && !a.open() && a.in.Kind == history.Str && !in[a.in.S] && ax != nil && a.ret < ax.call {
+				return fmt.Sprintf("%s, which holds %q but not %q, although the %s completed before the append of %q (%s) began",
+					what, x, a.in.S, a.describe(), x, ax.describe())
+			}
+		}
+	}
+	return ""
+}
+
+// brief renders a list for an explanation, eliding the middle of a long one.
+func brief(l []string) string {
+	if len(l) <= 12 {
+		return "[" + strings.Join(l, " ") + "]"
+	}
+	return fmt.Sprintf("[%s … (%d more) … %s]", strings.Join(l[:3], " "), len(l)-6, strings.Join(l[len(l)-3:], " "))
+}
+
+func isPrefix(p, l []string) bool {
+	if len(p) > len(l) {
+		return false
+	}
+	for i := range p {
+		if p[i] != l[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// partialStory explains a failure from the longest partial linearization: the state it
+// leaves, and the operation that must come next but cannot.
+func partialStory(m porcupine.Model, k keyHistory, longest []porcupine.Operation) (string, int64) {
+	state := m.Init()
+	in := map[*op]bool{}
+	for _, p := range longest {
+		_, state = m.Step(state, p.Input, p.Output)
+		if o, ok := p.Metadata.(*op); ok {
+			in[o] = true
+		}
+	}
+	var blamed *porcupine.Operation
+	for i := range k.pops {
+		p := &k.pops[i]
+		o := k.ops[i]
+		if in[o] {
+			continue
+		}
+		if blamed == nil || p.Return < blamed.Return {
+			blamed = p
+		}
+	}
+	if blamed == nil {
+		return fmt.Sprintf("no legal order of its %d operations was found", len(k.pops)), -1
+	}
+	o := k.ops[indexOf(k.pops, blamed)]
+	return fmt.Sprintf("no legal order of its %d operations exists: the longest legal order covers %d of them and leaves the key at %s; then %s (%s) cannot be ordered, nor can anything that completed before it",
+		len(k.pops), len(longest), m.DescribeState(state), o.describe(), m.DescribeOperation(blamed.Input, blamed.Output)), o.invIdx
+}
+
+func indexOf(pops []porcupine.Operation, p *porcupine.Operation) int {
+	for i := range pops {
+		if &pops[i] == p {
+			return i
+		}
+	}
+	return 0
+}

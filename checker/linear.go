@@ -1,0 +1,176 @@
+package checker
+
+import (
+	"context"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// LinResult is the linearizability checker's result.
+type LinResult struct {
+	Verdict Verdict `json:"valid"`
+	// Model is "register" or "list".
+	Model string `json:"model"`
+	Keys  int    `json:"keys"`
+	// Ops is the number of operations given to porcupine; Dropped the indeterminate
+	// ones left out because they could not matter.
+	Ops     int `json:"ops"`
+	Dropped int `json:"dropped"`
+	// Failures lists the keys with no linearization, each explained.
+	Failures []KeyFailure `json:"failures,omitempty"`
+	// UnknownKeys are the keys not decided in time.
+	UnknownKeys []string `json:"unknown_keys,omitempty"`
+	Elapsed     Millis   `json:"elapsed_ms"`
+}
+
+// KeyFailure is one key whose history has no linearization.
+type KeyFailure struct {
+	Key string `json:"key"`
+	// Explanation says in plain words which operation cannot be ordered, and why.
+	Explanation string `json:"explanation"`
+	// Op is the event index of the invoke of the operation blamed (-1 if none).
+	Op int64 `json:"op_index"`
+	// Ops is the number of operations of the key that were checked.
+	Ops int `json:"ops"`
+}
+
+// Millis is a duration encoded in JSON as fractional milliseconds.
+type Millis time.Duration
+
+// MarshalJSON encodes the duration in milliseconds.
+func (m Millis) MarshalJSON() ([]byte, error) {
+	return []byte(formatFloat(ms(time.Duration(m)))), nil
+}
+
+// keyHistory is one key's porcupine operations and the ops they came from.
+type keyHistory struct {
+	key     string
+	model   string
+	raw     []*op // every operation of the key
+	notes   []string
+	pops    []porcupine.Operation
+	ops     []*op
+	ignored int // operations of an unexpected shape, left out
+	// contradiction is set when the key's reads disagree in a way no order explains
+	// (see listOrder): it fails without a search.
+	contradiction bool
+	dropped       int // indeterminate operations that could not matter, left out
+}
+
+// checkKeys runs porcupine on every key, a few at once, under one deadline (zero: none)
+// and ctx. A key not decided in time is porcupine.Unknown.
+func checkKeys(ctx context.Context, model porcupine.Model, keys []keyHistory, deadline time.Time) []porcupine.CheckResult {
+	out := make([]porcupine.CheckResult, len(keys))
+	var stop atomic.Bool
+	defer context.AfterFunc(ctx, func() { stop.Store(true) })()
+	step := model.Step
+	model.Step = func(state, input, output any) (bool, any) {
+		if stop.Load() {
+			return false, state
+		}
+		return step(state, input, output)
+	}
+	order := make([]int, len(keys)) // largest first, so the long pole starts early
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return len(keys[order[a]].raw) > len(keys[order[b]].raw) })
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				keys[i].prepare()
+				if keys[i].contradiction {
+					out[i] = porcupine.Illegal
+					continue
+				}
+				out[i] = checkOne(ctx, model, keys[i].pops, deadline, &stop)
+			}
+		}()
+	}
+	for _, i := range order {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func checkOne(ctx context.Context, model porcupine.Model, pops []porcupine.Operation, deadline time.Time, stop *atomic.Bool) porcupine.CheckResult {
+	if stop.Load() || ctx.Err() != nil {
+		return porcupine.Unknown
+	}
+	var timeout time.Duration
+	if !deadline.IsZero() {
+		if timeout = time.Until(deadline); timeout <= 0 {
+			return porcupine.Unknown
+		}
+	}
+	res := porcupine.CheckOperationsTimeout(model, pops, timeout)
+	if stop.Load() || ctx.Err() != nil { // a cancelled search answers Illegal for want of steps
+		return porcupine.Unknown
+	}
+	return res
+}
+
+// linJob is one linearizability check: the model's name ("register" or "list"), the
+// keys, the time limit, and the faults in force, for the explanations.
+type linJob struct {
+	model   string
+	keys    []keyHistory
+	timeout time.Duration
+	faults  []window
+}
+
+// linearizable checks the keys against the model and explains the keys that fail. The
+// failing keys' verbose check is kept in the returned vizData for Visualize.
+func linearizable(ctx context.Context, job linJob) (*LinResult, *vizData) {
+	start := time.Now()
+	modelName, keys, timeout := job.model, job.keys, job.timeout
+	model := registerModel
+	if modelName == "list" {
+		model = listModel
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = start.Add(timeout)
+	}
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	res := &LinResult{Model: modelName, Keys: len(keys)}
+	outcomes := checkKeys(ctx, model, keys, deadline)
+	for _, k := range keys {
+		res.Ops += len(k.pops)
+		res.Dropped += k.dropped
+	}
+	var failed []keyHistory
+	verdicts := []Verdict{Valid}
+	for i, r := range outcomes {
+		switch {
+		case r == porcupine.Illegal && keys[i].ignored == 0:
+			failed = append(failed, keys[i])
+			verdicts = append(verdicts, Invalid)
+		case r == porcupine.Ok:
+		default:
+			res.UnknownKeys = append(res.UnknownKeys, keys[i].key)
+			verdicts = append(verdicts, Unknown)
+		}
+	}
+	res.Verdict = Compose(verdicts...)
+	var viz *vizData
+	if len(failed) > 0 {
+		viz = explainFailures(ctx, job, model, failed, res)
+		sort.SliceStable(res.Failures, func(a, b int) bool { return res.Failures[a].Key < res.Failures[b].Key })
+	}
+	res.Elapsed = Millis(time.Since(start))
+	return res, viz
+}

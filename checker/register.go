@@ -1,0 +1,185 @@
+package checker
+
+import (
+	"fmt"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/faultline/faultline/history"
+)
+
+// regState is a register's value; the zero regState is a missing key.
+type regState struct {
+	set bool
+	v   string
+}
+
+func (s regState) String() string {
+	if !s.set {
+		return "nil"
+	}
+	return fmt.Sprintf("%q", s.v)
+}
+
+type regKind uint8
+
+const (
+	regRead regKind = iota
+	regWrite
+	regCas
+)
+
+// regInput is a register operation's argument. next is the state it writes, boxed once
+// here so that porcupine's search does not allocate on every step.
+type regInput struct {
+	kind regKind
+	from regState // cas: the value expected
+	to   regState // write and cas: the value written
+	next any      // to, boxed
+}
+
+// regOutput is a register operation's result: what a read saw, or nothing; unknown for
+// an indeterminate write or cas, which may or may not have taken effect.
+type regOutput struct {
+	unknown bool
+	read    regState
+}
+
+// registerModel is a single key's register (porcupine partitions are per key).
+var registerModel = porcupine.Model{
+	Init: func() any { return regState{} },
+	Step: func(state, input, output any) (bool, any) {
+		s, in, out := state.(regState), input.(*regInput), output.(*regOutput)
+		switch in.kind {
+		case regRead:
+			return out.unknown || s == out.read, state
+		case regWrite:
+			return true, in.next
+		}
+		if s == in.from {
+			return true, in.next
+		}
+		return out.unknown, state // an indeterminate cas that did not match changed nothing
+	},
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(*regInput), output.(*regOutput)
+		res := ""
+		if out.unknown {
+			res = " -> ?"
+		}
+		switch in.kind {
+		case regRead:
+			return "read() -> " + out.read.String()
+		case regWrite:
+			return "write(" + in.to.String() + ")" + res
+		}
+		return "cas(" + in.from.String() + ", " + in.to.String() + ")" + res
+	},
+	DescribeState: func(state any) string { return state.(regState).String() },
+}
+
+// regValue reads a register value: None is a missing key.
+func regValue(v history.Value) (regState, error) {
+	switch v.Kind {
+	case history.None:
+		return regState{}, nil
+	case history.Str:
+		return regState{set: true, v: v.S}, nil
+	}
+	return regState{}, fmt.Errorf("a list %v where a register value belongs", v)
+}
+
+// registerOps converts one key's operations to porcupine operations, dropping the
+// indeterminate ones that cannot matter: an info read (it changes nothing), and an info
+// write or cas whose value no read and no cas ever saw. Such a write, wherever it is
+// ordered, is followed only by operations that do not look at the register before the
+// next write (any that did would have seen its value), and open-ended operations can
+// always be ordered last; so the history is linearizable with it iff without it.
+func registerOps(ops []*op) (pops []porcupine.Operation, kept []*op, dropped int, notes []string) {
+	seen := observedValues(ops)
+	ins, outs := make([]regInput, 0, len(ops)), make([]regOutput, 0, len(ops)) // one allocation each
+	pops, kept = make([]porcupine.Operation, 0, len(ops)), make([]*op, 0, len(ops))
+	for i := range ops {
+		o := ops[i]
+		in, out, err := registerOp(o)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("event %d: %s on key %q: %v; ignored", o.invIdx, o.f, o.key, err))
+			continue
+		}
+		if o.open() && (in.kind == regRead || !seen[in.to.v]) {
+			dropped++
+			continue
+		}
+		ins, outs = append(ins, in), append(outs, out)
+		pin := &ins[len(ins)-1]
+		pin.next = pin.to
+		pops = append(pops, porcupine.Operation{ClientId: o.process, Input: pin, Call: o.call,
+			Output: &outs[len(outs)-1], Return: o.end()})
+		kept = append(kept, o)
+	}
+	return pops, kept, dropped, notes
+}
+
+func registerOp(o *op) (regInput, regOutput, error) {
+	out := regOutput{unknown: o.open()}
+	switch o.f {
+	case "read":
+		if !o.open() {
+			s, err := regValue(o.out)
+			if err != nil {
+				return regInput{}, out, err
+			}
+			out.read = s
+		}
+		return regInput{kind: regRead}, out, nil
+	case "write":
+		if o.in.Kind != history.Str {
+			return regInput{}, out, fmt.Errorf("write of %v, not a string", o.in)
+		}
+		to := regState{set: true, v: o.in.S}
+		return regInput{kind: regWrite, to: to}, out, nil
+	case "cas":
+		if o.in.Kind != history.List || len(o.in.L) != 2 {
+			return regInput{}, out, fmt.Errorf("cas of %v, not [from to]", o.in)
+		}
+		from, to := regState{set: true, v: o.in.L[0]}, regState{set: true, v: o.in.L[1]}
+		return regInput{kind: regCas, from: from, to: to}, out, nil
+	}
+	return regInput{}, out, fmt.Errorf("not a register operation")
+}
+
+// observedValues returns which of the values that indeterminate writes and cas wrote
+// some read saw or some cas expected. Most keys have few such writes, so it looks only
+// for them.
+func observedValues(ops []*op) map[string]bool {
+	var seen map[string]bool
+	for _, o := range ops {
+		if o.open() && (o.f == "write" && o.in.Kind == history.Str || o.f == "cas" && len(o.in.L) == 2) {
+			if seen == nil {
+				seen = map[string]bool{}
+			}
+			if o.f == "write" {
+				seen[o.in.S] = false
+			} else {
+				seen[o.in.L[1]] = false
+			}
+		}
+	}
+	if seen == nil {
+		return nil
+	}
+	for _, o := range ops {
+		var v string
+		switch {
+		case o.f == "read" && !o.open() && o.out.Kind == history.Str:
+			v = o.out.S
+		case o.f == "cas" && o.in.Kind == history.List && len(o.in.L) == 2:
+			v = o.in.L[0]
+		default:
+			continue
+		}
+		if _, ok := seen[v]; ok {
+			seen[v] = true
+		}
+	}
+	return seen
+}

@@ -1,0 +1,163 @@
+package checker
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Verdict is a checker's three-valued answer. Unknown (the checker timed out, or had too
+// little to go on) is never a pass.
+type Verdict string
+
+// The verdicts.
+const (
+	Valid   Verdict = "valid"
+	Invalid Verdict = "invalid"
+	Unknown Verdict = "unknown"
+)
+
+// Compose combines verdicts: invalid beats unknown beats valid. No verdicts at all is
+// unknown: nothing was checked.
+func Compose(vs ...Verdict) Verdict {
+	if len(vs) == 0 {
+		return Unknown
+	}
+	out := Valid
+	for _, v := range vs {
+		switch v {
+		case Invalid:
+			return Invalid
+		case Valid:
+		default:
+			out = Unknown
+		}
+	}
+	return out
+}
+
+// MarshalJSON encodes valid as true, invalid as false and anything else as "unknown",
+// the form of results.json's "valid" fields.
+func (v Verdict) MarshalJSON() ([]byte, error) {
+	switch v {
+	case Valid:
+		return []byte("true"), nil
+	case Invalid:
+		return []byte("false"), nil
+	}
+	return []byte(`"unknown"`), nil
+}
+
+// UnmarshalJSON reads back what MarshalJSON writes (and the verdict names).
+func (v *Verdict) UnmarshalJSON(b []byte) error {
+	switch strings.TrimSpace(string(b)) {
+	case "true", `"valid"`:
+		*v = Valid
+	case "false", `"invalid"`:
+		*v = Invalid
+	case `"unknown"`, "null":
+		*v = Unknown
+	default:
+		return fmt.Errorf("verdict %s is not true, false or \"unknown\"", b)
+	}
+	return nil
+}
+
+// Result is what Check found. Its JSON form is results.json.
+type Result struct {
+	Verdict  Verdict
+	Workload string
+	// Linearizability is set for register and append histories.
+	Linearizability *LinResult
+	Set             *SetResult
+	Append          *AppendResult
+	Stats           Stats
+	// Notes are what the checker had to forgive in the history (unpaired events, values
+	// of an unexpected shape); they never make a verdict valid.
+	Notes   []string
+	Elapsed time.Duration
+
+	viz *vizData // the failing keys, for Visualize; nil unless invalid
+}
+
+type resultJSON struct {
+	Valid     Verdict        `json:"valid"`
+	Workload  string         `json:"workload"`
+	Checkers  map[string]any `json:"checkers"`
+	Stats     Stats          `json:"stats"`
+	Notes     []string       `json:"notes,omitempty"`
+	ElapsedMS float64        `json:"check_ms"`
+}
+
+// MarshalJSON encodes the result as results.json:
+// {"valid": true|false|"unknown", "checkers": {...}, "stats": {...}}.
+func (r Result) MarshalJSON() ([]byte, error) {
+	c := map[string]any{}
+	if r.Linearizability != nil {
+		c["linearizability"] = r.Linearizability
+	}
+	if r.Set != nil {
+		c["set"] = r.Set
+	}
+	if r.Append != nil {
+		c["append"] = r.Append
+	}
+	return json.Marshal(resultJSON{Valid: r.Verdict, Workload: r.Workload, Checkers: c, Stats: r.Stats,
+		Notes: r.Notes, ElapsedMS: ms(r.Elapsed)})
+}
+
+// Explanations returns the plain-words explanation of every failure found, one a line.
+func (r Result) Explanations() []string {
+	var out []string
+	if r.Linearizability != nil {
+		for _, f := range r.Linearizability.Failures {
+			out = append(out, f.Explanation)
+		}
+	}
+	if r.Set != nil {
+		out = append(out, r.Set.Anomalies...)
+	}
+	if r.Append != nil {
+		out = append(out, r.Append.Anomalies...)
+	}
+	return out
+}
+
+// Summary renders the result in a few lines for a terminal.
+func (r Result) Summary() string {
+	var b strings.Builder
+	if l := r.Linearizability; l != nil {
+		fmt.Fprintf(&b, "linearizability (%s model): %s — %d keys, %d ops checked, %d indeterminate dropped",
+			l.Model, l.Verdict, l.Keys, l.Ops, l.Dropped)
+		if len(l.UnknownKeys) > 0 {
+			fmt.Fprintf(&b, ", %d keys undecided", len(l.UnknownKeys))
+		}
+		b.WriteString("\n")
+	}
+	if s := r.Set; s != nil {
+		fmt.Fprintf(&b, "set: %s — %d ok, %d lost, %d unexpected, %d stale, %d recovered, %d never read\n",
+			s.Verdict, s.OK, len(s.Lost), len(s.Unexpected), s.Stale, len(s.Recovered), len(s.NeverRead))
+	}
+	if a := r.Append; a != nil {
+		fmt.Fprintf(&b, "append: %s — %d lost, %d duplicated, %d reordered, %d unexpected\n",
+			a.Verdict, len(a.Lost), len(a.Duplicated), len(a.Reordered), len(a.Unexpected))
+	}
+	st := r.Stats
+	if st.Untimed {
+		fmt.Fprintf(&b, "stats: availability %.1f%% (the history has no times)", 100*st.Availability)
+	} else {
+		fmt.Fprintf(&b, "stats: availability %.1f%%, latency p50 %.1fms p99 %.1fms max %.1fms, %.1f ops/s",
+			100*st.Availability, st.Latency.P50, st.Latency.P99, st.Latency.Max, st.OpsPerSec)
+	}
+	for i, e := range r.Explanations() {
+		if i == 3 {
+			fmt.Fprintf(&b, "\n  … and %d more (see results.json)", len(r.Explanations())-3)
+			break
+		}
+		b.WriteString("\n  " + e)
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,96 @@
+package checker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/faultline/faultline/history"
+)
+
+// ErrNoVisualization is returned by Visualize for a result without a violation to draw.
+var ErrNoVisualization = errors.New("no linearizability violation to visualize")
+
+// CanVisualize reports whether the result has a linearizability violation to draw.
+func (r Result) CanVisualize() bool { return r.viz != nil }
+
+// Visualize writes porcupine's HTML view of the keys that failed, with the nemesis's
+// faults drawn as annotations, to w.
+func (r Result) Visualize(w io.Writer) error {
+	if r.viz == nil {
+		return ErrNoVisualization
+	}
+	return porcupine.Visualize(r.viz.model, r.viz.info, w)
+}
+
+// annotations turns the nemesis's events into porcupine annotations: one per fault,
+// from the invoke of its start to the completion of its end.
+func annotations(nemesis []history.Event) []porcupine.Annotation {
+	var out []porcupine.Annotation
+	for _, w := range faultWindows(nemesis) {
+		desc := w.fault
+		if w.value != "" {
+			desc += " " + w.value
+		}
+		out = append(out, porcupine.Annotation{Tag: "nemesis", Start: w.start, End: w.end,
+			Description: desc, Details: fmt.Sprintf("%s at %s–%s on %s", w.fault, secs(w.start), secs(w.end), orDash(w.nodes)),
+			BackgroundColor: "#f6d5d5"})
+	}
+	return out
+}
+
+// window is one fault in force, from its injection to its heal.
+type window struct {
+	fault, value, nodes string
+	start, end          int64
+}
+
+// endsFault reports whether a nemesis f heals a fault (stop-partition, start after a
+// kill, resume, clock-reset, member-add, heal…).
+func endsFault(f string) bool {
+	switch f {
+	case "start", "resume", "clock-reset", "member-add", "heal":
+		return true
+	}
+	return strings.HasPrefix(f, "stop") || strings.HasPrefix(f, "heal")
+}
+
+// faultWindows pairs the nemesis's starts and ends: faultline's (start-partition then
+// stop-partition, kill then start, …, each an invoke and a completion) and Jepsen's
+// (:start then :stop, each recorded as :info). A fault never healed lasts until the
+// last event of the nemesis.
+func faultWindows(nemesis []history.Event) []window {
+	var (
+		out  []window
+		open *window
+		last int64
+	)
+	for _, e := range nemesis {
+		last = max(last, e.Time)
+		switch {
+		case open != nil && endsFault(e.F) && e.F != open.fault:
+			if e.IsCompletion() {
+				open.end = e.Time
+				out = append(out, *open)
+				open = nil
+			}
+		case open == nil && (e.Type == history.Invoke || e.Type == history.Info) && (!endsFault(e.F) || e.F == "start"):
+			// Jepsen's nemesis records :info for both halves, and calls its fault :start.
+			open = &window{fault: e.F, start: e.Time, end: -1}
+		case open != nil && e.F == open.fault && (e.Type == history.OK || e.Type == history.Info):
+			if !e.Value.IsNone() {
+				open.value = e.Value.String()
+			}
+			open.nodes = e.Node
+		case open != nil && e.F == open.fault && e.Type == history.Fail:
+			open = nil // never injected
+		}
+	}
+	if open != nil {
+		open.end = last
+		out = append(out, *open)
+	}
+	return out
+}

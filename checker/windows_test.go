@@ -1,0 +1,61 @@
+package checker
+
+import (
+	"testing"
+
+	"github.com/faultline/faultline/history"
+	"github.com/stretchr/testify/assert"
+)
+
+func nem(t int64, typ history.Type, f string, v history.Value) history.Event {
+	return history.Event{Time: t, Process: history.NemesisProcess, Type: typ, F: f, Value: v}
+}
+
+func TestFaultWindows(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in   []history.Event
+		want []window
+	}{
+		"faultline": {
+			in: []history.Event{
+				nem(1, history.Invoke, "kill", history.Value{}), nem(2, history.OK, "kill", history.S1("n2")),
+				nem(5, history.Invoke, "start", history.Value{}), nem(6, history.OK, "start", history.Value{}),
+				nem(7, history.Invoke, "pause", history.Value{}), nem(8, history.Fail, "pause", history.Value{}),
+				nem(9, history.Invoke, "start-partition", history.Value{}), nem(10, history.OK, "start-partition", history.L("one", "n1")),
+			},
+			want: []window{{fault: "kill", value: `"n2"`, start: 1, end: 6}, {fault: "start-partition", value: "[one n1]", start: 9, end: 10}},
+		},
+		"jepsen": {
+			in: []history.Event{
+				nem(1, history.Info, "start", history.Value{}), nem(2, history.Info, "start", history.S1("cut")),
+				nem(5, history.Info, "stop", history.Value{}), nem(6, history.Info, "stop", history.Value{}),
+			},
+			want: []window{{fault: "start", value: `"cut"`, start: 1, end: 5}},
+		},
+		"none": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, faultWindows(tc.in))
+		})
+	}
+}
+
+func TestStatsAvailabilityDuringFaults(t *testing.T) {
+	events := []history.Event{
+		nem(10, history.Invoke, "start-partition", history.Value{}), nem(11, history.OK, "start-partition", history.Value{}),
+		{Time: 12, Process: 0, Type: history.Invoke, F: "read"}, {Time: 20, Process: 0, Type: history.Info, F: "read"},
+		nem(30, history.Invoke, "stop-partition", history.Value{}), nem(31, history.OK, "stop-partition", history.Value{}),
+		{Time: 40, Process: 1, Type: history.Invoke, F: "read"}, {Time: 40 + 2e6, Process: 1, Type: history.OK, F: "read"},
+		{Time: 3e6, Process: 2, Type: history.Invoke, F: "write", Value: history.S1("a")},
+	}
+	for i := range events {
+		events[i].Index = int64(i)
+	}
+	st := computeStats(pairOps(events))
+	assert.Equal(t, 0.5, st.Availability)
+	assert.Equal(t, 0.0, st.AvailabilityDuringFaults)
+	assert.Equal(t, 1.0, st.AvailabilityOutsideFaults)
+	assert.Equal(t, 2.0, st.Latency.P50)
+	assert.Equal(t, 1, st.Faults)
+	assert.Equal(t, 1, st.Counts["write"][history.Info], "an invoke never completed is indeterminate")
+}

@@ -1,0 +1,81 @@
+package history
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func addFixtures(f *testing.F, names ...string) {
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join("testdata", n))
+		if err != nil {
+			f.Fatal(err)
+		}
+		// Only a prefix: the fuzzer minimizes what it finds from its seeds, which is
+		// slow for whole files.
+		f.Add(b[:min(len(b), 400)])
+	}
+}
+
+// FuzzReadJSONL checks that no input makes ReadJSONL panic, and that what it reads
+// survives a round trip.
+func FuzzReadJSONL(f *testing.F) {
+	f.Add([]byte(`{"index":0,"time":1,"process":1,"type":"invoke","f":"read","value":null}` + "\n"))
+	f.Add([]byte(`{"index":1,"time":2,"process":"nemesis","type":"ok","f":"start-partition","value":["a",1]}` + "\n{\"ind"))
+	f.Add([]byte("\n\n{}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		events, _, err := ReadJSONL(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		var buf bytes.Buffer
+		for _, e := range events {
+			line, err := e.MarshalJSON()
+			if err != nil {
+				t.Fatalf("marshal %+v: %v", e, err)
+			}
+			buf.Write(append(line, '\n'))
+		}
+		back, info, err := ReadJSONL(&buf)
+		if err != nil || info.Torn || len(back) != len(events) {
+			t.Fatalf("round trip: %v, torn %v, %d != %d", err, info.Torn, len(back), len(events))
+		}
+	})
+}
+
+func FuzzReadEDN(f *testing.F) {
+	addFixtures(f, "independent.edn", "vector.edn")
+	f.Add([]byte(`{:process :nemesis, :type :info, :f :start, :value #{1 \a "x\"y"}} #_ {:a 1}`))
+	f.Add([]byte(`({:process 0 :type :ok :f :read :value (1 2N 3.5M -4)})`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		events, _, err := ReadJepsenEDN(bytes.NewReader(b))
+		if err == nil {
+			checkNumbered(t, events)
+		}
+	})
+}
+
+func FuzzReadJepsenLog(f *testing.F) {
+	addFixtures(f, "etcd_000.log")
+	f.Add([]byte("INFO  jepsen.util - 3\t:invoke\t:cas\t[3 0]\nINFO  jepsen.util - 3\t:info\t:cas\t:timed-out\n"))
+	f.Add([]byte("INFO  jepsen.util - :nemesis\t:info\t:start\t{:a [1 #{2}]}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		events, _, err := ReadJepsenLog(bytes.NewReader(b))
+		if err == nil {
+			checkNumbered(t, events)
+		}
+	})
+}
+
+func checkNumbered(t *testing.T, events []Event) {
+	for i, e := range events {
+		if e.Index != int64(i) {
+			t.Fatalf("event %d has index %d", i, e.Index)
+		}
+		if e.Type != Invoke && !e.IsCompletion() {
+			t.Fatalf("event %d has type %q", i, e.Type)
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package results
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/history"
+)
+
+// Names of the files WriteCheck writes in a run directory.
+const (
+	ResultsFile       = "results.json"
+	VisualizationFile = "linearizability.html"
+)
+
+// WriteCheck writes a check's results into dir: results.json always, and
+// linearizability.html (porcupine's view, annotated with the nemesis's faults) when
+// the result has a violation to draw. A stale linearizability.html from an earlier
+// check of the same history is removed. events is the history that was checked; it is
+// not needed yet and is taken so that views of the history can join without changing
+// callers.
+func WriteCheck(dir string, r checker.Result, events []history.Event) error {
+	_ = events
+	if err := WriteJSON(dir, ResultsFile, r); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, VisualizationFile)
+	if !r.CanVisualize() {
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove stale %s: %w", VisualizationFile, err)
+		}
+		return nil
+	}
+	var b bytes.Buffer
+	if err := r.Visualize(&b); err != nil {
+		return fmt.Errorf("render %s: %w", VisualizationFile, err)
+	}
+	tmp := filepath.Join(dir, "."+VisualizationFile+".tmp")
+	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", VisualizationFile, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", VisualizationFile, err)
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/results"
+)
+
+// Exit codes of faultline check (the same as faultline test's).
+const (
+	checkValid   = 0
+	checkInvalid = 1
+	checkUnknown = 2
+	checkError   = 3
+	checkUsage   = 4
+)
+
+// DefaultCheckTimeout bounds the linearizability search of faultline check.
+const DefaultCheckTimeout = 5 * time.Minute
+
+type checkArgs struct {
+	workload, format, out, path string
+	timeout                     time.Duration
+}
+
+// runCheck implements
+//
+//	faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--timeout D] FILE|RUNDIR
+//
+// It prints the verdict and a summary, writes results.json (and linearizability.html
+// for a violation) next to the history or into --out, and returns the exit code.
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a, code := parseCheckArgs(args, stderr)
+	if code >= 0 {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	file, workload, err := locateHistory(a.path, a.workload)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline check: %v\n", err)
+		return checkUsage
+	}
+	events, info, err := readHistory(file, a.format)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline check: %s: %v\n", file, err)
+		return checkUsage
+	}
+	fmt.Fprintf(stdout, "faultline check %s: %d events\n", file, len(events))
+	if info.Torn {
+		fmt.Fprintf(stdout, "note:    the last line was torn (a crash mid-write) and was dropped; the rest is checked\n")
+	}
+	res := checker.Check(ctx, events, checker.Options{Workload: workload, Timeout: a.timeout})
+	if ctx.Err() != nil && res.Verdict == checker.Valid {
+		res.Verdict = checker.Unknown
+	}
+	printCheck(stdout, res)
+	dir := a.out
+	if dir == "" {
+		dir = filepath.Dir(file)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintf(stderr, "faultline check: %v\n", err)
+		return checkError
+	}
+	if err := results.WriteCheck(dir, res, events); err != nil {
+		fmt.Fprintf(stderr, "faultline check: %v\n", err)
+		return checkError
+	}
+	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(dir, results.ResultsFile))
+	if res.CanVisualize() {
+		fmt.Fprintf(stdout, "view:    %s\n", filepath.Join(dir, results.VisualizationFile))
+	}
+	switch res.Verdict {
+	case checker.Valid:
+		return checkValid
+	case checker.Invalid:
+		return checkInvalid
+	}
+	return checkUnknown
+}
+
+// parseCheckArgs parses flags and the one path, which may come before or after them. It
+// returns an exit code >= 0 when the command should stop there.
+func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, int) {
+	var a checkArgs
+	fs := flag.NewFlagSet("faultline check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&a.workload, "workload", "", "register|append|set (default: from the run's test.json, or guessed from the operations)")
+	fs.StringVar(&a.format, "format", "", "jsonl|jepsen-edn|jepsen-log (default: from the file's extension)")
+	fs.StringVar(&a.out, "out", "", "write results.json here (default: next to the history)")
+	fs.DurationVar(&a.timeout, "timeout", DefaultCheckTimeout, "bound on the linearizability search; expiry gives unknown")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--timeout D] FILE|RUNDIR")
+		fs.PrintDefaults()
+	}
+	var paths []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return a, 0
+			}
+			return a, checkUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		paths, args = append(paths, fs.Arg(0)), fs.Args()[1:]
+	}
+	switch {
+	case len(paths) != 1:
+		fmt.Fprintf(stderr, "faultline check: want one FILE or RUNDIR, got %d\n", len(paths))
+	case a.workload != "" && !slices.Contains(checker.Workloads, a.workload):
+		fmt.Fprintf(stderr, "faultline check: --workload %q is not one of %s\n", a.workload, strings.Join(checker.Workloads, ", "))
+	case !slices.Contains([]string{"", "jsonl", "jepsen-edn", "jepsen-log"}, a.format):
+		fmt.Fprintf(stderr, "faultline check: --format %q is not jsonl, jepsen-edn or jepsen-log\n", a.format)
+	case a.timeout < 0:
+		fmt.Fprintf(stderr, "faultline check: --timeout must not be negative\n")
+	default:
+		a.path = paths[0]
+		return a, -1
+	}
+	return a, checkUsage
+}
+
+// locateHistory resolves a run directory to its history.jsonl and, unless given, the
+// workload its test.json names.
+func locateHistory(path, workload string) (string, string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", "", err
+	}
+	if !st.IsDir() {
+		return path, workload, nil
+	}
+	file := filepath.Join(path, "history.jsonl")
+	if _, err := os.Stat(file); err != nil {
+		return "", "", fmt.Errorf("%s is a directory without a history.jsonl", path)
+	}
+	if workload == "" {
+		if b, err := os.ReadFile(filepath.Join(path, "test.json")); err == nil {
+			var t struct {
+				Workload string `json:"workload"`
+			}
+			if json.Unmarshal(b, &t) == nil && slices.Contains(checker.Workloads, t.Workload) {
+				workload = t.Workload
+			}
+		}
+	}
+	return file, workload, nil
+}
+
+// readHistory reads a history in the given format, or the one its extension suggests.
+func readHistory(file, format string) ([]history.Event, history.ReadInfo, error) {
+	if format == "" {
+		switch strings.ToLower(filepath.Ext(file)) {
+		case ".edn":
+			format = "jepsen-edn"
+		case ".log", ".txt":
+			format = "jepsen-log"
+		default:
+			format = "jsonl"
+		}
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, history.ReadInfo{}, err
+	}
+	defer f.Close()
+	switch format {
+	case "jepsen-edn":
+		return history.ReadJepsenEDN(f)
+	case "jepsen-log":
+		return history.ReadJepsenLog(f)
+	}
+	return history.ReadJSONL(f)
+}
+
+func printCheck(w io.Writer, res checker.Result) {
+	fmt.Fprintf(w, "workload: %s\n", res.Workload)
+	fmt.Fprintf(w, "verdict: %s\n", strings.ToUpper(string(res.Verdict)))
+	fmt.Fprintln(w, res.Summary())
+	for i, n := range res.Notes {
+		if i == 5 {
+			fmt.Fprintf(w, "note:    … and %d more notes (see results.json)\n", len(res.Notes)-5)
+			break
+		}
+		fmt.Fprintf(w, "note:    %s\n", n)
+	}
+}

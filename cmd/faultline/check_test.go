@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// copyFixture copies a fixture of another package into a fresh directory, as name.
+func copyFixture(t *testing.T, from, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", from))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	path := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	return path
+}
+
+func check(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := runCheck(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCheckVerdicts(t *testing.T) {
+	for _, tc := range []struct {
+		fixture, name string
+		args          []string
+		code          int
+		out           []string
+	}{
+		{"checker/testdata/register-ok.jsonl", "history.jsonl", nil, 0, []string{"verdict: VALID", "workload: register"}},
+		{"checker/testdata/register-bad.jsonl", "history.jsonl", nil, 1, []string{"verdict: INVALID", `returned "a"`, "linearizability.html"}},
+		{"checker/testdata/set-bad.jsonl", "h.jsonl", []string{"--workload", "set"}, 1, []string{`"b" was lost`}},
+		{"checker/testdata/append-ok.jsonl", "h.jsonl", nil, 0, []string{"workload: append"}},
+		{"history/testdata/etcd_000.log", "jepsen.log", nil, 1, []string{"verdict: INVALID"}},
+		{"history/testdata/etcd_001.log", "history.txt", []string{"--format", "jepsen-log"}, 1, []string{"verdict: INVALID"}},
+		{"history/testdata/independent.edn", "history.edn", nil, 0, []string{"2 keys"}},
+	} {
+		t.Run(tc.fixture, func(t *testing.T) {
+			path := copyFixture(t, tc.fixture, tc.name)
+			code, out, errs := check(t, append([]string{path}, tc.args...)...)
+			assert.Equal(t, tc.code, code, out+errs)
+			for _, s := range tc.out {
+				assert.Contains(t, out, s)
+			}
+			b, err := os.ReadFile(filepath.Join(filepath.Dir(path), "results.json"))
+			require.NoError(t, err)
+			var r struct {
+				Valid any `json:"valid"`
+			}
+			require.NoError(t, json.Unmarshal(b, &r))
+			assert.Equal(t, tc.code == 0, r.Valid == true)
+			_, err = os.Stat(filepath.Join(filepath.Dir(path), "linearizability.html"))
+			assert.Equal(t, tc.code == 1 && !strings.Contains(tc.fixture, "set"), err == nil, "visualization exactly for a linearizability violation")
+		})
+	}
+}
+
+func TestCheckRunDirAndOut(t *testing.T) {
+	path := copyFixture(t, "checker/testdata/set-ok.jsonl", "history.jsonl")
+	dir := filepath.Dir(path)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.json"), []byte(`{"workload":"set","seed":1}`), 0o644))
+	out := filepath.Join(t.TempDir(), "out")
+	code, stdout, stderr := check(t, "--out", out, dir)
+	assert.Equal(t, 0, code, stdout+stderr)
+	assert.Contains(t, stdout, "workload: set")
+	assert.FileExists(t, filepath.Join(out, "results.json"))
+	assert.NoFileExists(t, filepath.Join(dir, "results.json"))
+}
+
+func TestCheckTornLastLine(t *testing.T) {
+	path := copyFixture(t, "checker/testdata/register-ok.jsonl", "history.jsonl")
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"index":99,"time":`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	code, out, _ := check(t, path)
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "torn")
+}
+
+func TestCheckUnknownOnTimeout(t *testing.T) {
+	// Twenty concurrent indeterminate writes, each read, then an impossible read: the
+	// search must try every order and cannot within a millisecond.
+	var b strings.Builder
+	idx := 0
+	line := func(s string) { b.WriteString(strings.Replace(s, "IDX", jsonInt(idx), 1) + "\n"); idx++ }
+	const n = 22
+	for i := range n {
+		v := `"v` + jsonInt(i) + `"`
+		line(`{"index":IDX,"time":1,"process":` + jsonInt(i) + `,"type":"invoke","f":"write","key":"k","value":` + v + `}`)
+		line(`{"index":IDX,"time":2,"process":` + jsonInt(i) + `,"type":"info","f":"write","key":"k","value":` + v + `}`)
+	}
+	for i := range n {
+		p, v, t0 := jsonInt(100+i), `"v`+jsonInt((i*3)%n)+`"`, jsonInt(10+10*i)
+		line(`{"index":IDX,"time":` + t0 + `,"process":` + p + `,"type":"invoke","f":"read","key":"k","value":null}`)
+		line(`{"index":IDX,"time":` + t0 + `5,"process":` + p + `,"type":"ok","f":"read","key":"k","value":` + v + `}`)
+	}
+	line(`{"index":IDX,"time":100000,"process":999,"type":"invoke","f":"read","key":"k","value":null}`)
+	line(`{"index":IDX,"time":100001,"process":999,"type":"ok","f":"read","key":"k","value":"zz"}`)
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	code, out, errs := check(t, "--timeout", "1ms", path)
+	assert.Equal(t, 2, code, out+errs)
+	assert.Contains(t, out, "verdict: UNKNOWN")
+}
+
+func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestCheckBadInput(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "history.jsonl")
+	require.NoError(t, os.WriteFile(bad, []byte("{\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\nnot json\n{}\n"), 0o644))
+	good := copyFixture(t, "checker/testdata/register-ok.jsonl", "history.jsonl")
+	for name, args := range map[string][]string{
+		"no path":        nil,
+		"two paths":      {good, good},
+		"bad flag":       {"--nope", good},
+		"bad workload":   {"--workload", "queue", good},
+		"bad format":     {"--format", "xml", good},
+		"missing file":   {filepath.Join(t.TempDir(), "none.jsonl")},
+		"malformed line": {bad},
+		"empty rundir":   {t.TempDir()},
+		"wrong format":   {"--format", "jepsen-log", good},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out, errs := check(t, args...)
+			assert.Equal(t, 4, code, out+errs)
+			assert.NotEmpty(t, errs)
+		})
+	}
+	code, _, errs := check(t, bad)
+	assert.Equal(t, 4, code)
+	assert.Contains(t, errs, "line 2")
+	code, _, _ = check(t, "-h")
+	assert.Equal(t, 0, code)
+}
+
+func TestCheckCannotWriteResults(t *testing.T) {
+	path := copyFixture(t, "checker/testdata/register-ok.jsonl", "history.jsonl")
+	blocker := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o644))
+	code, out, errs := check(t, "--out", filepath.Join(blocker, "sub"), path)
+	assert.Equal(t, 3, code, out+errs)
+	assert.Contains(t, out, "verdict: VALID", "the verdict is printed before the write fails")
+}

@@ -1,0 +1,60 @@
+// Command faultline is a Jepsen-style fault-injection test harness for Raft systems.
+// It is a thin main: flags and exit codes here, everything else in the packages.
+//
+// Called by the name "raftnode" (the harness links it so), it runs the raftnode server:
+// one static binary carries both the harness and its default target.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if filepath.Base(os.Args[0]) == "raftnode" {
+		os.Exit(runRaftnode(os.Args[1:]))
+	}
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: faultline <command> [flags]
+
+commands:
+  test   [-f spec.yaml] [flags]   run one test; the exit code is the verdict
+  check  [flags] FILE|RUNDIR      judge a stored history
+  clean                           remove every node, namespace and rule runs left behind
+  version                         print the version
+
+exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness error, 4 bad usage
+run 'faultline <command> -h' for a command's flags
+`
+
+// run dispatches a command and returns its exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 4
+	}
+	switch args[0] {
+	case "test":
+		return runTest(ctx, args[1:], stdout, stderr)
+	case "check":
+		return runCheck(ctx, args[1:], stdout, stderr)
+	case "clean":
+		return runClean(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "faultline", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "faultline: unknown command %q\n\n%s", args[0], usage)
+	return 4
+}

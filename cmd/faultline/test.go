@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/faultline/faultline/harness"
+)
+
+func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	spec, err := harness.ParseTestArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline test: %v\n", err)
+		return harness.ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now kills at once (nodes die with us; 'faultline clean' sweeps the rest)
+	}()
+	fmt.Fprintf(stdout, "faultline test %s: %s on %s, %d nodes, workload %s, nemesis %s, %v, seed %d\n",
+		spec.Name, spec.Target, spec.Runtime, spec.Nodes, spec.Workload, nemesisList(spec.Nemesis), spec.TimeLimit, spec.Seed)
+	out := harness.Run(ctx, spec, harness.Env{Stdout: stdout, Stderr: stderr, Progress: progressRenderer(stderr)})
+	return out.ExitCode()
+}
+
+func nemesisList(n []string) string {
+	if len(n) == 0 {
+		return "none"
+	}
+	return strings.Join(n, ",")
+}
+
+// progressRenderer redraws one line on a terminal, and prints a compact line every
+// 5 seconds elsewhere (CI logs).
+func progressRenderer(w io.Writer) func(harness.Status) {
+	tty := isTerminal(w)
+	var last time.Time
+	return func(s harness.Status) {
+		line := fmt.Sprintf("%5.0fs/%.0fs  ok %d  fail %d  info %d  %6.1f op/s  leader %s  fault %s",
+			s.Elapsed.Seconds(), s.Limit.Seconds(), s.OK, s.Fail, s.Info, s.OpsPerSec, orDash(s.Leader), orDash(s.Fault))
+		if tty {
+			fmt.Fprintf(w, "\r\033[K%s", line)
+			if s.Elapsed >= s.Limit-time.Second {
+				fmt.Fprintln(w)
+			}
+			return
+		}
+		if time.Since(last) >= 5*time.Second {
+			last = time.Now()
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func runClean(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "faultline clean: takes no arguments\n")
+		return harness.ExitUsage
+	}
+	removed, err := harness.Clean(ctx)
+	for _, r := range removed {
+		fmt.Fprintln(stdout, "removed", r)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline clean: %v\n", err)
+		return harness.ExitError
+	}
+	if len(removed) == 0 {
+		fmt.Fprintln(stdout, "nothing to clean")
+	}
+	return 0
+}

@@ -1,0 +1,467 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/nemesis/netfilter"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// Labels on everything the docker runtime creates. LabelOurs marks an object as
+// faultline's (what `faultline clean` removes); LabelRun names the run that made it.
+const (
+	LabelOurs = "faultline"
+	LabelRun  = "faultline.run"
+)
+
+// DockerRuntime runs each node as a container built FROM scratch around a static
+// raftnode binary, on a bridge network made for the run, each at a fixed address.
+//
+// Faults: kill is SIGKILL to the container and restart starts the same container again
+// (same data, bind-mounted from the run directory); pause is the cgroup freezer (docker
+// pause). Partitions are nftables rules added from the host inside the container's
+// network namespace (/proc/<pid>/ns/net, re-read after every start: a restarted
+// container has a new pid and a fresh namespace, so a partition still in force is applied
+// to it again). Containers get no privileges and no capabilities beyond docker's default.
+//
+// When the daemon's namespaces are out of reach (a remote daemon, or no root here), a
+// partition can only disconnect whole containers from the run's network: only the shapes
+// that isolate single nodes can then be made.
+type DockerRuntime struct {
+	runID string
+	dir   string
+	cli   *client.Client
+	image string // the image ref; "" until the first Launch builds it
+	// nsWhy says why partitions cannot use the containers' namespaces ("" when they can).
+	nsWhy string
+
+	imgMu sync.Mutex // serializes the image build
+
+	mu      sync.Mutex
+	netName string
+	subnet  netip.Prefix
+	addrs   map[string]netip.Addr
+	nodes   []string
+	ctrs    map[string]*dockerNode
+
+	faultMu sync.Mutex          // serializes partitions (and their reapplication on start)
+	grudge  map[string][]string // the partition in force (nil: none)
+	cut     map[string]bool     // nodes disconnected from the network (fallback mode)
+}
+
+type dockerNode struct {
+	id      string
+	args    []string // the command it was created for
+	ctrArgs []string // its arguments in the container
+	logs    *nodeLog
+}
+
+// dockerClient returns a client configured from the environment (DOCKER_HOST,
+// DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION) that negotiates the API
+// version with the daemon on its first request.
+func dockerClient() (*client.Client, error) {
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return cli, nil
+}
+
+// DockerAvailable reports whether a Docker daemon answers, and says which (or why not).
+// It waits at most 3 seconds.
+func DockerAvailable(ctx context.Context) (bool, string) {
+	cli, err := dockerClient()
+	if err != nil {
+		return false, err.Error()
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	ping, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	if err != nil {
+		return false, fmt.Sprintf("no docker daemon answers at %s: %v", cli.DaemonHost(), err)
+	}
+	if ping.OSType != "" && ping.OSType != "linux" {
+		return false, fmt.Sprintf("the docker daemon at %s runs %s containers, not linux", cli.DaemonHost(), ping.OSType)
+	}
+	return true, fmt.Sprintf("docker API %s at %s", cli.ClientVersion(), cli.DaemonHost())
+}
+
+// NewDockerRuntime returns a docker runtime for one run; dir is the run's directory (node
+// logs go to dir/nodes/<name>/). image is the node image to run; "" builds one at the
+// first Launch from the node command's program (see EnsureImage).
+func NewDockerRuntime(runID, dir, image string) (*DockerRuntime, error) {
+	cli, err := dockerClient()
+	if err != nil {
+		return nil, err
+	}
+	r := &DockerRuntime{runID: runID, dir: dir, cli: cli, image: image,
+		addrs: map[string]netip.Addr{}, ctrs: map[string]*dockerNode{}, cut: map[string]bool{}}
+	r.nsWhy = namespacesWhy(cli.DaemonHost())
+	return r, nil
+}
+
+// namespacesWhy says why the containers' network namespaces cannot be entered from here
+// ("" when they can): that needs a daemon on this host and root.
+func namespacesWhy(host string) string {
+	switch {
+	case !strings.HasPrefix(host, "unix://"):
+		return "the docker daemon is remote (" + host + "), its containers' namespaces are out of reach"
+	case os.Geteuid() != 0:
+		return "entering a container's network namespace needs root"
+	}
+	return netfilterWhy()
+}
+
+// Name implements Runtime.
+func (r *DockerRuntime) Name() string { return "docker" }
+
+// Image returns the node image in use ("" before the first Launch, unless given).
+func (r *DockerRuntime) Image() string {
+	r.imgMu.Lock()
+	defer r.imgMu.Unlock()
+	return r.image
+}
+
+// Network returns the name of the run's network and its subnet.
+func (r *DockerRuntime) Network() (string, netip.Prefix) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.netName, r.subnet
+}
+
+func (r *DockerRuntime) labels() map[string]string {
+	return map[string]string{LabelOurs: "1", LabelRun: r.runID}
+}
+
+func (r *DockerRuntime) containerName(node string) string {
+	return "faultline-" + r.runID + "-" + node
+}
+
+// HostPort implements Runtime: the container's own address, which both the host and the
+// other containers reach over the run's bridge.
+func (r *DockerRuntime) HostPort(node string, port int) string {
+	return netip.AddrPortFrom(r.Addr(node), uint16(port)).String()
+}
+
+// Addr implements NetworkRuntime.
+func (r *DockerRuntime) Addr(node string) netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.addrs[node]
+}
+
+// NetNS implements NetworkRuntime: the network namespace of the node's running
+// container, from its current pid.
+func (r *DockerRuntime) NetNS(node string) (string, error) {
+	if why := r.whyNoNS(); why != "" {
+		return "", errors.New(why)
+	}
+	pid, err := r.pid(context.Background(), node)
+	if err != nil {
+		return "", err
+	}
+	return "/proc/" + strconv.Itoa(pid) + "/ns/net", nil
+}
+
+// pid inspects the node's container for the pid of its first process.
+func (r *DockerRuntime) pid(ctx context.Context, node string) (int, error) {
+	st, err := r.state(ctx, node)
+	if err != nil {
+		return 0, err
+	}
+	if !st.Running || st.Pid == 0 {
+		return 0, fmt.Errorf("%s is not running", node)
+	}
+	return st.Pid, nil
+}
+
+func (r *DockerRuntime) node(node string) *dockerNode {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ctrs[node]
+}
+
+func (r *DockerRuntime) state(ctx context.Context, node string) (*container.State, error) {
+	n := r.node(node)
+	if n == nil {
+		return nil, fmt.Errorf("%s was never launched", node)
+	}
+	res, err := r.cli.ContainerInspect(ctx, n.id, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", node, err)
+	}
+	if res.Container.State == nil {
+		return nil, fmt.Errorf("inspect %s: no state", node)
+	}
+	return res.Container.State, nil
+}
+
+// Running implements Runtime (paused counts as running).
+func (r *DockerRuntime) Running(node string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := r.state(ctx, node)
+	return err == nil && st.Running
+}
+
+// Kill implements Runtime: SIGKILL, then wait until the container is not running.
+func (r *DockerRuntime) Kill(ctx context.Context, node string) error {
+	n := r.node(node)
+	if n == nil {
+		return fmt.Errorf("kill: %s was never launched", node)
+	}
+	if _, err := r.cli.ContainerKill(ctx, n.id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		return fmt.Errorf("kill %s: %w", node, err)
+	}
+	return r.waitStopped(ctx, node)
+}
+
+// waitStopped polls until the node's container is not running, then waits for its log to
+// be drained.
+func (r *DockerRuntime) waitStopped(ctx context.Context, node string) error {
+	for {
+		st, err := r.state(ctx, node)
+		if err != nil {
+			return err
+		}
+		if !st.Running {
+			r.node(node).logs.wait(ctx, 5*time.Second)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to stop: %w", node, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Stop implements Runtime: SIGTERM, SIGKILL after StopGrace (docker does both). A paused
+// container is thawed first, so that it can shut down.
+func (r *DockerRuntime) Stop(ctx context.Context, node string) error {
+	n := r.node(node)
+	if n == nil {
+		return nil
+	}
+	if st, err := r.state(ctx, node); err == nil && st.Paused {
+		_ = r.Resume(ctx, node)
+	}
+	secs := int(StopGrace / time.Second)
+	if _, err := r.cli.ContainerStop(ctx, n.id, client.ContainerStopOptions{Timeout: &secs}); err != nil {
+		return fmt.Errorf("stop %s: %w", node, err)
+	}
+	return r.waitStopped(ctx, node)
+}
+
+// Pause implements Runtime with docker pause (the cgroup freezer).
+func (r *DockerRuntime) Pause(ctx context.Context, node string) error {
+	n := r.node(node)
+	if n == nil {
+		return fmt.Errorf("pause: %s was never launched", node)
+	}
+	if _, err := r.cli.ContainerPause(ctx, n.id, client.ContainerPauseOptions{}); err != nil {
+		return fmt.Errorf("pause %s: %w", node, err)
+	}
+	return nil
+}
+
+// Resume implements Runtime with docker unpause.
+func (r *DockerRuntime) Resume(ctx context.Context, node string) error {
+	n := r.node(node)
+	if n == nil {
+		return fmt.Errorf("resume: %s was never launched", node)
+	}
+	if _, err := r.cli.ContainerUnpause(ctx, n.id, client.ContainerUnpauseOptions{}); err != nil {
+		return fmt.Errorf("resume %s: %w", node, err)
+	}
+	return nil
+}
+
+// Unavailable implements Runtime. Without access to the containers' namespaces the
+// partition shapes that do not isolate single nodes cannot be made; they are named as
+// "partition:<shape>".
+func (r *DockerRuntime) Unavailable() map[string]string {
+	out := map[string]string{}
+	if why := r.whyNoNS(); why != "" {
+		why += "; partitions fall back to disconnecting containers from the run's network, which only isolates single nodes"
+		for _, s := range []string{"halves", "random-halves", "majorities-ring", "bridge"} {
+			out["partition:"+s] = why
+		}
+	}
+	return out
+}
+
+// Launch implements Runtime. The first Launch of a node creates its container (building
+// the image first if none was given); later ones start the same container again, with
+// its data. A partition in force is applied to the new namespace before Launch returns
+// (the node may run unfiltered for the few milliseconds between). Launches of different
+// nodes may run concurrently; of the same node, not.
+func (r *DockerRuntime) Launch(ctx context.Context, node string, nc NodeCmd) error {
+	if len(nc.Args) == 0 {
+		return fmt.Errorf("launch %s: empty command", node)
+	}
+	n, err := r.container(ctx, node, nc)
+	if err != nil {
+		return fmt.Errorf("launch %s: %w", node, err)
+	}
+	n.logs.wait(ctx, 5*time.Second) // the previous life's log is drained
+	n.logs.mark("starting %v (in container %s: %s %v)", nc.Args, r.containerName(node), containerBin, n.ctrArgs)
+	if _, err := r.cli.ContainerStart(ctx, n.id, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("launch %s: %w", node, err)
+	}
+	n.logs.follow(r.cli, n.id)
+	pid, err := r.pid(ctx, node)
+	if err != nil {
+		return fmt.Errorf("launch %s: %w", node, err)
+	}
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net")); err != nil && r.nsMode() {
+		r.mu.Lock()
+		r.nsWhy = "the container's pid " + strconv.Itoa(pid) + " is not visible here (is the daemon in another pid namespace?)"
+		r.mu.Unlock()
+	}
+	// A partition made since the start reached this node already; doing it again is
+	// harmless, and this way the last one made is the one in force.
+	r.faultMu.Lock()
+	defer r.faultMu.Unlock()
+	if err := r.reapply(ctx, node); err != nil {
+		return fmt.Errorf("launch %s: partition in force: %w", node, err)
+	}
+	return nil
+}
+
+// container returns the node's container for nc: created at the first launch, the same
+// one after that (same data, same address), or made anew when the command changed (a
+// member re-added with other flags), keeping its name, address, data and log.
+func (r *DockerRuntime) container(ctx context.Context, node string, nc NodeCmd) (*dockerNode, error) {
+	n := r.node(node)
+	if n == nil {
+		return r.create(ctx, node, nc, nil)
+	}
+	st, err := r.state(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	if st.Running {
+		return nil, fmt.Errorf("already running (pid %d)", st.Pid)
+	}
+	if slices.Equal(n.args, nc.Args) {
+		return n, nil
+	}
+	n.logs.wait(ctx, 5*time.Second)
+	if _, err := r.cli.ContainerRemove(ctx, n.id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+		return nil, fmt.Errorf("replace the container: %w", err)
+	}
+	r.mu.Lock()
+	delete(r.ctrs, node)
+	r.cut[node] = false
+	r.mu.Unlock()
+	return r.create(ctx, node, nc, n.logs)
+}
+
+// nsMode reports whether partitions are packet filters in the containers' namespaces.
+func (r *DockerRuntime) nsMode() bool { return r.whyNoNS() == "" }
+
+func (r *DockerRuntime) whyNoNS() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nsWhy
+}
+
+// netfilterWhy says which host tool the namespace filters need is missing ("" if none).
+func netfilterWhy() string {
+	for _, tool := range []string{"nsenter", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "no " + tool + " on this host"
+		}
+	}
+	return ""
+}
+
+// Partition implements nemesis.Partitioner: each running node's namespace drops its
+// grudge's peers. Nodes not running get theirs when they start.
+func (r *DockerRuntime) Partition(ctx context.Context, g nemesis.Grudge) error {
+	r.faultMu.Lock()
+	defer r.faultMu.Unlock()
+	r.grudge = maps.Clone(g)
+	if !r.nsMode() {
+		return r.disconnect(ctx, g)
+	}
+	var errs []error
+	for _, node := range r.nodeNames() {
+		if err := r.filter(ctx, node, g[node]); err != nil {
+			errs = append(errs, fmt.Errorf("partition %s: %w", node, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// filter makes the node's namespace drop the given peers (none: heal), if it runs.
+func (r *DockerRuntime) filter(ctx context.Context, node string, peers []string) error {
+	if r.node(node) == nil {
+		return nil // not launched yet: it gets the partition when it is
+	}
+	st, err := r.state(ctx, node)
+	if err != nil {
+		return err
+	}
+	if !st.Running {
+		return nil
+	}
+	ns := "/proc/" + strconv.Itoa(st.Pid) + "/ns/net"
+	drop := make([]netip.Addr, 0, len(peers)) // none: heals the partition (not a loss)
+	for _, p := range peers {
+		drop = append(drop, r.Addr(p))
+	}
+	return netfilter.Apply(ctx, ns, drop)
+}
+
+// reapply gives a freshly started node the partition in force (its namespace is new; a
+// disconnected container stays disconnected, unless it was made anew). The caller holds
+// faultMu.
+func (r *DockerRuntime) reapply(ctx context.Context, node string) error {
+	switch {
+	case r.grudge == nil:
+		return nil
+	case !r.nsMode():
+		return r.disconnect(ctx, r.grudge)
+	}
+	return r.filter(ctx, node, r.grudge[node])
+}
+
+// HealPartition implements nemesis.Partitioner.
+func (r *DockerRuntime) HealPartition(ctx context.Context) error {
+	r.faultMu.Lock()
+	defer r.faultMu.Unlock()
+	r.grudge = nil
+	if !r.nsMode() {
+		return r.disconnect(ctx, nil)
+	}
+	var errs []error
+	for _, node := range r.nodeNames() {
+		if err := r.filter(ctx, node, nil); err != nil {
+			errs = append(errs, fmt.Errorf("heal %s: %w", node, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *DockerRuntime) nodeNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.nodes)
+}

@@ -1,0 +1,359 @@
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/nemesis"
+)
+
+func TestContainerArgs(t *testing.T) {
+	self := netip.MustParseAddr("10.214.3.10")
+	for _, tc := range []struct {
+		in   []string
+		out  []string
+		data string
+	}{
+		{[]string{"--id", "1", "--data-dir", "/r/data/n1", "--unsafe", "x"}, []string{"--id", "1", "--data-dir", "/data", "--unsafe", "x"}, "/r/data/n1"},
+		{[]string{"--data-dir=/r/d"}, []string{"--data-dir=/data"}, "/r/d"},
+		{[]string{"--listen-peer", "10.214.3.10:7001", "--peers", "1=http://10.214.3.10:7001,2=http://10.214.3.11:7001"},
+			[]string{"--listen-peer", "0.0.0.0:7001", "--peers", "1=http://10.214.3.10:7001,2=http://10.214.3.11:7001"}, ""},
+		{[]string{"--listen-client-urls=http://10.214.3.10:2379"}, []string{"--listen-client-urls=http://0.0.0.0:2379"}, ""},
+		{[]string{"--listen", "10.214.3.11:8001"}, []string{"--listen", "10.214.3.11:8001"}, ""},
+		{[]string{"--data-dir"}, []string{"--data-dir"}, ""},
+	} {
+		out, data := containerArgs(tc.in, self)
+		assert.Equal(t, tc.out, out, "%v", tc.in)
+		assert.Equal(t, tc.data, data, "%v", tc.in)
+	}
+}
+
+func TestBuildOutcome(t *testing.T) {
+	assert.NoError(t, buildOutcome(strings.NewReader(`{"stream":"Step 1/3 : FROM scratch\n"}{"stream":"ok"}`)))
+	err := buildOutcome(strings.NewReader(`{"stream":"Step 2/3"}{"error":"COPY failed","errorDetail":{"message":"COPY failed"}}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "COPY failed")
+}
+
+func TestStampWriter(t *testing.T) {
+	var buf bytes.Buffer
+	l := &nodeLog{}
+	w := &stampWriter{log: l, out: bufio.NewWriter(&buf)}
+	_, _ = w.Write([]byte("2026-11-23T19:00:00.000000001Z hello\n2026-11-23T19:00:00.5Z wor"))
+	_, _ = w.Write([]byte("ld\n"))
+	assert.Equal(t, "hello\nworld\n", buf.String())
+	assert.Equal(t, time.Date(2026, 11, 23, 19, 0, 0, 5e8, time.UTC), l.last)
+}
+
+func TestCheckNodeBinary(t *testing.T) {
+	self, err := os.Executable()
+	require.NoError(t, err)
+	if err := CheckNodeBinary(self); err != nil { // the test binary may or may not use cgo
+		assert.Contains(t, err.Error(), "CGO_ENABLED=0")
+	}
+	assert.Error(t, CheckNodeBinary("/etc/hostname"))
+}
+
+func TestDockerUnavailableWhenRemote(t *testing.T) {
+	assert.Contains(t, namespacesWhy("tcp://10.0.0.1:2376"), "remote")
+	r := &DockerRuntime{nsWhy: namespacesWhy("ssh://ci@builder")}
+	u := r.Unavailable()
+	assert.Contains(t, u, "partition:halves")
+	assert.Contains(t, u, "partition:bridge")
+	assert.NotContains(t, u, "partition")
+	assert.NotContains(t, u, "kill")
+}
+
+// dockerOrSkip skips the test when no daemon answers (it runs for real in CI).
+func dockerOrSkip(t *testing.T) *client.Client {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("docker integration test: skipped in -short mode")
+	}
+	if ok, why := DockerAvailable(context.Background()); !ok {
+		t.Skip("docker integration test needs a docker daemon: " + why)
+	}
+	cli, err := dockerClient()
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// testNodeSrc is a stand-in for raftnode: it records each boot in its data dir, serves
+// the record over HTTP, and logs a line.
+const testNodeSrc = `package main
+
+import (
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+)
+
+func main() {
+	listen := flag.String("listen", "", "")
+	data := flag.String("data-dir", "", "")
+	flag.Parse()
+	boots := filepath.Join(*data, "boots")
+	f, err := os.OpenFile(boots, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(f, "boot\n")
+	f.Sync()
+	f.Close()
+	fmt.Println("testnode listening on", *listen)
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := os.ReadFile(boots)
+		w.Write(b)
+	})
+	fmt.Fprintln(os.Stderr, http.ListenAndServe(*listen, nil))
+	os.Exit(1)
+}
+`
+
+// buildTestNode compiles testNodeSrc into a static binary named raftnode. The build is
+// reproducible (-trimpath), so its image is the same from one test run to the next.
+func buildTestNode(t *testing.T) string {
+	t.Helper()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "go.mod"), []byte("module testnode\n\ngo 1.22\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "main.go"), []byte(testNodeSrc), 0o644))
+	bin := filepath.Join(t.TempDir(), "raftnode")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "build the test node: %s", out)
+	return bin
+}
+
+func httpGet(addr string, timeout time.Duration) (string, error) {
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := hc.Get("http://" + addr + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func waitAnswer(t *testing.T, addr string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		body, err := httpGet(addr, time.Second)
+		if err == nil {
+			return body
+		}
+		require.True(t, time.Now().Before(deadline), "%s never answered: %v", addr, err)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// connects reports whether from's namespace can open a TCP connection to addr (run with
+// the host's bash inside the namespace: the image has no tools).
+func connects(t *testing.T, r *DockerRuntime, from, addr string) bool {
+	t.Helper()
+	ns, err := r.NetNS(from)
+	require.NoError(t, err)
+	host, port, _ := strings.Cut(addr, ":")
+	cmd := exec.Command("nsenter", "--net="+ns, "timeout", "2", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%s", host, port))
+	return cmd.Run() == nil
+}
+
+func TestDockerRuntime(t *testing.T) {
+	cli := dockerOrSkip(t)
+	ctx := context.Background()
+	bin := buildTestNode(t)
+
+	// Image: cold build (after removing a cached one), then a warm, cached one.
+	ref, err := EnsureImage(ctx, cli, bin)
+	require.NoError(t, err)
+	_, err = cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	require.NoError(t, err)
+	t0 := time.Now()
+	ref, err = EnsureImage(ctx, cli, bin)
+	require.NoError(t, err)
+	cold := time.Since(t0)
+	img1, err := cli.ImageInspect(ctx, ref)
+	require.NoError(t, err)
+	t0 = time.Now()
+	ref2, err := EnsureImage(ctx, cli, bin)
+	require.NoError(t, err)
+	warm := time.Since(t0)
+	img2, err := cli.ImageInspect(ctx, ref2)
+	require.NoError(t, err)
+	assert.Equal(t, ref, ref2)
+	assert.Equal(t, img1.ID, img2.ID, "a second EnsureImage must not rebuild")
+	assert.Equal(t, "1", img1.Config.Labels[LabelOurs])
+	t.Logf("image %s: cold build %v, warm %v", ref, cold.Round(time.Millisecond), warm.Round(time.Millisecond))
+
+	runID := fmt.Sprintf("t%d", time.Now().UnixNano()%1e9)
+	dir := t.TempDir()
+	r, err := NewDockerRuntime(runID, dir, "")
+	require.NoError(t, err)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = r.Close(ctx)
+		}
+	})
+	nodes := []string{"n1", "n2", "n3"}
+	cmd := func(n string) NodeCmd {
+		return NodeCmd{Args: []string{bin, "--listen", r.HostPort(n, 8001), "--data-dir", filepath.Join(dir, "data", n)}}
+	}
+	t0 = time.Now()
+	require.NoError(t, r.Prepare(ctx, nodes))
+	for _, n := range nodes {
+		require.NoError(t, r.Launch(ctx, n, cmd(n)))
+	}
+	for _, n := range nodes {
+		assert.Equal(t, "boot\n", waitAnswer(t, r.HostPort(n, 8001)), "%s reachable from the host", n)
+	}
+	t.Logf("Prepare to 3 containers answering: %v", time.Since(t0).Round(time.Millisecond))
+	assert.Equal(t, ref, r.Image())
+
+	t.Run("pause", func(t *testing.T) {
+		require.NoError(t, r.Pause(ctx, "n1"))
+		_, err := httpGet(r.HostPort("n1", 8001), 500*time.Millisecond)
+		assert.Error(t, err, "a paused node must not answer")
+		assert.True(t, r.Running("n1"), "paused counts as running")
+		require.NoError(t, r.Resume(ctx, "n1"))
+		_, err = httpGet(r.HostPort("n1", 8001), 2*time.Second)
+		assert.NoError(t, err)
+	})
+
+	t.Run("kill and restart keep the data", func(t *testing.T) {
+		ns1, err := r.NetNS("n2")
+		require.NoError(t, err)
+		require.NoError(t, r.Kill(ctx, "n2"))
+		assert.False(t, r.Running("n2"))
+		_, err = httpGet(r.HostPort("n2", 8001), 500*time.Millisecond)
+		assert.Error(t, err)
+		require.NoError(t, r.Launch(ctx, "n2", cmd("n2")))
+		assert.Equal(t, "boot\nboot\n", waitAnswer(t, r.HostPort("n2", 8001)))
+		ns2, err := r.NetNS("n2")
+		require.NoError(t, err)
+		assert.NotEqual(t, ns1, ns2, "a restarted container has a new pid")
+	})
+
+	t.Run("kill while paused", func(t *testing.T) {
+		require.NoError(t, r.Pause(ctx, "n3"))
+		require.NoError(t, r.Kill(ctx, "n3"))
+		assert.False(t, r.Running("n3"))
+		require.NoError(t, r.Launch(ctx, "n3", cmd("n3")))
+		waitAnswer(t, r.HostPort("n3", 8001))
+	})
+
+	t.Run("a new command makes a new container with the same data", func(t *testing.T) {
+		require.NoError(t, r.Kill(ctx, "n3"))
+		old := r.node("n3").id
+		c := cmd("n3")
+		c.Args = append(c.Args[:1], c.Args[3], c.Args[4], c.Args[1], c.Args[2]) // same flags, other order
+		require.NoError(t, r.Launch(ctx, "n3", c))
+		assert.Equal(t, "boot\nboot\nboot\n", waitAnswer(t, r.HostPort("n3", 8001)))
+		assert.NotEqual(t, old, r.node("n3").id)
+		assert.Error(t, r.Launch(ctx, "n3", c), "already running")
+	})
+
+	t.Run("partition", func(t *testing.T) {
+		if !r.nsMode() {
+			t.Skip("partitions in namespaces unavailable: " + r.whyNoNS())
+		}
+		a2, a3 := r.HostPort("n2", 8001), r.HostPort("n3", 8001)
+		require.True(t, connects(t, r, "n1", a2), "n1 → n2 before the partition")
+		require.NoError(t, r.Partition(ctx, nemesis.Grudge{"n1": {"n2"}, "n2": {"n1"}}))
+		assert.False(t, connects(t, r, "n1", a2), "n1 → n2 during the partition")
+		assert.True(t, connects(t, r, "n1", a3), "n1 → n3 during the partition")
+		// A node restarted during the partition gets it again in its new namespace.
+		require.NoError(t, r.Kill(ctx, "n1"))
+		require.NoError(t, r.Launch(ctx, "n1", cmd("n1")))
+		waitAnswer(t, r.HostPort("n1", 8001))
+		assert.False(t, connects(t, r, "n1", a2), "n1 → n2 after n1's restart")
+		require.NoError(t, r.HealPartition(ctx))
+		assert.True(t, connects(t, r, "n1", a2), "n1 → n2 after healing")
+	})
+
+	t.Run("disconnect fallback", func(t *testing.T) {
+		saved := r.whyNoNS()
+		r.mu.Lock()
+		r.nsWhy = "forced by the test"
+		r.mu.Unlock()
+		defer func() { r.mu.Lock(); r.nsWhy = saved; r.mu.Unlock() }()
+		assert.Error(t, r.Partition(ctx, nemesis.Grudge{"n1": {"n2"}, "n2": {"n1"}}), "not an isolation")
+		g := nemesis.Grudge{"n3": {"n1", "n2"}, "n1": {"n3"}, "n2": {"n3"}}
+		require.NoError(t, r.Partition(ctx, g))
+		_, err := httpGet(r.HostPort("n3", 8001), 500*time.Millisecond)
+		assert.Error(t, err, "a disconnected node is cut off")
+		_, err = httpGet(r.HostPort("n1", 8001), time.Second)
+		assert.NoError(t, err)
+		require.NoError(t, r.Kill(ctx, "n3"))
+		require.NoError(t, r.Launch(ctx, "n3", NodeCmd{Args: r.node("n3").args}))
+		_, err = httpGet(r.HostPort("n3", 8001), 500*time.Millisecond)
+		assert.Error(t, err, "a disconnected node stays cut off across a restart")
+		require.NoError(t, r.HealPartition(ctx))
+		waitAnswer(t, r.HostPort("n3", 8001))
+	})
+
+	t.Run("logs survive restarts", func(t *testing.T) {
+		require.NoError(t, r.Stop(ctx, "n2"))
+		b, err := os.ReadFile(filepath.Join(dir, "nodes", "n2", "raftnode.log"))
+		require.NoError(t, err)
+		assert.Equal(t, 2, strings.Count(string(b), "testnode listening on"), "%s", b)
+		assert.Equal(t, 2, strings.Count(string(b), "Z starting ["), "%s", b)
+		assert.Equal(t, 1, strings.Count(string(b), "exited with code 137"), "%s", b)
+	})
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	require.NoError(t, r.Close(cancelled), "Close works on a cancelled context")
+	closed = true
+	require.NoError(t, r.Close(ctx), "Close is idempotent")
+	f := client.Filters{}.Add("label", LabelRun+"="+runID)
+	ctrs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	require.NoError(t, err)
+	assert.Empty(t, ctrs.Items)
+	nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	require.NoError(t, err)
+	assert.Empty(t, nets.Items)
+}
+
+// TestDockerCleanTouchesOnlyOurs: an object with a faultline.run label but without
+// faultline=1 is not ours, and survives.
+func TestDockerCleanTouchesOnlyOurs(t *testing.T) {
+	cli := dockerOrSkip(t)
+	ctx := context.Background()
+	run := fmt.Sprintf("c%d", time.Now().UnixNano()%1e9)
+	notOurs, err := cli.NetworkCreate(ctx, "faultline-notours-"+run, client.NetworkCreateOptions{Labels: map[string]string{LabelRun: run}})
+	require.NoError(t, err)
+	defer cli.NetworkRemove(ctx, notOurs.ID, client.NetworkRemoveOptions{})
+	_, err = cli.NetworkCreate(ctx, "faultline-ours-"+run, client.NetworkCreateOptions{Labels: map[string]string{LabelRun: run, LabelOurs: "1"}})
+	require.NoError(t, err)
+	removed, err := removeLabelled(ctx, cli, LabelRun+"="+run)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"network faultline-ours-" + run}, removed)
+	_, err = cli.NetworkInspect(ctx, notOurs.ID, client.NetworkInspectOptions{})
+	assert.NoError(t, err, "an unlabelled network must survive")
+	if os.Getenv("FAULTLINE_TEST_CLEAN_ALL") == "1" { // removes every run's objects on this host
+		_, err := DockerCleanAll(ctx)
+		assert.NoError(t, err)
+	}
+}

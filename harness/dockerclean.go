@@ -1,0 +1,254 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/faultline/faultline/nemesis"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// The run's docker objects: its network, made in Prepare, cut in the partitions of last
+// resort, and everything removed in Close, and by DockerCleanAll.
+
+// Prepare implements Runtime: it creates the run's bridge network on a /24 of
+// 10.214.0.0/16 that no other docker network uses, and gives node i the address .10+i.
+func (r *DockerRuntime) Prepare(ctx context.Context, nodes []string) error {
+	if len(nodes) > 200 {
+		return fmt.Errorf("docker runtime: %d nodes do not fit in a /24", len(nodes))
+	}
+	name := "faultline-" + r.runID
+	var lastErr error
+	for attempt := range 4 {
+		subnet, err := r.freeSubnet(ctx, attempt)
+		if err != nil {
+			return err
+		}
+		gw := subnet.Addr().Next()
+		_, err = r.cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{
+			Driver: "bridge", Labels: r.labels(),
+			IPAM: &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: subnet, Gateway: gw}}},
+		})
+		if err != nil {
+			lastErr = err
+			if strings.Contains(err.Error(), "overlap") {
+				continue // another run took it in the meantime
+			}
+			break
+		}
+		r.mu.Lock()
+		r.netName, r.subnet, r.nodes = name, subnet, slices.Clone(nodes)
+		a := subnet.Addr().As4()
+		for i, n := range nodes {
+			a[3] = byte(10 + i)
+			r.addrs[n] = netip.AddrFrom4(a)
+		}
+		r.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("docker runtime: create network %s: %w", name, lastErr)
+}
+
+// freeSubnet picks 10.214.<n>.0/24 not overlapping any docker network or this host's
+// (narrower than /16) interface networks, starting at a place given by the run id (so
+// that concurrent runs rarely race for the same one).
+func (r *DockerRuntime) freeSubnet(ctx context.Context, skip int) (netip.Prefix, error) {
+	nets, err := r.cli.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("docker runtime: list networks: %w", err)
+	}
+	var used []netip.Prefix
+	if addrs, err := net.InterfaceAddrs(); err == nil { // and none of this host's networks
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Bits() >= 16 {
+				used = append(used, p.Masked())
+			}
+		}
+	}
+	for _, n := range nets.Items {
+		for _, c := range n.IPAM.Config {
+			if c.Subnet.IsValid() {
+				used = append(used, c.Subnet)
+			}
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(r.runID))
+	start := int(h.Sum32() % 256)
+	for i := range 256 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 214, byte(start + i), 0}), 24)
+		if slices.ContainsFunc(used, p.Overlaps) {
+			continue
+		}
+		if skip == 0 {
+			return p, nil
+		}
+		skip--
+	}
+	return netip.Prefix{}, errors.New("docker runtime: no free /24 left in 10.214.0.0/16")
+}
+
+// disconnect is the partition of last resort: the nodes a grudge isolates from all
+// the others are disconnected from the run's network, the others (re)connected. A grudge
+// that is not of that shape cannot be made this way.
+func (r *DockerRuntime) disconnect(ctx context.Context, g nemesis.Grudge) error {
+	nodes := r.nodeNames()
+	isolated := map[string]bool{}
+	for _, n := range nodes {
+		if len(g[n]) > 0 && len(g[n]) == len(nodes)-1 {
+			isolated[n] = true
+		}
+	}
+	for _, n := range nodes {
+		if isolated[n] {
+			continue
+		}
+		for _, p := range g[n] {
+			if !isolated[p] {
+				return fmt.Errorf("partition: %s drops %s, but without the containers' namespaces (%s) only nodes cut off from all others can be partitioned", n, p, r.whyNoNS())
+			}
+		}
+	}
+	netName, _ := r.Network()
+	var errs []error
+	for _, n := range nodes {
+		c := r.node(n)
+		r.mu.Lock()
+		same := isolated[n] == r.cut[n]
+		r.mu.Unlock()
+		if c == nil || same {
+			continue
+		}
+		var err error
+		if isolated[n] {
+			_, err = r.cli.NetworkDisconnect(ctx, netName, client.NetworkDisconnectOptions{Container: c.id, Force: true})
+		} else {
+			_, err = r.cli.NetworkConnect(ctx, netName, client.NetworkConnectOptions{Container: c.id,
+				EndpointConfig: &network.EndpointSettings{Aliases: []string{n},
+					IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: r.Addr(n)}}})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("partition %s: %w", n, err))
+			continue
+		}
+		r.mu.Lock()
+		r.cut[n] = isolated[n]
+		r.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Close implements Runtime: it stops every container of the run (gracefully, in
+// parallel, thawing paused ones), lets their logs drain, then removes every container,
+// network and volume labelled with this run's id. It is idempotent and ignores its
+// context's cancellation (not its values).
+func (r *DockerRuntime) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	// Nodes we launched: stop them gracefully, in parallel, so their logs end cleanly.
+	var wg sync.WaitGroup
+	for _, node := range r.launched() {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = r.Stop(ctx, node) }()
+	}
+	wg.Wait()
+	_, err := removeLabelled(ctx, r.cli, LabelRun+"="+r.runID)
+	return err
+}
+
+func (r *DockerRuntime) launched() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.ctrs))
+	for n := range r.ctrs {
+		names = append(names, n)
+	}
+	return names
+}
+
+// DockerCleanAll removes every container, network and volume labelled faultline=1 (what
+// any run left behind), and nothing else. It returns what it removed. Images are kept:
+// they are a cache keyed by content.
+func DockerCleanAll(ctx context.Context) ([]string, error) {
+	cli, err := dockerClient()
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	return removeLabelled(ctx, cli, LabelOurs+"=1")
+}
+
+// removeLabelled removes the containers (with their anonymous volumes), then networks,
+// then volumes carrying the label (key=value). The daemon filters by the label, and each
+// object's labels are checked again here before it is removed.
+func removeLabelled(ctx context.Context, cli *client.Client, label string) ([]string, error) {
+	key, value, _ := strings.Cut(label, "=")
+	ours := func(labels map[string]string) bool { return labels[key] == value && labels[LabelOurs] == "1" }
+	filter := client.Filters{}.Add("label", label)
+	var removed []string
+	var errs []error
+	gone := func(err error) bool { return err == nil || cerrdefs.IsNotFound(err) }
+
+	ctrs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	for _, c := range ctrs.Items {
+		if !ours(c.Labels) {
+			continue
+		}
+		_, err := cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if !gone(err) {
+			errs = append(errs, fmt.Errorf("remove container %s: %w", containerLabel(c), err))
+			continue
+		}
+		removed = append(removed, "container "+containerLabel(c))
+	}
+	nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
+	if err != nil {
+		return removed, errors.Join(append(errs, fmt.Errorf("list networks: %w", err))...)
+	}
+	for _, n := range nets.Items {
+		if !ours(n.Labels) {
+			continue
+		}
+		if _, err := cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); !gone(err) {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+			continue
+		}
+		removed = append(removed, "network "+n.Name)
+	}
+	vols, err := cli.VolumeList(ctx, client.VolumeListOptions{Filters: filter})
+	if err != nil {
+		return removed, errors.Join(append(errs, fmt.Errorf("list volumes: %w", err))...)
+	}
+	for _, v := range vols.Items {
+		if !ours(v.Labels) {
+			continue
+		}
+		if _, err := cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); !gone(err) {
+			errs = append(errs, fmt.Errorf("remove volume %s: %w", v.Name, err))
+			continue
+		}
+		removed = append(removed, "volume "+v.Name)
+	}
+	return removed, errors.Join(errs...)
+}
+
+func containerLabel(c container.Summary) string {
+	if len(c.Names) > 0 {
+		return strings.TrimPrefix(c.Names[0], "/")
+	}
+	return c.ID[:min(12, len(c.ID))]
+}

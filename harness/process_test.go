@@ -1,0 +1,176 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/nemesis"
+)
+
+// TestMain lets the test binary act as a tiny node ("serve ADDR NAME") and as a probe run
+// inside a namespace ("dial ADDR"), so runtime tests need no other program.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 {
+		switch os.Args[1] {
+		case "serve":
+			name := os.Args[3]
+			err := http.ListenAndServe(os.Args[2], http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				fmt.Fprint(w, name)
+			}))
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		case "dial":
+			hc := &http.Client{Timeout: time.Second}
+			resp, err := hc.Get("http://" + os.Args[2])
+			if err != nil {
+				fmt.Println(err)
+				os.Exit(1)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			fmt.Print(string(b))
+			os.Exit(0)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func needNetns(t *testing.T) {
+	t.Helper()
+	if ok, why := netns.Available(); !ok {
+		t.Skip("needs network namespaces (root, ip, nsenter): " + why)
+	}
+}
+
+func get(addr string) (string, error) {
+	hc := &http.Client{Timeout: 700 * time.Millisecond}
+	resp, err := hc.Get("http://" + addr)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func startServers(t *testing.T, names []string) *ProcessRuntime {
+	t.Helper()
+	ctx := context.Background()
+	rt := NewProcessRuntime(fmt.Sprintf("t%05d", os.Getpid()%100000), t.TempDir())
+	t.Cleanup(func() { assert.NoError(t, rt.Close(ctx)) })
+	require.NoError(t, rt.Prepare(ctx, names))
+	for _, n := range names {
+		require.NoError(t, rt.Launch(ctx, n, serveCmd(rt, n)))
+	}
+	for _, n := range names {
+		require.Eventually(t, func() bool { s, err := get(rt.HostPort(n, 8001)); return err == nil && s == n },
+			10*time.Second, 50*time.Millisecond, "%s answers", n)
+	}
+	return rt
+}
+
+func serveCmd(rt *ProcessRuntime, n string) NodeCmd {
+	return NodeCmd{Args: []string{os.Args[0], "serve", rt.HostPort(n, 8001), n}}
+}
+
+// dialFrom connects from inside node's namespace to peer's server.
+func dialFrom(t *testing.T, rt *ProcessRuntime, node, peer string) error {
+	t.Helper()
+	ns, err := rt.NetNS(node)
+	require.NoError(t, err)
+	out, err := exec.Command("nsenter", "--net="+ns, os.Args[0], "dial", rt.HostPort(peer, 8001)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	if string(out) != peer {
+		return fmt.Errorf("reached %q, want %q", out, peer)
+	}
+	return nil
+}
+
+func stateOf(t *testing.T, rt *ProcessRuntime, node string) string {
+	p, err := rt.running(node)
+	require.NoError(t, err)
+	st, err := procState(p.cmd.Process.Pid)
+	require.NoError(t, err)
+	return string(st)
+}
+
+func TestProcessRuntimePartitionTakesEffectAndHeals(t *testing.T) {
+	needNetns(t)
+	rt := startServers(t, []string{"n1", "n2", "n3"})
+	require.NoError(t, dialFrom(t, rt, "n1", "n2"))
+	ctx := context.Background()
+	g, err := nemesis.MakeGrudge("leader", []string{"n2", "n1", "n3"}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Partition(ctx, g))
+	assert.Error(t, dialFrom(t, rt, "n1", "n2"), "n2 is cut off from n1")
+	assert.Error(t, dialFrom(t, rt, "n2", "n3"), "n2 is cut off from n3")
+	assert.NoError(t, dialFrom(t, rt, "n1", "n3"), "n1 and n3 still talk")
+	_, err = get(rt.HostPort("n2", 8001))
+	assert.NoError(t, err, "the harness still reaches the isolated node")
+	require.NoError(t, rt.HealPartition(ctx))
+	assert.NoError(t, dialFrom(t, rt, "n1", "n2"), "healed")
+	assert.NoError(t, dialFrom(t, rt, "n2", "n3"), "healed")
+}
+
+func TestProcessRuntimePauseKillRestart(t *testing.T) {
+	needNetns(t)
+	rt := startServers(t, []string{"n1", "n2"})
+	ctx := context.Background()
+
+	require.NoError(t, rt.Pause(ctx, "n2"))
+	assert.Equal(t, "T", stateOf(t, rt, "n2"), "a paused node is stopped")
+	_, err := get(rt.HostPort("n2", 8001))
+	assert.Error(t, err, "a paused node answers nothing")
+	require.NoError(t, rt.Resume(ctx, "n2"))
+	s, err := get(rt.HostPort("n2", 8001))
+	require.NoError(t, err)
+	assert.Equal(t, "n2", s)
+
+	old, err := rt.running("n2")
+	require.NoError(t, err)
+	require.NoError(t, rt.Kill(ctx, "n2"))
+	assert.False(t, rt.Running("n2"), "a killed node is gone")
+	_, err = get(rt.HostPort("n2", 8001))
+	var opErr *net.OpError
+	assert.ErrorAs(t, err, &opErr)
+	require.NoError(t, rt.Launch(ctx, "n2", serveCmd(rt, "n2")))
+	require.Eventually(t, func() bool { s, err := get(rt.HostPort("n2", 8001)); return err == nil && s == "n2" },
+		10*time.Second, 50*time.Millisecond, "a restarted node comes back")
+	now, err := rt.running("n2")
+	require.NoError(t, err)
+	assert.NotEqual(t, old.cmd.Process.Pid, now.cmd.Process.Pid)
+	assert.Error(t, rt.Launch(ctx, "n2", serveCmd(rt, "n2")), "a running node is not launched twice")
+}
+
+func TestProcessRuntimeCloseLeavesNothing(t *testing.T) {
+	needNetns(t)
+	before, _ := exec.Command("ip", "netns", "list").Output()
+	links, _ := exec.Command("ip", "-o", "link").Output()
+	ctx := context.Background()
+	rt := NewProcessRuntime("tclose", t.TempDir())
+	require.NoError(t, rt.Prepare(ctx, []string{"n1", "n2"}))
+	for _, n := range []string{"n1", "n2"} {
+		require.NoError(t, rt.Launch(ctx, n, serveCmd(rt, n)))
+	}
+	require.NoError(t, rt.Pause(ctx, "n1"), "a paused node must not block Close")
+	require.NoError(t, rt.Close(ctx))
+	require.NoError(t, rt.Close(ctx), "Close is idempotent")
+	after, _ := exec.Command("ip", "netns", "list").Output()
+	links2, _ := exec.Command("ip", "-o", "link").Output()
+	assert.Equal(t, string(before), string(after))
+	assert.Equal(t, strings.Count(string(links), "\n"), strings.Count(string(links2), "\n"))
+	assert.False(t, rt.Running("n1"))
+}

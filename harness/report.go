@@ -1,0 +1,180 @@
+package harness
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/results"
+)
+
+// check judges the recorded history, writes results.json (and the views of a violation),
+// prints the summary and the JUnit report, and returns the verdict.
+func (r *run) check(ctx context.Context, out Outcome) checker.Verdict {
+	if r.rec == nil {
+		return checker.Unknown
+	}
+	events := r.rec.Events()
+	r.phase = "checking"
+	res := checker.Check(ctx, events, checker.Options{Workload: r.spec.Workload, Timeout: r.spec.CheckTimeout.D()})
+	verdict := res.Verdict
+	if out.Interrupted && verdict == checker.Valid {
+		verdict = checker.Unknown // a cut-short run proves less than it seems to
+	}
+	if err := results.WriteCheck(r.dir, res, events); err != nil {
+		r.logf("write results: %v", err)
+	}
+	r.summary(out, res, verdict, events)
+	if r.spec.JUnit != "" {
+		if err := writeJUnit(r.spec.JUnit, r.spec, verdict, res, out); err != nil {
+			r.logf("junit: %v", err)
+		}
+	}
+	return verdict
+}
+
+func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, events []history.Event) {
+	w := r.env.Stdout
+	counts := map[history.Type]int{}
+	faults := map[string]int{}
+	for _, e := range events {
+		if e.IsNemesis() {
+			if e.Type == history.OK {
+				faults[e.F]++
+			}
+			continue
+		}
+		counts[e.Type]++
+	}
+	fmt.Fprintf(w, "\nverdict: %s\n", strings.ToUpper(string(verdict)))
+	if out.Err != nil {
+		fmt.Fprintf(w, "error:   %v\n", out.Err)
+	}
+	if out.Interrupted {
+		fmt.Fprintf(w, "note:    the run was interrupted; its history is kept\n")
+	}
+	fmt.Fprintf(w, "ops:     %d invoked, %d ok, %d fail, %d info\n", counts[history.Invoke], counts[history.OK], counts[history.Fail], counts[history.Info])
+	fmt.Fprintf(w, "%s\n", res.Summary())
+	keys := make([]string, 0, len(faults))
+	for k := range faults {
+		keys = append(keys, fmt.Sprintf("%s×%d", k, faults[k]))
+	}
+	slices.Sort(keys)
+	fmt.Fprintf(w, "faults:  %s\n", strings.Join(append(keys, ""), " "))
+	fmt.Fprintf(w, "results: %s\n", r.dir)
+	fmt.Fprintf(w, "replay:  %s\n", ReplayCommand(r.spec))
+}
+
+// ReplayCommand is the command line that runs the same test again with the same seed.
+func ReplayCommand(s Spec) string {
+	args := []string{"faultline", "test", "--target", s.Target, "--runtime", s.Runtime,
+		"--nodes", fmt.Sprint(s.Nodes), "--workload", s.Workload, "--nemesis", strings.Join(s.Nemesis, ","),
+		"--nemesis-interval", s.NemesisInterval.String(), "--time-limit", s.TimeLimit.String(),
+		"--concurrency", fmt.Sprint(s.Concurrency), "--keys", fmt.Sprint(s.Keys),
+		"--ops-per-key", fmt.Sprint(s.OpsPerKey), "--seed", fmt.Sprint(s.Seed)}
+	if len(s.Nemesis) == 0 {
+		args[9] = "none"
+	}
+	if s.Rate > 0 {
+		args = append(args, "--rate", fmt.Sprint(s.Rate))
+	}
+	if s.Unsafe != "" {
+		args = append(args, "--unsafe", s.Unsafe)
+	}
+	return strings.Join(args, " ")
+}
+
+type junitSuite struct {
+	XMLName  xml.Name    `xml:"testsuite"`
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Time     float64     `xml:"time,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name    string        `xml:"name,attr"`
+	Time    float64       `xml:"time,attr"`
+	Failure *junitFailure `xml:"failure,omitempty"`
+	Error   *junitFailure `xml:"error,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Text    string `xml:",chardata"`
+}
+
+func writeJUnit(path string, s Spec, v checker.Verdict, res checker.Result, out Outcome) error {
+	c := junitCase{Name: s.Name, Time: time.Duration(s.TimeLimit).Seconds()}
+	switch {
+	case v == checker.Invalid:
+		c.Failure = &junitFailure{Message: "invalid: a safety violation was found", Text: res.Summary() + "\n" + out.Dir}
+	case out.Err != nil:
+		c.Error = &junitFailure{Message: out.Err.Error()}
+	case v != checker.Valid:
+		c.Error = &junitFailure{Message: "unknown: the checker could not decide", Text: res.Summary()}
+	}
+	suite := junitSuite{Name: "faultline", Tests: 1, Cases: []junitCase{c}, Time: c.Time}
+	if c.Failure != nil {
+		suite.Failures = 1
+	}
+	if c.Error != nil {
+		suite.Errors = 1
+	}
+	b, err := xml.MarshalIndent(suite, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o644)
+}
+
+// progressLoop calls env.Progress about once a second until ctx ends; the returned func
+// waits for the loop to stop.
+func (r *run) progressLoop(ctx context.Context) func() {
+	if r.env.Progress == nil {
+		return func() {}
+	}
+	done, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		start := time.Now()
+		var lastOps int64
+		lastT := start
+		leader := ""
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-stop:
+				return
+			case now := <-t.C:
+				ok, fail, info := r.prog.Counts()
+				total := ok + fail + info
+				if i%3 == 0 {
+					lctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+					leader, _ = r.target.Leader(lctx)
+					cancel()
+				}
+				rate := float64(total-lastOps) / now.Sub(lastT).Seconds()
+				lastOps, lastT = total, now
+				r.env.Progress(Status{Elapsed: now.Sub(start), Limit: r.spec.TimeLimit.D(), OK: ok, Fail: fail,
+					Info: info, OpsPerSec: rate, Fault: r.sched.Active(), Leader: leader, Phase: r.phase})
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}

@@ -1,0 +1,336 @@
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/results"
+	"github.com/faultline/faultline/workload"
+)
+
+// Exit codes of `faultline test` and `faultline check` (DESIGN.md).
+const (
+	ExitValid   = 0
+	ExitInvalid = 1
+	ExitUnknown = 2
+	ExitError   = 3
+	ExitUsage   = 4
+)
+
+// Timeouts of the run's phases that are not in the spec.
+const (
+	readyTimeout     = 60 * time.Second
+	finalReadTimeout = 30 * time.Second
+)
+
+// Outcome is what a run ended with.
+type Outcome struct {
+	Dir     string
+	Verdict checker.Verdict
+	// Err is a harness or infrastructure failure (exit 3), if any.
+	Err error
+	// Interrupted is set when the run was cancelled before it finished.
+	Interrupted bool
+}
+
+// ExitCode maps the outcome to the exit code: invalid wins over everything (a violation
+// found is real even in a run that later broke), then harness errors, then the verdict.
+func (o Outcome) ExitCode() int {
+	switch {
+	case o.Verdict == checker.Invalid:
+		return ExitInvalid
+	case o.Err != nil || o.Interrupted:
+		return ExitError
+	case o.Verdict == checker.Valid:
+		return ExitValid
+	default:
+		return ExitUnknown
+	}
+}
+
+// Env is the run's I/O: where progress and the summary go, and the command line to
+// replay it. It is injected so that tests can drive whole runs.
+type Env struct {
+	Stdout, Stderr io.Writer
+	// Progress is called about once a second with a one-line status; nil for none.
+	Progress func(Status)
+}
+
+// Status is the live view of a run, polled by the progress renderer.
+type Status struct {
+	Elapsed, Limit time.Duration
+	OK, Fail, Info int64
+	OpsPerSec      float64
+	Fault          string
+	Leader         string
+	Phase          string
+}
+
+// run holds one run's state while it goes.
+type run struct {
+	spec   Spec
+	env    Env
+	base   time.Time
+	id     string
+	dir    string
+	logger *log.Logger
+	rec    *history.Recorder
+	hw     *history.Writer
+	rt     Runtime
+	target *RaftTarget
+	cl     *cluster
+	sched  *nemesis.Schedule
+	prog   *workload.Progress
+	phase  string
+}
+
+// Run executes one test: the lifecycle in DESIGN.md. It heals every fault and removes
+// every node, namespace and rule it made before it returns, also when ctx is cancelled.
+// The history is on disk as the run goes.
+func Run(ctx context.Context, spec Spec, env Env) Outcome {
+	r := &run{spec: spec, env: env, base: time.Now(), id: newRunID()}
+	out := Outcome{}
+	if err := r.open(); err != nil {
+		out.Err = err
+		return out
+	}
+	out.Dir = r.dir
+	defer r.hw.Close()
+	r.logf("faultline test %s: seed %d, run %s, results %s", spec.Name, spec.Seed, r.id, r.dir)
+
+	err := r.execute(ctx)
+	if ctx.Err() != nil {
+		out.Interrupted = true
+		r.logf("run interrupted: %v", context.Cause(ctx))
+	}
+	if err != nil {
+		var ue *UsageError
+		if errors.As(err, &ue) {
+			out.Err = ue
+		} else {
+			out.Err = err
+		}
+		r.logf("run error: %v", err)
+	}
+	if cerr := r.hw.Close(); cerr != nil && out.Err == nil {
+		out.Err = cerr
+	}
+	out.Verdict = r.check(context.WithoutCancel(ctx), out)
+	return out
+}
+
+func newRunID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// open makes the run directory, test.json, faultline.log and the history writer.
+func (r *run) open() error {
+	dir, err := results.NewRunDir(r.spec.Results, r.spec.Name, r.base)
+	if err != nil {
+		return err
+	}
+	r.dir = dir
+	lf, err := os.OpenFile(filepath.Join(dir, "faultline.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("faultline.log: %w", err)
+	}
+	r.logger = log.New(io.MultiWriter(lf, r.env.Stderr), "", log.Ltime|log.Lmicroseconds)
+	r.hw, err = history.CreateWriter(filepath.Join(dir, "history.jsonl"), 0)
+	if err != nil {
+		return err
+	}
+	r.rec = history.NewRecorder(r.base, r.hw)
+	return nil
+}
+
+func (r *run) logf(format string, args ...any) { r.logger.Printf(format, args...) }
+
+// execute runs the phases from starting the nodes to stopping them. Every phase after
+// the runtime is prepared ends in teardown, whatever happens.
+func (r *run) execute(ctx context.Context) (err error) {
+	r.rt, err = r.newRuntime()
+	if err != nil {
+		return err
+	}
+	faults, skipped, err := faultsFor(r.spec.Nemesis, r.rt)
+	if err != nil {
+		return err
+	}
+	for k, why := range skipped {
+		r.logf("nemesis: %s unavailable, left out of 'all': %s", k, why)
+	}
+	if err := r.writeTestJSON(faults, skipped); err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := r.teardown(ctx); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("harness panic: %v", p)
+		}
+	}()
+	if err := r.start(ctx); err != nil {
+		return err
+	}
+	if err := r.load(ctx, faults); err != nil {
+		return err
+	}
+	return r.recover(ctx)
+}
+
+func (r *run) newRuntime() (Runtime, error) {
+	switch r.spec.Runtime {
+	case "process", "auto":
+		return NewProcessRuntime(r.id, r.dir), nil
+	}
+	return nil, &UsageError{Msg: "runtime: " + r.spec.Runtime + " is not available in this build"}
+}
+
+func (r *run) writeTestJSON(faults []nemesis.Fault, skipped map[string]string) error {
+	names := make([]string, 0, len(faults))
+	for _, f := range faults {
+		names = append(names, f.Name())
+	}
+	return results.WriteJSON(r.dir, "test.json", map[string]any{
+		"spec": r.spec, "run_id": r.id, "runtime": r.rt.Name(), "seed": r.spec.Seed,
+		"workload": r.spec.Workload, "nemesis_faults": names, "nemesis_unavailable": skipped,
+		"runtime_unavailable": r.rt.Unavailable(), "start_time": r.base.UTC().Format(time.RFC3339Nano),
+		"replay": ReplayCommand(r.spec),
+	})
+}
+
+// start prepares the network, launches every node and waits until the cluster serves.
+func (r *run) start(ctx context.Context) error {
+	names := make([]string, r.spec.Nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d", i+1)
+	}
+	r.phase = "starting"
+	if err := r.rt.Prepare(ctx, names); err != nil {
+		return err
+	}
+	bin, err := RaftnodeBin(filepath.Join(r.dir, "bin"))
+	if err != nil {
+		return err
+	}
+	r.target = NewRaftTarget(bin, r.spec.Unsafe, filepath.Join(r.dir, "data"), r.rt, names)
+	r.cl = newCluster(r.rt, r.target, names)
+	for _, n := range names {
+		if err := r.rt.Launch(ctx, n, r.target.Command(n)); err != nil {
+			return err
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := r.target.WaitReady(rctx); err != nil {
+		return fmt.Errorf("start %d %s nodes: %w", len(names), r.spec.Target, err)
+	}
+	r.logf("cluster of %d ready after %v (runtime %s)", len(names), time.Since(r.base).Round(time.Millisecond), r.rt.Name())
+	return nil
+}
+
+// load runs the workload and the nemesis schedule together for the time limit.
+func (r *run) load(ctx context.Context, faults []nemesis.Fault) error {
+	r.phase = "running"
+	seed := uint64(r.spec.Seed)
+	r.sched = &nemesis.Schedule{Faults: faults, Interval: r.spec.NemesisInterval.D(), Cluster: r.cl,
+		Rand: mrand.New(mrand.NewPCG(seed, 0x6e656d65)), Rec: r.rec, Log: r.logf}
+	cfg := r.workloadConfig()
+	r.prog = cfg.Progress
+	stopProgress := r.progressLoop(ctx)
+	defer stopProgress()
+	// The workload enforces the time limit itself and lets operations in flight finish
+	// (within their op timeout); only the nemesis gets a context that ends at the limit.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := workload.Run(gctx, cfg, r.target.Opener(cfg.OpTimeout), r.rec)
+		return err
+	})
+	g.Go(func() error {
+		nctx, cancel := context.WithTimeout(gctx, r.spec.TimeLimit.D())
+		defer cancel()
+		return r.sched.Run(nctx)
+	})
+	err := g.Wait()
+	r.logf("workload and nemesis stopped; faults injected: %v", r.sched.Counts())
+	return err
+}
+
+func (r *run) workloadConfig() workload.Config {
+	return workload.Config{
+		Workload: r.spec.Workload, Concurrency: r.spec.Concurrency, Rate: r.spec.Rate,
+		TimeLimit: r.spec.TimeLimit.D(), Keys: r.spec.Keys, OpsPerKey: r.spec.OpsPerKey,
+		OpTimeout: 2 * time.Second, Seed: r.spec.Seed, Progress: workload.NewProgress(),
+	}
+}
+
+// recover heals every fault, gives the cluster its recovery window, and reads every key
+// once more.
+func (r *run) recover(ctx context.Context) error {
+	r.phase = "healing"
+	if err := r.cl.HealAll(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("heal: %w", err)
+	}
+	r.rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: "heal-all"})
+	if !nemesisSleep(ctx, r.spec.Recovery.D()) {
+		return ctx.Err()
+	}
+	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := r.target.WaitReady(rctx); err != nil {
+		r.logf("cluster did not recover within %v of healing: %v", readyTimeout, err)
+	}
+	r.phase = "final reads"
+	fctx, cancel2 := context.WithTimeout(ctx, finalReadTimeout)
+	defer cancel2()
+	cfg := r.workloadConfig()
+	return workload.FinalReads(fctx, cfg, r.target.Opener(cfg.OpTimeout), r.rec, r.prog.Keys())
+}
+
+// teardown heals, stops every node and removes the run's network. It runs on a context
+// of its own: an interrupted run must still clean up.
+func (r *run) teardown(ctx context.Context) error {
+	r.phase = "stopping"
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	var errs []error
+	if r.cl != nil && ctx.Err() != nil {
+		errs = append(errs, r.cl.HealPartition(tctx))
+	}
+	errs = append(errs, r.rt.Close(tctx))
+	err := errors.Join(errs...)
+	if err != nil {
+		r.logf("teardown: %v", err)
+	}
+	return err
+}
+
+func nemesisSleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

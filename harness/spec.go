@@ -1,0 +1,299 @@
+package harness
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Spec is one test, as the user asked for it (flags and YAML keys share these names).
+// Resolve fills in defaults and validates it; a resolved Spec is written to test.json
+// and is enough to replay the run.
+type Spec struct {
+	Name            string   `yaml:"name" json:"name"`
+	Target          string   `yaml:"target" json:"target"`
+	Runtime         string   `yaml:"runtime" json:"runtime"`
+	Nodes           int      `yaml:"nodes" json:"nodes"`
+	Workload        string   `yaml:"workload" json:"workload"`
+	OpsPerKey       int      `yaml:"ops-per-key" json:"ops_per_key"`
+	Nemesis         List     `yaml:"nemesis" json:"nemesis"`
+	NemesisInterval Duration `yaml:"nemesis-interval" json:"nemesis_interval"`
+	TimeLimit       Duration `yaml:"time-limit" json:"time_limit"`
+	Concurrency     int      `yaml:"concurrency" json:"concurrency"`
+	Rate            float64  `yaml:"rate" json:"rate"`
+	Keys            int      `yaml:"keys" json:"keys"`
+	Seed            int64    `yaml:"seed" json:"seed"`
+	Unsafe          string   `yaml:"unsafe" json:"unsafe,omitempty"`
+	Results         string   `yaml:"results" json:"results"`
+	JUnit           string   `yaml:"junit" json:"junit,omitempty"`
+	// Recovery is how long the healed cluster gets before the final reads.
+	Recovery Duration `yaml:"recovery" json:"recovery"`
+	// CheckTimeout bounds the linearizability check; expiry gives "unknown".
+	CheckTimeout Duration `yaml:"check-timeout" json:"check_timeout"`
+}
+
+// List is a list of names that YAML may give as a sequence or as one comma-separated
+// string ("partition, kill").
+type List []string
+
+// UnmarshalYAML accepts a sequence of scalars or a comma-separated scalar.
+func (l *List) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*l = splitList(n.Value)
+		return nil
+	case yaml.SequenceNode:
+		out := List{}
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: want a name, got a nested value", c.Line)
+			}
+			out = append(out, c.Value)
+		}
+		*l = out
+		return nil
+	}
+	return fmt.Errorf("line %d: want a list or a comma-separated string", n.Line)
+}
+
+// Duration is a time.Duration that reads and writes as "5s" in YAML and JSON.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration like time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML accepts "5s"-style strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 30s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes "5s".
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+// Set implements flag.Value.
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 30s", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Choices that Resolve accepts.
+var (
+	Targets   = []string{"raftnode"}
+	Runtimes  = []string{"auto", "process"}
+	Workloads = []string{"register", "set", "append"}
+	// NemesisKinds are the fault families --nemesis accepts; "all" means every one
+	// available for the target and runtime, "none" none.
+	NemesisKinds = []string{"partition", "kill", "pause"}
+	UnsafeModes  = []string{"stale-read", "lease-read", "ack-before-commit", "ack-before-fsync"}
+)
+
+// DefaultSpec is what a test runs when neither flags nor YAML say otherwise.
+func DefaultSpec() Spec {
+	return Spec{
+		Target: "raftnode", Runtime: "auto", Nodes: 5, Workload: "register", OpsPerKey: 200,
+		Nemesis: []string{"partition", "kill", "pause"}, NemesisInterval: Duration(5 * time.Second),
+		TimeLimit: Duration(60 * time.Second), Concurrency: 10, Keys: 8,
+		Results: "results", Recovery: Duration(5 * time.Second), CheckTimeout: Duration(60 * time.Second),
+	}
+}
+
+// UsageError is a bad flag or spec: nothing was started, exit code 4.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
+
+// ParseTestArgs reads `faultline test` arguments: defaults, then the YAML file given by -f,
+// then the flags given explicitly. It returns a resolved spec or a *UsageError.
+func ParseTestArgs(args []string, stderr io.Writer) (Spec, error) {
+	spec := DefaultSpec()
+	fs := flag.NewFlagSet("faultline test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var file, nemesis string
+	fs.StringVar(&file, "f", "", "YAML spec file (flags given explicitly override it)")
+	bindFlags(fs, &spec, &nemesis)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return spec, err
+		}
+		return spec, usagef("test: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return spec, usagef("test: unexpected argument %q", fs.Arg(0))
+	}
+	if file != "" {
+		fromFile, err := LoadSpec(file)
+		if err != nil {
+			return spec, err
+		}
+		spec = fromFile
+		// Flags given explicitly override the file: parse them again on top of it.
+		fs2 := flag.NewFlagSet("faultline test", flag.ContinueOnError)
+		fs2.SetOutput(io.Discard)
+		nemesis = ""
+		bindFlags(fs2, &spec, &nemesis)
+		fs2.String("f", "", "")
+		if err := fs2.Parse(args); err != nil {
+			return spec, usagef("test: %v", err)
+		}
+	}
+	if nemesis != "" {
+		spec.Nemesis = splitList(nemesis)
+	}
+	return spec.Resolve()
+}
+
+func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
+	fs.StringVar(&s.Name, "name", s.Name, "test name (default: target-workload)")
+	fs.StringVar(&s.Target, "target", s.Target, "system under test: "+strings.Join(Targets, "|"))
+	fs.StringVar(&s.Runtime, "runtime", s.Runtime, "where nodes run: "+strings.Join(Runtimes, "|"))
+	fs.IntVar(&s.Nodes, "nodes", s.Nodes, "cluster size")
+	fs.StringVar(&s.Workload, "workload", s.Workload, strings.Join(Workloads, "|"))
+	fs.IntVar(&s.OpsPerKey, "ops-per-key", s.OpsPerKey, "retire a key after this many operations")
+	fs.StringVar(nemesis, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(NemesisKinds, ","))
+	fs.Var(&s.NemesisInterval, "nemesis-interval", "mean time between faults (and each fault's mean length)")
+	fs.Var(&s.TimeLimit, "time-limit", "how long the workload runs")
+	fs.IntVar(&s.Concurrency, "concurrency", s.Concurrency, "concurrent clients")
+	fs.Float64Var(&s.Rate, "rate", s.Rate, "total ops/s, 0 = as fast as possible")
+	fs.IntVar(&s.Keys, "keys", s.Keys, "concurrently active keys")
+	fs.Int64Var(&s.Seed, "seed", s.Seed, "random seed (0 = pick one and print it)")
+	fs.StringVar(&s.Unsafe, "unsafe", s.Unsafe, "raftnode's deliberate bug: "+strings.Join(UnsafeModes, "|"))
+	fs.StringVar(&s.Results, "results", s.Results, "results directory")
+	fs.StringVar(&s.JUnit, "junit", s.JUnit, "also write a JUnit XML report here")
+	fs.Var(&s.Recovery, "recovery", "time the healed cluster gets before final reads")
+	fs.Var(&s.CheckTimeout, "check-timeout", "bound on the linearizability check (expiry: unknown)")
+}
+
+// LoadSpec reads a YAML spec on top of the defaults; unknown keys are errors.
+func LoadSpec(path string) (Spec, error) {
+	spec := DefaultSpec()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return spec, usagef("spec: %v", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&spec); err != nil && !errors.Is(err, io.EOF) {
+		return spec, usagef("spec %s: %v", path, err)
+	}
+	return spec, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Resolve validates the spec, names the first bad field, and fills in derived defaults
+// (name, seed). It never starts anything.
+func (s Spec) Resolve() (Spec, error) {
+	oneOf := func(field, v string, allowed []string) error {
+		if !slices.Contains(allowed, v) {
+			return usagef("%s: %q is not one of %s", field, v, strings.Join(allowed, ", "))
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		field, v string
+		allowed  []string
+	}{{"target", s.Target, Targets}, {"runtime", s.Runtime, Runtimes}, {"workload", s.Workload, Workloads}} {
+		if err := oneOf(c.field, c.v, c.allowed); err != nil {
+			return s, err
+		}
+	}
+	if s.Unsafe != "" {
+		if err := oneOf("unsafe", s.Unsafe, UnsafeModes); err != nil {
+			return s, err
+		}
+	}
+	switch {
+	case s.Nodes < 1 || s.Nodes > 9:
+		return s, usagef("nodes: %d is outside 1..9", s.Nodes)
+	case s.Concurrency < 1 || s.Concurrency > 1000:
+		return s, usagef("concurrency: %d is outside 1..1000", s.Concurrency)
+	case s.Keys < 1:
+		return s, usagef("keys: %d must be at least 1", s.Keys)
+	case s.OpsPerKey < 1:
+		return s, usagef("ops-per-key: %d must be at least 1", s.OpsPerKey)
+	case s.Rate < 0:
+		return s, usagef("rate: %v must not be negative", s.Rate)
+	case s.TimeLimit.D() <= 0:
+		return s, usagef("time-limit: %v must be positive", s.TimeLimit)
+	case s.NemesisInterval.D() < 100*time.Millisecond:
+		return s, usagef("nemesis-interval: %v is below 100ms", s.NemesisInterval)
+	case s.Recovery.D() < 0 || s.CheckTimeout.D() <= 0:
+		return s, usagef("recovery/check-timeout: must be positive")
+	case s.Results == "":
+		return s, usagef("results: must name a directory")
+	}
+	nem, err := resolveNemesis(s.Nemesis)
+	if err != nil {
+		return s, err
+	}
+	s.Nemesis = nem
+	if s.Name == "" {
+		s.Name = s.Target + "-" + s.Workload
+		if s.Unsafe != "" {
+			s.Name += "-" + s.Unsafe
+		}
+	}
+	if strings.ContainsAny(s.Name, "/\\") || s.Name == "." || s.Name == ".." {
+		return s, usagef("name: %q must not contain a path separator", s.Name)
+	}
+	if s.Seed == 0 {
+		s.Seed = time.Now().UnixNano() & (1<<53 - 1)
+	}
+	return s, nil
+}
+
+func resolveNemesis(in []string) ([]string, error) {
+	var out []string
+	for _, k := range in {
+		switch {
+		case k == "none":
+			if len(in) > 1 {
+				return nil, usagef("nemesis: none cannot be combined with %v", in)
+			}
+			return []string{}, nil
+		case k == "all":
+			if len(in) > 1 {
+				return nil, usagef("nemesis: all cannot be combined with %v", in)
+			}
+			return []string{"all"}, nil // expanded by the run to what its runtime can inject
+		case !slices.Contains(NemesisKinds, k):
+			return nil, usagef("nemesis: %q is not one of none, all, %s", k, strings.Join(NemesisKinds, ", "))
+		case !slices.Contains(out, k):
+			out = append(out, k)
+		}
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}

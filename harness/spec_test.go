@@ -1,0 +1,91 @@
+package harness
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseTestArgsDefaults(t *testing.T) {
+	s, err := ParseTestArgs([]string{"--seed", "9"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "raftnode-register", s.Name)
+	assert.Equal(t, 5, s.Nodes)
+	assert.Equal(t, List{"partition", "kill", "pause"}, s.Nemesis)
+	assert.Equal(t, 60*time.Second, s.TimeLimit.D())
+	assert.Equal(t, int64(9), s.Seed)
+}
+
+func TestParseTestArgsNamesTheBadField(t *testing.T) {
+	for args, field := range map[string][]string{
+		"nodes":            {"--nodes", "0"},
+		"workload":         {"--workload", "queue"},
+		"nemesis":          {"--nemesis", "partition,flood"},
+		"unsafe":           {"--unsafe", "yolo"},
+		"time-limit":       {"--time-limit", "soon"},
+		"nemesis-interval": {"--nemesis-interval", "1ms"},
+		"runtime":          {"--runtime", "vm"},
+		"concurrency":      {"--concurrency", "-1"},
+		"flag provided":    {"--frobnicate"},
+		"unexpected":       {"extra"},
+	} {
+		t.Run(args, func(t *testing.T) {
+			_, err := ParseTestArgs(field, io.Discard)
+			require.Error(t, err)
+			var ue *UsageError
+			require.ErrorAs(t, err, &ue)
+			assert.Contains(t, err.Error(), args)
+		})
+	}
+}
+
+func TestSpecFileThenFlags(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "spec.yaml")
+	require.NoError(t, os.WriteFile(f, []byte("nodes: 3\nworkload: append\nnemesis: [kill, pause]\ntime-limit: 10s\nseed: 5\n"), 0o644))
+	s, err := ParseTestArgs([]string{"-f", f, "--nodes", "7"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 7, s.Nodes, "an explicit flag overrides the file")
+	assert.Equal(t, "append", s.Workload, "the file overrides the defaults")
+	assert.Equal(t, List{"kill", "pause"}, s.Nemesis)
+	assert.Equal(t, 10*time.Second, s.TimeLimit.D())
+	assert.Equal(t, int64(5), s.Seed)
+
+	require.NoError(t, os.WriteFile(f, []byte("nodes: 3\nnodez: 4\n"), 0o644))
+	_, err = ParseTestArgs([]string{"-f", f}, io.Discard)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nodez", "an unknown key is named")
+
+	require.NoError(t, os.WriteFile(f, []byte("nemesis: partition, kill\ntime-limit: 1 minute\n"), 0o644))
+	_, err = ParseTestArgs([]string{"-f", f}, io.Discard)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "1 minute")
+}
+
+func TestNemesisAllAndNone(t *testing.T) {
+	s, err := ParseTestArgs([]string{"--nemesis", "none"}, io.Discard)
+	require.NoError(t, err)
+	assert.Empty(t, s.Nemesis)
+	s, err = ParseTestArgs([]string{"--nemesis", "all"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, List{"all"}, s.Nemesis)
+	_, err = ParseTestArgs([]string{"--nemesis", "all,kill"}, io.Discard)
+	assert.Error(t, err)
+}
+
+func TestReplayCommandRoundTrips(t *testing.T) {
+	s, err := ParseTestArgs([]string{"--seed", "77", "--nodes", "3", "--nemesis", "kill", "--unsafe", "stale-read", "--rate", "50"}, io.Discard)
+	require.NoError(t, err)
+	args := strings.Fields(ReplayCommand(s))
+	require.Equal(t, []string{"faultline", "test"}, args[:2])
+	again, err := ParseTestArgs(args[2:], io.Discard)
+	require.NoError(t, err)
+	again.Results, s.Results = "", ""
+	assert.Equal(t, s, again)
+}

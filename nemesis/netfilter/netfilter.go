@@ -1,0 +1,176 @@
+package netfilter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+)
+
+const table = "inet faultline"
+
+// lossScale is the resolution of Loss: a fraction is rounded to a multiple of 1/lossScale.
+const lossScale = 1000
+
+// Apply makes the namespace at nsPath drop every packet from the given addresses and every
+// packet to them, established connections included, replacing the partition it had (if
+// any). No addresses: the namespace's partition is healed (a Loss stays).
+func Apply(ctx context.Context, nsPath string, drop []netip.Addr) error {
+	rules, err := match(drop, "")
+	if err != nil {
+		return fmt.Errorf("partition %s: %w", nsPath, err)
+	}
+	if err := nft(ctx, nsPath, replace("partition", rules)); err != nil {
+		return fmt.Errorf("partition %s: %w", nsPath, err)
+	}
+	return nil
+}
+
+// Loss makes the namespace at nsPath drop a random fraction (0 to 1, in steps of 0.001) of
+// the packets from the given peers, and the same fraction of the packets to them,
+// replacing the loss it had (if any). A fraction of 0, or no peers, heals the loss (a
+// partition stays). Both directions of a link lose packets in the one namespace, so lossy
+// links need Loss on one end each: on both ends a link would lose 1-(1-f)² each way.
+func Loss(ctx context.Context, nsPath string, peers []netip.Addr, fraction float64) error {
+	if math.IsNaN(fraction) || fraction < 0 || fraction > 1 {
+		return fmt.Errorf("loss %s: fraction %v is not between 0 and 1", nsPath, fraction)
+	}
+	n := int(math.Round(fraction * lossScale))
+	if n == 0 {
+		peers = nil
+	}
+	cond := fmt.Sprintf("numgen random mod %d < %d ", lossScale, n)
+	if n == lossScale {
+		cond = "" // every packet (nft rejects "< 1000" as out of range)
+	}
+	rules, err := match(peers, cond)
+	if err != nil {
+		return fmt.Errorf("loss %s: %w", nsPath, err)
+	}
+	if err := nft(ctx, nsPath, replace("loss", rules)); err != nil {
+		return fmt.Errorf("loss %s: %w", nsPath, err)
+	}
+	return nil
+}
+
+// Available reports whether this host can filter packets inside namespaces: root, and the
+// nsenter and nft commands. If not, why says what is missing.
+func Available() (ok bool, why string) {
+	if os.Geteuid() != 0 {
+		return false, "not root"
+	}
+	for _, tool := range []string{"nsenter", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return false, "no " + tool + " command"
+		}
+	}
+	return true, ""
+}
+
+// Clear removes every fault this package put in the namespace at nsPath (its table). It
+// is idempotent.
+func Clear(ctx context.Context, nsPath string) error {
+	// Adding the table first makes the delete succeed when there was none; both happen in
+	// one transaction.
+	if err := nft(ctx, nsPath, "add table "+table+"\ndelete table "+table+"\n"); err != nil {
+		return fmt.Errorf("clear %s: %w", nsPath, err)
+	}
+	return nil
+}
+
+// Rules returns the namespace's faultline table as nft prints it ("" when there is none),
+// for logs and reports.
+func Rules(ctx context.Context, nsPath string) (string, error) {
+	out, err := run(ctx, nsPath, "", "list", "table", table)
+	if err != nil {
+		if strings.Contains(err.Error(), "No such file or directory") {
+			return "", nil
+		}
+		return "", fmt.Errorf("rules %s: %w", nsPath, err)
+	}
+	return out, nil
+}
+
+// rules is what one fault puts in its chains, per direction.
+type rules struct{ in, out []string }
+
+// match returns rules that drop packets from (in) and to (out) the addresses, when cond
+// (an nft expression followed by a space, or "") holds.
+func match(addrs []netip.Addr, cond string) (rules, error) {
+	var v4, v6 []string
+	for _, a := range addrs {
+		if !a.IsValid() {
+			return rules{}, errors.New("invalid address (a node without one?)")
+		}
+		a = a.Unmap()
+		if a.Is4() {
+			v4 = append(v4, a.String())
+		} else {
+			v6 = append(v6, a.WithZone("").String())
+		}
+	}
+	var r rules
+	for _, fam := range []struct {
+		proto string
+		set   []string
+	}{{"ip", v4}, {"ip6", v6}} {
+		if len(fam.set) == 0 {
+			continue
+		}
+		slices.Sort(fam.set)
+		set := "{ " + strings.Join(slices.Compact(fam.set), ", ") + " }"
+		r.in = append(r.in, fmt.Sprintf("%s saddr %s %scounter drop", fam.proto, set, cond))
+		r.out = append(r.out, fmt.Sprintf("%s daddr %s %scounter drop", fam.proto, set, cond))
+	}
+	return r, nil
+}
+
+// replace returns an nft script that (re)creates the fault's pair of chains and fills them
+// with r, all in one transaction. The chains hook in at raw priority, before conntrack.
+func replace(fault string, r rules) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "add table %s\n", table)
+	for _, dir := range []struct {
+		chain, hook string
+		rules       []string
+	}{{fault + "_in", "input", r.in}, {fault + "_out", "output", r.out}} {
+		fmt.Fprintf(&b, "add chain %s %s { type filter hook %s priority -300; policy accept; }\n", table, dir.chain, dir.hook)
+		fmt.Fprintf(&b, "flush chain %s %s\n", table, dir.chain)
+		for _, rule := range dir.rules {
+			fmt.Fprintf(&b, "add rule %s %s %s\n", table, dir.chain, rule)
+		}
+	}
+	return b.String()
+}
+
+// nft runs an nft script in the namespace at nsPath.
+func nft(ctx context.Context, nsPath, script string) error {
+	_, err := run(ctx, nsPath, script, "-f", "-")
+	return err
+}
+
+// run runs nft with args in the namespace at nsPath, script on its stdin; the error names
+// the command and carries nft's stderr (and the script, when there is one).
+func run(ctx context.Context, nsPath, script string, args ...string) (string, error) {
+	if _, err := os.Stat(nsPath); err != nil {
+		return "", fmt.Errorf("network namespace: %w", err)
+	}
+	argv := append([]string{"--net=" + nsPath, "--", "nft"}, args...)
+	cmd := exec.CommandContext(ctx, "nsenter", argv...)
+	cmd.Stdin = strings.NewReader(script)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if script != "" {
+			msg += "\nscript:\n" + script
+		}
+		return "", fmt.Errorf("nsenter %s: %w: %s", strings.Join(argv, " "), err, msg)
+	}
+	return stdout.String(), nil
+}

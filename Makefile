@@ -22,12 +22,17 @@ unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 
-# Short fuzz runs of every history reader; go test -fuzz takes one target at a time.
+# Short fuzz runs of every fuzz target (the history readers, the checker); go test -fuzz
+# takes one target at a time. Minimizing a new input is capped too, or it can take the
+# whole budget of a short run.
 FUZZTIME ?= 10s
+FUZZ_PKGS := ./history/ ./checker/
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./history/ | grep '^Fuzz'); do \
-		echo "fuzz $$t ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./history/ || exit 1; \
+	@for p in $(FUZZ_PKGS); do \
+		for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+			echo "fuzz $$p $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 500x $$p || exit 1; \
+		done; \
 	done
 
 bench:

@@ -172,7 +172,7 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
 	fs.StringVar(&s.Workload, "workload", s.Workload, strings.Join(Workloads, "|"))
 	fs.IntVar(&s.OpsPerKey, "ops-per-key", s.OpsPerKey, "retire a key after this many operations")
 	fs.StringVar(nemesis, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(NemesisKinds, ","))
-	fs.Var(&s.NemesisInterval, "nemesis-interval", "mean time between faults (and each fault's mean length)")
+	fs.Var(&s.NemesisInterval, "nemesis-interval", "mean time from one fault's start to the next (each is held 50-90% of it)")
 	fs.Var(&s.TimeLimit, "time-limit", "how long the workload runs")
 	fs.IntVar(&s.Concurrency, "concurrency", s.Concurrency, "concurrent clients")
 	fs.Float64Var(&s.Rate, "rate", s.Rate, "total ops/s, 0 = as fast as possible")

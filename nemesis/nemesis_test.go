@@ -188,18 +188,42 @@ func TestScheduleIsDeterministicBySeed(t *testing.T) {
 		s := &Schedule{Faults: faults, Interval: time.Millisecond, Cluster: c,
 			Rand: rand.New(rand.NewPCG(seed, 0)), Rec: history.NewRecorder(time.Now(), nil)}
 		// Drive the same steps Run takes, without its timing.
+		var steps []string
 		for range 20 {
-			s.jitter()
-			f := s.Faults[s.Rand.IntN(len(s.Faults))]
-			inj, err := s.inject(context.Background(), f)
+			st := s.next()
+			steps = append(steps, fmt.Sprint(st.quiet, st.hold, st.fault.Name()))
+			inj, err := s.inject(context.Background(), st.fault)
 			require.NoError(t, err)
-			s.jitter()
-			require.NoError(t, s.heal(f, inj))
+			require.NoError(t, s.heal(st.fault, inj))
 		}
-		return c.log
+		return append(steps, c.log...)
 	}
 	assert.Equal(t, seq(7), seq(7))
 	assert.NotEqual(t, seq(7), seq(8))
+}
+
+func TestScheduleTakesEveryKindEachRound(t *testing.T) {
+	faults, err := ByName([]string{"partition", "kill", "pause"})
+	require.NoError(t, err)
+	s := &Schedule{Faults: faults, Interval: 5 * time.Second, Rand: rand.New(rand.NewPCG(3, 0))}
+	var elapsed time.Duration
+	for round := range 10 {
+		seen := map[string]bool{}
+		for range faults {
+			st := s.next()
+			assert.GreaterOrEqual(t, st.quiet, time.Second)
+			assert.Less(t, st.quiet, 2*time.Second)
+			assert.GreaterOrEqual(t, st.hold, 2500*time.Millisecond)
+			assert.Less(t, st.hold, 4500*time.Millisecond)
+			seen[st.fault.Name()] = true
+			if round == 0 {
+				elapsed += st.quiet + st.hold
+			}
+		}
+		assert.Len(t, seen, len(faults), "round %d has every kind once", round)
+	}
+	// The third fault of the first round starts within 3 quiet times and 2 holds.
+	assert.Less(t, elapsed, 3*2*time.Second+3*4500*time.Millisecond)
 }
 
 func TestFailedInjectionStopsTheScheduleLoudly(t *testing.T) {

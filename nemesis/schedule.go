@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,8 +19,12 @@ type Recorder interface {
 	Record(history.Event) history.Event
 }
 
-// Schedule runs faults one after another, each held for a random time around Interval
-// and separated by a random time around Interval.
+// Schedule runs faults one after another. Interval is the mean time from one fault's
+// start to the next one's: each fault is held for a random 50-90% of Interval and
+// followed by a quiet time of 20-40% of Interval, in which the cluster may recover. The
+// kinds are taken in rounds, each round a seeded shuffle of all of them, so that every
+// kind asked for is injected early, also in a short run (with Faults of k kinds, all k
+// have started within k·Interval·(0.4+0.9)).
 type Schedule struct {
 	Faults   []Fault
 	Interval time.Duration
@@ -29,9 +34,33 @@ type Schedule struct {
 	// Log receives one line per fault injected and healed; may be nil.
 	Log func(format string, args ...any)
 
+	bag    []Fault // what is left of the current round
 	mu     sync.Mutex
 	active string
 	counts map[string]int
+}
+
+// step is one fault of a schedule: wait quiet, inject fault, hold it, heal it.
+type step struct {
+	quiet, hold time.Duration
+	fault       Fault
+}
+
+// next draws the next step from the schedule's random source (and nothing else, so the
+// same seed gives the same steps).
+func (s *Schedule) next() step {
+	if len(s.bag) == 0 {
+		s.bag = slices.Clone(s.Faults)
+		s.Rand.Shuffle(len(s.bag), func(i, j int) { s.bag[i], s.bag[j] = s.bag[j], s.bag[i] })
+	}
+	f := s.bag[0]
+	s.bag = s.bag[1:]
+	return step{quiet: s.fraction(0.2, 0.4), hold: s.fraction(0.5, 0.9), fault: f}
+}
+
+// fraction returns a duration uniformly in [lo·Interval, hi·Interval).
+func (s *Schedule) fraction(lo, hi float64) time.Duration {
+	return time.Duration((lo + (hi-lo)*s.Rand.Float64()) * float64(s.Interval))
 }
 
 // Run injects faults until ctx is done, then heals the one in force and returns. It
@@ -43,19 +72,19 @@ func (s *Schedule) Run(ctx context.Context) error {
 		return nil
 	}
 	for {
-		if !sleep(ctx, s.jitter()) {
+		st := s.next()
+		if !sleep(ctx, st.quiet) {
 			return nil
 		}
-		f := s.Faults[s.Rand.IntN(len(s.Faults))]
-		inj, err := s.inject(ctx, f)
+		inj, err := s.inject(ctx, st.fault)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // cancelled mid-injection: inject undid it
 			}
 			return err
 		}
-		sleep(ctx, s.jitter())
-		if err := s.heal(f, inj); err != nil {
+		sleep(ctx, st.hold)
+		if err := s.heal(st.fault, inj); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -133,11 +162,6 @@ func (s *Schedule) logf(format string, args ...any) {
 	if s.Log != nil {
 		s.Log(format, args...)
 	}
-}
-
-// jitter returns a duration uniformly in [Interval/2, 3*Interval/2).
-func (s *Schedule) jitter() time.Duration {
-	return s.Interval/2 + time.Duration(s.Rand.Int64N(int64(s.Interval)))
 }
 
 // sleep waits d or until ctx is done; it reports whether the whole d passed.

@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # One static binary: faultline, which also runs as raftnode when called by that name.
 export CGO_ENABLED = 0
 
-.PHONY: build run test unit fuzz bench clean-runs clean
+.PHONY: build run test unit fuzz bench image clean-runs clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/faultline ./cmd/faultline
@@ -37,6 +37,11 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./node/... ./checker/...
+
+# The docker runtime's node image: FROM scratch around the static faultline binary
+# (which runs raftnode when called so), tagged by content hash. Runs build it on demand.
+image: build
+	$(BIN)/faultline image
 
 # Removes whatever runs left behind (processes, namespaces, bridges, rules).
 clean-runs: build

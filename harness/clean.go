@@ -13,8 +13,9 @@ import (
 )
 
 // Clean removes whatever runs left behind on this host: node processes started by a
-// harness (found by RunEnv in their environment), then the runs' namespaces, bridges and
-// rules. It touches nothing that is not marked as faultline's. It returns what it removed.
+// harness (found by RunEnv in their environment), the containers, networks and volumes
+// labelled faultline=1 (when a Docker daemon answers), then the runs' namespaces,
+// bridges and rules. It touches nothing that is not marked as faultline's. It returns what it removed.
 func Clean(ctx context.Context) ([]string, error) {
 	var removed []string
 	pids, err := ourProcesses()
@@ -25,6 +26,13 @@ func Clean(ctx context.Context) ([]string, error) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		_ = syscall.Kill(pid, syscall.SIGCONT)
 		removed = append(removed, fmt.Sprintf("process %d", pid))
+	}
+	if ok, _ := DockerAvailable(ctx); ok {
+		r, err := DockerCleanAll(ctx)
+		removed = append(removed, r...)
+		if err != nil {
+			return removed, fmt.Errorf("clean docker: %w", err)
+		}
 	}
 	if ok, _ := netns.Available(); ok {
 		r, err := netns.CleanAll(ctx)

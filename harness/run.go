@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -164,10 +165,16 @@ func (r *run) logf(format string, args ...any) { r.logger.Printf(format, args...
 // execute runs the phases from starting the nodes to stopping them. Every phase after
 // the runtime is prepared ends in teardown, whatever happens.
 func (r *run) execute(ctx context.Context) (err error) {
-	r.rt, err = r.newRuntime()
+	r.rt, err = r.newRuntime(ctx)
 	if err != nil {
 		return err
 	}
+	nem := "none"
+	if len(r.spec.Nemesis) > 0 {
+		nem = strings.Join(r.spec.Nemesis, ",")
+	}
+	fmt.Fprintf(r.env.Stdout, "faultline test %s: %s on %s, %d nodes, workload %s, nemesis %s, %v, seed %d\n",
+		r.spec.Name, r.spec.Target, r.rt.Name(), r.spec.Nodes, r.spec.Workload, nem, r.spec.TimeLimit, r.spec.Seed)
 	faults, skipped, err := faultsFor(r.spec.Nemesis, r.rt)
 	if err != nil {
 		return err
@@ -197,12 +204,44 @@ func (r *run) execute(ctx context.Context) (err error) {
 	return r.recover(ctx)
 }
 
-func (r *run) newRuntime() (Runtime, error) {
-	switch r.spec.Runtime {
-	case "process", "auto":
+// newRuntime makes the run's runtime: docker when asked, or with auto when a daemon
+// answers and this faultline can be put in a scratch image; else local processes.
+func (r *run) newRuntime(ctx context.Context) (Runtime, error) {
+	name, why := ResolveRuntime(ctx, r.spec.Runtime)
+	r.logf("runtime %s: %s", name, why)
+	switch name {
+	case "docker":
+		if r.spec.Runtime == "docker" {
+			if ok, why := DockerAvailable(ctx); !ok {
+				return nil, fmt.Errorf("runtime docker: %s", why)
+			}
+		}
+		return NewDockerRuntime(r.id, r.dir, "")
+	case "process":
 		return NewProcessRuntime(r.id, r.dir), nil
 	}
-	return nil, &UsageError{Msg: "runtime: " + r.spec.Runtime + " is not available in this build"}
+	return nil, &UsageError{Msg: "runtime: " + r.spec.Runtime + " is not one of " + strings.Join(Runtimes, ", ")}
+}
+
+// ResolveRuntime says which runtime a spec's runtime names and why: auto is docker when
+// a Docker daemon answers (DOCKER_HOST and the usual environment are honoured) and this
+// faultline is a static binary that a FROM-scratch node image can hold; else process.
+func ResolveRuntime(ctx context.Context, runtime string) (name, why string) {
+	if runtime != "auto" {
+		return runtime, "asked for"
+	}
+	ok, why := DockerAvailable(ctx)
+	if !ok {
+		return "process", "auto: " + why
+	}
+	self, err := os.Executable()
+	if err == nil {
+		err = CheckNodeBinary(self)
+	}
+	if err != nil {
+		return "process", "auto: docker answers, but " + err.Error()
+	}
+	return "docker", "auto: " + why
 }
 
 func (r *run) writeTestJSON(faults []nemesis.Fault, skipped map[string]string) error {

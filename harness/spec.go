@@ -99,7 +99,7 @@ func (d *Duration) Set(s string) error {
 // Choices that Resolve accepts.
 var (
 	Targets   = []string{"raftnode"}
-	Runtimes  = []string{"auto", "process"}
+	Runtimes  = []string{"auto", "docker", "process"}
 	Workloads = []string{"register", "set", "append"}
 	// NemesisKinds are the fault families --nemesis accepts; "all" means every one
 	// available for the target and runtime, "none" none.

@@ -28,7 +28,9 @@ const usage = `usage: faultline <command> [flags]
 commands:
   test   [-f spec.yaml] [flags]   run one test; the exit code is the verdict
   check  [flags] FILE|RUNDIR      judge a stored history
-  clean                           remove every node, namespace and rule runs left behind
+  clean                           remove every node, container, network, namespace and
+                                  rule that runs left behind
+  image                           build the docker runtime's node image (cached by content)
   version                         print the version
 
 exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness error, 4 bad usage
@@ -48,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCheck(ctx, args[1:], stdout, stderr)
 	case "clean":
 		return runClean(ctx, args[1:], stdout, stderr)
+	case "image":
+		return runImage(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "faultline", version)
 		return 0

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -30,17 +29,8 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop() // a second signal now kills at once (nodes die with us; 'faultline clean' sweeps the rest)
 	}()
-	fmt.Fprintf(stdout, "faultline test %s: %s on %s, %d nodes, workload %s, nemesis %s, %v, seed %d\n",
-		spec.Name, spec.Target, spec.Runtime, spec.Nodes, spec.Workload, nemesisList(spec.Nemesis), spec.TimeLimit, spec.Seed)
 	out := harness.Run(ctx, spec, harness.Env{Stdout: stdout, Stderr: stderr, Progress: progressRenderer(stderr)})
 	return out.ExitCode()
-}
-
-func nemesisList(n []string) string {
-	if len(n) == 0 {
-		return "none"
-	}
-	return strings.Join(n, ",")
 }
 
 // progressRenderer redraws one line on a terminal, and prints a compact line every

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -36,28 +35,28 @@ const (
 	containerDataDir = "/data"
 )
 
-// EnsureImage returns the node image holding the static binary at binPath as /raftnode
-// (its entrypoint), building it FROM scratch when no image of that content exists yet.
-// The tag is faultline-node:<first 12 hex of the binary's sha256>, so a second run with
-// the same binary does not rebuild. The binary must be statically linked (CGO_ENABLED=0):
-// a scratch image has no dynamic loader.
+// EnsureImage returns the node image that runs the program at binPath as /raftnode (its
+// entrypoint), building it FROM scratch when no image of that content exists yet. The
+// tag is faultline-node:<first 12 hex of the build context's sha256>, so a second run
+// with the same binary does not rebuild. A static binary (CGO_ENABLED=0) is all the image
+// holds; a dynamically linked one brings its loader and libraries (nodeImageFiles).
 func EnsureImage(ctx context.Context, cli *client.Client, binPath string) (string, error) {
-	bin, err := readStatic(binPath)
+	files, libPath, err := nodeImageFiles(binPath)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(bin)
+	tarball, err := buildContext(files, libPath)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(tarball)
 	ref := ImageRepo + ":" + hex.EncodeToString(sum[:])[:12]
 	if _, err := cli.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
 	} else if !cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("image %s: %w", ref, err)
 	}
-	tarball, err := buildContext(bin)
-	if err != nil {
-		return "", fmt.Errorf("image %s: %w", ref, err)
-	}
-	res, err := cli.ImageBuild(ctx, tarball, client.ImageBuildOptions{
+	res, err := cli.ImageBuild(ctx, bytes.NewReader(tarball), client.ImageBuildOptions{
 		Tags: []string{ref}, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
 		Labels: map[string]string{LabelOurs: "1"}, Version: build.BuilderV1,
 	})
@@ -74,11 +73,10 @@ func EnsureImage(ctx context.Context, cli *client.Client, binPath string) (strin
 	return ref, nil
 }
 
-// CheckNodeBinary reports whether the program at path can be the node image's: a linux
-// executable that needs no dynamic loader (built with CGO_ENABLED=0). With --runtime
-// auto, a faultline that cannot be put in a scratch image means the process runtime.
+// CheckNodeBinary reports whether the program at path can be put in the node image: a
+// linux executable whose loader and libraries, if it has any, are on this host.
 func CheckNodeBinary(path string) error {
-	_, err := readStatic(path)
+	_, _, err := nodeImageFiles(path)
 	return err
 }
 
@@ -93,41 +91,23 @@ func EnsureNodeImage(ctx context.Context, binPath string) (string, error) {
 	return EnsureImage(ctx, cli, binPath)
 }
 
-// readStatic reads the binary at path (following links) and checks it needs no dynamic
-// loader.
-func readStatic(path string) ([]byte, error) {
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return nil, fmt.Errorf("node binary: %w", err)
+// buildContext is the tar the image is built from: a Dockerfile and the root filesystem
+// (files, under rootfs/). It is deterministic: the same files give the same bytes.
+func buildContext(files []imageFile, libPath []string) ([]byte, error) {
+	dockerfile := "FROM scratch\nCOPY rootfs/ /\n"
+	if len(libPath) > 0 {
+		dockerfile += "ENV LD_LIBRARY_PATH=" + strings.Join(libPath, ":") + "\n"
 	}
-	bin, err := os.ReadFile(real)
-	if err != nil {
-		return nil, fmt.Errorf("node binary: %w", err)
-	}
-	f, err := elf.NewFile(bytes.NewReader(bin))
-	if err != nil {
-		return nil, fmt.Errorf("node binary %s: not a linux executable: %w", real, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return nil, fmt.Errorf("node binary %s is dynamically linked, and a scratch image has no loader: build it with CGO_ENABLED=0", real)
-		}
-	}
-	return bin, nil
-}
-
-// buildContext is the tar the image is built from: a Dockerfile and the binary.
-func buildContext(bin []byte) (io.Reader, error) {
-	dockerfile := "FROM scratch\nCOPY raftnode " + containerBin + "\nENTRYPOINT [\"" + containerBin + "\"]\n"
+	dockerfile += "ENTRYPOINT [\"" + containerBin + "\"]\n"
+	all := append([]imageFile{{path: "Dockerfile", mode: 0o644, data: []byte(dockerfile)}}, files...)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {"raftnode", 0o755, bin}} {
-		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
+	for _, f := range all {
+		name := f.path
+		if name != "Dockerfile" {
+			name = "rootfs" + f.path
+		}
+		hdr := &tar.Header{Name: name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, fmt.Errorf("build context: %w", err)
 		}
@@ -138,7 +118,7 @@ func buildContext(bin []byte) (io.Reader, error) {
 	if err := tw.Close(); err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
-	return &buf, nil
+	return buf.Bytes(), nil
 }
 
 // buildOutcome reads the build's JSON message stream to its end and returns the error it

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,10 +65,35 @@ func TestStampWriter(t *testing.T) {
 func TestCheckNodeBinary(t *testing.T) {
 	self, err := os.Executable()
 	require.NoError(t, err)
-	if err := CheckNodeBinary(self); err != nil { // the test binary may or may not use cgo
-		assert.Contains(t, err.Error(), "CGO_ENABLED=0")
-	}
+	assert.NoError(t, CheckNodeBinary(self), "static or not, a program of this host can be imaged")
 	assert.Error(t, CheckNodeBinary("/etc/hostname"))
+}
+
+func TestNodeImageFilesOfADynamicBinary(t *testing.T) {
+	bin := buildTestNode(t, true)
+	files, libPath, err := nodeImageFiles(bin)
+	require.NoError(t, err)
+	f, err := elf.Open(bin)
+	require.NoError(t, err)
+	defer f.Close()
+	interp, err := interpreter(f)
+	require.NoError(t, err)
+	if interp == "" {
+		t.Skip("go build with cgo made a static binary here (no C compiler?)")
+	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, f.path)
+	}
+	assert.Equal(t, containerBin, paths[0])
+	assert.Contains(t, paths, interp, "the loader, at the path the binary names")
+	assert.True(t, slices.ContainsFunc(paths, func(p string) bool { return strings.Contains(p, "libc.so") }), "%v", paths)
+	assert.NotEmpty(t, libPath)
+	b1, err := buildContext(files, libPath)
+	require.NoError(t, err)
+	b2, err := buildContext(files, libPath)
+	require.NoError(t, err)
+	assert.Equal(t, b1, b2, "the build context is deterministic (it keys the image cache)")
 }
 
 func TestDockerUnavailableWhenRemote(t *testing.T) {
@@ -128,9 +155,10 @@ func main() {
 }
 `
 
-// buildTestNode compiles testNodeSrc into a static binary named raftnode. The build is
-// reproducible (-trimpath), so its image is the same from one test run to the next.
-func buildTestNode(t *testing.T) string {
+// buildTestNode compiles testNodeSrc into a binary named raftnode: static, or with cgo
+// (dynamically linked where a C compiler is). The build is reproducible (-trimpath), so
+// its image is the same from one test run to the next.
+func buildTestNode(t *testing.T, cgo bool) string {
 	t.Helper()
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "go.mod"), []byte("module testnode\n\ngo 1.22\n"), 0o644))
@@ -139,6 +167,9 @@ func buildTestNode(t *testing.T) string {
 	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+	if cgo {
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=1")
+	}
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "build the test node: %s", out)
 	return bin
@@ -182,7 +213,7 @@ func connects(t *testing.T, r *DockerRuntime, from, addr string) bool {
 func TestDockerRuntime(t *testing.T) {
 	cli := dockerOrSkip(t)
 	ctx := context.Background()
-	bin := buildTestNode(t)
+	bin := buildTestNode(t, false)
 
 	// Image: cold build (after removing a cached one), then a warm, cached one.
 	ref, err := EnsureImage(ctx, cli, bin)
@@ -356,4 +387,18 @@ func TestDockerCleanTouchesOnlyOurs(t *testing.T) {
 		_, err := DockerCleanAll(ctx)
 		assert.NoError(t, err)
 	}
+}
+
+func TestDockerRunsADynamicBinary(t *testing.T) {
+	cli := dockerOrSkip(t)
+	ctx := context.Background()
+	bin := buildTestNode(t, true)
+	ref, err := EnsureImage(ctx, cli, bin)
+	require.NoError(t, err)
+	r, err := NewDockerRuntime(fmt.Sprintf("d%d", time.Now().UnixNano()%1e9), t.TempDir(), ref)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, r.Close(ctx)) })
+	require.NoError(t, r.Prepare(ctx, []string{"n1"}))
+	require.NoError(t, r.Launch(ctx, "n1", NodeCmd{Args: []string{bin, "--listen", r.HostPort("n1", 8001), "--data-dir", t.TempDir()}}))
+	assert.Equal(t, "boot\n", waitAnswer(t, r.HostPort("n1", 8001)), "the loader and libraries came along")
 }

@@ -160,8 +160,14 @@ func (c *cluster) peers(self uint64) string {
 // start runs node id (join: with --join).
 func (c *cluster) start(id uint64, join bool) {
 	c.tb.Helper()
+	c.startWithPeers(id, c.peers(id), join)
+}
+
+// startWithPeers runs node id with the given --peers.
+func (c *cluster) startWithPeers(id uint64, peers string, join bool) {
+	c.tb.Helper()
 	p := c.nodes[id]
-	args := []string{"--id", fmt.Sprint(id), "--peers", c.peers(id), "--listen-peer", p.peerAddr,
+	args := []string{"--id", fmt.Sprint(id), "--peers", peers, "--listen-peer", p.peerAddr,
 		"--listen-client", p.clientAddr, "--data-dir", p.dataDir}
 	if join {
 		args = append(args, "--join")

@@ -170,6 +170,7 @@ func TestMemberReplacedCatchesUpFromSnapshot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	victim := leader%3 + 1
+	leaderPeers := c.peers(leader) // names the victim's old id, not its new one
 	for i := 0; i < 30; i++ {
 		require.NoError(t, c.client(leader).Put(ctx, fmt.Sprintf("k%d", i), "before"))
 	}
@@ -214,6 +215,18 @@ func TestMemberReplacedCatchesUpFromSnapshot(t *testing.T) {
 	require.NoError(t, eventually(20*time.Second, func(ctx context.Context) error {
 		return wantValue(ctx, c.client(newID), "k0", "restarted")
 	}))
+
+	// An old member restarted with the --peers it was first given (which cannot name the
+	// new member) learns where the new member is from its snapshot: with the third
+	// member down, the two of them still make a quorum.
+	other := 6 - leader - victim
+	c.kill(other)
+	c.kill(leader)
+	c.startWithPeers(leader, leaderPeers, false)
+	require.NoError(t, eventually(20*time.Second, func(ctx context.Context) error {
+		return c.client(leader).Put(ctx, "k1", "two of three")
+	}))
+	require.NoError(t, wantValue(ctx, c.client(newID), "k1", "two of three"))
 }
 
 func TestBadFlagsExit2(t *testing.T) {

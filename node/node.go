@@ -149,6 +149,14 @@ func (n *Node) startRaft(ld Loaded) error {
 			n.tr.setPeer(id, n.cfg.Peers[id])
 		}
 	}
+	// Members added after this node's --peers was written are known only from the
+	// snapshot (their ConfChange may be compacted away): reach them at the URL they were
+	// added with, unless --peers names them.
+	for _, m := range n.kv.Members() {
+		if m.ID != n.cfg.ID {
+			n.tr.setPeer(m.ID, n.peerURL(m.ID, m.PeerURL))
+		}
+	}
 	switch {
 	case ld.Exists || n.cfg.Join:
 		n.log.Info("restarting raft", "snapshot", n.snapIndex, "entries", len(ld.Entries), "join", n.cfg.Join)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/node/client"
 )
 
 // cluster is what the nemesis acts on: a runtime's nodes of one target. It implements
@@ -18,12 +21,16 @@ type cluster struct {
 	target *RaftTarget
 	names  []string
 
-	mu     sync.Mutex
-	paused map[string]bool
+	mu      sync.Mutex
+	paused  map[string]bool
+	clocked map[string]bool // clock changed, not yet reset
+	removed map[string]bool // taken out of the membership, not yet added back
+	links   *linkFaults     // the link proxy, when the run has packet faults
 }
 
 func newCluster(rt Runtime, target *RaftTarget, names []string) *cluster {
-	return &cluster{rt: rt, target: target, names: names, paused: map[string]bool{}}
+	return &cluster{rt: rt, target: target, names: names, paused: map[string]bool{},
+		clocked: map[string]bool{}, removed: map[string]bool{}}
 }
 
 func (c *cluster) Nodes() []string { return slices.Clone(c.names) }
@@ -80,57 +87,175 @@ func (c *cluster) HealPartition(ctx context.Context) error {
 	return nil
 }
 
-func (c *cluster) setPaused(node string, on bool) {
+func (c *cluster) setPaused(node string, on bool) { c.mark(c.paused, node, on) }
+
+func (c *cluster) mark(set map[string]bool, node string, on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.paused[node] = on
+	set[node] = on
 }
 
-// HealAll lifts every partition, resumes every paused node and starts every node that is
-// not running (killed, or crashed by itself). It goes on past errors and returns them all.
-func (c *cluster) HealAll(ctx context.Context) error {
-	errs := []error{c.HealPartition(ctx)}
+// marked returns the nodes marked in set, sorted.
+func (c *cluster) marked(set map[string]bool) []string {
 	c.mu.Lock()
-	var paused []string
-	for n, on := range c.paused {
+	defer c.mu.Unlock()
+	var out []string
+	for n, on := range set {
 		if on {
-			paused = append(paused, n)
+			out = append(out, n)
 		}
 	}
-	c.mu.Unlock()
-	slices.Sort(paused)
-	for _, n := range paused {
+	slices.Sort(out)
+	return out
+}
+
+// SetClock implements nemesis.Clocker through raftnode's /clock. A reset of a node that is
+// not running is done already: a node starts with a true clock.
+func (c *cluster) SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error {
+	reset := offset == 0 && rate == 1
+	if reset && !c.rt.Running(node) {
+		c.mark(c.clocked, node, false)
+		return nil
+	}
+	if !reset {
+		c.mark(c.clocked, node, true)
+	}
+	err := c.target.Client(node).SetClock(ctx, client.Clock{OffsetMS: offset.Milliseconds(), Rate: rate})
+	if err != nil {
+		return fmt.Errorf("clock of %s: %w", node, err)
+	}
+	if reset {
+		c.mark(c.clocked, node, false)
+	}
+	return nil
+}
+
+// Packets implements nemesis.Packeter through the run's link proxy.
+func (c *cluster) Packets(ctx context.Context, links []nemesis.Link, p nemesis.Packets) error {
+	if c.links == nil {
+		return errors.New("packet faults: no link proxy in this run")
+	}
+	return c.links.Packets(ctx, links, p)
+}
+
+// HealPackets implements nemesis.Packeter.
+func (c *cluster) HealPackets(ctx context.Context) error {
+	if c.links == nil {
+		return nil
+	}
+	return c.links.HealPackets(ctx)
+}
+
+// Healthy implements nemesis.Membership.
+func (c *cluster) Healthy(ctx context.Context) error { return c.target.Healthy(ctx) }
+
+// RemoveMember implements nemesis.Membership: the ConfChange, then the node's exit (a
+// removed raftnode exits by itself; one that does not is killed), then its data wiped.
+func (c *cluster) RemoveMember(ctx context.Context, node string) error {
+	if err := c.target.removeMember(ctx, node); err != nil {
+		return fmt.Errorf("remove member %s: %w", node, err)
+	}
+	c.mark(c.removed, node, true)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.rt.Running(node) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c.rt.Running(node) {
+		if err := c.Kill(context.WithoutCancel(ctx), node); err != nil {
+			return fmt.Errorf("stop removed member %s: %w", node, err)
+		}
+	}
+	if err := os.RemoveAll(c.target.dataDir(node)); err != nil {
+		return fmt.Errorf("wipe removed member %s: %w", node, err)
+	}
+	return nil
+}
+
+// AddMember implements nemesis.Membership: the ConfChange for a new id, the node started
+// empty as a joining member, and the wait until it has caught up.
+func (c *cluster) AddMember(ctx context.Context, node string) error {
+	if err := c.target.addMember(ctx, node); err != nil {
+		return err
+	}
+	if c.rt.Running(node) {
+		if err := c.Kill(ctx, node); err != nil {
+			return fmt.Errorf("add member %s: %w", node, err)
+		}
+	}
+	if err := c.rt.Launch(ctx, node, c.target.Command(node)); err != nil {
+		return fmt.Errorf("add member %s: %w", node, err)
+	}
+	c.mark(c.removed, node, false)
+	if err := c.target.waitCaughtUp(ctx, node); err != nil {
+		return fmt.Errorf("add member %s: catching up: %w", node, err)
+	}
+	return nil
+}
+
+// HealAll lifts every partition and packet fault, resumes every paused node, adds back every member that
+// was taken out, starts every node that is not running (killed, or crashed by itself)
+// and resets every clock that was changed. It goes on past errors and returns them all.
+func (c *cluster) HealAll(ctx context.Context) error {
+	errs := []error{c.HealPartition(ctx), c.HealPackets(ctx)}
+	for _, n := range c.marked(c.paused) {
 		errs = append(errs, c.Resume(ctx, n))
 	}
 	for _, n := range c.names {
-		if !c.rt.Running(n) {
+		if !c.rt.Running(n) && !slices.Contains(c.marked(c.removed), n) {
 			errs = append(errs, c.Start(ctx, n))
 		}
+	}
+	for _, n := range c.marked(c.removed) {
+		errs = append(errs, c.AddMember(ctx, n))
+	}
+	for _, n := range c.marked(c.clocked) {
+		errs = append(errs, c.SetClock(ctx, n, 0, 1))
 	}
 	return errors.Join(errs...)
 }
 
-// faultsFor returns the nemesis faults for the spec's kinds on this runtime: "all" means
-// every kind the runtime can inject (the others are returned as skipped, with the reason);
-// a kind asked for by name that the runtime cannot inject is an error.
-func faultsFor(kinds []string, rt Runtime) (faults []nemesis.Fault, skipped map[string]string, err error) {
+// faultsFor returns the nemesis faults for the spec's kinds on this runtime and cluster:
+// "all" means every kind that can be injected here (the others are returned as skipped,
+// with the reason); a kind asked for by name that cannot be injected is an error. A
+// runtime that can make only some partition shapes (as "partition:<shape>" in its
+// Unavailable) gets a partition fault restricted to the others.
+func faultsFor(kinds []string, rt Runtime, cl nemesis.Cluster) (faults []nemesis.Fault, skipped map[string]string, err error) {
 	unavailable := rt.Unavailable()
 	skipped = map[string]string{}
-	if slices.Equal(kinds, []string{"all"}) {
-		kinds = nil
-		for _, k := range NemesisKinds {
-			if why, bad := unavailable[k]; bad {
-				skipped[k] = why
-			} else {
-				kinds = append(kinds, k)
-			}
-		}
+	all := slices.Equal(kinds, []string{"all"})
+	if all {
+		kinds = nemesis.Kinds
 	}
 	for _, k := range kinds {
-		if why, bad := unavailable[k]; bad {
+		fs, err := nemesis.ByName([]string{k})
+		if err != nil {
+			return nil, nil, &UsageError{Msg: "nemesis: " + err.Error()}
+		}
+		why, bad := unavailable[k]
+		for _, f := range fs {
+			if ok, w := f.Available(cl); !ok && !bad {
+				why, bad = w, true
+			}
+		}
+		switch {
+		case bad && all:
+			skipped[k] = why
+			continue
+		case bad:
 			return nil, nil, &UsageError{Msg: fmt.Sprintf("nemesis: %s is unavailable on the %s runtime: %s", k, rt.Name(), why)}
 		}
+		if k == "partition" {
+			var only []string
+			for _, s := range nemesis.Shapes {
+				if _, no := unavailable["partition:"+s]; !no {
+					only = append(only, s)
+				}
+			}
+			if len(only) < len(nemesis.Shapes) {
+				fs = []nemesis.Fault{nemesis.PartitionFault{Only: only}}
+			}
+		}
+		faults = append(faults, fs...)
 	}
-	faults, err = nemesis.ByName(kinds)
-	return faults, skipped, err
+	return faults, skipped, nil
 }

@@ -165,6 +165,17 @@ func (r *DockerRuntime) Addr(node string) netip.Addr {
 	return r.addrs[node]
 }
 
+// HostAddr implements NetworkRuntime: the run network's gateway, the host's address on
+// its bridge.
+func (r *DockerRuntime) HostAddr() netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.subnet.IsValid() {
+		return netip.Addr{}
+	}
+	return r.subnet.Addr().Next()
+}
+
 // NetNS implements NetworkRuntime: the network namespace of the node's running
 // container, from its current pid.
 func (r *DockerRuntime) NetNS(node string) (string, error) {
@@ -302,6 +313,7 @@ func (r *DockerRuntime) Unavailable() map[string]string {
 		for _, s := range []string{"halves", "random-halves", "majorities-ring", "bridge"} {
 			out["partition:"+s] = why
 		}
+		out["packet"] = r.whyNoNS() + ": the link proxy dials from inside the sender's namespace"
 	}
 	return out
 }

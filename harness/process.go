@@ -128,6 +128,16 @@ func (r *ProcessRuntime) Addr(node string) netip.Addr {
 	return r.net.Addr(node)
 }
 
+// HostAddr implements NetworkRuntime: the bridge's gateway address on the host.
+func (r *ProcessRuntime) HostAddr() netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.net == nil {
+		return netip.Addr{}
+	}
+	return r.net.HostAddr()
+}
+
 // NetNS implements NetworkRuntime.
 func (r *ProcessRuntime) NetNS(node string) (string, error) {
 	if r.net == nil {
@@ -349,7 +359,8 @@ func (r *ProcessRuntime) Unavailable() map[string]string {
 	if r.loopOK == "" {
 		return map[string]string{}
 	}
-	return map[string]string{"partition": "nodes share the host's loopback network (" + r.loopOK + ")"}
+	why := "nodes share the host's loopback network (" + r.loopOK + ")"
+	return map[string]string{"partition": why, "packet": why}
 }
 
 // Close implements Runtime: stops every node (resuming paused ones first), then removes

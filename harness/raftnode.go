@@ -23,44 +23,87 @@ const (
 )
 
 // RaftTarget adapts faultline's own raftnode: how to start its nodes, the workload client
-// over its HTTP API, and the hooks the nemesis uses (leader, health).
+// over its HTTP API, and the hooks the nemesis uses (leader, health, clock, membership).
+//
+// Node names (n1, n2, ...) are stable; a node's raft id is not: a member replaced by the
+// nemesis comes back under a new id, with an empty data dir, as a joining member.
 type RaftTarget struct {
 	Bin    string // the raftnode program
 	Unsafe string // --unsafe mode, "" for the correct node
 	// DataDir is where nodes keep their data (one directory per node).
 	DataDir string
+	// PeerURL, when set, is the URL at which every node reaches node to's raft port (a
+	// link proxy); by default its address on the run's network.
+	PeerURL func(to string) string
 	rt      Runtime
 	names   []string
 
 	mu      sync.Mutex
 	clients map[string]*client.Client
+	ids     map[string]uint64 // each node's current raft id
+	joined  map[string]bool   // added as a new member: it starts with --join
+	nextID  uint64
 }
 
-// NewRaftTarget returns the target for the given node names, run by rt.
+// NewRaftTarget returns the target for the given node names, run by rt. Node i of names
+// starts with raft id i+1.
 func NewRaftTarget(bin, unsafe, dataDir string, rt Runtime, names []string) *RaftTarget {
-	return &RaftTarget{Bin: bin, Unsafe: unsafe, DataDir: dataDir, rt: rt, names: names, clients: map[string]*client.Client{}}
+	t := &RaftTarget{Bin: bin, Unsafe: unsafe, DataDir: dataDir, rt: rt, names: names, clients: map[string]*client.Client{},
+		ids: map[string]uint64{}, joined: map[string]bool{}, nextID: uint64(len(names)) + 1}
+	for i, n := range names {
+		t.ids[n] = uint64(i) + 1
+	}
+	return t
 }
 
-// id is a node's raft id: n1 → 1.
-func nodeID(name string) int {
-	id, _ := strconv.Atoi(strings.TrimPrefix(name, "n"))
-	return id
+// ID returns the node's current raft id.
+func (t *RaftTarget) ID(node string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ids[node]
 }
 
-// Command is the command line of one node.
+// nodeOf returns the name of the node whose current raft id is id ("" if none).
+func (t *RaftTarget) nodeOf(id uint64) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for n, i := range t.ids {
+		if i == id {
+			return n
+		}
+	}
+	return ""
+}
+
+func (t *RaftTarget) peerURL(node string) string {
+	if t.PeerURL != nil {
+		return t.PeerURL(node)
+	}
+	return "http://" + t.rt.HostPort(node, raftPeerPort)
+}
+
+// Command is the command line of one node: its current id, and every node's current id
+// at the URL it is reached at.
 func (t *RaftTarget) Command(node string) NodeCmd {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	peers := make([]string, 0, len(t.names))
 	for _, n := range t.names {
-		peers = append(peers, fmt.Sprintf("%d=http://%s", nodeID(n), t.rt.HostPort(n, raftPeerPort)))
+		peers = append(peers, fmt.Sprintf("%d=%s", t.ids[n], t.peerURL(n)))
 	}
-	args := []string{t.Bin, "--id", strconv.Itoa(nodeID(node)), "--peers", strings.Join(peers, ","),
+	args := []string{t.Bin, "--id", strconv.FormatUint(t.ids[node], 10), "--peers", strings.Join(peers, ","),
 		"--listen-peer", t.rt.HostPort(node, raftPeerPort), "--listen-client", t.rt.HostPort(node, raftClientPort),
-		"--data-dir", filepath.Join(t.DataDir, node)}
+		"--data-dir", t.dataDir(node)}
+	if t.joined[node] {
+		args = append(args, "--join")
+	}
 	if t.Unsafe != "" {
 		args = append(args, "--unsafe", t.Unsafe)
 	}
 	return NodeCmd{Args: args}
 }
+
+func (t *RaftTarget) dataDir(node string) string { return filepath.Join(t.DataDir, node) }
 
 // Client returns the shared admin client of a node (short timeouts, for status and hooks).
 func (t *RaftTarget) Client(node string) *client.Client {
@@ -76,33 +119,56 @@ func (t *RaftTarget) Client(node string) *client.Client {
 
 // Leader returns the node that most reachable nodes name as leader ("" if none).
 func (t *RaftTarget) Leader(ctx context.Context) (string, error) {
-	votes := map[int]int{}
-	var errs []error
-	for _, n := range t.names {
-		sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		st, err := t.Client(n).Status(sctx)
-		cancel()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	sts, errs := t.statuses(ctx, 500*time.Millisecond)
+	votes := map[uint64]int{}
+	for _, st := range sts {
 		if st.Leader != 0 {
-			votes[int(st.Leader)]++
+			votes[st.Leader]++
 		}
 	}
-	best, bestVotes := 0, 0
+	best, bestVotes := uint64(0), 0
 	for id, v := range votes {
 		if v > bestVotes || (v == bestVotes && id < best) {
 			best, bestVotes = id, v
 		}
 	}
 	if best == 0 {
-		if len(errs) == len(t.names) {
+		if len(sts) == 0 {
 			return "", fmt.Errorf("no node answered status: %w", errors.Join(errs...))
 		}
 		return "", nil
 	}
-	return fmt.Sprintf("n%d", best), nil
+	return t.nodeOf(best), nil
+}
+
+// statuses asks every node for its status at once, each within timeout; it returns the
+// answers by node and the errors of the others.
+func (t *RaftTarget) statuses(ctx context.Context, timeout time.Duration) (map[string]client.Status, []error) {
+	type answer struct {
+		node string
+		st   client.Status
+		err  error
+	}
+	ch := make(chan answer, len(t.names))
+	for _, n := range t.names {
+		go func() {
+			sctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			st, err := t.Client(n).Status(sctx)
+			ch <- answer{n, st, err}
+		}()
+	}
+	sts := map[string]client.Status{}
+	var errs []error
+	for range t.names {
+		a := <-ch
+		if a.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.node, a.err))
+			continue
+		}
+		sts[a.node] = a.st
+	}
+	return sts, errs
 }
 
 // WaitReady waits until every node answers and agrees on a leader, and a write through
@@ -135,7 +201,11 @@ func (t *RaftTarget) ready(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return t.Client(fmt.Sprintf("n%d", leader)).Put(wctx, "faultline-ready", "1")
+	ln := t.nodeOf(leader)
+	if ln == "" {
+		return fmt.Errorf("leader %d is none of this run's nodes", leader)
+	}
+	return t.Client(ln).Put(wctx, "faultline-ready", "1")
 }
 
 // Opener returns the workload's client opener: process p talks to node p mod N, over its

@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,6 +90,7 @@ type run struct {
 	id     string
 	dir    string
 	logger *log.Logger
+	detail *log.Logger // faultline.log only: lines too many for the terminal
 	rec    *history.Recorder
 	hw     *history.Writer
 	rt     Runtime
@@ -97,6 +99,8 @@ type run struct {
 	sched  *nemesis.Schedule
 	prog   *workload.Progress
 	phase  string
+	// packetFaults: the nemesis degrades links, so peers talk through the link proxy.
+	packetFaults bool
 }
 
 // Run executes one test: the lifecycle in DESIGN.md. It heals every fault and removes
@@ -152,6 +156,7 @@ func (r *run) open() error {
 		return fmt.Errorf("faultline.log: %w", err)
 	}
 	r.logger = log.New(io.MultiWriter(lf, r.env.Stderr), "", log.Ltime|log.Lmicroseconds)
+	r.detail = log.New(lf, "", log.Ltime|log.Lmicroseconds)
 	r.hw, err = history.CreateWriter(filepath.Join(dir, "history.jsonl"), 0)
 	if err != nil {
 		return err
@@ -161,6 +166,9 @@ func (r *run) open() error {
 }
 
 func (r *run) logf(format string, args ...any) { r.logger.Printf(format, args...) }
+
+// detailf logs to faultline.log only.
+func (r *run) detailf(format string, args ...any) { r.detail.Printf(format, args...) }
 
 // execute runs the phases from starting the nodes to stopping them. Every phase after
 // the runtime is prepared ends in teardown, whatever happens.
@@ -175,13 +183,17 @@ func (r *run) execute(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(r.env.Stdout, "faultline test %s: %s on %s, %d nodes, workload %s, nemesis %s, %v, seed %d\n",
 		r.spec.Name, r.spec.Target, r.rt.Name(), r.spec.Nodes, r.spec.Workload, nem, r.spec.TimeLimit, r.spec.Seed)
-	faults, skipped, err := faultsFor(r.spec.Nemesis, r.rt)
+	if err := r.newTarget(); err != nil {
+		return err
+	}
+	faults, skipped, err := faultsFor(r.spec.Nemesis, r.rt, r.cl)
 	if err != nil {
 		return err
 	}
 	for k, why := range skipped {
 		r.logf("nemesis: %s unavailable, left out of 'all': %s", k, why)
 	}
+	r.packetFaults = slices.ContainsFunc(faults, func(f nemesis.Fault) bool { return f.Name() == "packet" })
 	if err := r.writeTestJSON(faults, skipped); err != nil {
 		return err
 	}
@@ -245,9 +257,11 @@ func ResolveRuntime(ctx context.Context, runtime string) (name, why string) {
 }
 
 func (r *run) writeTestJSON(faults []nemesis.Fault, skipped map[string]string) error {
-	names := make([]string, 0, len(faults))
+	var names []string
 	for _, f := range faults {
-		names = append(names, f.Name())
+		if !slices.Contains(names, f.Name()) {
+			names = append(names, f.Name())
+		}
 	}
 	return results.WriteJSON(r.dir, "test.json", map[string]any{
 		"spec": r.spec, "run_id": r.id, "runtime": r.rt.Name(), "seed": r.spec.Seed,
@@ -257,15 +271,11 @@ func (r *run) writeTestJSON(faults []nemesis.Fault, skipped map[string]string) e
 	})
 }
 
-// start prepares the network, launches every node and waits until the cluster serves.
-func (r *run) start(ctx context.Context) error {
+// newTarget makes the run's target and the cluster the nemesis acts on (nothing runs yet).
+func (r *run) newTarget() error {
 	names := make([]string, r.spec.Nodes)
 	for i := range names {
 		names[i] = fmt.Sprintf("n%d", i+1)
-	}
-	r.phase = "starting"
-	if err := r.rt.Prepare(ctx, names); err != nil {
-		return err
 	}
 	bin, err := RaftnodeBin(filepath.Join(r.dir, "bin"))
 	if err != nil {
@@ -273,6 +283,23 @@ func (r *run) start(ctx context.Context) error {
 	}
 	r.target = NewRaftTarget(bin, r.spec.Unsafe, filepath.Join(r.dir, "data"), r.rt, names)
 	r.cl = newCluster(r.rt, r.target, names)
+	return nil
+}
+
+// start prepares the network, launches every node and waits until the cluster serves.
+func (r *run) start(ctx context.Context) error {
+	names := r.cl.Nodes()
+	r.phase = "starting"
+	if err := r.rt.Prepare(ctx, names); err != nil {
+		return err
+	}
+	if r.packetFaults {
+		lf, err := startLinkFaults(ctx, r.rt, r.target, names, r.spec.Seed, r.detailf)
+		if err != nil {
+			return err
+		}
+		r.cl.links = lf
+	}
 	for _, n := range names {
 		if err := r.rt.Launch(ctx, n, r.target.Command(n)); err != nil {
 			return err
@@ -356,6 +383,9 @@ func (r *run) teardown(ctx context.Context) error {
 		errs = append(errs, r.cl.HealPartition(tctx))
 	}
 	errs = append(errs, r.rt.Close(tctx))
+	if r.cl != nil && r.cl.links != nil {
+		errs = append(errs, r.cl.links.Close())
+	}
 	err := errors.Join(errs...)
 	if err != nil {
 		r.logf("teardown: %v", err)

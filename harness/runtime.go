@@ -48,6 +48,10 @@ type NetworkRuntime interface {
 	Runtime
 	// Addr is the node's own address (what its peers see as the packets' source).
 	Addr(node string) netip.Addr
-	// NetNS is the path of the node's network namespace (for nsenter --net).
+	// NetNS is the path of the node's network namespace (for nsenter --net), that of the
+	// node's current incarnation.
 	NetNS(node string) (string, error)
+	// HostAddr is the harness's own address on the run's network, which every node can
+	// reach (and where the link proxy listens); invalid when there is none.
+	HostAddr() netip.Addr
 }

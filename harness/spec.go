@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/faultline/faultline/nemesis"
 )
 
 // Spec is one test, as the user asked for it (flags and YAML keys share these names).
@@ -103,7 +105,7 @@ var (
 	Workloads = []string{"register", "set", "append"}
 	// NemesisKinds are the fault families --nemesis accepts; "all" means every one
 	// available for the target and runtime, "none" none.
-	NemesisKinds = []string{"partition", "kill", "pause"}
+	NemesisKinds = nemesis.Kinds
 	UnsafeModes  = []string{"stale-read", "lease-read", "ack-before-commit", "ack-before-fsync"}
 )
 

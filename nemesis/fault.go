@@ -41,6 +41,14 @@ type Partitioner interface {
 type Env struct {
 	Cluster Cluster
 	Rand    *rand.Rand
+	// Note records a step of a long fault as an info event of the nemesis (may be nil).
+	Note func(f, node string)
+}
+
+func (e Env) note(f, node string) {
+	if e.Note != nil {
+		e.Note(f, node)
+	}
 }
 
 // Injection is one applied fault: what it did, and how to undo it.
@@ -64,7 +72,11 @@ type Fault interface {
 	Inject(ctx context.Context, env Env) (Injection, error)
 }
 
-// ByName returns the faults for the given kinds (partition, kill, pause).
+// Kinds are the fault kinds ByName knows, in the order "all" takes them.
+var Kinds = []string{"partition", "kill", "pause", "clock", "packet", "member", "rolling-replace"}
+
+// ByName returns the faults for the given kinds. A kind may be several faults: clock is a
+// bump, a skew and a strobe.
 func ByName(kinds []string) ([]Fault, error) {
 	var out []Fault
 	for _, k := range kinds {
@@ -75,6 +87,14 @@ func ByName(kinds []string) ([]Fault, error) {
 			out = append(out, KillFault{})
 		case "pause":
 			out = append(out, PauseFault{})
+		case "clock":
+			out = append(out, ClockBumpFault{}, ClockSkewFault{}, ClockStrobeFault{})
+		case "packet":
+			out = append(out, PacketFault{})
+		case "member":
+			out = append(out, MemberFault{})
+		case "rolling-replace":
+			out = append(out, RollingReplaceFault{})
 		default:
 			return nil, fmt.Errorf("unknown fault %q", k)
 		}

@@ -18,8 +18,10 @@ var Shapes = []string{"one", "leader", "halves", "random-halves", "majorities-ri
 
 // PartitionFault cuts the network into a shape chosen at random from Shapes.
 type PartitionFault struct {
-	// Shape fixes the shape; empty picks one at random each time.
+	// Shape fixes the shape; empty picks one at random each time, from Only if it is
+	// set (a runtime that can make some shapes only), else from Shapes.
 	Shape string
+	Only  []string
 }
 
 func (PartitionFault) Name() string             { return "partition" }
@@ -36,7 +38,11 @@ func (f PartitionFault) Inject(ctx context.Context, env Env) (Injection, error) 
 	p := env.Cluster.(Partitioner)
 	shape := f.Shape
 	if shape == "" {
-		shape = Shapes[env.Rand.IntN(len(Shapes))]
+		from := Shapes
+		if len(f.Only) > 0 {
+			from = f.Only
+		}
+		shape = from[env.Rand.IntN(len(from))]
 	}
 	nodes := slices.Clone(env.Cluster.Nodes())
 	if shape == "leader" {

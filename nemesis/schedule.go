@@ -96,9 +96,17 @@ func (s *Schedule) Run(ctx context.Context) error {
 func (s *Schedule) inject(ctx context.Context, f Fault) (Injection, error) {
 	start, _ := f.Events()
 	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Invoke, F: start})
-	ictx, cancel := context.WithTimeout(ctx, HealTimeout)
+	timeout := HealTimeout
+	if lf, ok := f.(interface{ InjectTimeout(nodes int) time.Duration }); ok {
+		timeout = lf.InjectTimeout(len(s.Cluster.Nodes()))
+	}
+	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	inj, err := f.Inject(ictx, Env{Cluster: s.Cluster, Rand: s.Rand})
+	note := func(f, node string) {
+		s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: f, Node: node})
+		s.logf("nemesis: %s %s", f, node)
+	}
+	inj, err := f.Inject(ictx, Env{Cluster: s.Cluster, Rand: s.Rand, Note: note})
 	if err != nil {
 		s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Fail, F: start, Error: err.Error()})
 		return inj, fmt.Errorf("inject %s: %w", f.Name(), err)

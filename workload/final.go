@@ -64,7 +64,7 @@ func finalRead(ctx context.Context, cfg Config, open Opener, rec *history.Record
 		c, node, err := open(ctx, sess.process)
 		if err == nil && c != nil {
 			sess.client, sess.node = c, node
-			t, _ := sess.do(ctx, rec, cfg.OpTimeout, o)
+			t, _, _ := sess.do(ctx, rec, cfg.OpTimeout, o)
 			sess.close()
 			if cfg.Progress != nil {
 				cfg.Progress.count(t)

@@ -14,6 +14,12 @@ import (
 // openBackoff is how long a worker waits after its Opener failed before trying again.
 const openBackoff = 100 * time.Millisecond
 
+// errorBackoff is how long a worker waits after an operation failed with an error (not a
+// cas mismatch) or ended indeterminate: a node that refuses at once (down, removed, no
+// leader) would otherwise be hammered in a tight loop, starving the nodes of the CPU
+// and swamping the history with failures that say nothing new.
+const errorBackoff = 50 * time.Millisecond
+
 // Run drives cfg's workload through clients from open, recording every operation in
 // rec, until the time limit passes or ctx ends. It returns once every operation in
 // flight has completed and been recorded: an operation cut off by ctx is info.
@@ -66,11 +72,14 @@ func (w *worker) run(ctx context.Context, deadline time.Time) {
 	for w.pace.wait(ctx, deadline) && w.connect(ctx, deadline) {
 		o := w.gen.next(w.rnd)
 		w.prog.touch(o.key)
-		t, result := w.sess.do(ctx, w.rec, w.cfg.OpTimeout, o)
+		t, result, errMsg := w.sess.do(ctx, w.rec, w.cfg.OpTimeout, o)
 		w.prog.count(t)
 		w.gen.done(o, t, result)
 		if t == history.Info {
 			w.sess.retire(w.sess.process + w.cfg.Concurrency)
+		}
+		if t == history.Info || t == history.Fail && errMsg != mismatch {
+			sleep(ctx, errorBackoff, deadline)
 		}
 	}
 }
@@ -98,8 +107,9 @@ type session struct {
 	node    string
 }
 
-// do records o's invoke, runs it with the op timeout, and records its completion.
-func (s *session) do(ctx context.Context, rec *history.Recorder, timeout time.Duration, o op) (history.Type, history.Value) {
+// do records o's invoke, runs it with the op timeout, and records its completion, which
+// it returns: the type, the result and the error (if any).
+func (s *session) do(ctx context.Context, rec *history.Recorder, timeout time.Duration, o op) (history.Type, history.Value, string) {
 	ev := history.Event{Process: s.process, Type: history.Invoke, F: o.f, Key: o.key,
 		Value: o.invokeValue(), Node: s.node}
 	rec.Record(ev)
@@ -111,7 +121,7 @@ func (s *session) do(ctx context.Context, rec *history.Recorder, timeout time.Du
 		ev.Value = result
 	}
 	rec.Record(ev)
-	return ev.Type, result
+	return ev.Type, result, ev.Error
 }
 
 // retire closes the session's client; the next one opens under process.

@@ -293,6 +293,19 @@ func TestDefiniteErrorKeepsProcess(t *testing.T) {
 	}
 }
 
+func TestErrorsBackOffButMismatchesDoNot(t *testing.T) {
+	run := func(err error) int64 {
+		cfg := Config{Concurrency: 2, TimeLimit: 500 * time.Millisecond}
+		stats, rerr := Run(context.Background(), cfg, constOpener(errClient{err}), newRecorder())
+		require.NoError(t, rerr)
+		return stats.Fail
+	}
+	refused := run(Definite(errors.New("connection refused")))
+	assert.LessOrEqual(t, refused, int64(2*(500*time.Millisecond/errorBackoff+1)),
+		"a node that refuses at once is not hammered")
+	assert.Greater(t, run(ErrMismatch), 10*refused, "a cas mismatch is a normal outcome: no back-off")
+}
+
 func TestOpenerErrorsAreRetried(t *testing.T) {
 	store := NewSimStore(1)
 	var mu sync.Mutex

@@ -120,12 +120,15 @@ func (e *definiteError) Unwrap() error  { return e.err }
 func (e *definiteError) Definite() bool { return true }
 
 // classify turns an operation's error into its completion type and the event's Error.
+// mismatch is the error of a cas that found another value: a normal outcome.
+const mismatch = "mismatch"
+
 func classify(err error) (history.Type, string) {
 	switch {
 	case err == nil:
 		return history.OK, ""
 	case errors.Is(err, ErrMismatch):
-		return history.Fail, "mismatch"
+		return history.Fail, mismatch
 	case IsDefinite(err):
 		return history.Fail, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):

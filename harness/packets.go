@@ -1,0 +1,134 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/nemesis/linkproxy"
+	"github.com/faultline/faultline/nemesis/netfilter"
+)
+
+// linkFaults puts the nemesis's packet faults on the peer links. Every node reaches its
+// peers through the run's link proxy (one listener per destination, on the harness's
+// address on the run's network), which delays, drops, duplicates and reorders messages
+// one way, on the links asked for; it dials each message's destination from inside the
+// sender's namespace, so partitions still hold. Loss on every link at once is done
+// instead at the packet level, with nftables in the nodes' namespaces (TCP then
+// retransmits, as on a lossy network), one end of each pair.
+type linkFaults struct {
+	rt    NetworkRuntime
+	names []string
+	proxy *linkproxy.Proxy
+
+	lossy bool // nftables loss rules are in place
+}
+
+// startLinkFaults starts the run's link proxy for the target's nodes and points the
+// target's peer URLs at it. It must run after the runtime's Prepare and before any node
+// is launched.
+func startLinkFaults(ctx context.Context, rt Runtime, target *RaftTarget, names []string, seed int64, logf func(string, ...any)) (*linkFaults, error) {
+	nrt, ok := rt.(NetworkRuntime)
+	if !ok || !nrt.HostAddr().IsValid() {
+		return nil, fmt.Errorf("packet faults: the %s runtime gives the nodes no network of their own", rt.Name())
+	}
+	nodes := map[string]linkproxy.Endpoint{}
+	for _, n := range names {
+		nodes[n] = linkproxy.Endpoint{Listen: netip.AddrPortFrom(nrt.HostAddr(), 0),
+			Target: rt.HostPort(n, raftPeerPort), Addr: nrt.Addr(n)}
+	}
+	dial := func(ctx context.Context, from, addr string) (net.Conn, error) {
+		var d net.Dialer
+		if from == "" {
+			return d.DialContext(ctx, "tcp", addr)
+		}
+		ns, err := nrt.NetNS(from)
+		if err != nil {
+			return nil, err
+		}
+		var conn net.Conn
+		err = netns.Do(ns, func() error {
+			var err error
+			conn, err = d.DialContext(ctx, "tcp", addr)
+			return err
+		})
+		return conn, err
+	}
+	p, err := linkproxy.Start(ctx, linkproxy.Config{Nodes: nodes, Dial: dial, Seed: seed, Log: logf})
+	if err != nil {
+		return nil, err
+	}
+	target.PeerURL = p.URL
+	return &linkFaults{rt: nrt, names: names, proxy: p}, nil
+}
+
+// Packets implements nemesis.Packeter: it replaces the packet faults in force.
+func (l *linkFaults) Packets(ctx context.Context, links []nemesis.Link, p nemesis.Packets) error {
+	if err := l.HealPackets(ctx); err != nil {
+		return err
+	}
+	if p.Loss > 0 && p.Delay == 0 && p.Duplicate == 0 && p.Reorder == 0 && len(links) == len(l.names)*(len(l.names)-1) {
+		return l.packetLoss(ctx, p.Loss)
+	}
+	pl := make([]linkproxy.Link, len(links))
+	for i, k := range links {
+		pl[i] = linkproxy.Link{From: k.From, To: k.To}
+	}
+	return l.proxy.Set(pl, linkproxy.Faults{Delay: p.Delay, Jitter: p.Jitter, Loss: p.Loss,
+		Duplicate: p.Duplicate, Reorder: p.Reorder, ReorderBy: p.ReorderBy})
+}
+
+// packetLoss makes every link lose a fraction of its packets: for each pair, the
+// namespace of the first of the two drops that fraction of what goes either way.
+func (l *linkFaults) packetLoss(ctx context.Context, fraction float64) error {
+	l.lossy = true
+	names := slices.Sorted(slices.Values(l.names))
+	for i, n := range names {
+		var peers []netip.Addr
+		for _, m := range names[i+1:] {
+			peers = append(peers, l.rt.Addr(m))
+		}
+		if len(peers) == 0 {
+			continue
+		}
+		ns, err := l.rt.NetNS(n)
+		if err != nil {
+			return fmt.Errorf("packet loss at %s: %w", n, err)
+		}
+		if err := netfilter.Loss(ctx, ns, peers, fraction); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HealPackets implements nemesis.Packeter. Loss rules of a node that is not running went
+// with its namespace (a container's) or are cleared here (a process's).
+func (l *linkFaults) HealPackets(ctx context.Context) error {
+	l.proxy.Clear()
+	if !l.lossy {
+		return nil
+	}
+	var errs []error
+	for _, n := range l.names {
+		ns, err := l.rt.NetNS(n)
+		if err != nil {
+			continue // not running: nothing to clear
+		}
+		if err := netfilter.Loss(ctx, ns, nil, 0); err != nil {
+			errs = append(errs, fmt.Errorf("heal packet loss at %s: %w", n, err))
+		}
+	}
+	if len(errs) == 0 {
+		l.lossy = false
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the proxy.
+func (l *linkFaults) Close() error { return l.proxy.Close() }

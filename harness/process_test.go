@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,11 +20,18 @@ import (
 
 	"github.com/faultline/faultline/harness/netns"
 	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/node"
 )
 
 // TestMain lets the test binary act as a tiny node ("serve ADDR NAME") and as a probe run
 // inside a namespace ("dial ADDR"), so runtime tests need no other program.
 func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "raftnode" { // RaftnodeBin links to this test binary
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		code := node.Main(ctx, os.Args[1:], os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	if len(os.Args) > 2 {
 		switch os.Args[1] {
 		case "serve":

@@ -89,6 +89,16 @@ func TestRegisterFixtureDetails(t *testing.T) {
 	assert.ErrorIs(t, res.Visualize(&bytes.Buffer{}), ErrNoVisualization)
 }
 
+func TestFirstViolation(t *testing.T) {
+	events := readFixture(t, "register-bad.jsonl")
+	res := Check(context.Background(), events, Options{Workload: "register"})
+	at, ok := res.FirstViolation(events)
+	require.True(t, ok)
+	assert.Equal(t, 50*time.Millisecond, at, "the stale read of k1 was invoked at 50 ms")
+	_, ok = Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Workload: "register"}).FirstViolation(events)
+	assert.False(t, ok, "a valid history has none")
+}
+
 func TestSetFixtureDetails(t *testing.T) {
 	res := Check(context.Background(), readFixture(t, "set-ok.jsonl"), Options{Workload: "set"})
 	s := res.Set

@@ -3,8 +3,11 @@ package checker
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/faultline/faultline/history"
 )
 
 // Verdict is a checker's three-valued answer. Unknown (the checker timed out, or had too
@@ -161,3 +164,25 @@ func (r Result) Summary() string {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// FirstViolation returns when the earliest operation blamed for a linearizability
+// violation was invoked, as a time since the run's base time (events is the history that
+// was checked); ok is false when no violation names an operation.
+func (r Result) FirstViolation(events []history.Event) (at time.Duration, ok bool) {
+	if r.Linearizability == nil {
+		return 0, false
+	}
+	for _, f := range r.Linearizability.Failures {
+		i := int(f.Op)
+		if i < 0 || i >= len(events) || events[i].Index != f.Op { // not numbered by position
+			i = slices.IndexFunc(events, func(e history.Event) bool { return e.Index == f.Op })
+		}
+		if i < 0 {
+			continue
+		}
+		if t := time.Duration(events[i].Time); !ok || t < at {
+			at, ok = t, true
+		}
+	}
+	return at, ok
+}

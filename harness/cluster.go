@@ -26,30 +26,82 @@ type cluster struct {
 	clocked map[string]bool // clock changed, not yet reset
 	removed map[string]bool // taken out of the membership, not yet added back
 	links   *linkFaults     // the link proxy, when the run has packet faults
+	down    map[string]bool // stopped by the harness (killed, or being replaced)
+	exits   []string        // nodes found stopped that nobody stopped, with when
+	// logf receives a line when a node is found to have exited by itself, and since
+	// says how far into the run that is; either may be nil.
+	logf  func(format string, args ...any)
+	since func() time.Duration
 }
 
 func newCluster(rt Runtime, target *RaftTarget, names []string) *cluster {
 	return &cluster{rt: rt, target: target, names: names, paused: map[string]bool{},
-		clocked: map[string]bool{}, removed: map[string]bool{}}
+		clocked: map[string]bool{}, removed: map[string]bool{}, down: map[string]bool{}}
+}
+
+// CheckExits notes every node that is not running although the harness did not stop it:
+// it exited by itself (a crash, or raftnode refusing a damaged log). Each exit is noted
+// once, until the node is started again.
+func (c *cluster) CheckExits() {
+	for _, n := range c.names {
+		if c.rt.Running(n) {
+			continue
+		}
+		c.mu.Lock()
+		news := !c.down[n] && !c.removed[n]
+		if news {
+			c.down[n] = true // noted; Start clears it
+			at := "by the end"
+			if c.since != nil {
+				at = "at " + c.since().Round(time.Millisecond).String()
+			}
+			c.exits = append(c.exits, n+" "+at)
+		}
+		c.mu.Unlock()
+		if news && c.logf != nil {
+			c.logf("%s exited by itself (see nodes/%s/): the harness did not stop it", n, n)
+		}
+	}
+}
+
+// Exits returns the exits CheckExits noted.
+func (c *cluster) Exits() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.exits)
 }
 
 func (c *cluster) Nodes() []string { return slices.Clone(c.names) }
 
 func (c *cluster) Leader(ctx context.Context) (string, error) { return c.target.Leader(ctx) }
 
+// Kill implements nemesis.Killer. A node that has already exited by itself stays down:
+// the kill's end state holds, and the exit is noted.
 func (c *cluster) Kill(ctx context.Context, node string) error {
+	if !c.rt.Running(node) {
+		c.CheckExits()
+		c.mark(c.down, node, true)
+		return nil
+	}
+	c.mark(c.down, node, true) // before the kill: the exit watcher must not see it as a crash
 	if err := c.rt.Kill(ctx, node); err != nil {
+		c.mark(c.down, node, !c.rt.Running(node))
 		return err
 	}
 	c.setPaused(node, false)
 	return nil
 }
 
+// Start implements nemesis.Killer.
 func (c *cluster) Start(ctx context.Context, node string) error {
 	if c.rt.Running(node) {
 		return nil
 	}
-	return c.rt.Launch(ctx, node, c.target.Command(node))
+	if err := c.rt.Launch(ctx, node, c.target.Command(node)); err != nil {
+		return err
+	}
+	c.mark(c.down, node, false)
+	return nil
 }
 
 func (c *cluster) Pause(ctx context.Context, node string) error {
@@ -152,7 +204,9 @@ func (c *cluster) Healthy(ctx context.Context) error { return c.target.Healthy(c
 // RemoveMember implements nemesis.Membership: the ConfChange, then the node's exit (a
 // removed raftnode exits by itself; one that does not is killed), then its data wiped.
 func (c *cluster) RemoveMember(ctx context.Context, node string) error {
+	c.mark(c.down, node, true) // a removed raftnode exits: not a crash
 	if err := c.target.removeMember(ctx, node); err != nil {
+		c.mark(c.down, node, !c.rt.Running(node))
 		return fmt.Errorf("remove member %s: %w", node, err)
 	}
 	c.mark(c.removed, node, true)
@@ -185,6 +239,7 @@ func (c *cluster) AddMember(ctx context.Context, node string) error {
 	if err := c.rt.Launch(ctx, node, c.target.Command(node)); err != nil {
 		return fmt.Errorf("add member %s: %w", node, err)
 	}
+	c.mark(c.down, node, false)
 	c.mark(c.removed, node, false)
 	if err := c.target.waitCaughtUp(ctx, node); err != nil {
 		return fmt.Errorf("add member %s: catching up: %w", node, err)
@@ -196,6 +251,7 @@ func (c *cluster) AddMember(ctx context.Context, node string) error {
 // was taken out, starts every node that is not running (killed, or crashed by itself)
 // and resets every clock that was changed. It goes on past errors and returns them all.
 func (c *cluster) HealAll(ctx context.Context) error {
+	c.CheckExits()
 	errs := []error{c.HealPartition(ctx), c.HealPackets(ctx)}
 	for _, n := range c.marked(c.paused) {
 		errs = append(errs, c.Resume(ctx, n))

@@ -16,10 +16,11 @@ import (
 )
 
 // check judges the recorded history, writes results.json (and the views of a violation),
-// prints the summary and the JUnit report, and returns the verdict.
-func (r *run) check(ctx context.Context, out Outcome) checker.Verdict {
+// prints the summary and the JUnit report, and returns the verdict and when the first
+// violation happened (negative: none named).
+func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Duration) {
 	if r.rec == nil {
-		return checker.Unknown
+		return checker.Unknown, -1
 	}
 	events := r.rec.Events()
 	r.phase = "checking"
@@ -31,13 +32,17 @@ func (r *run) check(ctx context.Context, out Outcome) checker.Verdict {
 	if err := results.WriteCheck(r.dir, res, events); err != nil {
 		r.logf("write results: %v", err)
 	}
+	out.Violation = -1
+	if at, ok := res.FirstViolation(events); ok && verdict == checker.Invalid {
+		out.Violation = at
+	}
 	r.summary(out, res, verdict, events)
 	if r.spec.JUnit != "" {
 		if err := writeJUnit(r.spec.JUnit, r.spec, verdict, res, out); err != nil {
 			r.logf("junit: %v", err)
 		}
 	}
-	return verdict
+	return verdict, out.Violation
 }
 
 func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, events []history.Event) {
@@ -62,12 +67,20 @@ func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, 
 	}
 	fmt.Fprintf(w, "ops:     %d invoked, %d ok, %d fail, %d info\n", counts[history.Invoke], counts[history.OK], counts[history.Fail], counts[history.Info])
 	fmt.Fprintf(w, "%s\n", res.Summary())
+	if out.Violation >= 0 {
+		fmt.Fprintf(w, "first:   the earliest operation blamed was invoked %v into the run\n", out.Violation.Round(time.Millisecond))
+	}
 	keys := make([]string, 0, len(faults))
 	for k := range faults {
 		keys = append(keys, fmt.Sprintf("%s×%d", k, faults[k]))
 	}
 	slices.Sort(keys)
 	fmt.Fprintf(w, "faults:  %s\n", strings.Join(append(keys, ""), " "))
+	if r.cl != nil {
+		if exits := r.cl.Exits(); len(exits) > 0 {
+			fmt.Fprintf(w, "exits:   nodes that exited by themselves: %s (see their logs)\n", strings.Join(exits, ", "))
+		}
+	}
 	fmt.Fprintf(w, "results: %s\n", r.dir)
 	fmt.Fprintf(w, "replay:  %s\n", ReplayCommand(r.spec))
 }

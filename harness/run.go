@@ -47,6 +47,9 @@ type Outcome struct {
 	Err error
 	// Interrupted is set when the run was cancelled before it finished.
 	Interrupted bool
+	// Violation is when the earliest operation blamed for a violation was invoked (time
+	// since the run's start), when the verdict is invalid and names one; else negative.
+	Violation time.Duration
 }
 
 // ExitCode maps the outcome to the exit code: invalid wins over everything (a violation
@@ -108,7 +111,7 @@ type run struct {
 // The history is on disk as the run goes.
 func Run(ctx context.Context, spec Spec, env Env) Outcome {
 	r := &run{spec: spec, env: env, base: time.Now(), id: newRunID()}
-	out := Outcome{}
+	out := Outcome{Violation: -1}
 	if err := r.open(); err != nil {
 		out.Err = err
 		return out
@@ -134,7 +137,7 @@ func Run(ctx context.Context, spec Spec, env Env) Outcome {
 	if cerr := r.hw.Close(); cerr != nil && out.Err == nil {
 		out.Err = cerr
 	}
-	out.Verdict = r.check(context.WithoutCancel(ctx), out)
+	out.Verdict, out.Violation = r.check(context.WithoutCancel(ctx), out)
 	return out
 }
 
@@ -283,6 +286,7 @@ func (r *run) newTarget() error {
 	}
 	r.target = NewRaftTarget(bin, r.spec.Unsafe, filepath.Join(r.dir, "data"), r.rt, names)
 	r.cl = newCluster(r.rt, r.target, names)
+	r.cl.logf, r.cl.since = r.logf, r.rec.Since
 	return nil
 }
 
@@ -324,6 +328,8 @@ func (r *run) load(ctx context.Context, faults []nemesis.Fault) error {
 	r.prog = cfg.Progress
 	stopProgress := r.progressLoop(ctx)
 	defer stopProgress()
+	stopWatch := r.watchExits(ctx)
+	defer stopWatch()
 	// The workload enforces the time limit itself and lets operations in flight finish
 	// (within their op timeout); only the nemesis gets a context that ends at the limit.
 	g, gctx := errgroup.WithContext(ctx)
@@ -391,6 +397,27 @@ func (r *run) teardown(ctx context.Context) error {
 		r.logf("teardown: %v", err)
 	}
 	return err
+}
+
+// watchExits checks twice a second, until ctx ends or the returned func is called,
+// for nodes that exited by themselves.
+func (r *run) watchExits(ctx context.Context) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.cl.CheckExits()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func nemesisSleep(ctx context.Context, d time.Duration) bool {

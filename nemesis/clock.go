@@ -31,8 +31,9 @@ const (
 var clockTargets = []string{"leader", "leader", "one", "majority"}
 
 // ClockBumpFault jumps the clocks of the leader, one node or a majority by ±5 s to
-// ±2 min, and resets them on heal. A backward jump stalls the node's timers (raft ticks)
-// until its time catches up; a forward one fires what was due.
+// ±2 min, and resets them on heal. On raftnode a backward jump stalls the node's timers
+// (raft ticks) until its time catches up, a forward one fires what fell due, and the
+// reset re-arms them.
 type ClockBumpFault struct{}
 
 func (ClockBumpFault) Name() string                       { return "clock" }

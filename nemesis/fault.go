@@ -151,7 +151,11 @@ func (KillFault) Inject(ctx context.Context, env Env) (Injection, error) {
 	return Injection{Nodes: nodes, Value: history.S1(target), Heal: heal}, nil
 }
 
-// PauseFault freezes one node, the leader or a majority, and resumes them on heal.
+// pauseTargets weighs the leader: a paused leader that resumes still believing it leads
+// is the pause that tests a system most (leases, stale leadership).
+var pauseTargets = []string{"leader", "leader", "one", "majority"}
+
+// PauseFault freezes the leader, one node or a majority, and resumes them on heal.
 type PauseFault struct{}
 
 func (PauseFault) Name() string                       { return "pause" }
@@ -161,7 +165,7 @@ func (PauseFault) Available(c Cluster) (bool, string) { return has[Pauser](c, "p
 // Inject pauses the chosen nodes; on a partial failure it resumes the ones it paused.
 func (PauseFault) Inject(ctx context.Context, env Env) (Injection, error) {
 	p := env.Cluster.(Pauser)
-	target := []string{"one", "leader", "majority"}[env.Rand.IntN(3)]
+	target := pauseTargets[env.Rand.IntN(len(pauseTargets))]
 	nodes, err := pickNodes(ctx, env, target)
 	if err != nil {
 		return Injection{}, err

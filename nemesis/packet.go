@@ -56,9 +56,11 @@ type Packeter interface {
 // node, or between every pair. One-way faults are real: a link's reverse is untouched.
 type PacketFault struct{}
 
-func (PacketFault) Name() string                       { return "packet" }
-func (PacketFault) Events() (string, string)           { return "start-packet", "stop-packet" }
-func (PacketFault) Available(c Cluster) (bool, string) { return has[Packeter](c, "delay or drop packets of") }
+func (PacketFault) Name() string             { return "packet" }
+func (PacketFault) Events() (string, string) { return "start-packet", "stop-packet" }
+func (PacketFault) Available(c Cluster) (bool, string) {
+	return has[Packeter](c, "delay or drop packets of")
+}
 
 // Inject picks the faults and the links and applies them.
 func (PacketFault) Inject(ctx context.Context, env Env) (Injection, error) {

@@ -54,13 +54,46 @@ func TestClockTicks(t *testing.T) {
 		"a backward jump stalls ticks")
 }
 
-func TestClockForwardJumpGivesOneTick(t *testing.T) {
-	// Like a SIGSTOP/SIGCONT: node time leaps ahead; the ticker must not catch up.
+func TestClockForwardJumpFiresWhatFellDue(t *testing.T) {
 	c := NewClock()
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		c.Set(ClockSetting{OffsetMS: 60_000, Rate: 1})
 	}()
-	assert.Less(t, countTicks(c, 20*time.Millisecond, 600*time.Millisecond), 60,
-		"a forward jump of 3000 intervals gives one tick, not thousands")
+	n := countTicks(c, 20*time.Millisecond, 600*time.Millisecond)
+	assert.GreaterOrEqual(t, n, MaxBurst+15, "a forward jump fires a burst on top of the ~30 normal ticks")
+	assert.Less(t, n, MaxBurst+60, "a jump of 3000 intervals fires at most MaxBurst at once, not thousands")
+}
+
+func TestClockResetRearmsTheTicker(t *testing.T) {
+	c := NewClock()
+	c.Set(ClockSetting{OffsetMS: 60_000, Rate: 1}) // before the ticker starts: no burst
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		c.Set(ClockSetting{OffsetMS: 0, Rate: 1}) // a minute back: without the re-arm, a stall
+	}()
+	assert.InDelta(t, 30, countTicks(c, 20*time.Millisecond, 600*time.Millisecond), 15,
+		"healing a forward bump does not stall the node for a minute")
+	assert.WithinDuration(t, time.Now(), c.Now(), 50*time.Millisecond, "a reset is true time")
+}
+
+func TestClockPauseGivesOneTick(t *testing.T) {
+	// Time passing with nobody ticking (a SIGSTOPped process) is not a jump.
+	c := NewClock()
+	out := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Tick(ctx, 20*time.Millisecond, out)
+	time.Sleep(300 * time.Millisecond) // 15 intervals; the consumer takes none
+	n := 0
+	for drain := time.After(30 * time.Millisecond); ; {
+		select {
+		case <-out:
+			n++
+			continue
+		case <-drain:
+		}
+		break
+	}
+	assert.LessOrEqual(t, n, 3, "missed ticks are dropped, not delivered late")
 }

@@ -53,8 +53,12 @@
 //
 // Node time is base + offset + rate·(monotonic elapsed). Raft ticks every 100 ms of node
 // time (ElectionTick 10, HeartbeatTick 1, CheckQuorum and PreVote on), like a
-// time.Ticker: at most one tick per wake-up, missed ticks dropped, a backward jump stalls
-// ticks until node time catches up. PUT /clock changes offset and rate.
+// time.Ticker on that clock (Clock.Tick): missed ticks are dropped when time merely passes
+// (a paused node gets one tick on resuming, so it trusts a lease it should have lost), a
+// backward jump stalls ticks until node time catches up (a stalled leader stops
+// heartbeating and never steps down by itself), a forward jump fires the ticks that fell
+// due, up to 20 (a follower campaigns at once). PUT /clock changes offset and rate; offset
+// 0 with rate 1 is a reset, which re-arms the ticker from true time.
 //
 // # Unsafe modes
 //

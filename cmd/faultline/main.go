@@ -31,6 +31,8 @@ commands:
   clean                           remove every node, container, network, namespace and
                                   rule that runs left behind
   image                           build the docker runtime's node image (cached by content)
+  zoo    [flags]                  prove every deliberate bug is caught: each unsafe mode
+                                  under its fault, the correct node under all, N times
   version                         print the version
 
 exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness error, 4 bad usage
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runClean(ctx, args[1:], stdout, stderr)
 	case "image":
 		return runImage(ctx, args[1:], stdout, stderr)
+	case "zoo":
+		return runZoo(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "faultline", version)
 		return 0

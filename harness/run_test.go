@@ -1,0 +1,184 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/history"
+)
+
+// Whole runs, end to end: real raftnodes (this test binary, called raftnode), real faults,
+// the checker's verdict, and nothing left behind.
+
+func e2eSpec(t *testing.T, runtime string, args ...string) Spec {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a whole run: skipped in -short mode")
+	}
+	base := []string{"--runtime", runtime, "--nodes", "3", "--time-limit", "15s", "--nemesis-interval", "3s",
+		"--recovery", "2s", "--results", t.TempDir()}
+	spec, err := ParseTestArgs(append(base, args...), &bytes.Buffer{})
+	require.NoError(t, err)
+	return spec
+}
+
+func runE2E(t *testing.T, ctx context.Context, spec Spec) (Outcome, string) {
+	t.Helper()
+	var out bytes.Buffer
+	o := Run(ctx, spec, Env{Stdout: &out, Stderr: &out})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("run output:\n%s", out.String())
+		}
+	})
+	return o, out.String()
+}
+
+// leftovers lists what of run dir's run is still on this host: processes carrying its
+// run id, network namespaces and host links named after it, containers labelled with it.
+func leftovers(t *testing.T, dir string) []string {
+	t.Helper()
+	var tj struct {
+		RunID string `json:"run_id"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "test.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &tj))
+	var left []string
+	pids, err := ourProcesses()
+	require.NoError(t, err)
+	for _, pid := range pids {
+		env, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+		if bytes.Contains(env, []byte(RunEnv+"="+tj.RunID)) {
+			left = append(left, "process "+strconv.Itoa(pid))
+		}
+	}
+	if ns, err := exec.Command("ip", "netns", "list").Output(); err == nil && bytes.Contains(ns, []byte(tj.RunID)) {
+		left = append(left, "namespaces: "+string(ns))
+	}
+	if links, err := exec.Command("ip", "-o", "link").Output(); err == nil && bytes.Contains(links, []byte("fl-"+tj.RunID)) {
+		left = append(left, "host link fl-"+tj.RunID)
+	}
+	if ok, _ := DockerAvailable(context.Background()); ok {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label="+LabelRun+"="+tj.RunID).Output()
+		if len(bytes.TrimSpace(out)) > 0 {
+			left = append(left, "containers "+string(out))
+		}
+		out, _ = exec.Command("docker", "network", "ls", "-q", "--filter", "label="+LabelRun+"="+tj.RunID).Output()
+		if len(bytes.TrimSpace(out)) > 0 {
+			left = append(left, "networks "+string(out))
+		}
+	}
+	return left
+}
+
+func nemesisFs(events []history.Event) map[string]bool {
+	fs := map[string]bool{}
+	for _, e := range events {
+		if e.IsNemesis() && e.Type == history.OK {
+			fs[e.F] = true
+		}
+	}
+	return fs
+}
+
+func TestRunCorrectNodeIsValid(t *testing.T) {
+	needNetns(t)
+	spec := e2eSpec(t, "process", "--nemesis", "partition,kill,pause", "--seed", "7")
+	o, out := runE2E(t, context.Background(), spec)
+	require.NoError(t, o.Err)
+	assert.Equal(t, checker.Valid, o.Verdict)
+	assert.Equal(t, ExitValid, o.ExitCode())
+	for _, f := range []string{"test.json", "history.jsonl", "results.json", "faultline.log", "nodes/n1/raftnode.log"} {
+		assert.FileExists(t, filepath.Join(o.Dir, f))
+	}
+	latest, err := filepath.EvalSymlinks(filepath.Join(spec.Results, "latest"))
+	require.NoError(t, err)
+	assert.Equal(t, o.Dir, latest)
+	events, info, err := history.ReadFile(filepath.Join(o.Dir, "history.jsonl"))
+	require.NoError(t, err)
+	assert.False(t, info.Torn)
+	fs := nemesisFs(events)
+	assert.True(t, fs["start-partition"] && fs["kill"] && fs["pause"], "every kind was injected: %v", fs)
+	assert.Contains(t, out, "verdict: VALID")
+	assert.Contains(t, out, "replay:  faultline test")
+	assert.Empty(t, leftovers(t, o.Dir))
+}
+
+func TestRunCatchesStaleReads(t *testing.T) {
+	needNetns(t)
+	var o Outcome
+	var out string
+	for _, seed := range []string{"11", "12", "13"} {
+		spec := e2eSpec(t, "process", "--nemesis", "partition", "--unsafe", "stale-read", "--seed", seed, "--time-limit", "20s")
+		if o, out = runE2E(t, context.Background(), spec); o.ExitCode() == ExitInvalid {
+			break
+		}
+	}
+	require.Equal(t, ExitInvalid, o.ExitCode(), "stale reads under partitions were not caught in 3 runs")
+	assert.FileExists(t, filepath.Join(o.Dir, "linearizability.html"))
+	assert.Contains(t, out, "first:   the earliest operation blamed")
+	var res struct {
+		Valid    any `json:"valid"`
+		Checkers struct {
+			Linearizability struct {
+				Failures []struct {
+					Explanation string `json:"explanation"`
+				} `json:"failures"`
+			} `json:"linearizability"`
+		} `json:"checkers"`
+	}
+	b, err := os.ReadFile(filepath.Join(o.Dir, "results.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &res))
+	assert.Equal(t, false, res.Valid)
+	require.NotEmpty(t, res.Checkers.Linearizability.Failures)
+	assert.Contains(t, res.Checkers.Linearizability.Failures[0].Explanation, "read", "the report names the offending read")
+	assert.Empty(t, leftovers(t, o.Dir))
+}
+
+func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
+	needNetns(t)
+	spec := e2eSpec(t, "process", "--nemesis", "partition,kill,pause", "--seed", "5", "--time-limit", "30s")
+	ctx, cancel := context.WithCancel(context.Background())
+	after := 3*time.Second + time.Duration(rand.Int64N(int64(8*time.Second)))
+	timer := time.AfterFunc(after, cancel)
+	defer timer.Stop()
+	o, _ := runE2E(t, ctx, spec)
+	assert.True(t, o.Interrupted)
+	assert.Equal(t, ExitError, o.ExitCode(), "an interrupted run is not a verdict")
+	assert.NotEqual(t, checker.Valid, o.Verdict, "a cut-short run proves less than it seems")
+	assert.Empty(t, leftovers(t, o.Dir), "interrupted after %v", after)
+	events, _, err := history.ReadFile(filepath.Join(o.Dir, "history.jsonl"))
+	require.NoError(t, err, "the history of an interrupted run is readable")
+	assert.NotEmpty(t, events)
+	res := checker.Check(context.Background(), events, checker.Options{Workload: "register"})
+	assert.NotEqual(t, checker.Invalid, res.Verdict, "and a correct node's prefix checks out")
+}
+
+func TestRunOnDocker(t *testing.T) {
+	if ok, why := DockerAvailable(context.Background()); !ok {
+		t.Skip("needs a docker daemon: " + why)
+	}
+	spec := e2eSpec(t, "docker", "--nemesis", "partition,kill,pause", "--seed", "7")
+	o, out := runE2E(t, context.Background(), spec)
+	require.NoError(t, o.Err)
+	assert.Equal(t, checker.Valid, o.Verdict)
+	assert.Contains(t, out, "on docker")
+	b, err := os.ReadFile(filepath.Join(o.Dir, "test.json"))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"runtime": "docker"`)
+	assert.Empty(t, leftovers(t, o.Dir))
+}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/harness/netns"
 	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
@@ -233,6 +234,10 @@ func (r *run) newRuntime(ctx context.Context) (Runtime, error) {
 		}
 		return NewDockerRuntime(r.id, r.dir, "")
 	case "process":
+		if netns.InUserNS() {
+			r.logf("runtime process: in an unprivileged user namespace of its own (%s=%s): namespaces, bridge and rules live and die with it",
+				netns.UserNSEnv, os.Getenv(netns.UserNSEnv))
+		}
 		return NewProcessRuntime(r.id, r.dir), nil
 	}
 	return nil, &UsageError{Msg: "runtime: " + r.spec.Runtime + " is not one of " + strings.Join(Runtimes, ", ")}
@@ -366,16 +371,37 @@ func (r *run) recover(ctx context.Context) error {
 	if !nemesisSleep(ctx, r.spec.Recovery.D()) {
 		return ctx.Err()
 	}
-	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	if err := r.target.WaitReady(rctx); err != nil {
-		r.logf("cluster did not recover within %v of healing: %v", readyTimeout, err)
-	}
+	r.waitRecovered(ctx)
 	r.phase = "final reads"
 	fctx, cancel2 := context.WithTimeout(ctx, finalReadTimeout)
 	defer cancel2()
 	cfg := r.workloadConfig()
 	return workload.FinalReads(fctx, cfg, r.target.Opener(cfg.OpTimeout), r.rec, r.prog.Keys())
+}
+
+// waitRecovered waits, at most readyTimeout, until the healed cluster serves again. It
+// gives up early when a node has exited by itself since the heal: the cluster will not be
+// whole again, and the final reads go on with the nodes that serve.
+func (r *run) waitRecovered(ctx context.Context) {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		err := r.target.ready(ctx)
+		if err == nil {
+			return
+		}
+		for _, n := range r.cl.Nodes() {
+			if !r.rt.Running(n) {
+				r.cl.CheckExits()
+				r.logf("cluster not whole after healing: %s is down again; final reads go on without it", n)
+				return
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.logf("cluster did not recover within %v of healing: %v", readyTimeout, err)
+			return
+		}
+		nemesisSleep(ctx, 200*time.Millisecond)
+	}
 }
 
 // teardown heals, stops every node and removes the run's network. It runs on a context

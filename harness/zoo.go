@@ -48,6 +48,13 @@ type ZooRow struct {
 // base.Results, prints a line per run and the table to w, and returns the rows. It stops
 // early only when ctx ends.
 func Zoo(ctx context.Context, base Spec, cases []ZooCase, runs int, w io.Writer) ([]ZooRow, string, error) {
+	for _, c := range cases { // every case is checked before anything runs
+		spec := base
+		spec.Unsafe, spec.Nemesis, spec.Name = c.Unsafe, c.Nemesis, zooName(c)
+		if _, err := spec.Resolve(); err != nil {
+			return nil, "", err
+		}
+	}
 	dir, err := results.NewRunDir(base.Results, "zoo", time.Now())
 	if err != nil {
 		return nil, "", err

@@ -226,6 +226,21 @@ func TestScheduleTakesEveryKindEachRound(t *testing.T) {
 	assert.Less(t, elapsed, 3*2*time.Second+3*4500*time.Millisecond)
 }
 
+func TestScheduleWeighsKindsNotVariants(t *testing.T) {
+	faults, err := ByName([]string{"clock", "pause"})
+	require.NoError(t, err)
+	s := &Schedule{Faults: faults, Interval: time.Second, Rand: rand.New(rand.NewPCG(9, 0))}
+	counts := map[string]int{}
+	variants := map[Fault]bool{}
+	for range 100 {
+		st := s.next()
+		counts[st.fault.Name()]++
+		variants[st.fault] = true
+	}
+	assert.Equal(t, map[string]int{"clock": 50, "pause": 50}, counts, "each kind once a round")
+	assert.Len(t, variants, 4, "every clock variant comes up")
+}
+
 func TestFailedInjectionStopsTheScheduleLoudly(t *testing.T) {
 	c := &fakeCluster{failPause: true}
 	faults := []Fault{PauseFault{}}

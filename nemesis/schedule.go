@@ -22,9 +22,10 @@ type Recorder interface {
 // Schedule runs faults one after another. Interval is the mean time from one fault's
 // start to the next one's: each fault is held for a random 50-90% of Interval and
 // followed by a quiet time of 20-40% of Interval, in which the cluster may recover. The
-// kinds are taken in rounds, each round a seeded shuffle of all of them, so that every
-// kind asked for is injected early, also in a short run (with Faults of k kinds, all k
-// have started within k·Interval·(0.4+0.9)).
+// kinds (fault names) are taken in rounds, each round a seeded shuffle of all of them, so
+// that every kind asked for is injected early, also in a short run (with k kinds, all k
+// have started within k·Interval·(0.4+0.9)), and each kind equally often; a kind with
+// several faults (clock: bump, skew, strobe) gives one of them, at random, each turn.
 type Schedule struct {
 	Faults   []Fault
 	Interval time.Duration
@@ -34,7 +35,7 @@ type Schedule struct {
 	// Log receives one line per fault injected and healed; may be nil.
 	Log func(format string, args ...any)
 
-	bag    []Fault // what is left of the current round
+	bag    []string // the kinds left in the current round
 	mu     sync.Mutex
 	active string
 	counts map[string]int
@@ -50,12 +51,22 @@ type step struct {
 // same seed gives the same steps).
 func (s *Schedule) next() step {
 	if len(s.bag) == 0 {
-		s.bag = slices.Clone(s.Faults)
+		for _, f := range s.Faults {
+			if !slices.Contains(s.bag, f.Name()) {
+				s.bag = append(s.bag, f.Name())
+			}
+		}
 		s.Rand.Shuffle(len(s.bag), func(i, j int) { s.bag[i], s.bag[j] = s.bag[j], s.bag[i] })
 	}
-	f := s.bag[0]
+	kind := s.bag[0]
 	s.bag = s.bag[1:]
-	return step{quiet: s.fraction(0.2, 0.4), hold: s.fraction(0.5, 0.9), fault: f}
+	var of []Fault
+	for _, f := range s.Faults {
+		if f.Name() == kind {
+			of = append(of, f)
+		}
+	}
+	return step{quiet: s.fraction(0.2, 0.4), hold: s.fraction(0.5, 0.9), fault: of[s.Rand.IntN(len(of))]}
 }
 
 // fraction returns a duration uniformly in [lo·Interval, hi·Interval).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness"
+	"github.com/faultline/faultline/harness/netns"
 )
 
 func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -22,6 +23,23 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline test: %v\n", err)
 		return harness.ExitUsage
+	}
+	switch {
+	case netns.InUserNS():
+		if err := netns.SetupUserNS(); err != nil {
+			fmt.Fprintf(stderr, "faultline test: %v\n", err)
+			return harness.ExitError
+		}
+	case harness.WantUserNS(ctx, spec):
+		code, started, err := netns.RunInUserNS()
+		if started {
+			if err != nil {
+				fmt.Fprintf(stderr, "faultline test: %v\n", err)
+				return harness.ExitError
+			}
+			return code
+		}
+		fmt.Fprintf(stderr, "faultline test: not root, and %v: the nodes share loopback\n", err)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

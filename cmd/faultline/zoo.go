@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/faultline/faultline/harness"
@@ -30,6 +31,8 @@ func runZoo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&base.NemesisInterval, "nemesis-interval", "mean time from one fault's start to the next")
 	fs.Int64Var(&base.Seed, "seed", base.Seed, "seed of each case's first run (the next ones count up)")
 	fs.StringVar(&base.Results, "results", base.Results, "results directory")
+	var cases caseList
+	fs.Var(&cases, "case", "MODE=NEMESIS, e.g. stale-read=partition or correct=partition,kill,pause\n(repeatable; default: the zoo's own cases)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -49,7 +52,10 @@ func runZoo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rows, dir, err := harness.Zoo(ctx, base, harness.ZooCases, *runs, stdout)
+	if len(cases) == 0 {
+		cases = harness.ZooCases
+	}
+	rows, dir, err := harness.Zoo(ctx, base, cases, *runs, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline zoo: %v\n", err)
 		return harness.ExitError
@@ -63,4 +69,21 @@ func runZoo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "every unsafe mode caught in at least %d of %d runs; the correct node never invalid\n", *min, *runs)
 	return 0
+}
+
+// caseList is the repeatable --case flag.
+type caseList []harness.ZooCase
+
+func (l *caseList) String() string { return fmt.Sprint(*l) }
+
+func (l *caseList) Set(v string) error {
+	mode, nem, ok := strings.Cut(v, "=")
+	if !ok || mode == "" || nem == "" {
+		return fmt.Errorf("want MODE=NEMESIS, got %q", v)
+	}
+	if mode == "correct" {
+		mode = ""
+	}
+	*l = append(*l, harness.ZooCase{Unsafe: mode, Nemesis: strings.Split(nem, ",")})
+	return nil
 }

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,11 +13,13 @@ import (
 	"github.com/faultline/faultline/harness/netns"
 )
 
-// Clean removes whatever runs left behind on this host: node processes started by a
-// harness (found by RunEnv in their environment), the containers, networks and volumes
-// labelled faultline=1 (when a Docker daemon answers), then the runs' namespaces,
-// bridges and rules. It touches nothing that is not marked as faultline's. It returns what it removed.
-func Clean(ctx context.Context) ([]string, error) {
+// Clean removes whatever runs left behind on this host, and nothing of a run whose
+// harness still lives: node processes (found by RunEnv in their environment), the
+// containers, networks and volumes labelled faultline=1 (when a Docker daemon answers),
+// then the runs' namespaces,
+// bridges and rules; with images, also the node images (a cache). It touches nothing that
+// is not marked as faultline's. It returns what it removed.
+func Clean(ctx context.Context, images bool) ([]string, error) {
 	var removed []string
 	pids, err := ourProcesses()
 	if err != nil {
@@ -33,6 +36,13 @@ func Clean(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return removed, fmt.Errorf("clean docker: %w", err)
 		}
+		if images {
+			r, err := DockerRemoveImages(ctx)
+			removed = append(removed, r...)
+			if err != nil {
+				return removed, fmt.Errorf("clean docker images: %w", err)
+			}
+		}
 	}
 	if ok, _ := netns.Available(); ok {
 		r, err := netns.CleanAll(ctx)
@@ -44,13 +54,14 @@ func Clean(ctx context.Context) ([]string, error) {
 	return removed, nil
 }
 
-// ourProcesses lists the pids whose environment carries RunEnv.
+// ourProcesses lists the pids of node processes (RunEnv in their environment) whose
+// harness (HarnessEnv) is no longer alive.
 func ourProcesses() ([]int, error) {
 	dirs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
-	marker := []byte(RunEnv + "=")
+	marker, harness := []byte(RunEnv+"="), []byte(HarnessEnv+"=")
 	self := os.Getpid()
 	var pids []int
 	for _, d := range dirs {
@@ -62,12 +73,25 @@ func ourProcesses() ([]int, error) {
 		if err != nil {
 			continue // gone, or not ours to read
 		}
+		ours, live := false, false
 		for _, kv := range bytes.Split(env, []byte{0}) {
-			if bytes.HasPrefix(kv, marker) {
-				pids = append(pids, pid)
-				break
+			switch {
+			case bytes.HasPrefix(kv, marker):
+				ours = true
+			case bytes.HasPrefix(kv, harness):
+				h, err := strconv.Atoi(string(kv[len(harness):]))
+				live = err == nil && h != self && alive(h)
 			}
+		}
+		if ours && !live {
+			pids = append(pids, pid)
 		}
 	}
 	return pids, nil
+}
+
+// alive reports whether a process with this pid exists.
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

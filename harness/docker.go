@@ -26,6 +26,9 @@ import (
 const (
 	LabelOurs = "faultline"
 	LabelRun  = "faultline.run"
+	// LabelHarness is "<host>/<pid>" of the harness running the run: DockerCleanAll
+	// leaves the objects of a harness that is still alive on this host.
+	LabelHarness = "faultline.harness"
 )
 
 // DockerRuntime runs each node as a container built FROM scratch around a static
@@ -145,7 +148,28 @@ func (r *DockerRuntime) Network() (string, netip.Prefix) {
 }
 
 func (r *DockerRuntime) labels() map[string]string {
-	return map[string]string{LabelOurs: "1", LabelRun: r.runID}
+	return map[string]string{LabelOurs: "1", LabelRun: r.runID, LabelHarness: harnessID(os.Getpid())}
+}
+
+// harnessID names the harness process pid on this host, for LabelHarness.
+func harnessID(pid int) string {
+	host, _ := os.Hostname()
+	return host + "/" + strconv.Itoa(pid)
+}
+
+// harnessAlive reports whether the harness a LabelHarness value names is a live process
+// of this host other than this one (a harness elsewhere counts as alive: not ours to judge).
+func harnessAlive(label string) bool {
+	host, pid, ok := strings.Cut(label, "/")
+	if !ok {
+		return false
+	}
+	me, _ := os.Hostname()
+	if host != me {
+		return true
+	}
+	p, err := strconv.Atoi(pid)
+	return err == nil && p != os.Getpid() && alive(p)
 }
 
 func (r *DockerRuntime) containerName(node string) string {

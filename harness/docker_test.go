@@ -168,6 +168,9 @@ func buildTestNode(t *testing.T, cgo bool) string {
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
 	if cgo {
+		if _, err := exec.LookPath("gcc"); err != nil {
+			t.Skip("no C compiler: cannot build a dynamically linked test node")
+		}
 		cmd.Env = append(cmd.Env, "CGO_ENABLED=1")
 	}
 	out, err := cmd.CombinedOutput()
@@ -368,7 +371,7 @@ func TestDockerRuntime(t *testing.T) {
 }
 
 // TestDockerCleanTouchesOnlyOurs: an object with a faultline.run label but without
-// faultline=1 is not ours, and survives.
+// faultline=1 is not ours, and survives; so do the objects of a run whose harness lives.
 func TestDockerCleanTouchesOnlyOurs(t *testing.T) {
 	cli := dockerOrSkip(t)
 	ctx := context.Background()
@@ -378,11 +381,27 @@ func TestDockerCleanTouchesOnlyOurs(t *testing.T) {
 	defer cli.NetworkRemove(ctx, notOurs.ID, client.NetworkRemoveOptions{})
 	_, err = cli.NetworkCreate(ctx, "faultline-ours-"+run, client.NetworkCreateOptions{Labels: map[string]string{LabelRun: run, LabelOurs: "1"}})
 	require.NoError(t, err)
-	removed, err := removeLabelled(ctx, cli, LabelRun+"="+run)
+	sleeper := exec.Command("sleep", "60") // a live "harness"
+	require.NoError(t, sleeper.Start())
+	defer sleeper.Process.Kill()
+	liveRun, err := cli.NetworkCreate(ctx, "faultline-live-"+run, client.NetworkCreateOptions{
+		Labels: map[string]string{LabelRun: run, LabelOurs: "1", LabelHarness: harnessID(sleeper.Process.Pid)}})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"network faultline-ours-" + run}, removed)
+	defer cli.NetworkRemove(ctx, liveRun.ID, client.NetworkRemoveOptions{})
+	_, err = cli.NetworkCreate(ctx, "faultline-dead-"+run, client.NetworkCreateOptions{
+		Labels: map[string]string{LabelRun: run, LabelOurs: "1", LabelHarness: harnessID(1 << 22)}}) // above pid_max
+	require.NoError(t, err)
+	removed, err := removeLabelled(ctx, cli, LabelRun+"="+run, false)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"network faultline-ours-" + run, "network faultline-dead-" + run}, removed,
+		"left behind: no harness, or a dead one")
 	_, err = cli.NetworkInspect(ctx, notOurs.ID, client.NetworkInspectOptions{})
 	assert.NoError(t, err, "an unlabelled network must survive")
+	_, err = cli.NetworkInspect(ctx, liveRun.ID, client.NetworkInspectOptions{})
+	assert.NoError(t, err, "a live harness's network must survive a clean")
+	removed, err = removeLabelled(ctx, cli, LabelRun+"="+run, true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"network faultline-live-" + run}, removed, "a run removes its own")
 	if os.Getenv("FAULTLINE_TEST_CLEAN_ALL") == "1" { // removes every run's objects on this host
 		_, err := DockerCleanAll(ctx)
 		assert.NoError(t, err)

@@ -163,7 +163,7 @@ func (r *DockerRuntime) Close(ctx context.Context) error {
 		go func() { defer wg.Done(); _ = r.Stop(ctx, node) }()
 	}
 	wg.Wait()
-	_, err := removeLabelled(ctx, r.cli, LabelRun+"="+r.runID)
+	_, err := removeLabelled(ctx, r.cli, LabelRun+"="+r.runID, true)
 	return err
 }
 
@@ -177,24 +177,64 @@ func (r *DockerRuntime) launched() []string {
 	return names
 }
 
-// DockerCleanAll removes every container, network and volume labelled faultline=1 (what
-// any run left behind), and nothing else. It returns what it removed. Images are kept:
-// they are a cache keyed by content.
+// DockerCleanAll removes every container, network and volume labelled faultline=1 that a
+// run left behind (its harness is gone), and nothing else. It returns what it removed.
+// Images are kept: they are a cache keyed by content (see DockerRemoveImages).
 func DockerCleanAll(ctx context.Context) ([]string, error) {
 	cli, err := dockerClient()
 	if err != nil {
 		return nil, err
 	}
 	defer cli.Close()
-	return removeLabelled(ctx, cli, LabelOurs+"=1")
+	return removeLabelled(ctx, cli, LabelOurs+"=1", false)
+}
+
+// DockerRemoveImages removes the node images faultline built (labelled faultline=1): a
+// cache keyed by content, which grows by one image per faultline build used. Images in
+// use by a container are left. It returns what it removed.
+func DockerRemoveImages(ctx context.Context) ([]string, error) {
+	cli, err := dockerClient()
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	imgs, err := cli.ImageList(ctx, client.ImageListOptions{Filters: client.Filters{}.Add("label", LabelOurs+"=1")})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, img := range imgs.Items {
+		if img.Labels[LabelOurs] != "1" {
+			continue
+		}
+		name := img.ID
+		if len(img.RepoTags) > 0 {
+			name = img.RepoTags[0]
+		}
+		if _, err := cli.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: false, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove image %s: %w", name, err))
+			continue
+		}
+		removed = append(removed, "image "+name)
+	}
+	return removed, errors.Join(errs...)
 }
 
 // removeLabelled removes the containers (with their anonymous volumes), then networks,
-// then volumes carrying the label (key=value). The daemon filters by the label, and each
-// object's labels are checked again here before it is removed.
-func removeLabelled(ctx context.Context, cli *client.Client, label string) ([]string, error) {
+// then volumes carrying the label (key=value) and faultline=1: with live, also those of a
+// harness still alive (a run removing its own objects), else only those whose harness is
+// gone. The daemon filters by the label, and each object's labels are checked again here
+// before it is removed.
+func removeLabelled(ctx context.Context, cli *client.Client, label string, live bool) ([]string, error) {
 	key, value, _ := strings.Cut(label, "=")
-	ours := func(labels map[string]string) bool { return labels[key] == value && labels[LabelOurs] == "1" }
+	ours := func(labels map[string]string) bool {
+		if labels[key] != value || labels[LabelOurs] != "1" {
+			return false
+		}
+		h, has := labels[LabelHarness]
+		return live || !has || !harnessAlive(h)
+	}
 	filter := client.Filters{}.Add("label", label)
 	var removed []string
 	var errs []error

@@ -21,8 +21,13 @@ import (
 	"github.com/faultline/faultline/nemesis/netfilter"
 )
 
-// RunEnv is set in every node process's environment to the run's id.
-const RunEnv = "FAULTLINE_RUN"
+// RunEnv is set in every node process's environment to the run's id, and HarnessEnv to
+// the pid of the harness that started it: `faultline clean` removes the nodes of runs
+// whose harness is gone, and leaves live runs alone.
+const (
+	RunEnv     = "FAULTLINE_RUN"
+	HarnessEnv = "FAULTLINE_HARNESS"
+)
 
 // StopGrace is how long Stop waits after SIGTERM before it SIGKILLs.
 const StopGrace = 5 * time.Second
@@ -168,7 +173,7 @@ func (r *ProcessRuntime) Launch(ctx context.Context, node string, nc NodeCmd) er
 		cmd = exec.Command(nc.Args[0], nc.Args[1:]...)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), RunEnv+"="+r.runID) // how `faultline clean` knows our processes
+	cmd.Env = append(os.Environ(), RunEnv+"="+r.runID, HarnessEnv+"="+strconv.Itoa(os.Getpid())) // for `faultline clean`
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	fmt.Fprintf(logf, "=== faultline: %s starting %v\n", time.Now().UTC().Format(time.RFC3339Nano), nc.Args)
 	if err := cmd.Start(); err != nil {

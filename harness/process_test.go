@@ -184,3 +184,21 @@ func TestProcessRuntimeCloseLeavesNothing(t *testing.T) {
 	assert.Equal(t, strings.Count(string(links), "\n"), strings.Count(string(links2), "\n"))
 	assert.False(t, rt.Running("n1"))
 }
+
+func TestCleanFindsOnlyOrphanedNodes(t *testing.T) {
+	harness := exec.Command("sleep", "60") // a live "harness"
+	require.NoError(t, harness.Start())
+	defer harness.Process.Kill()
+	start := func(h int) *exec.Cmd {
+		c := exec.Command("sleep", "60")
+		c.Env = append(os.Environ(), RunEnv+"=tclean", fmt.Sprintf("%s=%d", HarnessEnv, h))
+		require.NoError(t, c.Start())
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		return c
+	}
+	ofLive, orphan := start(harness.Process.Pid), start(1<<22) // a pid above pid_max: gone
+	pids, err := ourProcesses()
+	require.NoError(t, err)
+	assert.Contains(t, pids, orphan.Process.Pid, "a node whose harness is gone is left behind")
+	assert.NotContains(t, pids, ofLive.Process.Pid, "a live run's node is not ours to clean")
+}

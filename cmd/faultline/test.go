@@ -90,11 +90,20 @@ func isTerminal(w io.Writer) bool {
 }
 
 func runClean(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "faultline clean: takes no arguments\n")
+	fs := flag.NewFlagSet("faultline clean", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	images := fs.Bool("images", false, "also remove the docker runtime's node images (a cache)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return harness.ExitUsage
 	}
-	removed, err := harness.Clean(ctx)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "faultline clean: unexpected argument %q\n", fs.Arg(0))
+		return harness.ExitUsage
+	}
+	removed, err := harness.Clean(ctx, *images)
 	for _, r := range removed {
 		fmt.Fprintln(stdout, "removed", r)
 	}

@@ -2,10 +2,12 @@ package nemesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/faultline/faultline/history"
 )
@@ -133,20 +135,29 @@ func (KillFault) Name() string                       { return "kill" }
 func (KillFault) Events() (string, string)           { return "kill", "start" }
 func (KillFault) Available(c Cluster) (bool, string) { return has[Killer](c, "kill") }
 
-// Inject kills the chosen nodes; on a partial failure it restarts the ones it killed.
+// killTargets weighs killing every node: a power loss of the whole cluster is what
+// finds durability bugs (a write acknowledged before it reached disk on a majority).
+var killTargets = []string{"one", "leader", "majority", "all", "all"}
+
+// Inject kills the chosen nodes all at once (in parallel, as a power loss would: none
+// gets to flush what it buffered while the others die); on a failure it restarts them.
 func (KillFault) Inject(ctx context.Context, env Env) (Injection, error) {
 	k := env.Cluster.(Killer)
-	target := []string{"one", "leader", "majority", "all"}[env.Rand.IntN(4)]
+	target := killTargets[env.Rand.IntN(len(killTargets))]
 	nodes, err := pickNodes(ctx, env, target)
 	if err != nil {
 		return Injection{}, err
 	}
 	heal := func(ctx context.Context) error { return eachNode(ctx, nodes, k.Start) }
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
 	for i, n := range nodes {
-		if err := k.Kill(ctx, n); err != nil {
-			_ = eachNode(context.WithoutCancel(ctx), nodes[:i], k.Start)
-			return Injection{}, fmt.Errorf("kill %s: %w", n, err)
-		}
+		wg.Go(func() { errs[i] = k.Kill(ctx, n) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		_ = heal(context.WithoutCancel(ctx))
+		return Injection{}, fmt.Errorf("kill: %w", err)
 	}
 	return Injection{Nodes: nodes, Value: history.S1(target), Heal: heal}, nil
 }

@@ -150,8 +150,12 @@ func (r Result) Summary() string {
 	if st.Untimed {
 		fmt.Fprintf(&b, "stats: availability %.1f%% (the history has no times)", 100*st.Availability)
 	} else {
-		fmt.Fprintf(&b, "stats: availability %.1f%%, latency p50 %.1fms p99 %.1fms max %.1fms, %.1f ops/s",
-			100*st.Availability, st.Latency.P50, st.Latency.P99, st.Latency.Max, st.OpsPerSec)
+		fmt.Fprintf(&b, "stats: availability %.1f%%", 100*st.Availability)
+		if st.Faults > 0 {
+			fmt.Fprintf(&b, " (%.1f%% during faults, %.1f%% outside)", 100*st.AvailabilityDuringFaults, 100*st.AvailabilityOutsideFaults)
+		}
+		fmt.Fprintf(&b, ", latency p50 %.1fms p99 %.1fms max %.1fms, %.1f ops/s",
+			st.Latency.P50, st.Latency.P99, st.Latency.Max, st.OpsPerSec)
 	}
 	for i, e := range r.Explanations() {
 		if i == 3 {

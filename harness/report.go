@@ -91,7 +91,7 @@ func ReplayCommand(s Spec) string {
 		"--nodes", fmt.Sprint(s.Nodes), "--workload", s.Workload, "--nemesis", strings.Join(s.Nemesis, ","),
 		"--nemesis-interval", s.NemesisInterval.String(), "--time-limit", s.TimeLimit.String(),
 		"--concurrency", fmt.Sprint(s.Concurrency), "--keys", fmt.Sprint(s.Keys),
-		"--ops-per-key", fmt.Sprint(s.OpsPerKey), "--seed", fmt.Sprint(s.Seed)}
+		"--ops-per-key", fmt.Sprint(s.OpsPerKey), "--op-timeout", s.OpTimeout.String(), "--seed", fmt.Sprint(s.Seed)}
 	if len(s.Nemesis) == 0 {
 		args[9] = "none"
 	}

@@ -356,7 +356,7 @@ func (r *run) workloadConfig() workload.Config {
 	return workload.Config{
 		Workload: r.spec.Workload, Concurrency: r.spec.Concurrency, Rate: r.spec.Rate,
 		TimeLimit: r.spec.TimeLimit.D(), Keys: r.spec.Keys, OpsPerKey: r.spec.OpsPerKey,
-		OpTimeout: 2 * time.Second, Seed: r.spec.Seed, Progress: workload.NewProgress(),
+		OpTimeout: r.spec.OpTimeout.D(), Seed: r.spec.Seed, Progress: workload.NewProgress(),
 	}
 }
 

@@ -40,6 +40,12 @@ type Spec struct {
 	Recovery Duration `yaml:"recovery" json:"recovery"`
 	// CheckTimeout bounds the linearizability check; expiry gives "unknown".
 	CheckTimeout Duration `yaml:"check-timeout" json:"check_timeout"`
+	// OpTimeout is how long a client waits for one operation; expiry makes it
+	// indeterminate (info) and the client goes on under a new process. Short timeouts
+	// keep clients busy through faults (a client stuck on a paused node issues new
+	// operations, which a resumed node may answer wrongly); long ones give more definite
+	// outcomes.
+	OpTimeout Duration `yaml:"op-timeout" json:"op_timeout"`
 }
 
 // List is a list of names that YAML may give as a sequence or as one comma-separated
@@ -116,6 +122,7 @@ func DefaultSpec() Spec {
 		Nemesis: []string{"partition", "kill", "pause"}, NemesisInterval: Duration(5 * time.Second),
 		TimeLimit: Duration(60 * time.Second), Concurrency: 10, Keys: 8,
 		Results: "results", Recovery: Duration(5 * time.Second), CheckTimeout: Duration(60 * time.Second),
+		OpTimeout: Duration(2 * time.Second),
 	}
 }
 
@@ -185,6 +192,7 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
 	fs.StringVar(&s.JUnit, "junit", s.JUnit, "also write a JUnit XML report here")
 	fs.Var(&s.Recovery, "recovery", "time the healed cluster gets before final reads")
 	fs.Var(&s.CheckTimeout, "check-timeout", "bound on the linearizability check (expiry: unknown)")
+	fs.Var(&s.OpTimeout, "op-timeout", "how long a client waits for one operation (expiry: indeterminate)")
 }
 
 // LoadSpec reads a YAML spec on top of the defaults; unknown keys are errors.
@@ -251,6 +259,8 @@ func (s Spec) Resolve() (Spec, error) {
 		return s, usagef("nemesis-interval: %v is below 100ms", s.NemesisInterval)
 	case s.Recovery.D() < 0 || s.CheckTimeout.D() <= 0:
 		return s, usagef("recovery/check-timeout: must be positive")
+	case s.OpTimeout.D() < 10*time.Millisecond:
+		return s, usagef("op-timeout: %v is below 10ms", s.OpTimeout)
 	case s.Results == "":
 		return s, usagef("results: must name a directory")
 	}

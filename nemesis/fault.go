@@ -164,7 +164,7 @@ func (KillFault) Inject(ctx context.Context, env Env) (Injection, error) {
 
 // pauseTargets weighs the leader: a paused leader that resumes still believing it leads
 // is the pause that tests a system most (leases, stale leadership).
-var pauseTargets = []string{"leader", "leader", "one", "majority"}
+var pauseTargets = []string{"leader", "leader", "leader", "one", "majority"}
 
 // PauseFault freezes the leader, one node or a majority, and resumes them on heal.
 type PauseFault struct{}

@@ -34,13 +34,20 @@ func e2eSpec(t *testing.T, runtime string, args ...string) Spec {
 	return spec
 }
 
+// runE2E runs spec. When the test fails, the run's output is logged and its directory
+// (history, logs, results) is kept under $TMPDIR/faultline-failed-runs for a post-mortem.
 func runE2E(t *testing.T, ctx context.Context, spec Spec) (Outcome, string) {
 	t.Helper()
 	var out bytes.Buffer
 	o := Run(ctx, spec, Env{Stdout: &out, Stderr: &out})
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("run output:\n%s", out.String())
+		if !t.Failed() {
+			return
+		}
+		t.Logf("run output:\n%s", out.String())
+		keep := filepath.Join(os.TempDir(), "faultline-failed-runs", t.Name()+"-"+filepath.Base(o.Dir))
+		if err := os.MkdirAll(filepath.Dir(keep), 0o755); err == nil && exec.Command("cp", "-a", o.Dir, keep).Run() == nil {
+			t.Logf("the run's directory is kept in %s", keep)
 		}
 	})
 	return o, out.String()

@@ -28,10 +28,18 @@ type Command struct {
 }
 
 // Result is what applying a Command did. CASMismatch is set when a CAS found a value other
-// than From (or no value): the command was applied as a no-op.
+// than From (or no value): the command was applied as a no-op. Duplicate is set when the
+// command's id was applied already: it was skipped.
 type Result struct {
 	CASMismatch bool
+	Duplicate   bool
 }
+
+// DedupWindow is how many recent command ids the state machine remembers, so that a
+// command delivered twice (a forwarded proposal whose message the network duplicated:
+// raft appends it twice) takes effect once. A write applied twice could otherwise undo a
+// later write. Duplicates arrive close together; the window covers seconds of traffic.
+const DedupWindow = 10000
 
 // Member is one raft member as the state machine knows it (from applied ConfChanges).
 type Member struct {
@@ -46,24 +54,36 @@ type KV struct {
 	regs    map[string]string
 	lists   map[string][]string
 	members map[uint64]string
+	recent  []uint64 // the last DedupWindow command ids applied, oldest first
+	seen    map[uint64]bool
 }
 
-// kvSnapshot is the JSON form of a KV, the data of a raft snapshot.
+// kvSnapshot is the JSON form of a KV, the data of a raft snapshot. Recent is part of the
+// state: every replica must skip the same duplicates, also one restored from a snapshot.
 type kvSnapshot struct {
 	Regs    map[string]string   `json:"regs"`
 	Lists   map[string][]string `json:"lists"`
 	Members []Member            `json:"members"`
+	Recent  []uint64            `json:"recent,omitempty"`
 }
 
 // NewKV returns an empty state machine.
 func NewKV() *KV {
-	return &KV{regs: map[string]string{}, lists: map[string][]string{}, members: map[uint64]string{}}
+	return &KV{regs: map[string]string{}, lists: map[string][]string{}, members: map[uint64]string{},
+		seen: map[uint64]bool{}}
 }
 
-// Apply applies one command and says what it did.
+// Apply applies one command and says what it did. A command whose id (non-zero) was
+// among the last DedupWindow applied is skipped.
 func (kv *KV) Apply(c Command) Result {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
+	if c.ID != 0 {
+		if kv.seen[c.ID] {
+			return Result{Duplicate: true}
+		}
+		kv.remember(c.ID)
+	}
 	switch c.Op {
 	case OpPut:
 		kv.regs[c.Key] = c.Value
@@ -77,6 +97,16 @@ func (kv *KV) Apply(c Command) Result {
 		kv.lists[c.Key] = append(kv.lists[c.Key], c.Value)
 	}
 	return Result{}
+}
+
+// remember adds id to the window, forgetting the oldest beyond DedupWindow.
+func (kv *KV) remember(id uint64) {
+	kv.seen[id] = true
+	kv.recent = append(kv.recent, id)
+	if len(kv.recent) > DedupWindow {
+		delete(kv.seen, kv.recent[0])
+		kv.recent = kv.recent[1:]
+	}
 }
 
 // Get returns the value of a register.
@@ -128,7 +158,7 @@ func (kv *KV) membersLocked() []Member {
 func (kv *KV) Snapshot() ([]byte, error) {
 	kv.mu.RLock()
 	defer kv.mu.RUnlock()
-	b, err := json.Marshal(kvSnapshot{Regs: kv.regs, Lists: kv.lists, Members: kv.membersLocked()})
+	b, err := json.Marshal(kvSnapshot{Regs: kv.regs, Lists: kv.lists, Members: kv.membersLocked(), Recent: kv.recent})
 	if err != nil {
 		return nil, fmt.Errorf("encode kv snapshot: %w", err)
 	}
@@ -154,6 +184,10 @@ func (kv *KV) Restore(data []byte) error {
 	}
 	for _, m := range s.Members {
 		kv.members[m.ID] = m.PeerURL
+	}
+	kv.recent, kv.seen = nil, map[uint64]bool{}
+	for _, id := range s.Recent {
+		kv.remember(id)
 	}
 	return nil
 }

@@ -69,3 +69,28 @@ func TestKVListsAndSnapshot(t *testing.T) {
 	assert.Empty(t, kv2.Members())
 	assert.Error(t, kv2.Restore([]byte("{bad")))
 }
+
+func TestKVAppliesADuplicatedCommandOnce(t *testing.T) {
+	kv := NewKV()
+	w := Command{ID: 7, Op: OpPut, Key: "a", Value: "1"}
+	kv.Apply(w)
+	kv.Apply(Command{ID: 8, Op: OpPut, Key: "a", Value: "2"})
+	assert.True(t, kv.Apply(w).Duplicate, "the network delivered the proposal twice")
+	v, _ := kv.Get("a")
+	assert.Equal(t, "2", v, "the duplicate must not undo the later write")
+	app := Command{ID: 9, Op: OpAppend, Key: "l", Value: "x"}
+	kv.Apply(app)
+	kv.Apply(app)
+	assert.Equal(t, []string{"x"}, kv.List("l"))
+
+	// The window is state: a replica restored from a snapshot skips the same duplicates.
+	snap, err := kv.Snapshot()
+	require.NoError(t, err)
+	restored := NewKV()
+	require.NoError(t, restored.Restore(snap))
+	assert.True(t, restored.Apply(w).Duplicate)
+	for i := range DedupWindow {
+		restored.Apply(Command{ID: uint64(100 + i), Op: OpPut, Key: "b", Value: "x"})
+	}
+	assert.False(t, restored.Apply(w).Duplicate, "only the last DedupWindow ids are remembered")
+}

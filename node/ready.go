@@ -148,7 +148,9 @@ func (n *Node) apply(ents []raftpb.Entry) error {
 			if err := json.Unmarshal(e.Data, &c); err != nil {
 				return fmt.Errorf("decode entry %d: %w", e.Index, err)
 			}
-			n.notify(c.ID, n.kv.Apply(c))
+			if r := n.kv.Apply(c); !r.Duplicate { // a duplicate's proposer heard at the first
+				n.notify(c.ID, r)
+			}
 		case raftpb.EntryConfChange:
 			if err := n.applyConfChange(e); err != nil {
 				return err

@@ -34,6 +34,9 @@
 //     node); a ConfChange is applied to raft and to the membership (and the transport).
 //  5. Hand each ReadState to the read that asked for it (ReadIndex): the read then waits
 //     until the applied index reaches the read index and answers from the local state.
+//     A read re-sent while unanswered gets a fresh request context each time: with a
+//     reused one, delayed heartbeat acknowledgements of an earlier attempt can confirm a
+//     retry at a deposed leader (etcd #20418; faultline's pause fault found it here too).
 //  6. Every --snapshot-count applied entries, snapshot the KV, compact the in-memory log
 //     (keeping up to 1000 entries for slow followers) and rewrite the WAL. Also right
 //     after a member is added: a leader sends a new member its latest snapshot, and raft

@@ -156,6 +156,13 @@ const readRetry = time.Second
 // ReadBarrier returns once a read of the local state is linearizable: ReadIndex
 // confirmed by a quorum (or the leader's lease in lease-read), and applied caught up.
 // In stale-read it returns at once. Reads have no effect, so their errors are definite.
+//
+// Every attempt carries a request context of its own, never a retry of an earlier one.
+// raft v3.6 confirms a read when a quorum acknowledges a heartbeat carrying its context;
+// with a reused context, acknowledgements delayed from the first attempt (say, queued at
+// a leader that was paused) can confirm the retry at a leader that has since been
+// deposed, and with it every read queued before it: stale reads (the bug etcd fixed for
+// #20418). An answer to any attempt is valid: each was confirmed after the read began.
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	if n.cfg.Unsafe == StaleRead {
 		return nil
@@ -165,20 +172,23 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	if err := n.checkServing(ctx); err != nil {
 		return err
 	}
-	id := n.nextID()
 	ch := make(chan uint64, 1)
-	n.mu.Lock()
-	n.reads[id] = ch
-	n.mu.Unlock()
+	var ids []uint64
 	defer func() {
 		n.mu.Lock()
-		delete(n.reads, id)
+		for _, id := range ids {
+			delete(n.reads, id)
+		}
 		n.mu.Unlock()
 	}()
-	rctx := binary.BigEndian.AppendUint64(nil, id)
 	var index uint64
 	for got := false; !got; {
-		if err := n.rn.ReadIndex(ctx, rctx); err != nil {
+		id := n.nextID()
+		n.mu.Lock()
+		n.reads[id] = ch
+		n.mu.Unlock()
+		ids = append(ids, id)
+		if err := n.rn.ReadIndex(ctx, binary.BigEndian.AppendUint64(nil, id)); err != nil {
 			return definite(http.StatusServiceUnavailable, "read index: %v", err)
 		}
 		t := time.NewTimer(readRetry)

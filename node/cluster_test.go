@@ -177,6 +177,9 @@ func (c *cluster) startWithPeers(id uint64, peers string, join bool) {
 	require.NoError(c.tb, err)
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Nodes die with the test binary, also when it is killed (a go test timeout): a test
+	// must leave no process behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(c.tb, cmd.Start())
 	p.cmd, p.done = cmd, make(chan struct{})
 	go func(done chan struct{}) {

@@ -62,14 +62,8 @@ type keyHistory struct {
 	dropped       int // indeterminate operations that could not matter, left out
 }
 
-// checkKeys runs porcupine on every key under one deadline (zero: none) and ctx. A key
-// not decided in time is porcupine.Unknown.
-//
-// Most histories are linearizable, so it first asks porcupine once about every key (its
-// own partitioned, parallel search, with half the time left): one call, instead of one
-// per key with a timer and goroutines each, keeps the check close to raw porcupine's
-// speed. Only when that answer is not Ok does it check key by key, to say which keys
-// failed and which are undecided.
+// checkKeys runs porcupine on every key, a few at once, under one deadline (zero: none)
+// and ctx. A key not decided in time is porcupine.Unknown.
 func checkKeys(ctx context.Context, model porcupine.Model, keys []keyHistory, deadline time.Time) []porcupine.CheckResult {
 	out := make([]porcupine.CheckResult, len(keys))
 	var stop atomic.Bool
@@ -80,13 +74,6 @@ func checkKeys(ctx context.Context, model porcupine.Model, keys []keyHistory, de
 			return false, state
 		}
 		return step(state, input, output)
-	}
-	prepareAll(keys)
-	if allOk(ctx, model, keys, deadline, &stop) {
-		for i := range out {
-			out[i] = porcupine.Ok
-		}
-		return out
 	}
 	order := make([]int, len(keys)) // largest first, so the long pole starts early
 	for i := range order {
@@ -100,6 +87,7 @@ func checkKeys(ctx context.Context, model porcupine.Model, keys []keyHistory, de
 		go func() {
 			defer wg.Done()
 			for i := range next {
+				keys[i].prepare()
 				if keys[i].contradiction {
 					out[i] = porcupine.Illegal
 					continue
@@ -114,48 +102,6 @@ func checkKeys(ctx context.Context, model porcupine.Model, keys []keyHistory, de
 	close(next)
 	wg.Wait()
 	return out
-}
-
-// prepareAll builds every key's porcupine history, a few keys at once.
-func prepareAll(keys []keyHistory) {
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for i := range next {
-				keys[i].prepare()
-			}
-		})
-	}
-	for i := range keys {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}
-
-// allOk reports whether porcupine, asked once about every key (each key a partition),
-// finds them all linearizable within half the time left. False means: look closer.
-func allOk(ctx context.Context, model porcupine.Model, keys []keyHistory, deadline time.Time, stop *atomic.Bool) bool {
-	groups := make([][]porcupine.Operation, 0, len(keys))
-	var all []porcupine.Operation
-	for _, k := range keys {
-		if k.contradiction {
-			return false
-		}
-		if len(k.pops) > 0 {
-			groups = append(groups, k.pops)
-			all = append(all, k.pops...)
-		}
-	}
-	if len(all) == 0 {
-		return true
-	}
-	model.Partition = func([]porcupine.Operation) [][]porcupine.Operation { return groups }
-	if !deadline.IsZero() {
-		deadline = time.Now().Add(time.Until(deadline) / 2)
-	}
-	return checkOne(ctx, model, all, deadline, stop) == porcupine.Ok
 }
 
 func checkOne(ctx context.Context, model porcupine.Model, pops []porcupine.Operation, deadline time.Time, stop *atomic.Bool) porcupine.CheckResult {

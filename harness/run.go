@@ -368,7 +368,7 @@ func (r *run) recover(ctx context.Context) error {
 		return fmt.Errorf("heal: %w", err)
 	}
 	r.rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: "heal-all"})
-	if !nemesisSleep(ctx, r.spec.Recovery.D()) {
+	if !nemesis.Sleep(ctx, r.spec.Recovery.D()) {
 		return ctx.Err()
 	}
 	r.waitRecovered(ctx)
@@ -400,7 +400,7 @@ func (r *run) waitRecovered(ctx context.Context) {
 			r.logf("cluster did not recover within %v of healing: %v", readyTimeout, err)
 			return
 		}
-		nemesisSleep(ctx, 200*time.Millisecond)
+		nemesis.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 
@@ -444,15 +444,4 @@ func (r *run) watchExits(ctx context.Context) func() {
 		}
 	}()
 	return func() { cancel(); <-done }
-}
-
-func nemesisSleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

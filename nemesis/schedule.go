@@ -84,7 +84,7 @@ func (s *Schedule) Run(ctx context.Context) error {
 	}
 	for {
 		st := s.next()
-		if !sleep(ctx, st.quiet) {
+		if !Sleep(ctx, st.quiet) {
 			return nil
 		}
 		inj, err := s.inject(ctx, st.fault)
@@ -94,7 +94,7 @@ func (s *Schedule) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		sleep(ctx, st.hold)
+		Sleep(ctx, st.hold)
 		if err := s.heal(st.fault, inj); err != nil {
 			return err
 		}
@@ -183,8 +183,8 @@ func (s *Schedule) logf(format string, args ...any) {
 	}
 }
 
-// sleep waits d or until ctx is done; it reports whether the whole d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d or until ctx is done; it reports whether the whole d passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -10,20 +10,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/faultline/faultline/node/client"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// Status is the body of GET /status.
-type Status struct {
-	ID      uint64   `json:"id"`
-	Term    uint64   `json:"term"`
-	Leader  uint64   `json:"leader"`
-	Commit  uint64   `json:"commit"`
-	Applied uint64   `json:"applied"`
-	Members []Member `json:"members"`
-	Unsafe  string   `json:"unsafe,omitempty"`
-	Removed bool     `json:"removed,omitempty"`
-}
+// Status is the body of GET /status: the client package's type, one definition of the wire.
+type Status = client.Status
 
 // MemberChange is the body of POST /members.
 type MemberChange struct {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/faultline/faultline/node/client"
 )
 
 // Op names a state-machine command.
@@ -41,11 +43,10 @@ type Result struct {
 // later write. Duplicates arrive close together; the window covers seconds of traffic.
 const DedupWindow = 10000
 
-// Member is one raft member as the state machine knows it (from applied ConfChanges).
-type Member struct {
-	ID      uint64 `json:"id"`
-	PeerURL string `json:"peer_url"`
-}
+// Member is one raft member as the state machine knows it (from applied ConfChanges). It
+// is the client package's wire type, so that what a node says and what a client reads
+// cannot drift apart.
+type Member = client.Member
 
 // KV is the replicated state machine: registers, append-only lists, and the membership.
 // It is safe for concurrent use: the Ready loop applies, HTTP handlers read.

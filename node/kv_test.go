@@ -63,7 +63,7 @@ func TestKVListsAndSnapshot(t *testing.T) {
 	assert.Equal(t, "1", v)
 	_, ok = kv2.Get("stale")
 	assert.False(t, ok, "restore replaces the state")
-	assert.Equal(t, []Member{{1, "http://a"}, {2, "http://b"}}, kv2.Members())
+	assert.Equal(t, []Member{{ID: 1, PeerURL: "http://a"}, {ID: 2, PeerURL: "http://b"}}, kv2.Members())
 
 	require.NoError(t, kv2.Restore(nil))
 	assert.Empty(t, kv2.Members())

@@ -16,7 +16,7 @@ const openEnd = math.MaxInt64
 type op struct {
 	process int
 	f, key  string
-	status  history.Type // OK or Info (fails are dropped); Info also for a missing completion
+	status  history.Type // OK, Fail or Info (Info also for a missing completion); the models leave fails out
 	in, out history.Value
 	call    int64
 	ret     int64 // completion time; openEnd for info when used by porcupine

@@ -12,7 +12,8 @@ import (
 type Stats struct {
 	// Counts is the number of client operations by f and by how they ended.
 	Counts map[string]map[history.Type]int `json:"counts"`
-	// Availability is the share of completed client operations that were ok.
+	// Availability is the share of completed client operations that the system answered:
+	// ok, or a cas that definitely found another value (history.Mismatch).
 	Availability float64 `json:"availability"`
 	// During and Outside split availability by whether the operation was invoked while
 	// a fault was in force (-1 when there was no such operation).
@@ -59,11 +60,13 @@ func computeStats(p pairing) Stats {
 		if during {
 			totalIn++
 		}
-		if o.status == history.OK {
+		if o.status == history.OK || o.status == history.Fail && o.err == history.Mismatch {
 			ok++
 			if during {
 				okIn++
 			}
+		}
+		if o.status == history.OK {
 			lat = append(lat, float64(o.ret-o.call)/1e6)
 		}
 	}

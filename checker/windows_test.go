@@ -59,3 +59,18 @@ func TestStatsAvailabilityDuringFaults(t *testing.T) {
 	assert.Equal(t, 1, st.Faults)
 	assert.Equal(t, 1, st.Counts["write"][history.Info], "an invoke never completed is indeterminate")
 }
+
+func TestStatsAvailabilityCountsCASMismatchAsAnswered(t *testing.T) {
+	events := []history.Event{
+		{Time: 1, Process: 0, Type: history.Invoke, F: "cas", Key: "k", Value: history.L("a", "b")},
+		{Time: 2, Process: 0, Type: history.Fail, F: "cas", Key: "k", Value: history.L("a", "b"), Error: history.Mismatch},
+		{Time: 3, Process: 1, Type: history.Invoke, F: "cas", Key: "k", Value: history.L("a", "b")},
+		{Time: 4, Process: 1, Type: history.Fail, F: "cas", Key: "k", Value: history.L("a", "b"), Error: "not leader"},
+	}
+	for i := range events {
+		events[i].Index = int64(i)
+	}
+	st := computeStats(pairOps(events))
+	assert.Equal(t, 0.5, st.Availability, "a cas that found another value was answered; a refused one was not")
+	assert.Equal(t, 2, st.Counts["cas"][history.Fail])
+}

@@ -44,6 +44,10 @@ type Event struct {
 	Error string
 }
 
+// Mismatch is the Error of a cas that failed because the key held another value: a
+// definite, normal answer of a working system (not unavailability).
+const Mismatch = "mismatch"
+
 // IsNemesis reports whether the event was recorded by the nemesis.
 func (e Event) IsNemesis() bool { return e.Process == NemesisProcess }
 

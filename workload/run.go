@@ -78,7 +78,7 @@ func (w *worker) run(ctx context.Context, deadline time.Time) {
 		if t == history.Info {
 			w.sess.retire(w.sess.process + w.cfg.Concurrency)
 		}
-		if t == history.Info || t == history.Fail && errMsg != mismatch {
+		if t == history.Info || t == history.Fail && errMsg != history.Mismatch {
 			sleep(ctx, errorBackoff, deadline)
 		}
 	}

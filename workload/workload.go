@@ -93,7 +93,7 @@ func (c Config) normalize() (Config, error) {
 
 // ErrMismatch is the definite error of a CAS whose expected value was not there. It is
 // recorded as a fail with Error "mismatch".
-var ErrMismatch error = &definiteError{msg: "mismatch"}
+var ErrMismatch error = &definiteError{msg: history.Mismatch}
 
 // Definite marks err as definite: the operation did not and will not take effect.
 // Definite(nil) is nil.
@@ -120,15 +120,12 @@ func (e *definiteError) Unwrap() error  { return e.err }
 func (e *definiteError) Definite() bool { return true }
 
 // classify turns an operation's error into its completion type and the event's Error.
-// mismatch is the error of a cas that found another value: a normal outcome.
-const mismatch = "mismatch"
-
 func classify(err error) (history.Type, string) {
 	switch {
 	case err == nil:
 		return history.OK, ""
 	case errors.Is(err, ErrMismatch):
-		return history.Fail, mismatch
+		return history.Fail, history.Mismatch
 	case IsDefinite(err):
 		return history.Fail, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 const table = "inet faultline"
@@ -157,8 +158,8 @@ func nft(ctx context.Context, nsPath, script string) error {
 // run runs nft with args in the namespace at nsPath, script on its stdin; the error names
 // the command and carries nft's stderr (and the script, when there is one).
 func run(ctx context.Context, nsPath, script string, args ...string) (string, error) {
-	if _, err := os.Stat(nsPath); err != nil {
-		return "", fmt.Errorf("network namespace: %w", err)
+	if err := notOurs(nsPath); err != nil {
+		return "", err
 	}
 	argv := append([]string{"--net=" + nsPath, "--", "nft"}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", argv...)
@@ -173,4 +174,22 @@ func run(ctx context.Context, nsPath, script string, args ...string) (string, er
 		return "", fmt.Errorf("nsenter %s: %w: %s", strings.Join(argv, " "), err, msg)
 	}
 	return stdout.String(), nil
+}
+
+// notOurs returns an error unless nsPath is a network namespace other than the harness's
+// own: a fault must never land on the host. (A process just started with nsenter is in
+// the host's namespace until it has entered its own: a /proc/PID/ns/net read too early
+// names the host's.)
+func notOurs(nsPath string) error {
+	var target, self syscall.Stat_t
+	if err := syscall.Stat(nsPath, &target); err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	if err := syscall.Stat("/proc/self/ns/net", &self); err != nil {
+		return fmt.Errorf("the harness's own network namespace: %w", err)
+	}
+	if target.Dev == self.Dev && target.Ino == self.Ino {
+		return fmt.Errorf("network namespace %s is the harness's own: refusing to filter the host's network", nsPath)
+	}
+	return nil
 }

@@ -153,12 +153,30 @@ func TestPartitionByProcessNamespace(t *testing.T) {
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	procNS := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
+	// nsenter enters b's namespace after it starts: until then procNS is the host's.
+	require.Eventually(t, func() bool { return sameFile(procNS, c.net.NSPath("b")) }, 5*time.Second, time.Millisecond)
 
 	require.NoError(t, netfilter.Apply(ctx, procNS, []netip.Addr{c.net.Addr("a")}))
 	assert.Error(t, c.reach("a", "b"), "partitioned through /proc/PID/ns/net")
 	assert.NoError(t, c.reach("c", "b"))
 	require.NoError(t, netfilter.Clear(ctx, c.net.NSPath("b")), "the same namespace by its other name")
 	assert.NoError(t, c.reach("a", "b"))
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// A fault never lands on the harness's own (the host's) network namespace.
+func TestRefusesTheHostNamespace(t *testing.T) {
+	ctx := context.Background()
+	err := netfilter.Apply(ctx, "/proc/self/ns/net", []netip.Addr{netip.MustParseAddr("10.213.0.10")})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the harness's own")
+	assert.Error(t, netfilter.Loss(ctx, "/proc/"+strconv.Itoa(os.Getpid())+"/ns/net", []netip.Addr{netip.MustParseAddr("10.213.0.10")}, 0.5))
+	assert.Error(t, netfilter.Clear(ctx, "/proc/self/ns/net"))
 }
 
 func TestLoss(t *testing.T) {

@@ -157,8 +157,5 @@ func (ClockStrobeFault) Inject(ctx context.Context, env Env) (Injection, error) 
 }
 
 func hasClock(c Cluster) (bool, string) {
-	if _, ok := c.(Clocker); ok {
-		return true, ""
-	}
-	return false, "the target has no clock hook, and its nodes share the host kernel's clock"
+	return has[Clocker](c, "clock", "the target has no clock hook, and its nodes share the host kernel's clock")
 }

@@ -131,9 +131,11 @@ func sorted(s []string) []string { slices.Sort(s); return s }
 // KillFault SIGKILLs one node, the leader, a majority or all, and restarts them on heal.
 type KillFault struct{}
 
-func (KillFault) Name() string                       { return "kill" }
-func (KillFault) Events() (string, string)           { return "kill", "start" }
-func (KillFault) Available(c Cluster) (bool, string) { return has[Killer](c, "kill") }
+func (KillFault) Name() string             { return "kill" }
+func (KillFault) Events() (string, string) { return "kill", "start" }
+func (KillFault) Available(c Cluster) (bool, string) {
+	return has[Killer](c, "kill", "this runtime cannot kill nodes")
+}
 
 // killTargets weighs killing every node: a power loss of the whole cluster is what
 // finds durability bugs (a write acknowledged before it reached disk on a majority).
@@ -169,9 +171,11 @@ var pauseTargets = []string{"leader", "leader", "leader", "one", "majority"}
 // PauseFault freezes the leader, one node or a majority, and resumes them on heal.
 type PauseFault struct{}
 
-func (PauseFault) Name() string                       { return "pause" }
-func (PauseFault) Events() (string, string)           { return "pause", "resume" }
-func (PauseFault) Available(c Cluster) (bool, string) { return has[Pauser](c, "pause") }
+func (PauseFault) Name() string             { return "pause" }
+func (PauseFault) Events() (string, string) { return "pause", "resume" }
+func (PauseFault) Available(c Cluster) (bool, string) {
+	return has[Pauser](c, "pause", "this runtime cannot pause nodes")
+}
 
 // Inject pauses the chosen nodes; on a partial failure it resumes the ones it paused.
 func (PauseFault) Inject(ctx context.Context, env Env) (Injection, error) {
@@ -205,9 +209,23 @@ func eachNode(ctx context.Context, nodes []string, f func(context.Context, strin
 	return nil
 }
 
-func has[T any](c Cluster, what string) (bool, string) {
-	if _, ok := c.(T); ok {
-		return true, ""
+// Unable is an optional Cluster method. A cluster whose type has a capability's methods
+// but cannot use them here (its runtime or its target lacks them) names the reason for
+// the capability's kind ("kill", "pause", "partition", "clock", "packet", "member"), and
+// "" for a capability it has.
+type Unable interface {
+	Unable(kind string) string
+}
+
+// has reports whether c has capability T and can use it (see Unable); without, why.
+func has[T any](c Cluster, kind, without string) (bool, string) {
+	if _, ok := c.(T); !ok {
+		return false, without
 	}
-	return false, fmt.Sprintf("this runtime cannot %s nodes", what)
+	if u, ok := c.(Unable); ok {
+		if why := u.Unable(kind); why != "" {
+			return false, why
+		}
+	}
+	return true, ""
 }

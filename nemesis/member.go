@@ -108,8 +108,5 @@ func (RollingReplaceFault) InjectTimeout(nodes int) time.Duration {
 }
 
 func hasMembership(c Cluster) (bool, string) {
-	if _, ok := c.(Membership); ok {
-		return true, ""
-	}
-	return false, "the target cannot change its membership"
+	return has[Membership](c, "member", "the target cannot change its membership")
 }

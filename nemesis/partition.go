@@ -30,7 +30,7 @@ func (PartitionFault) Available(c Cluster) (bool, string) {
 	if len(c.Nodes()) < 2 {
 		return false, "a partition needs at least 2 nodes"
 	}
-	return has[Partitioner](c, "partition")
+	return has[Partitioner](c, "partition", "this runtime cannot partition nodes")
 }
 
 // Inject computes a grudge of the chosen shape and applies it.

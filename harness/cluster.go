@@ -4,21 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/nemesis"
-	"github.com/faultline/faultline/node/client"
 )
 
-// cluster is what the nemesis acts on: a runtime's nodes of one target. It implements
-// nemesis.Cluster, Killer, Pauser and Partitioner, and remembers what is broken so that
-// HealAll can mend everything, whatever the schedule managed to do.
+// cluster is what the nemesis acts on: a runtime's nodes of one target. Its type has
+// every capability's methods (nemesis.Killer, Pauser, Partitioner, Clocker, Packeter,
+// Membership); Unable says which of them this runtime and target really have, so the
+// nemesis's Available checks are true only for faults that can be injected. It
+// remembers what is broken so that HealAll can mend everything, whatever the schedule
+// managed to do.
 type cluster struct {
-	rt     Runtime
-	target *RaftTarget
+	rt     runtime.Runtime
+	target target.Target
 	names  []string
 
 	mu      sync.Mutex
@@ -34,9 +37,43 @@ type cluster struct {
 	since func() time.Duration
 }
 
-func newCluster(rt Runtime, target *RaftTarget, names []string) *cluster {
-	return &cluster{rt: rt, target: target, names: names, paused: map[string]bool{},
+func newCluster(rt runtime.Runtime, t target.Target, names []string) *cluster {
+	return &cluster{rt: rt, target: t, names: names, paused: map[string]bool{},
 		clocked: map[string]bool{}, removed: map[string]bool{}, down: map[string]bool{}}
+}
+
+// Unable implements nemesis.Unable: what the runtime cannot inject (its Unavailable),
+// what the target says it cannot take, and the capabilities the target lacks.
+func (c *cluster) Unable(kind string) string {
+	if why, ok := c.rt.Unavailable()[kind]; ok {
+		return why
+	}
+	if u, ok := c.target.(target.Unable); ok {
+		if why, ok := u.Unable()[kind]; ok {
+			return why
+		}
+	}
+	name := c.target.Name()
+	switch kind {
+	case "clock":
+		if _, ok := c.target.(target.Clocker); !ok {
+			return name + " has no clock hook (its nodes share the host kernel's clock)"
+		}
+	case "member", "rolling-replace":
+		if _, ok := c.target.(target.Members); !ok {
+			return name + " cannot change its membership here"
+		}
+	case "partition", "packet":
+		if _, ok := c.rt.(nemesis.Partitioner); !ok {
+			return "the " + c.rt.Name() + " runtime gives nodes no network of their own"
+		}
+	}
+	return ""
+}
+
+// launch starts node's current command where the runtime places it.
+func (c *cluster) launch(ctx context.Context, node string) error {
+	return c.rt.Launch(ctx, node, c.target.Node(c.rt.Env(node)))
 }
 
 // CheckExits notes every node that is not running although the harness did not stop it:
@@ -97,7 +134,7 @@ func (c *cluster) Start(ctx context.Context, node string) error {
 	if c.rt.Running(node) {
 		return nil
 	}
-	if err := c.rt.Launch(ctx, node, c.target.Command(node)); err != nil {
+	if err := c.launch(ctx, node); err != nil {
 		return err
 	}
 	c.mark(c.down, node, false)
@@ -161,9 +198,13 @@ func (c *cluster) marked(set map[string]bool) []string {
 	return out
 }
 
-// SetClock implements nemesis.Clocker through raftnode's /clock. A reset of a node that is
-// not running is done already: a node starts with a true clock.
+// SetClock implements nemesis.Clocker through the target's clock hook. A reset of a node
+// that is not running is done already: a node starts with a true clock.
 func (c *cluster) SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error {
+	clk, ok := c.target.(target.Clocker)
+	if !ok {
+		return fmt.Errorf("clock of %s: %s has no clock hook", node, c.target.Name())
+	}
 	reset := offset == 0 && rate == 1
 	if reset && !c.rt.Running(node) {
 		c.mark(c.clocked, node, false)
@@ -172,8 +213,7 @@ func (c *cluster) SetClock(ctx context.Context, node string, offset time.Duratio
 	if !reset {
 		c.mark(c.clocked, node, true)
 	}
-	err := c.target.Client(node).SetClock(ctx, client.Clock{OffsetMS: offset.Milliseconds(), Rate: rate})
-	if err != nil {
+	if err := clk.SetClock(ctx, node, offset, rate); err != nil {
 		return fmt.Errorf("clock of %s: %w", node, err)
 	}
 	if reset {
@@ -198,14 +238,33 @@ func (c *cluster) HealPackets(ctx context.Context) error {
 	return c.links.HealPackets(ctx)
 }
 
-// Healthy implements nemesis.Membership.
-func (c *cluster) Healthy(ctx context.Context) error { return c.target.Healthy(ctx) }
+func (c *cluster) members() (target.Members, error) {
+	m, ok := c.target.(target.Members)
+	if !ok {
+		return nil, fmt.Errorf("%s cannot change its membership", c.target.Name())
+	}
+	return m, nil
+}
 
-// RemoveMember implements nemesis.Membership: the ConfChange, then the node's exit (a
-// removed raftnode exits by itself; one that does not is killed), then its data wiped.
+// Healthy implements nemesis.Membership.
+func (c *cluster) Healthy(ctx context.Context) error {
+	m, err := c.members()
+	if err != nil {
+		return err
+	}
+	return m.Healthy(ctx)
+}
+
+// RemoveMember implements nemesis.Membership: the change through the cluster, then the
+// node's exit (a removed member may exit by itself; one that does not is killed), then
+// its data wiped.
 func (c *cluster) RemoveMember(ctx context.Context, node string) error {
-	c.mark(c.down, node, true) // a removed raftnode exits: not a crash
-	if err := c.target.removeMember(ctx, node); err != nil {
+	m, err := c.members()
+	if err != nil {
+		return err
+	}
+	c.mark(c.down, node, true) // a removed member may exit: not a crash
+	if err := m.RemoveMember(ctx, node); err != nil {
 		c.mark(c.down, node, !c.rt.Running(node))
 		return fmt.Errorf("remove member %s: %w", node, err)
 	}
@@ -219,16 +278,20 @@ func (c *cluster) RemoveMember(ctx context.Context, node string) error {
 			return fmt.Errorf("stop removed member %s: %w", node, err)
 		}
 	}
-	if err := os.RemoveAll(c.target.dataDir(node)); err != nil {
+	if err := c.rt.Wipe(ctx, node); err != nil {
 		return fmt.Errorf("wipe removed member %s: %w", node, err)
 	}
 	return nil
 }
 
-// AddMember implements nemesis.Membership: the ConfChange for a new id, the node started
+// AddMember implements nemesis.Membership: the change for a new member, the node started
 // empty as a joining member, and the wait until it has caught up.
 func (c *cluster) AddMember(ctx context.Context, node string) error {
-	if err := c.target.addMember(ctx, node); err != nil {
+	m, err := c.members()
+	if err != nil {
+		return err
+	}
+	if err := m.AddMember(ctx, node); err != nil {
 		return err
 	}
 	if c.rt.Running(node) {
@@ -236,12 +299,12 @@ func (c *cluster) AddMember(ctx context.Context, node string) error {
 			return fmt.Errorf("add member %s: %w", node, err)
 		}
 	}
-	if err := c.rt.Launch(ctx, node, c.target.Command(node)); err != nil {
+	if err := c.launch(ctx, node); err != nil {
 		return fmt.Errorf("add member %s: %w", node, err)
 	}
 	c.mark(c.down, node, false)
 	c.mark(c.removed, node, false)
-	if err := c.target.waitCaughtUp(ctx, node); err != nil {
+	if err := m.Joined(ctx, node); err != nil {
 		return fmt.Errorf("add member %s: catching up: %w", node, err)
 	}
 	return nil
@@ -270,12 +333,15 @@ func (c *cluster) HealAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// faultsFor returns the nemesis faults for the spec's kinds on this runtime and cluster:
-// "all" means every kind that can be injected here (the others are returned as skipped,
-// with the reason); a kind asked for by name that cannot be injected is an error. A
-// runtime that can make only some partition shapes (as "partition:<shape>" in its
-// Unavailable) gets a partition fault restricted to the others.
-func faultsFor(kinds []string, rt Runtime, cl nemesis.Cluster) (faults []nemesis.Fault, skipped map[string]string, err error) {
+// faultsFor returns the nemesis faults for the spec's kinds on this cluster: "all" means
+// every kind that can be injected here, by this runtime into this target (the others are
+// returned as skipped, with the reason); a kind asked for by name that cannot be
+// injected is a usage error naming the reason. A runtime that can make only some
+// partition shapes (as "partition:<shape>" in its Unavailable) gets a partition fault
+// restricted to the others; a target whose peers talk over streams gets the stream
+// variant of packet faults.
+func faultsFor(kinds []string, cl *cluster) (faults []nemesis.Fault, skipped map[string]string, err error) {
+	rt := cl.rt
 	unavailable := rt.Unavailable()
 	skipped = map[string]string{}
 	all := slices.Equal(kinds, []string{"all"})
@@ -287,7 +353,8 @@ func faultsFor(kinds []string, rt Runtime, cl nemesis.Cluster) (faults []nemesis
 		if err != nil {
 			return nil, nil, &UsageError{Msg: "nemesis: " + err.Error()}
 		}
-		why, bad := unavailable[k]
+		why := cl.Unable(k)
+		bad := why != ""
 		for _, f := range fs {
 			if ok, w := f.Available(cl); !ok && !bad {
 				why, bad = w, true
@@ -298,7 +365,11 @@ func faultsFor(kinds []string, rt Runtime, cl nemesis.Cluster) (faults []nemesis
 			skipped[k] = why
 			continue
 		case bad:
-			return nil, nil, &UsageError{Msg: fmt.Sprintf("nemesis: %s is unavailable on the %s runtime: %s", k, rt.Name(), why)}
+			return nil, nil, &UsageError{Msg: fmt.Sprintf("nemesis: %s is unavailable for %s on the %s runtime: %s",
+				k, cl.target.Name(), rt.Name(), why)}
+		}
+		if k == "packet" && !cl.target.Peers().Messages {
+			fs = []nemesis.Fault{nemesis.PacketFault{Stream: true}}
 		}
 		if k == "partition" {
 			var only []string

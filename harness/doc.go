@@ -1,7 +1,7 @@
 // Package harness runs one faultline test from spec to verdict, and is the only package
-// that imports all the others. It owns the run's lifecycle, the runtimes nodes run in,
-// the target they run, and the cleanup; fault logic lives in nemesis, check logic in
-// checker.
+// that imports all the others. It owns the run's lifecycle and the cleanup; the runtimes
+// nodes run in are harness/runtime's sub-packages, the targets harness/target's; fault
+// logic lives in nemesis, check logic in checker.
 //
 // # The run (Run, in run.go)
 //
@@ -11,8 +11,9 @@
 //     recorder appends to (and fsyncs in batches) for the whole run, so that a harness
 //     that crashes still leaves a checkable prefix.
 //  3. Choose the runtime (docker or process; auto picks docker when a daemon answers)
-//     and make the target (RaftTarget) and the cluster the nemesis acts on; refuse any
-//     fault kind the runtime or target cannot inject (faultsFor).
+//     and make the target (targets.go: raftnode, or etcd, whose binary may be built
+//     first) and the cluster the nemesis acts on; refuse any fault kind the runtime or
+//     target cannot take (faultsFor: a usage error, exit 4, naming the reason).
 //  4. Prepare the network, start the link proxy when packet faults are asked for, launch
 //     every node, wait until the cluster serves.
 //  5. Run the workload and the nemesis schedule together for the time limit.
@@ -29,14 +30,16 @@
 //
 // # Runtimes and targets
 //
-// A Runtime runs nodes of a target: ProcessRuntime (child processes, each in a network
-// namespace of its own on a bridge in a hub namespace; see harness/netns) and
-// DockerRuntime (FROM-scratch containers on a labelled bridge network). Both give each
-// node its own address and network namespace (NetworkRuntime), so one set of fault code
-// serves both. RaftTarget knows raftnode: its command line, its client, its hooks
-// (status, clock, membership). The cluster type joins a runtime and a target into the
-// capabilities the nemesis asks for (Killer, Pauser, Partitioner, Clocker, Packeter,
-// Membership) and remembers what is broken so that HealAll can mend all of it.
+// A runtime.Runtime runs programs: process.ProcessRuntime (child processes, each in a
+// network namespace of its own on a bridge in a hub namespace; see harness/netns) and
+// docker.DockerRuntime (FROM-scratch containers on a labelled bridge network). Both give
+// each node its own address and network namespace (runtime.NetworkRuntime), so one set
+// of fault code serves both, and neither knows any target. A target.Target knows one
+// system: raftnode (faultline's own node: command line, HTTP client, clock and membership
+// hooks) and etcd (real etcd 3.4–3.7, clientv3). The cluster type joins a runtime and a
+// target into the capabilities the nemesis asks for (Killer, Pauser, Partitioner,
+// Clocker, Packeter, Membership), says which of them this pair really has (Unable), and
+// remembers what is broken so that HealAll can mend all of it.
 //
 // # Cleanup
 //

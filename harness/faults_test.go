@@ -14,55 +14,105 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/harness/runtime/process"
+	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/target/raftnode"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/nemesis/linkproxy"
 	"github.com/faultline/faultline/node/client"
 )
 
 // raftCluster starts real raftnodes (this test binary, called raftnode) in network
-// namespaces, with the link proxy when links is set, and returns the nemesis's view.
-func raftCluster(t *testing.T, n int, links bool) *cluster {
+// namespaces, with the link proxy when links is set, and returns the nemesis's view and
+// the target.
+func raftCluster(t *testing.T, n int, links bool) (*cluster, *raftnode.Target) {
 	t.Helper()
-	needNetns(t)
 	if testing.Short() {
 		t.Skip("starts a raftnode cluster: skipped in -short mode")
 	}
+	var rn *raftnode.Target
+	cl := testCluster(t, "process", n, links, func(env target.Env) target.Target {
+		bin, err := raftnode.Bin(filepath.Join(env.Dir, "bin"))
+		require.NoError(t, err)
+		rn = raftnode.New(bin, "", env)
+		return rn
+	})
+	return cl, rn
+}
+
+// testCluster starts a cluster of the target mk makes, on the named runtime (process: in
+// network namespaces; docker: skipped without a daemon), with the link proxy when links
+// is set, and waits until it is ready. The test's cleanup removes all of it.
+func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(target.Env) target.Target) *cluster {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("n%d", i+1)
 	}
-	rt := NewProcessRuntime(fmt.Sprintf("f%d", time.Now().UnixNano()%1e9), dir)
-	t.Cleanup(func() { assert.NoError(t, rt.Close(ctx)) })
-	require.NoError(t, rt.Prepare(ctx, names))
-	bin, err := RaftnodeBin(filepath.Join(dir, "bin"))
-	require.NoError(t, err)
-	target := NewRaftTarget(bin, "", filepath.Join(dir, "data"), rt, names)
-	cl := newCluster(rt, target, names)
-	if links {
-		lf, err := startLinkFaults(ctx, rt, target, names, 1, t.Logf)
+	id := fmt.Sprintf("f%d", time.Now().UnixNano()%1e9)
+	var rt runtime.Runtime
+	switch runtimeName {
+	case "process":
+		needNetns(t)
+		rt = process.NewProcessRuntime(id, dir)
+	case "docker":
+		if ok, why := docker.Available(ctx); !ok {
+			t.Skip("needs a docker daemon: " + why)
+		}
+		drt, err := docker.New(id, dir, "")
 		require.NoError(t, err)
-		t.Cleanup(func() { assert.NoError(t, lf.Close()) })
+		if why := drt.Unavailable()["packet"]; why != "" && links {
+			t.Skip("packet faults unavailable in docker here: " + why)
+		}
+		rt = drt
+	default:
+		t.Fatalf("no runtime %q", runtimeName)
+	}
+	var lf *linkFaults
+	t.Cleanup(func() {
+		if lf != nil {
+			assert.NoError(t, lf.Close())
+		}
+		assert.NoError(t, rt.Close(ctx))
+	})
+	env := target.Env{Nodes: names, Reach: rt.HostPort, RunID: "test", Dir: dir, Logf: t.Logf}
+	var tg target.Target
+	env.PeerReach = func(node string, port int) string {
+		if lf != nil && port == tg.Peers().Port {
+			return lf.PeerAddr(node)
+		}
+		return rt.HostPort(node, port)
+	}
+	tg = mk(env)
+	require.NoError(t, rt.Prepare(ctx, names, tg.Ports()))
+	cl := newCluster(rt, tg, names)
+	if links {
+		var err error
+		lf, err = startLinkFaults(ctx, rt, tg.Peers(), names, 1, t.Logf)
+		require.NoError(t, err)
 		cl.links = lf
 	}
 	for _, n := range names {
-		require.NoError(t, rt.Launch(ctx, n, target.Command(n)))
+		require.NoError(t, cl.launch(ctx, n))
 	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	require.NoError(t, target.WaitReady(rctx))
+	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, tg.Ready))
 	return cl
 }
 
 // writeLatency returns the median time of a few writes through node.
-func writeLatency(t *testing.T, cl *cluster, node string) time.Duration {
+func writeLatency(t *testing.T, rn *raftnode.Target, node string) time.Duration {
 	t.Helper()
 	var ds []time.Duration
 	for i := range 7 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		t0 := time.Now()
-		require.NoError(t, cl.target.Client(node).Put(ctx, fmt.Sprintf("lat%d", i), "x"))
+		require.NoError(t, rn.Client(node).Put(ctx, fmt.Sprintf("lat%d", i), "x"))
 		ds = append(ds, time.Since(t0))
 		cancel()
 	}
@@ -71,11 +121,11 @@ func writeLatency(t *testing.T, cl *cluster, node string) time.Duration {
 }
 
 func TestPacketDelayTakesEffectAndHeals(t *testing.T) {
-	cl := raftCluster(t, 3, true)
+	cl, rn := raftCluster(t, 3, true)
 	ctx := context.Background()
 	leader, err := cl.Leader(ctx)
 	require.NoError(t, err)
-	before := writeLatency(t, cl, leader)
+	before := writeLatency(t, rn, leader)
 	// Every message into the leader waits 300 ms: a write commits only once a follower's
 	// acknowledgement has come back, so it takes at least that long.
 	var into []nemesis.Link
@@ -85,12 +135,12 @@ func TestPacketDelayTakesEffectAndHeals(t *testing.T) {
 		}
 	}
 	require.NoError(t, cl.Packets(ctx, into, nemesis.Packets{Delay: 300 * time.Millisecond}))
-	during := writeLatency(t, cl, leader)
+	during := writeLatency(t, rn, leader)
 	assert.GreaterOrEqual(t, during, 300*time.Millisecond, "delayed acknowledgements slow every write (before: %v)", before)
 	require.NoError(t, cl.HealPackets(ctx))
-	after := writeLatency(t, cl, leader)
+	after := writeLatency(t, rn, leader)
 	assert.Less(t, after, 150*time.Millisecond, "healed (before %v, during %v)", before, during)
-	st := cl.links.proxy.Stats()
+	st := cl.links.proxy.(messageProxy).Stats()
 	delayed := uint64(0)
 	for _, l := range into {
 		delayed += st[linkStat(l)].Delayed
@@ -99,7 +149,7 @@ func TestPacketDelayTakesEffectAndHeals(t *testing.T) {
 }
 
 func TestPacketLossOnEveryLinkStopsAndHeals(t *testing.T) {
-	cl := raftCluster(t, 3, true)
+	cl, rn := raftCluster(t, 3, true)
 	ctx := context.Background()
 	leader, err := cl.Leader(ctx)
 	require.NoError(t, err)
@@ -112,16 +162,16 @@ func TestPacketLossOnEveryLinkStopsAndHeals(t *testing.T) {
 		}
 	}
 	require.NoError(t, cl.Packets(ctx, all, nemesis.Packets{Loss: 1}))
-	ns, err := cl.rt.(NetworkRuntime).NetNS("n1")
+	ns, err := cl.rt.(runtime.NetworkRuntime).NetNS("n1")
 	require.NoError(t, err)
-	assert.False(t, reaches(t, ns, cl.rt.HostPort("n2", raftClientPort)), "loss 100%: n1 cannot reach n2")
+	assert.False(t, reaches(t, ns, cl.rt.HostPort("n2", raftnode.ClientPort)), "loss 100%: n1 cannot reach n2")
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	err = cl.target.Client(leader).Put(wctx, "lost", "x")
+	err = rn.Client(leader).Put(wctx, "lost", "x")
 	cancel()
 	assert.Error(t, err, "no quorum while every packet between nodes is lost")
 	require.NoError(t, cl.HealPackets(ctx))
-	assert.True(t, reaches(t, ns, cl.rt.HostPort("n2", raftClientPort)), "healed")
-	require.NoError(t, cl.target.WaitReady(ctx))
+	assert.True(t, reaches(t, ns, cl.rt.HostPort("n2", raftnode.ClientPort)), "healed")
+	require.NoError(t, target.Poll(ctx, 200*time.Millisecond, rn.Ready))
 }
 
 // reaches reports whether an HTTP request from inside the namespace at ns gets any answer
@@ -134,53 +184,54 @@ func reaches(t *testing.T, ns, addr string) bool {
 func linkStat(l nemesis.Link) linkproxy.Link { return linkproxy.Link{From: l.From, To: l.To} }
 
 func TestClockFaultShowsInTheNode(t *testing.T) {
-	cl := raftCluster(t, 3, false)
+	cl, rn := raftCluster(t, 3, false)
 	ctx := context.Background()
 	require.NoError(t, cl.SetClock(ctx, "n2", -30*time.Second, 0.5))
-	got, err := cl.target.Client("n2").Clock(ctx)
+	got, err := rn.Client("n2").Clock(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, client.Clock{OffsetMS: -30000, Rate: 0.5}, got)
 	assert.Equal(t, []string{"n2"}, cl.marked(cl.clocked))
 	require.NoError(t, cl.HealAll(ctx))
-	got, err = cl.target.Client("n2").Clock(ctx)
+	got, err = rn.Client("n2").Clock(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, client.Clock{OffsetMS: 0, Rate: 1}, got, "HealAll resets every clock")
 }
 
 func TestReplacedMemberHasANewIDAndTheSameData(t *testing.T) {
-	cl := raftCluster(t, 3, false)
+	cl, rn := raftCluster(t, 3, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	for i := range 20 {
-		require.NoError(t, cl.target.Client("n1").Put(ctx, fmt.Sprintf("k%d", i), fmt.Sprint("v", i)))
+		require.NoError(t, rn.Client("n1").Put(ctx, fmt.Sprintf("k%d", i), fmt.Sprint("v", i)))
 	}
 	require.NoError(t, cl.Healthy(ctx))
-	oldID := cl.target.ID("n2")
+	oldID := rn.ID("n2")
 	require.NoError(t, cl.RemoveMember(ctx, "n2"))
 	assert.False(t, cl.rt.Running("n2"), "a removed member is stopped")
-	_, err := os.Stat(filepath.Join(cl.target.DataDir, "n2"))
-	assert.True(t, os.IsNotExist(err), "and wiped")
-	require.NoError(t, cl.target.poll(ctx, func(ctx context.Context) error { // n2 may have led
-		return cl.target.Client("n1").Put(ctx, "k0", "while n2 was out")
+	left, err := os.ReadDir(cl.rt.Env("n2").DataDir)
+	require.NoError(t, err)
+	assert.Empty(t, left, "and wiped")
+	require.NoError(t, target.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error { // n2 may have led
+		return rn.Client("n1").Put(ctx, "k0", "while n2 was out")
 	}))
 	require.NoError(t, cl.AddMember(ctx, "n2"))
-	newID := cl.target.ID("n2")
+	newID := rn.ID("n2")
 	assert.NotEqual(t, oldID, newID, "back under a new id")
-	st, err := cl.target.Client("n2").Status(ctx)
+	st, err := rn.Client("n2").Status(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, newID, st.ID)
 	var ids []uint64
 	for _, m := range st.Members {
 		ids = append(ids, m.ID)
 	}
-	assert.ElementsMatch(t, []uint64{cl.target.ID("n1"), newID, cl.target.ID("n3")}, ids)
+	assert.ElementsMatch(t, []uint64{rn.ID("n1"), newID, rn.ID("n3")}, ids)
 	assert.False(t, slices.Contains(ids, oldID))
 	for i := range 20 {
 		want := fmt.Sprint("v", i)
 		if i == 0 {
 			want = "while n2 was out"
 		}
-		v, _, err := cl.target.Client("n2").Get(ctx, fmt.Sprintf("k%d", i))
+		v, _, err := rn.Client("n2").Get(ctx, fmt.Sprintf("k%d", i))
 		require.NoError(t, err)
 		assert.Equal(t, want, v, "the new member has the others' data")
 	}

@@ -7,8 +7,11 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/nemesis/linkproxy"
 	"github.com/faultline/faultline/nemesis/netfilter"
@@ -16,31 +19,64 @@ import (
 
 // linkFaults puts the nemesis's packet faults on the peer links. Every node reaches its
 // peers through the run's link proxy (one listener per destination, on the harness's
-// address on the run's network), which delays, drops, duplicates and reorders messages
-// one way, on the links asked for; it dials each message's destination from inside the
-// sender's namespace, so partitions still hold. Loss on every link at once is done
-// instead at the packet level, with nftables in the nodes' namespaces (TCP then
-// retransmits, as on a lossy network), one end of each pair.
+// address on the run's network), which degrades the links asked for, one way; it dials
+// each connection's destination from inside the sender's namespace, so partitions still
+// hold. For a target whose peers send one-way messages (raftnode) the proxy works on
+// messages: delay, loss, duplication, reordering; for one whose peers keep long-lived
+// streams (etcd) it works on TCP streams: delay, throughput, blackholes. Loss on every
+// link at once is done instead at the packet level, with nftables in the nodes'
+// namespaces (TCP then retransmits, as on a lossy network), one end of each pair.
 type linkFaults struct {
-	rt    NetworkRuntime
+	rt    runtime.NetworkRuntime
 	names []string
-	proxy *linkproxy.Proxy
+	proxy peerProxy
 
 	lossy bool // nftables loss rules are in place
 }
 
-// startLinkFaults starts the run's link proxy for the target's nodes and points the
-// target's peer URLs at it. It must run after the runtime's Prepare and before any node
-// is launched.
-func startLinkFaults(ctx context.Context, rt Runtime, target *RaftTarget, names []string, seed int64, logf func(string, ...any)) (*linkFaults, error) {
-	nrt, ok := rt.(NetworkRuntime)
+// peerProxy is the link proxy of either kind.
+type peerProxy interface {
+	// Addr is host:port where peers reach node through the proxy.
+	Addr(node string) string
+	Set(links []linkproxy.Link, p nemesis.Packets) error
+	Clear()
+	Close() error
+}
+
+// messageProxy is the message-level proxy as a peerProxy.
+type messageProxy struct{ *linkproxy.Proxy }
+
+func (m messageProxy) Addr(node string) string { return strings.TrimPrefix(m.URL(node), "http://") }
+func (m messageProxy) Set(links []linkproxy.Link, p nemesis.Packets) error {
+	if p.Rate > 0 || p.Blackhole {
+		return fmt.Errorf("packets %v: a stream fault on a message link", p)
+	}
+	return m.Proxy.Set(links, linkproxy.Faults{Delay: p.Delay, Jitter: p.Jitter, Loss: p.Loss,
+		Duplicate: p.Duplicate, Reorder: p.Reorder, ReorderBy: p.ReorderBy})
+}
+
+// streamProxy is the TCP-level proxy as a peerProxy.
+type streamProxy struct{ *linkproxy.StreamProxy }
+
+func (s streamProxy) Set(links []linkproxy.Link, p nemesis.Packets) error {
+	if p.Loss > 0 || p.Duplicate > 0 || p.Reorder > 0 {
+		return fmt.Errorf("packets %v: a message fault on a stream link", p)
+	}
+	return s.StreamProxy.Set(links, linkproxy.StreamFaults{Delay: p.Delay, Jitter: p.Jitter, Rate: p.Rate, Blackhole: p.Blackhole})
+}
+
+// startLinkFaults starts the run's link proxy in front of every node's peer port (the
+// target's Peers). It must run after the runtime's Prepare and before any node is
+// launched: from then on PeerAddr is where peers reach a node.
+func startLinkFaults(ctx context.Context, rt runtime.Runtime, peers target.Peers, names []string, seed int64, logf func(string, ...any)) (*linkFaults, error) {
+	nrt, ok := rt.(runtime.NetworkRuntime)
 	if !ok || !nrt.HostAddr().IsValid() {
 		return nil, fmt.Errorf("packet faults: the %s runtime gives the nodes no network of their own", rt.Name())
 	}
 	nodes := map[string]linkproxy.Endpoint{}
 	for _, n := range names {
 		nodes[n] = linkproxy.Endpoint{Listen: netip.AddrPortFrom(nrt.HostAddr(), 0),
-			Target: rt.HostPort(n, raftPeerPort), Addr: nrt.Addr(n)}
+			Target: rt.HostPort(n, peers.Port), Addr: nrt.Addr(n)}
 	}
 	dial := func(ctx context.Context, from, addr string) (net.Conn, error) {
 		var d net.Dialer
@@ -59,28 +95,41 @@ func startLinkFaults(ctx context.Context, rt Runtime, target *RaftTarget, names 
 		})
 		return conn, err
 	}
-	p, err := linkproxy.Start(ctx, linkproxy.Config{Nodes: nodes, Dial: dial, Seed: seed, Log: logf})
-	if err != nil {
-		return nil, err
+	cfg := linkproxy.Config{Nodes: nodes, Dial: dial, Seed: seed, Log: logf}
+	var p peerProxy
+	if peers.Messages {
+		mp, err := linkproxy.Start(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		p = messageProxy{mp}
+	} else {
+		sp, err := linkproxy.StartStream(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		p = streamProxy{sp}
 	}
-	target.PeerURL = p.URL
 	return &linkFaults{rt: nrt, names: names, proxy: p}, nil
 }
+
+// PeerAddr is host:port where the other nodes reach node's peer port: the proxy's
+// listener for it.
+func (l *linkFaults) PeerAddr(node string) string { return l.proxy.Addr(node) }
 
 // Packets implements nemesis.Packeter: it replaces the packet faults in force.
 func (l *linkFaults) Packets(ctx context.Context, links []nemesis.Link, p nemesis.Packets) error {
 	if err := l.HealPackets(ctx); err != nil {
 		return err
 	}
-	if p.Loss > 0 && p.Delay == 0 && p.Duplicate == 0 && p.Reorder == 0 && len(links) == len(l.names)*(len(l.names)-1) {
+	if p.Loss > 0 && (nemesis.Packets{Loss: p.Loss}) == p && len(links) == len(l.names)*(len(l.names)-1) {
 		return l.packetLoss(ctx, p.Loss)
 	}
 	pl := make([]linkproxy.Link, len(links))
 	for i, k := range links {
 		pl[i] = linkproxy.Link{From: k.From, To: k.To}
 	}
-	return l.proxy.Set(pl, linkproxy.Faults{Delay: p.Delay, Jitter: p.Jitter, Loss: p.Loss,
-		Duplicate: p.Duplicate, Reorder: p.Reorder, ReorderBy: p.ReorderBy})
+	return l.proxy.Set(pl, p)
 }
 
 // packetLoss makes every link lose a fraction of its packets: for each pair, the

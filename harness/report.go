@@ -87,21 +87,42 @@ func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, 
 
 // ReplayCommand is the command line that runs the same test again with the same seed.
 func ReplayCommand(s Spec) string {
+	nem := strings.Join(s.Nemesis, ",")
+	if len(s.Nemesis) == 0 {
+		nem = "none"
+	}
 	args := []string{"faultline", "test", "--target", s.Target, "--runtime", s.Runtime,
-		"--nodes", fmt.Sprint(s.Nodes), "--workload", s.Workload, "--nemesis", strings.Join(s.Nemesis, ","),
+		"--nodes", fmt.Sprint(s.Nodes), "--workload", s.Workload, "--nemesis", nem,
 		"--nemesis-interval", s.NemesisInterval.String(), "--time-limit", s.TimeLimit.String(),
 		"--concurrency", fmt.Sprint(s.Concurrency), "--keys", fmt.Sprint(s.Keys),
-		"--ops-per-key", fmt.Sprint(s.OpsPerKey), "--op-timeout", s.OpTimeout.String(), "--seed", fmt.Sprint(s.Seed)}
-	if len(s.Nemesis) == 0 {
-		args[9] = "none"
-	}
+		"--ops-per-key", fmt.Sprint(s.OpsPerKey), "--op-timeout", s.OpTimeout.String(),
+		"--recovery", s.Recovery.String(), "--check-timeout", s.CheckTimeout.String(), "--seed", fmt.Sprint(s.Seed)}
 	if s.Rate > 0 {
 		args = append(args, "--rate", fmt.Sprint(s.Rate))
 	}
 	if s.Unsafe != "" {
 		args = append(args, "--unsafe", s.Unsafe)
 	}
+	if s.EtcdVersion != "" {
+		args = append(args, "--etcd-version", s.EtcdVersion)
+	}
+	if s.EtcdBinary != "" {
+		args = append(args, "--etcd-binary", shellQuote(s.EtcdBinary))
+	}
+	if s.EtcdSerializableReads {
+		args = append(args, "--etcd-serializable-reads")
+	}
 	return strings.Join(args, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but safe characters.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 type junitSuite struct {

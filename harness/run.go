@@ -19,6 +19,10 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/harness/runtime/process"
+	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
@@ -56,9 +60,12 @@ type Outcome struct {
 // ExitCode maps the outcome to the exit code: invalid wins over everything (a violation
 // found is real even in a run that later broke), then harness errors, then the verdict.
 func (o Outcome) ExitCode() int {
+	var ue *UsageError
 	switch {
 	case o.Verdict == checker.Invalid:
 		return ExitInvalid
+	case errors.As(o.Err, &ue):
+		return ExitUsage // found late (a fault the target cannot take), but bad input all the same
 	case o.Err != nil || o.Interrupted:
 		return ExitError
 	case o.Verdict == checker.Valid:
@@ -97,9 +104,10 @@ type run struct {
 	detail *log.Logger // faultline.log only: lines too many for the terminal
 	rec    *history.Recorder
 	hw     *history.Writer
-	rt     Runtime
-	target *RaftTarget
+	rt     runtime.Runtime
+	target target.Target
 	cl     *cluster
+	links  *linkFaults // the link proxy, when the run has packet faults
 	sched  *nemesis.Schedule
 	prog   *workload.Progress
 	phase  string
@@ -187,10 +195,10 @@ func (r *run) execute(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(r.env.Stdout, "faultline test %s: %s on %s, %d nodes, workload %s, nemesis %s, %v, seed %d\n",
 		r.spec.Name, r.spec.Target, r.rt.Name(), r.spec.Nodes, r.spec.Workload, nem, r.spec.TimeLimit, r.spec.Seed)
-	if err := r.newTarget(); err != nil {
+	if err := r.newTarget(ctx); err != nil {
 		return err
 	}
-	faults, skipped, err := faultsFor(r.spec.Nemesis, r.rt, r.cl)
+	faults, skipped, err := faultsFor(r.spec.Nemesis, r.cl)
 	if err != nil {
 		return err
 	}
@@ -222,23 +230,23 @@ func (r *run) execute(ctx context.Context) (err error) {
 
 // newRuntime makes the run's runtime: docker when asked, or with auto when a daemon
 // answers and this faultline can be put in a scratch image; else local processes.
-func (r *run) newRuntime(ctx context.Context) (Runtime, error) {
+func (r *run) newRuntime(ctx context.Context) (runtime.Runtime, error) {
 	name, why := ResolveRuntime(ctx, r.spec.Runtime)
 	r.logf("runtime %s: %s", name, why)
 	switch name {
 	case "docker":
 		if r.spec.Runtime == "docker" {
-			if ok, why := DockerAvailable(ctx); !ok {
+			if ok, why := docker.Available(ctx); !ok {
 				return nil, fmt.Errorf("runtime docker: %s", why)
 			}
 		}
-		return NewDockerRuntime(r.id, r.dir, "")
+		return docker.New(r.id, r.dir, "")
 	case "process":
 		if netns.InUserNS() {
 			r.logf("runtime process: in an unprivileged user namespace of its own (%s=%s): namespaces, bridge and rules live and die with it",
 				netns.UserNSEnv, os.Getenv(netns.UserNSEnv))
 		}
-		return NewProcessRuntime(r.id, r.dir), nil
+		return process.NewProcessRuntime(r.id, r.dir), nil
 	}
 	return nil, &UsageError{Msg: "runtime: " + r.spec.Runtime + " is not one of " + strings.Join(Runtimes, ", ")}
 }
@@ -250,13 +258,13 @@ func ResolveRuntime(ctx context.Context, runtime string) (name, why string) {
 	if runtime != "auto" {
 		return runtime, "asked for"
 	}
-	ok, why := DockerAvailable(ctx)
+	ok, why := docker.Available(ctx)
 	if !ok {
 		return "process", "auto: " + why
 	}
 	self, err := os.Executable()
 	if err == nil {
-		err = CheckNodeBinary(self)
+		err = docker.CheckBinary(self)
 	}
 	if err != nil {
 		return "process", "auto: docker answers, but " + err.Error()
@@ -275,21 +283,30 @@ func (r *run) writeTestJSON(faults []nemesis.Fault, skipped map[string]string) e
 		"spec": r.spec, "run_id": r.id, "runtime": r.rt.Name(), "seed": r.spec.Seed,
 		"workload": r.spec.Workload, "nemesis_faults": names, "nemesis_unavailable": skipped,
 		"runtime_unavailable": r.rt.Unavailable(), "start_time": r.base.UTC().Format(time.RFC3339Nano),
+		"target": r.target.Describe(),
 		"replay": ReplayCommand(r.spec),
 	})
 }
 
-// newTarget makes the run's target and the cluster the nemesis acts on (nothing runs yet).
-func (r *run) newTarget() error {
+// newTarget makes the run's target and the cluster the nemesis acts on (nothing runs
+// yet). Peers reach each other's peer port through the link proxy once there is one.
+func (r *run) newTarget(ctx context.Context) error {
 	names := make([]string, r.spec.Nodes)
 	for i := range names {
 		names[i] = fmt.Sprintf("n%d", i+1)
 	}
-	bin, err := RaftnodeBin(filepath.Join(r.dir, "bin"))
+	env := target.Env{Nodes: names, Reach: r.rt.HostPort, RunID: r.id, Dir: r.dir, Logf: r.logf}
+	env.PeerReach = func(node string, port int) string {
+		if r.links != nil && port == r.target.Peers().Port {
+			return r.links.PeerAddr(node)
+		}
+		return r.rt.HostPort(node, port)
+	}
+	t, err := newTarget(ctx, r.spec, env, r.env.Stderr)
 	if err != nil {
 		return err
 	}
-	r.target = NewRaftTarget(bin, r.spec.Unsafe, filepath.Join(r.dir, "data"), r.rt, names)
+	r.target = t
 	r.cl = newCluster(r.rt, r.target, names)
 	r.cl.logf, r.cl.since = r.logf, r.rec.Since
 	return nil
@@ -299,25 +316,25 @@ func (r *run) newTarget() error {
 func (r *run) start(ctx context.Context) error {
 	names := r.cl.Nodes()
 	r.phase = "starting"
-	if err := r.rt.Prepare(ctx, names); err != nil {
+	if err := r.rt.Prepare(ctx, names, r.target.Ports()); err != nil {
 		return err
 	}
 	if r.packetFaults {
-		lf, err := startLinkFaults(ctx, r.rt, r.target, names, r.spec.Seed, r.detailf)
+		lf, err := startLinkFaults(ctx, r.rt, r.target.Peers(), names, r.spec.Seed, r.detailf)
 		if err != nil {
 			return err
 		}
-		r.cl.links = lf
+		r.links, r.cl.links = lf, lf
 	}
 	for _, n := range names {
-		if err := r.rt.Launch(ctx, n, r.target.Command(n)); err != nil {
+		if err := r.cl.launch(ctx, n); err != nil {
 			return err
 		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	if err := r.target.WaitReady(rctx); err != nil {
-		return fmt.Errorf("start %d %s nodes: %w", len(names), r.spec.Target, err)
+	if err := target.Poll(rctx, 200*time.Millisecond, r.target.Ready); err != nil {
+		return fmt.Errorf("start %d %s nodes: cluster not ready: %w", len(names), r.spec.Target, err)
 	}
 	r.logf("cluster of %d ready after %v (runtime %s)", len(names), time.Since(r.base).Round(time.Millisecond), r.rt.Name())
 	return nil
@@ -385,7 +402,7 @@ func (r *run) recover(ctx context.Context) error {
 func (r *run) waitRecovered(ctx context.Context) {
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		err := r.target.ready(ctx)
+		err := r.target.Ready(ctx)
 		if err == nil {
 			return
 		}
@@ -414,9 +431,14 @@ func (r *run) teardown(ctx context.Context) error {
 	if r.cl != nil && ctx.Err() != nil {
 		errs = append(errs, r.cl.HealPartition(tctx))
 	}
+	// The link proxy goes first: a delivery in flight must not dial into a network
+	// already torn down.
+	if r.links != nil {
+		errs = append(errs, r.links.Close())
+	}
 	errs = append(errs, r.rt.Close(tctx))
-	if r.cl != nil && r.cl.links != nil {
-		errs = append(errs, r.cl.links.Close())
+	if c, ok := r.target.(io.Closer); ok {
+		errs = append(errs, c.Close())
 	}
 	err := errors.Join(errs...)
 	if err != nil {

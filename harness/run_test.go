@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/harness/runtime/process"
 	"github.com/faultline/faultline/history"
 )
 
@@ -64,13 +66,10 @@ func leftovers(t *testing.T, dir string) []string {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &tj))
 	var left []string
-	pids, err := ourProcesses()
+	pids, err := process.OfRun(tj.RunID)
 	require.NoError(t, err)
 	for _, pid := range pids {
-		env, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
-		if bytes.Contains(env, []byte(RunEnv+"="+tj.RunID)) {
-			left = append(left, "process "+strconv.Itoa(pid))
-		}
+		left = append(left, "process "+strconv.Itoa(pid))
 	}
 	if ns, err := exec.Command("ip", "netns", "list").Output(); err == nil && bytes.Contains(ns, []byte(tj.RunID)) {
 		left = append(left, "namespaces: "+string(ns))
@@ -78,12 +77,12 @@ func leftovers(t *testing.T, dir string) []string {
 	if links, err := exec.Command("ip", "-o", "link").Output(); err == nil && bytes.Contains(links, []byte("fl-"+tj.RunID)) {
 		left = append(left, "host link fl-"+tj.RunID)
 	}
-	if ok, _ := DockerAvailable(context.Background()); ok {
-		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label="+LabelRun+"="+tj.RunID).Output()
+	if ok, _ := docker.Available(context.Background()); ok {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label="+docker.LabelRun+"="+tj.RunID).Output()
 		if len(bytes.TrimSpace(out)) > 0 {
 			left = append(left, "containers "+string(out))
 		}
-		out, _ = exec.Command("docker", "network", "ls", "-q", "--filter", "label="+LabelRun+"="+tj.RunID).Output()
+		out, _ = exec.Command("docker", "network", "ls", "-q", "--filter", "label="+docker.LabelRun+"="+tj.RunID).Output()
 		if len(bytes.TrimSpace(out)) > 0 {
 			left = append(left, "networks "+string(out))
 		}
@@ -176,7 +175,7 @@ func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 }
 
 func TestRunOnDocker(t *testing.T) {
-	if ok, why := DockerAvailable(context.Background()); !ok {
+	if ok, why := docker.Available(context.Background()); !ok {
 		t.Skip("needs a docker daemon: " + why)
 	}
 	spec := e2eSpec(t, "docker", "--nemesis", "partition,kill,pause", "--seed", "7")

@@ -34,8 +34,14 @@ type Spec struct {
 	Keys            int      `yaml:"keys" json:"keys"`
 	Seed            int64    `yaml:"seed" json:"seed"`
 	Unsafe          string   `yaml:"unsafe" json:"unsafe,omitempty"`
-	Results         string   `yaml:"results" json:"results"`
-	JUnit           string   `yaml:"junit" json:"junit,omitempty"`
+	// EtcdVersion is the etcd release to build and run (target etcd); EtcdBinary a
+	// given etcd server binary instead (e.g. Debian's /usr/bin/etcd).
+	EtcdVersion string `yaml:"etcd-version" json:"etcd_version,omitempty"`
+	EtcdBinary  string `yaml:"etcd-binary" json:"etcd_binary,omitempty"`
+	// EtcdSerializableReads makes the workload's reads serializable: known unsafe.
+	EtcdSerializableReads bool   `yaml:"etcd-serializable-reads" json:"etcd_serializable_reads,omitempty"`
+	Results               string `yaml:"results" json:"results"`
+	JUnit                 string `yaml:"junit" json:"junit,omitempty"`
 	// Recovery is how long the healed cluster gets before the final reads.
 	Recovery Duration `yaml:"recovery" json:"recovery"`
 	// CheckTimeout bounds the linearizability check; expiry gives "unknown".
@@ -106,7 +112,7 @@ func (d *Duration) Set(s string) error {
 
 // Choices that Resolve accepts.
 var (
-	Targets   = []string{"raftnode"}
+	Targets   = []string{"raftnode", "etcd"}
 	Runtimes  = []string{"auto", "docker", "process"}
 	Workloads = []string{"register", "set", "append"}
 	// NemesisKinds are the fault families --nemesis accepts; "all" means every one
@@ -114,6 +120,10 @@ var (
 	NemesisKinds = nemesis.Kinds
 	UnsafeModes  = []string{"stale-read", "lease-read", "ack-before-commit", "ack-before-fsync"}
 )
+
+// DefaultEtcdVersion is the etcd release --target etcd builds when no version or binary
+// is given: the newest 3.7 at the time of writing.
+const DefaultEtcdVersion = "v3.7.3"
 
 // DefaultSpec is what a test runs when neither flags nor YAML say otherwise.
 func DefaultSpec() Spec {
@@ -188,6 +198,9 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
 	fs.IntVar(&s.Keys, "keys", s.Keys, "concurrently active keys")
 	fs.Int64Var(&s.Seed, "seed", s.Seed, "random seed (0 = pick one and print it)")
 	fs.StringVar(&s.Unsafe, "unsafe", s.Unsafe, "raftnode's deliberate bug: "+strings.Join(UnsafeModes, "|"))
+	fs.StringVar(&s.EtcdVersion, "etcd-version", s.EtcdVersion, "etcd release to build from the Go module proxy and run (target etcd; default "+DefaultEtcdVersion+")")
+	fs.StringVar(&s.EtcdBinary, "etcd-binary", s.EtcdBinary, "an etcd server binary to run instead of building one (e.g. /usr/bin/etcd)")
+	fs.BoolVar(&s.EtcdSerializableReads, "etcd-serializable-reads", s.EtcdSerializableReads, "serializable reads (known unsafe: stale reads), to prove they are caught")
 	fs.StringVar(&s.Results, "results", s.Results, "results directory")
 	fs.StringVar(&s.JUnit, "junit", s.JUnit, "also write a JUnit XML report here")
 	fs.Var(&s.Recovery, "recovery", "time the healed cluster gets before final reads")
@@ -241,6 +254,17 @@ func (s Spec) Resolve() (Spec, error) {
 		if err := oneOf("unsafe", s.Unsafe, UnsafeModes); err != nil {
 			return s, err
 		}
+		if s.Target != "raftnode" {
+			return s, usagef("unsafe: %s is one of raftnode's deliberate bugs; target %s has none (etcd: --etcd-serializable-reads)", s.Unsafe, s.Target)
+		}
+	}
+	switch {
+	case s.Target != "etcd" && (s.EtcdVersion != "" || s.EtcdBinary != "" || s.EtcdSerializableReads):
+		return s, usagef("etcd-version/etcd-binary/etcd-serializable-reads: only for --target etcd, not %s", s.Target)
+	case s.EtcdVersion != "" && s.EtcdBinary != "":
+		return s, usagef("etcd-version %s and etcd-binary %s: give one of them", s.EtcdVersion, s.EtcdBinary)
+	case s.Target == "etcd" && s.EtcdBinary == "" && s.EtcdVersion == "":
+		s.EtcdVersion = DefaultEtcdVersion
 	}
 	switch {
 	case s.Nodes < 1 || s.Nodes > 9:

@@ -24,16 +24,20 @@ func TestParseTestArgsDefaults(t *testing.T) {
 
 func TestParseTestArgsNamesTheBadField(t *testing.T) {
 	for args, field := range map[string][]string{
-		"nodes":            {"--nodes", "0"},
-		"workload":         {"--workload", "queue"},
-		"nemesis":          {"--nemesis", "partition,flood"},
-		"unsafe":           {"--unsafe", "yolo"},
-		"time-limit":       {"--time-limit", "soon"},
-		"nemesis-interval": {"--nemesis-interval", "1ms"},
-		"runtime":          {"--runtime", "vm"},
-		"concurrency":      {"--concurrency", "-1"},
-		"flag provided":    {"--frobnicate"},
-		"unexpected":       {"extra"},
+		"nodes":                  {"--nodes", "0"},
+		"workload":               {"--workload", "queue"},
+		"nemesis":                {"--nemesis", "partition,flood"},
+		"unsafe":                 {"--unsafe", "yolo"},
+		"time-limit":             {"--time-limit", "soon"},
+		"nemesis-interval":       {"--nemesis-interval", "1ms"},
+		"runtime":                {"--runtime", "vm"},
+		"concurrency":            {"--concurrency", "-1"},
+		"flag provided":          {"--frobnicate"},
+		"unexpected":             {"extra"},
+		"has none":               {"--target", "etcd", "--unsafe", "stale-read"},
+		"only for --target etcd": {"--etcd-version", "v3.7.3"},
+		"give one of them":       {"--target", "etcd", "--etcd-version", "v3.7.3", "--etcd-binary", "/usr/bin/etcd"},
+		"target":                 {"--target", "zookeeper"},
 	} {
 		t.Run(args, func(t *testing.T) {
 			_, err := ParseTestArgs(field, io.Discard)
@@ -80,12 +84,20 @@ func TestNemesisAllAndNone(t *testing.T) {
 }
 
 func TestReplayCommandRoundTrips(t *testing.T) {
-	s, err := ParseTestArgs([]string{"--seed", "77", "--nodes", "3", "--nemesis", "kill", "--unsafe", "stale-read", "--rate", "50"}, io.Discard)
-	require.NoError(t, err)
-	args := strings.Fields(ReplayCommand(s))
-	require.Equal(t, []string{"faultline", "test"}, args[:2])
-	again, err := ParseTestArgs(args[2:], io.Discard)
-	require.NoError(t, err)
-	again.Results, s.Results = "", ""
-	assert.Equal(t, s, again)
+	for _, in := range [][]string{
+		{"--seed", "77", "--nodes", "3", "--nemesis", "kill", "--unsafe", "stale-read", "--rate", "50"},
+		{"--nemesis", "none", "--workload", "set"},
+		{"--recovery", "9s", "--check-timeout", "33s", "--op-timeout", "750ms"},
+		{"--target", "etcd", "--etcd-version", "v3.6.16", "--etcd-serializable-reads", "--nemesis", "partition,packet"},
+		{"--target", "etcd", "--etcd-binary", "/usr/bin/etcd"},
+	} {
+		s, err := ParseTestArgs(in, io.Discard)
+		require.NoError(t, err, "%v", in)
+		args := strings.Fields(ReplayCommand(s))
+		require.Equal(t, []string{"faultline", "test"}, args[:2])
+		again, err := ParseTestArgs(args[2:], io.Discard)
+		require.NoError(t, err, "%v: the replay line must parse: %s", in, ReplayCommand(s))
+		again.Results, s.Results = "", ""
+		assert.Equal(t, s, again, "%v", in)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/faultline/faultline/harness"
+	"github.com/faultline/faultline/harness/runtime/docker"
 )
 
 // runImage builds (or finds, by content hash) the node image that the docker runtime
@@ -21,7 +22,7 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "faultline image: %v\n", err)
 		return harness.ExitError
 	}
-	ref, err := harness.EnsureNodeImage(ctx, self)
+	ref, err := docker.EnsureNodeImage(ctx, self, "raftnode")
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline image: %v\n", err)
 		return harness.ExitError

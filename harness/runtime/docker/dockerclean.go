@@ -1,4 +1,4 @@
-package harness
+package docker
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 
 // Prepare implements Runtime: it creates the run's bridge network on a /24 of
 // 10.214.0.0/16 that no other docker network uses, and gives node i the address .10+i.
-func (r *DockerRuntime) Prepare(ctx context.Context, nodes []string) error {
+func (r *DockerRuntime) Prepare(ctx context.Context, nodes []string, _ []int) error {
 	if len(nodes) > 200 {
 		return fmt.Errorf("docker runtime: %d nodes do not fit in a /24", len(nodes))
 	}
@@ -180,7 +180,7 @@ func (r *DockerRuntime) launched() []string {
 // DockerCleanAll removes every container, network and volume labelled faultline=1 that a
 // run left behind (its harness is gone), and nothing else. It returns what it removed.
 // Images are kept: they are a cache keyed by content (see DockerRemoveImages).
-func DockerCleanAll(ctx context.Context) ([]string, error) {
+func CleanAll(ctx context.Context) ([]string, error) {
 	cli, err := dockerClient()
 	if err != nil {
 		return nil, err
@@ -192,7 +192,7 @@ func DockerCleanAll(ctx context.Context) ([]string, error) {
 // DockerRemoveImages removes the node images faultline built (labelled faultline=1): a
 // cache keyed by content, which grows by one image per faultline build used. Images in
 // use by a container are left. It returns what it removed.
-func DockerRemoveImages(ctx context.Context) ([]string, error) {
+func RemoveImages(ctx context.Context) ([]string, error) {
 	cli, err := dockerClient()
 	if err != nil {
 		return nil, err

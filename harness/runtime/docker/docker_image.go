@@ -1,4 +1,4 @@
-package harness
+package docker
 
 import (
 	"archive/tar"
@@ -11,15 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/faultline/faultline/harness/runtime"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/container"
@@ -27,25 +27,29 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Inside a node's container: the program (the image's entrypoint) and where the node's
-// data directory from the host is mounted.
+// ImageRepo is the repository of every node image; containerDataDir is where a node's
+// data directory from the host is mounted in its container.
 const (
 	ImageRepo        = "faultline-node"
-	containerBin     = "/raftnode"
 	containerDataDir = "/data"
 )
 
-// EnsureImage returns the node image that runs the program at binPath as /raftnode (its
-// entrypoint), building it FROM scratch when no image of that content exists yet. The
-// tag is faultline-node:<first 12 hex of the build context's sha256>, so a second run
-// with the same binary does not rebuild. A static binary (CGO_ENABLED=0) is all the image
-// holds; a dynamically linked one brings its loader and libraries (nodeImageFiles).
-func EnsureImage(ctx context.Context, cli *client.Client, binPath string) (string, error) {
-	files, libPath, err := nodeImageFiles(binPath)
+// inImage is where a program is put in its node image: /<its base name>, so that a
+// program that looks at its own name sees the same one as on the host.
+func inImage(program string) string { return "/" + filepath.Base(program) }
+
+// EnsureImage returns the node image whose entrypoint is the program at binPath, as
+// /<name>, building it FROM scratch when no image of that content exists yet. The tag is
+// faultline-node:<first 12 hex of the build context's sha256>, so a second run with the
+// same binary does not rebuild. A static binary (CGO_ENABLED=0) is all the image holds; a
+// dynamically linked one brings its loader and libraries (nodeImageFiles).
+func EnsureImage(ctx context.Context, cli *client.Client, binPath, name string) (string, error) {
+	entry := "/" + filepath.Base(name)
+	files, libPath, err := nodeImageFiles(binPath, entry)
 	if err != nil {
 		return "", err
 	}
-	tarball, err := buildContext(files, libPath)
+	tarball, err := buildContext(files, libPath, entry)
 	if err != nil {
 		return "", err
 	}
@@ -73,32 +77,32 @@ func EnsureImage(ctx context.Context, cli *client.Client, binPath string) (strin
 	return ref, nil
 }
 
-// CheckNodeBinary reports whether the program at path can be put in the node image: a
-// linux executable whose loader and libraries, if it has any, are on this host.
-func CheckNodeBinary(path string) error {
-	_, _, err := nodeImageFiles(path)
+// CheckBinary reports whether the program at path can be put in a node image: a linux
+// executable whose loader and libraries, if it has any, are on this host.
+func CheckBinary(path string) error {
+	_, _, err := nodeImageFiles(path, inImage(path))
 	return err
 }
 
 // EnsureNodeImage is EnsureImage with a client from the environment (for `make image`
 // and the like).
-func EnsureNodeImage(ctx context.Context, binPath string) (string, error) {
+func EnsureNodeImage(ctx context.Context, binPath, name string) (string, error) {
 	cli, err := dockerClient()
 	if err != nil {
 		return "", err
 	}
 	defer cli.Close()
-	return EnsureImage(ctx, cli, binPath)
+	return EnsureImage(ctx, cli, binPath, name)
 }
 
 // buildContext is the tar the image is built from: a Dockerfile and the root filesystem
 // (files, under rootfs/). It is deterministic: the same files give the same bytes.
-func buildContext(files []imageFile, libPath []string) ([]byte, error) {
+func buildContext(files []imageFile, libPath []string, entry string) ([]byte, error) {
 	dockerfile := "FROM scratch\nCOPY rootfs/ /\n"
 	if len(libPath) > 0 {
 		dockerfile += "ENV LD_LIBRARY_PATH=" + strings.Join(libPath, ":") + "\n"
 	}
-	dockerfile += "ENTRYPOINT [\"" + containerBin + "\"]\n"
+	dockerfile += "ENTRYPOINT [\"" + entry + "\"]\n"
 	all := append([]imageFile{{path: "Dockerfile", mode: 0o644, data: []byte(dockerfile)}}, files...)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -145,57 +149,59 @@ func buildOutcome(body io.Reader) error {
 	}
 }
 
-// ensureImage builds (once) the image for the node program bin, unless one was given.
+// ensureImage builds (once per program) the image for the node program bin, unless an
+// image was given to New.
 func (r *DockerRuntime) ensureImage(ctx context.Context, bin string) (string, error) {
 	r.imgMu.Lock()
 	defer r.imgMu.Unlock()
-	if r.image == "" {
-		ref, err := EnsureImage(ctx, r.cli, bin)
-		if err != nil {
-			return "", err
-		}
-		r.image = ref
+	if r.image != "" {
+		return r.image, nil
 	}
-	return r.image, nil
+	if ref, ok := r.images[bin]; ok {
+		return ref, nil
+	}
+	ref, err := EnsureImage(ctx, r.cli, bin, bin)
+	if err != nil {
+		return "", err
+	}
+	r.images[bin] = ref
+	return ref, nil
 }
 
-// containerArgs rewrites a node's arguments (after the program) for its container: the
-// host data directory given by --data-dir becomes containerDataDir (and is returned), and
-// the node's own address in a --listen* flag becomes 0.0.0.0, so that a node restarted
-// while disconnected from the network (the partition of last resort) can still bind.
-func containerArgs(args []string, self netip.Addr) (out []string, dataDir string) {
-	out = make([]string, 0, len(args))
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name, value, inline := strings.Cut(a, "=")
-		if !inline && i+1 < len(args) && strings.HasPrefix(a, "-") {
-			value = args[i+1]
-		}
-		flag := strings.TrimLeft(name, "-")
-		switch {
-		case flag == "data-dir" && value != "":
-			dataDir, value = value, containerDataDir
-		case strings.HasPrefix(flag, "listen") && self.IsValid():
-			value = strings.ReplaceAll(value, self.String()+":", "0.0.0.0:")
-		default:
-			out = append(out, a)
-			continue
-		}
-		if inline {
-			out = append(out, name+"="+value)
-		} else {
-			out = append(out, name, value)
-			i++
+// Env implements Runtime: in its container a node binds every address (so that one
+// restarted while disconnected from the network, the partition of last resort, can still
+// bind), and finds its data at /data, the host's data/<node>/ of the run.
+func (r *DockerRuntime) Env(node string) runtime.NodeEnv {
+	return runtime.NodeEnv{Name: node, DataDir: containerDataDir,
+		Bind: func(port int) string { return "0.0.0.0:" + strconv.Itoa(port) }}
+}
+
+func (r *DockerRuntime) dataDir(node string) string { return filepath.Join(r.dir, "data", node) }
+
+// Wipe implements Runtime: the node's data directory on the host is emptied (the
+// container, stopped, keeps its mount of it).
+func (r *DockerRuntime) Wipe(ctx context.Context, node string) error {
+	if r.node(node) != nil && r.Running(node) {
+		return fmt.Errorf("wipe %s: it is running", node)
+	}
+	dir := r.dataDir(node)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("wipe %s: %w", node, err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("wipe %s: %w", node, err)
 		}
 	}
-	return out, dataDir
+	return nil
 }
 
 // create makes the node's container (not started): its image, address, hostname, data
 // directory bind-mounted, labels, no restart policy, no extra privileges. It runs as the
 // harness's own user, so that the data it writes on the host is the harness's.
-func (r *DockerRuntime) create(ctx context.Context, node string, nc NodeCmd, logs *nodeLog) (*dockerNode, error) {
-	img, err := r.ensureImage(ctx, nc.Args[0])
+func (r *DockerRuntime) create(ctx context.Context, node string, nc runtime.NodeCmd, logs *nodeLog) (*dockerNode, error) {
+	img, err := r.ensureImage(ctx, nc.Program)
 	if err != nil {
 		return nil, err
 	}
@@ -205,29 +211,25 @@ func (r *DockerRuntime) create(ctx context.Context, node string, nc NodeCmd, log
 	if netName == "" || !addr.IsValid() {
 		return nil, fmt.Errorf("no address for %s: Prepare the runtime first", node)
 	}
-	args, dataDir := containerArgs(nc.Args[1:], addr)
-	var binds []string
-	if dataDir != "" {
-		abs, err := filepath.Abs(dataDir)
-		if err != nil {
-			return nil, fmt.Errorf("data dir: %w", err)
-		}
-		if err := os.MkdirAll(abs, 0o755); err != nil {
-			return nil, fmt.Errorf("data dir: %w", err)
-		}
-		binds = append(binds, abs+":"+containerDataDir)
+	abs, err := filepath.Abs(r.dataDir(node))
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	binds := []string{abs + ":" + containerDataDir}
 	logDir := filepath.Join(r.dir, "nodes", node)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("log dir: %w", err)
 	}
 	labels := r.labels()
 	labels["faultline.node"] = node
-	grace := int(StopGrace / time.Second)
+	grace := int(runtime.StopGrace / time.Second)
 	res, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: r.containerName(node),
 		Config: &container.Config{
-			Image: img, Hostname: node, Cmd: args, Labels: labels, StopTimeout: &grace,
+			Image: img, Hostname: node, Cmd: nc.Args, Env: nc.Env, Labels: labels, StopTimeout: &grace,
 			User: fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()),
 		},
 		HostConfig: &container.HostConfig{
@@ -243,9 +245,9 @@ func (r *DockerRuntime) create(ctx context.Context, node string, nc NodeCmd, log
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	if logs == nil {
-		logs = &nodeLog{path: filepath.Join(logDir, filepath.Base(nc.Args[0])+".log")}
+		logs = &nodeLog{path: filepath.Join(logDir, filepath.Base(nc.Program)+".log")}
 	}
-	n := &dockerNode{id: res.ID, args: slices.Clone(nc.Args), ctrArgs: args, logs: logs}
+	n := &dockerNode{id: res.ID, cmd: nc, logs: logs}
 	r.mu.Lock()
 	r.ctrs[node] = n
 	r.mu.Unlock()

@@ -1,4 +1,4 @@
-package harness
+package raftnode
 
 import (
 	"context"
@@ -7,25 +7,25 @@ import (
 	"slices"
 	"time"
 
+	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/node/client"
 )
 
-// Membership of a raftnode cluster, through its admin API: what the nemesis's member
-// faults need from the target. The cluster (cluster.go) adds the runtime's part:
-// stopping, wiping and starting the node.
+// Membership of a raftnode cluster, through its admin API: target.Members. The harness
+// adds the runtime's part: stopping, wiping and starting the node.
 
 // maxLag is how far behind the leader's commit index a member may be for the cluster to
 // count as healthy.
 const maxLag = 1000
 
-// Healthy waits until every node answers, all name the same leader, every node's
+// Healthy implements target.Members: it waits until every node answers, all name the same leader, every node's
 // membership is exactly the nodes' current ids, and none lags more than maxLag entries
 // behind the leader's commit: then one member can go without risking the quorum.
-func (t *RaftTarget) Healthy(ctx context.Context) error {
+func (t *Target) Healthy(ctx context.Context) error {
 	return t.poll(ctx, t.healthy)
 }
 
-func (t *RaftTarget) healthy(ctx context.Context) error {
+func (t *Target) healthy(ctx context.Context) error {
 	sts, errs := t.statuses(ctx, time.Second)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -59,7 +59,7 @@ func (t *RaftTarget) healthy(ctx context.Context) error {
 }
 
 // memberIDs returns the nodes' current raft ids, sorted.
-func (t *RaftTarget) memberIDs() []uint64 {
+func (t *Target) memberIDs() []uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ids := make([]uint64, 0, len(t.ids))
@@ -70,25 +70,15 @@ func (t *RaftTarget) memberIDs() []uint64 {
 	return ids
 }
 
-// poll retries f every 200 ms until it returns nil or ctx ends (then it returns f's last
-// error with ctx's).
-func (t *RaftTarget) poll(ctx context.Context, f func(context.Context) error) error {
-	for {
-		err := f(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+// poll retries f every 200 ms until it returns nil or ctx ends.
+func (t *Target) poll(ctx context.Context, f func(context.Context) error) error {
+	return target.Poll(ctx, 200*time.Millisecond, f)
 }
 
-// removeMember removes node's current id from the membership through one of the other
-// nodes, retrying through others until the change is seen applied.
-func (t *RaftTarget) removeMember(ctx context.Context, node string) error {
+// RemoveMember implements target.Members: it removes node's current id from the
+// membership through one of the other nodes, retrying through others until the change is
+// seen applied. A removed raftnode exits by itself.
+func (t *Target) RemoveMember(ctx context.Context, node string) error {
 	id := t.ID(node)
 	return t.poll(ctx, func(ctx context.Context) error {
 		return t.changeVia(ctx, node, func(ctx context.Context, via string) (bool, error) {
@@ -104,10 +94,10 @@ func (t *RaftTarget) removeMember(ctx context.Context, node string) error {
 	})
 }
 
-// addMember gives node a new raft id and adds it to the membership, at the URL its peers
-// reach it at, through one of the other nodes; from then on node starts as a joining
-// member.
-func (t *RaftTarget) addMember(ctx context.Context, node string) error {
+// AddMember implements target.Members: it gives node a new raft id and adds it to the
+// membership, at the URL its peers reach it at, through one of the other nodes; from
+// then on node starts as a joining member.
+func (t *Target) AddMember(ctx context.Context, node string) error {
 	t.mu.Lock()
 	id := t.nextID
 	t.mu.Unlock()
@@ -136,7 +126,7 @@ func (t *RaftTarget) addMember(ctx context.Context, node string) error {
 
 // changeVia tries f through each node but skip, the leader first; f reports whether the
 // change is already done. It returns nil once some node says it is done or did it.
-func (t *RaftTarget) changeVia(ctx context.Context, skip string, f func(ctx context.Context, via string) (bool, error)) error {
+func (t *Target) changeVia(ctx context.Context, skip string, f func(ctx context.Context, via string) (bool, error)) error {
 	order := slices.DeleteFunc(slices.Clone(t.names), func(n string) bool { return n == skip })
 	if l, _ := t.Leader(ctx); l != "" && l != skip {
 		order = append([]string{l}, slices.DeleteFunc(order, func(n string) bool { return n == l })...)
@@ -154,9 +144,9 @@ func (t *RaftTarget) changeVia(ctx context.Context, skip string, f func(ctx cont
 	return errors.Join(errs...)
 }
 
-// waitCaughtUp waits until node knows the leader and has applied what the leader had
-// committed when the wait began.
-func (t *RaftTarget) waitCaughtUp(ctx context.Context, node string) error {
+// Joined implements target.Members: it waits until node knows the leader and has
+// applied what the leader had committed when the wait began.
+func (t *Target) Joined(ctx context.Context, node string) error {
 	var target uint64
 	return t.poll(ctx, func(ctx context.Context) error {
 		if target == 0 {

@@ -1,4 +1,4 @@
-package harness
+package docker
 
 import (
 	"bufio"
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,29 +20,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/nemesis"
 )
-
-func TestContainerArgs(t *testing.T) {
-	self := netip.MustParseAddr("10.214.3.10")
-	for _, tc := range []struct {
-		in   []string
-		out  []string
-		data string
-	}{
-		{[]string{"--id", "1", "--data-dir", "/r/data/n1", "--unsafe", "x"}, []string{"--id", "1", "--data-dir", "/data", "--unsafe", "x"}, "/r/data/n1"},
-		{[]string{"--data-dir=/r/d"}, []string{"--data-dir=/data"}, "/r/d"},
-		{[]string{"--listen-peer", "10.214.3.10:7001", "--peers", "1=http://10.214.3.10:7001,2=http://10.214.3.11:7001"},
-			[]string{"--listen-peer", "0.0.0.0:7001", "--peers", "1=http://10.214.3.10:7001,2=http://10.214.3.11:7001"}, ""},
-		{[]string{"--listen-client-urls=http://10.214.3.10:2379"}, []string{"--listen-client-urls=http://0.0.0.0:2379"}, ""},
-		{[]string{"--listen", "10.214.3.11:8001"}, []string{"--listen", "10.214.3.11:8001"}, ""},
-		{[]string{"--data-dir"}, []string{"--data-dir"}, ""},
-	} {
-		out, data := containerArgs(tc.in, self)
-		assert.Equal(t, tc.out, out, "%v", tc.in)
-		assert.Equal(t, tc.data, data, "%v", tc.in)
-	}
-}
 
 func TestBuildOutcome(t *testing.T) {
 	assert.NoError(t, buildOutcome(strings.NewReader(`{"stream":"Step 1/3 : FROM scratch\n"}{"stream":"ok"}`)))
@@ -65,13 +44,13 @@ func TestStampWriter(t *testing.T) {
 func TestCheckNodeBinary(t *testing.T) {
 	self, err := os.Executable()
 	require.NoError(t, err)
-	assert.NoError(t, CheckNodeBinary(self), "static or not, a program of this host can be imaged")
-	assert.Error(t, CheckNodeBinary("/etc/hostname"))
+	assert.NoError(t, CheckBinary(self), "static or not, a program of this host can be imaged")
+	assert.Error(t, CheckBinary("/etc/hostname"))
 }
 
 func TestNodeImageFilesOfADynamicBinary(t *testing.T) {
 	bin := buildTestNode(t, true)
-	files, libPath, err := nodeImageFiles(bin)
+	files, libPath, err := nodeImageFiles(bin, "/testnode")
 	require.NoError(t, err)
 	f, err := elf.Open(bin)
 	require.NoError(t, err)
@@ -85,13 +64,13 @@ func TestNodeImageFilesOfADynamicBinary(t *testing.T) {
 	for _, f := range files {
 		paths = append(paths, f.path)
 	}
-	assert.Equal(t, containerBin, paths[0])
+	assert.Equal(t, "/testnode", paths[0])
 	assert.Contains(t, paths, interp, "the loader, at the path the binary names")
 	assert.True(t, slices.ContainsFunc(paths, func(p string) bool { return strings.Contains(p, "libc.so") }), "%v", paths)
 	assert.NotEmpty(t, libPath)
-	b1, err := buildContext(files, libPath)
+	b1, err := buildContext(files, libPath, "/testnode")
 	require.NoError(t, err)
-	b2, err := buildContext(files, libPath)
+	b2, err := buildContext(files, libPath, "/testnode")
 	require.NoError(t, err)
 	assert.Equal(t, b1, b2, "the build context is deterministic (it keys the image cache)")
 }
@@ -112,7 +91,7 @@ func dockerOrSkip(t *testing.T) *client.Client {
 	if testing.Short() {
 		t.Skip("docker integration test: skipped in -short mode")
 	}
-	if ok, why := DockerAvailable(context.Background()); !ok {
+	if ok, why := Available(context.Background()); !ok {
 		t.Skip("docker integration test needs a docker daemon: " + why)
 	}
 	cli, err := dockerClient()
@@ -121,7 +100,7 @@ func dockerOrSkip(t *testing.T) *client.Client {
 	return cli
 }
 
-// testNodeSrc is a stand-in for raftnode: it records each boot in its data dir, serves
+// testNodeSrc is a stand-in for a node: it records each boot in its data dir, serves
 // the record over HTTP, and logs a line.
 const testNodeSrc = `package main
 
@@ -155,7 +134,7 @@ func main() {
 }
 `
 
-// buildTestNode compiles testNodeSrc into a binary named raftnode: static, or with cgo
+// buildTestNode compiles testNodeSrc into a binary named testnode: static, or with cgo
 // (dynamically linked where a C compiler is). The build is reproducible (-trimpath), so
 // its image is the same from one test run to the next.
 func buildTestNode(t *testing.T, cgo bool) string {
@@ -163,7 +142,7 @@ func buildTestNode(t *testing.T, cgo bool) string {
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "go.mod"), []byte("module testnode\n\ngo 1.22\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(src, "main.go"), []byte(testNodeSrc), 0o644))
-	bin := filepath.Join(t.TempDir(), "raftnode")
+	bin := filepath.Join(t.TempDir(), "testnode")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
@@ -219,18 +198,18 @@ func TestDockerRuntime(t *testing.T) {
 	bin := buildTestNode(t, false)
 
 	// Image: cold build (after removing a cached one), then a warm, cached one.
-	ref, err := EnsureImage(ctx, cli, bin)
+	ref, err := EnsureImage(ctx, cli, bin, bin)
 	require.NoError(t, err)
 	_, err = cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 	require.NoError(t, err)
 	t0 := time.Now()
-	ref, err = EnsureImage(ctx, cli, bin)
+	ref, err = EnsureImage(ctx, cli, bin, bin)
 	require.NoError(t, err)
 	cold := time.Since(t0)
 	img1, err := cli.ImageInspect(ctx, ref)
 	require.NoError(t, err)
 	t0 = time.Now()
-	ref2, err := EnsureImage(ctx, cli, bin)
+	ref2, err := EnsureImage(ctx, cli, bin, bin)
 	require.NoError(t, err)
 	warm := time.Since(t0)
 	img2, err := cli.ImageInspect(ctx, ref2)
@@ -242,7 +221,7 @@ func TestDockerRuntime(t *testing.T) {
 
 	runID := fmt.Sprintf("t%d", time.Now().UnixNano()%1e9)
 	dir := t.TempDir()
-	r, err := NewDockerRuntime(runID, dir, "")
+	r, err := New(runID, dir, "")
 	require.NoError(t, err)
 	closed := false
 	t.Cleanup(func() {
@@ -251,11 +230,12 @@ func TestDockerRuntime(t *testing.T) {
 		}
 	})
 	nodes := []string{"n1", "n2", "n3"}
-	cmd := func(n string) NodeCmd {
-		return NodeCmd{Args: []string{bin, "--listen", r.HostPort(n, 8001), "--data-dir", filepath.Join(dir, "data", n)}}
+	cmd := func(n string) runtime.NodeCmd {
+		env := r.Env(n)
+		return runtime.NodeCmd{Program: bin, Args: []string{"--listen", env.Bind(8001), "--data-dir", env.DataDir}}
 	}
 	t0 = time.Now()
-	require.NoError(t, r.Prepare(ctx, nodes))
+	require.NoError(t, r.Prepare(ctx, nodes, []int{8001}))
 	for _, n := range nodes {
 		require.NoError(t, r.Launch(ctx, n, cmd(n)))
 	}
@@ -263,7 +243,7 @@ func TestDockerRuntime(t *testing.T) {
 		assert.Equal(t, "boot\n", waitAnswer(t, r.HostPort(n, 8001)), "%s reachable from the host", n)
 	}
 	t.Logf("Prepare to 3 containers answering: %v", time.Since(t0).Round(time.Millisecond))
-	assert.Equal(t, ref, r.Image())
+	assert.Equal(t, ref, r.Image(bin))
 
 	t.Run("pause", func(t *testing.T) {
 		require.NoError(t, r.Pause(ctx, "n1"))
@@ -301,7 +281,7 @@ func TestDockerRuntime(t *testing.T) {
 		require.NoError(t, r.Kill(ctx, "n3"))
 		old := r.node("n3").id
 		c := cmd("n3")
-		c.Args = append(c.Args[:1], c.Args[3], c.Args[4], c.Args[1], c.Args[2]) // same flags, other order
+		c.Args = []string{c.Args[2], c.Args[3], c.Args[0], c.Args[1]} // same flags, other order
 		require.NoError(t, r.Launch(ctx, "n3", c))
 		assert.Equal(t, "boot\nboot\nboot\n", waitAnswer(t, r.HostPort("n3", 8001)))
 		assert.NotEqual(t, old, r.node("n3").id)
@@ -340,7 +320,7 @@ func TestDockerRuntime(t *testing.T) {
 		_, err = httpGet(r.HostPort("n1", 8001), time.Second)
 		assert.NoError(t, err)
 		require.NoError(t, r.Kill(ctx, "n3"))
-		require.NoError(t, r.Launch(ctx, "n3", NodeCmd{Args: r.node("n3").args}))
+		require.NoError(t, r.Launch(ctx, "n3", r.node("n3").cmd))
 		_, err = httpGet(r.HostPort("n3", 8001), 500*time.Millisecond)
 		assert.Error(t, err, "a disconnected node stays cut off across a restart")
 		require.NoError(t, r.HealPartition(ctx))
@@ -349,10 +329,10 @@ func TestDockerRuntime(t *testing.T) {
 
 	t.Run("logs survive restarts", func(t *testing.T) {
 		require.NoError(t, r.Stop(ctx, "n2"))
-		b, err := os.ReadFile(filepath.Join(dir, "nodes", "n2", "raftnode.log"))
+		b, err := os.ReadFile(filepath.Join(dir, "nodes", "n2", "testnode.log"))
 		require.NoError(t, err)
 		assert.Equal(t, 2, strings.Count(string(b), "testnode listening on"), "%s", b)
-		assert.Equal(t, 2, strings.Count(string(b), "Z starting ["), "%s", b)
+		assert.Equal(t, 2, strings.Count(string(b), "Z starting "+bin), "%s", b)
 		assert.Equal(t, 1, strings.Count(string(b), "exited with code 137"), "%s", b)
 	})
 
@@ -403,7 +383,7 @@ func TestDockerCleanTouchesOnlyOurs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"network faultline-live-" + run}, removed, "a run removes its own")
 	if os.Getenv("FAULTLINE_TEST_CLEAN_ALL") == "1" { // removes every run's objects on this host
-		_, err := DockerCleanAll(ctx)
+		_, err := CleanAll(ctx)
 		assert.NoError(t, err)
 	}
 }
@@ -412,12 +392,13 @@ func TestDockerRunsADynamicBinary(t *testing.T) {
 	cli := dockerOrSkip(t)
 	ctx := context.Background()
 	bin := buildTestNode(t, true)
-	ref, err := EnsureImage(ctx, cli, bin)
+	ref, err := EnsureImage(ctx, cli, bin, bin)
 	require.NoError(t, err)
-	r, err := NewDockerRuntime(fmt.Sprintf("d%d", time.Now().UnixNano()%1e9), t.TempDir(), ref)
+	r, err := New(fmt.Sprintf("d%d", time.Now().UnixNano()%1e9), t.TempDir(), ref)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.Close(ctx)) })
-	require.NoError(t, r.Prepare(ctx, []string{"n1"}))
-	require.NoError(t, r.Launch(ctx, "n1", NodeCmd{Args: []string{bin, "--listen", r.HostPort("n1", 8001), "--data-dir", t.TempDir()}}))
+	require.NoError(t, r.Prepare(ctx, []string{"n1"}, []int{8001}))
+	env := r.Env("n1")
+	require.NoError(t, r.Launch(ctx, "n1", runtime.NodeCmd{Program: bin, Args: []string{"--listen", env.Bind(8001), "--data-dir", env.DataDir}}))
 	assert.Equal(t, "boot\n", waitAnswer(t, r.HostPort("n1", 8001)), "the loader and libraries came along")
 }

@@ -1,4 +1,4 @@
-package harness
+package process
 
 import (
 	"context"
@@ -8,9 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,19 +15,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/nemesis"
-	"github.com/faultline/faultline/node"
 )
 
 // TestMain lets the test binary act as a tiny node ("serve ADDR NAME") and as a probe run
 // inside a namespace ("dial ADDR"), so runtime tests need no other program.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == "raftnode" { // RaftnodeBin links to this test binary
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		code := node.Main(ctx, os.Args[1:], os.Stderr)
-		stop()
-		os.Exit(code)
-	}
 	if len(os.Args) > 2 {
 		switch os.Args[1] {
 		case "serve":
@@ -78,7 +69,7 @@ func startServers(t *testing.T, names []string) *ProcessRuntime {
 	ctx := context.Background()
 	rt := NewProcessRuntime(fmt.Sprintf("t%05d", os.Getpid()%100000), t.TempDir())
 	t.Cleanup(func() { assert.NoError(t, rt.Close(ctx)) })
-	require.NoError(t, rt.Prepare(ctx, names))
+	require.NoError(t, rt.Prepare(ctx, names, []int{8001}))
 	for _, n := range names {
 		require.NoError(t, rt.Launch(ctx, n, serveCmd(rt, n)))
 	}
@@ -89,8 +80,8 @@ func startServers(t *testing.T, names []string) *ProcessRuntime {
 	return rt
 }
 
-func serveCmd(rt *ProcessRuntime, n string) NodeCmd {
-	return NodeCmd{Args: []string{os.Args[0], "serve", rt.HostPort(n, 8001), n}}
+func serveCmd(rt *ProcessRuntime, n string) runtime.NodeCmd {
+	return runtime.NodeCmd{Program: os.Args[0], Args: []string{"serve", rt.Env(n).Bind(8001), n}}
 }
 
 // dialFrom connects from inside node's namespace to peer's server.
@@ -169,7 +160,7 @@ func TestProcessRuntimeCloseLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	id := fmt.Sprintf("tc%05d", os.Getpid()%100000)
 	rt := NewProcessRuntime(id, t.TempDir())
-	require.NoError(t, rt.Prepare(ctx, []string{"n1", "n2"}))
+	require.NoError(t, rt.Prepare(ctx, []string{"n1", "n2"}, []int{8001}))
 	for _, n := range []string{"n1", "n2"} {
 		require.NoError(t, rt.Launch(ctx, n, serveCmd(rt, n)))
 	}
@@ -191,13 +182,13 @@ func TestCleanFindsOnlyOrphanedNodes(t *testing.T) {
 	defer harness.Process.Kill()
 	start := func(h int) *exec.Cmd {
 		c := exec.Command("sleep", "60")
-		c.Env = append(os.Environ(), RunEnv+"=tclean", fmt.Sprintf("%s=%d", HarnessEnv, h))
+		c.Env = append(os.Environ(), runtime.RunEnv+"=tclean", fmt.Sprintf("%s=%d", runtime.HarnessEnv, h))
 		require.NoError(t, c.Start())
 		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
 		return c
 	}
 	ofLive, orphan := start(harness.Process.Pid), start(1<<22) // a pid above pid_max: gone
-	pids, err := ourProcesses()
+	pids, err := Orphans()
 	require.NoError(t, err)
 	assert.Contains(t, pids, orphan.Process.Pid, "a node whose harness is gone is left behind")
 	assert.NotContains(t, pids, ofLive.Process.Pid, "a live run's node is not ours to clean")

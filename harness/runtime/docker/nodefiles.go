@@ -1,4 +1,4 @@
-package harness
+package docker
 
 import (
 	"bytes"
@@ -27,13 +27,13 @@ var libDirs = []string{
 }
 
 // nodeImageFiles returns the files a FROM-scratch image needs to run the program at
-// binPath as containerBin. A static program (CGO_ENABLED=0, as `make build` makes) is
+// binPath as entry. A static program (CGO_ENABLED=0, as `make build` makes) is
 // all it needs. A dynamically linked one (a plain `go build` with a C compiler around
 // links the cgo resolver) also gets its loader and, recursively, the shared libraries
 // it names, copied from this host to the same paths; libDir returns the directories
 // those libraries are in, for the image's LD_LIBRARY_PATH (a scratch image has no
 // ld.so.cache).
-func nodeImageFiles(binPath string) (files []imageFile, libPath []string, err error) {
+func nodeImageFiles(binPath, entry string) (files []imageFile, libPath []string, err error) {
 	real, err := filepath.EvalSymlinks(binPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("node binary: %w", err)
@@ -47,7 +47,7 @@ func nodeImageFiles(binPath string) (files []imageFile, libPath []string, err er
 		return nil, nil, fmt.Errorf("node binary %s: not a linux executable: %w", real, err)
 	}
 	defer f.Close()
-	files = []imageFile{{path: containerBin, mode: 0o755, data: bin}}
+	files = []imageFile{{path: entry, mode: 0o755, data: bin}}
 	interp, err := interpreter(f)
 	if err != nil || interp == "" {
 		return files, nil, err

@@ -1,4 +1,7 @@
-package harness
+// Package raftnode is the target for faultline's own node (package node): how to start
+// its nodes, the workload client over its HTTP API, and the hooks the nemesis uses
+// (leader, clock, membership).
+package raftnode
 
 import (
 	"context"
@@ -12,31 +15,28 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/node/client"
 	"github.com/faultline/faultline/workload"
 )
 
 // Ports every raftnode listens on, inside its own namespace (the runtime maps them on loopback).
 const (
-	raftPeerPort   = 7001
-	raftClientPort = 8001
+	PeerPort   = 7001
+	ClientPort = 8001
 )
 
-// RaftTarget adapts faultline's own raftnode: how to start its nodes, the workload client
-// over its HTTP API, and the hooks the nemesis uses (leader, health, clock, membership).
+// Target adapts faultline's own raftnode. It implements target.Target, target.Clocker
+// and target.Members.
 //
 // Node names (n1, n2, ...) are stable; a node's raft id is not: a member replaced by the
 // nemesis comes back under a new id, with an empty data dir, as a joining member.
-type RaftTarget struct {
+type Target struct {
 	Bin    string // the raftnode program
 	Unsafe string // --unsafe mode, "" for the correct node
-	// DataDir is where nodes keep their data (one directory per node).
-	DataDir string
-	// PeerURL, when set, is the URL at which every node reaches node to's raft port (a
-	// link proxy); by default its address on the run's network.
-	PeerURL func(to string) string
-	rt      Runtime
-	names   []string
+	env    target.Env
+	names  []string
 
 	mu      sync.Mutex
 	clients map[string]*client.Client
@@ -45,26 +45,44 @@ type RaftTarget struct {
 	nextID  uint64
 }
 
-// NewRaftTarget returns the target for the given node names, run by rt. Node i of names
-// starts with raft id i+1.
-func NewRaftTarget(bin, unsafe, dataDir string, rt Runtime, names []string) *RaftTarget {
-	t := &RaftTarget{Bin: bin, Unsafe: unsafe, DataDir: dataDir, rt: rt, names: names, clients: map[string]*client.Client{},
-		ids: map[string]uint64{}, joined: map[string]bool{}, nextID: uint64(len(names)) + 1}
-	for i, n := range names {
+// New returns the target for env's nodes; bin is the raftnode program (see Bin). Node i
+// of env.Nodes starts with raft id i+1.
+func New(bin, unsafe string, env target.Env) *Target {
+	t := &Target{Bin: bin, Unsafe: unsafe, env: env, names: env.Nodes, clients: map[string]*client.Client{},
+		ids: map[string]uint64{}, joined: map[string]bool{}, nextID: uint64(len(env.Nodes)) + 1}
+	for i, n := range env.Nodes {
 		t.ids[n] = uint64(i) + 1
 	}
 	return t
 }
 
+// Name implements target.Target.
+func (t *Target) Name() string { return "raftnode" }
+
+// Ports implements target.Target.
+func (t *Target) Ports() []int { return []int{PeerPort, ClientPort} }
+
+// Peers implements target.Target: raft messages go as one-way POSTs.
+func (t *Target) Peers() target.Peers { return target.Peers{Port: PeerPort, Messages: true} }
+
+// Describe implements target.Target.
+func (t *Target) Describe() map[string]any {
+	d := map[string]any{"name": "raftnode", "binary": t.Bin}
+	if t.Unsafe != "" {
+		d["unsafe"] = t.Unsafe
+	}
+	return d
+}
+
 // ID returns the node's current raft id.
-func (t *RaftTarget) ID(node string) uint64 {
+func (t *Target) ID(node string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.ids[node]
 }
 
 // nodeOf returns the name of the node whose current raft id is id ("" if none).
-func (t *RaftTarget) nodeOf(id uint64) string {
+func (t *Target) nodeOf(id uint64) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for n, i := range t.ids {
@@ -75,63 +93,51 @@ func (t *RaftTarget) nodeOf(id uint64) string {
 	return ""
 }
 
-func (t *RaftTarget) peerURL(node string) string {
-	if t.PeerURL != nil {
-		return t.PeerURL(node)
-	}
-	return "http://" + t.rt.HostPort(node, raftPeerPort)
-}
+func (t *Target) peerURL(node string) string { return "http://" + t.env.PeerReach(node, PeerPort) }
 
-// Command is the command line of one node: its current id, and every node's current id
-// at the URL it is reached at.
-func (t *RaftTarget) Command(node string) NodeCmd {
+// Node implements target.Target: the node's current id, and every node's current id at
+// the URL it is reached at.
+func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	node := env.Name
 	peers := make([]string, 0, len(t.names))
 	for _, n := range t.names {
 		peers = append(peers, fmt.Sprintf("%d=%s", t.ids[n], t.peerURL(n)))
 	}
-	args := []string{t.Bin, "--id", strconv.FormatUint(t.ids[node], 10), "--peers", strings.Join(peers, ","),
-		"--listen-peer", t.rt.HostPort(node, raftPeerPort), "--listen-client", t.rt.HostPort(node, raftClientPort),
-		"--data-dir", t.dataDir(node)}
+	args := []string{"--id", strconv.FormatUint(t.ids[node], 10), "--peers", strings.Join(peers, ","),
+		"--listen-peer", env.Bind(PeerPort), "--listen-client", env.Bind(ClientPort), "--data-dir", env.DataDir}
 	if t.joined[node] {
 		args = append(args, "--join")
 	}
 	if t.Unsafe != "" {
 		args = append(args, "--unsafe", t.Unsafe)
 	}
-	return NodeCmd{Args: args}
+	return runtime.NodeCmd{Program: t.Bin, Args: args}
 }
 
-func (t *RaftTarget) dataDir(node string) string { return filepath.Join(t.DataDir, node) }
+func (t *Target) clientURL(node string) string { return "http://" + t.env.Reach(node, ClientPort) }
 
 // Client returns the shared admin client of a node (short timeouts, for status and hooks).
-func (t *RaftTarget) Client(node string) *client.Client {
+func (t *Target) Client(node string) *client.Client {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.clients[node]
 	if c == nil {
-		c = client.New("http://"+t.rt.HostPort(node, raftClientPort), &http.Client{Timeout: 2 * time.Second})
+		c = client.New(t.clientURL(node), &http.Client{Timeout: 2 * time.Second})
 		t.clients[node] = c
 	}
 	return c
 }
 
 // Leader returns the node that most reachable nodes name as leader ("" if none).
-func (t *RaftTarget) Leader(ctx context.Context) (string, error) {
+func (t *Target) Leader(ctx context.Context) (string, error) {
 	sts, errs := t.statuses(ctx, 500*time.Millisecond)
-	votes := map[uint64]int{}
+	named := make([]uint64, 0, len(sts))
 	for _, st := range sts {
-		if st.Leader != 0 {
-			votes[st.Leader]++
-		}
+		named = append(named, st.Leader)
 	}
-	best, bestVotes := uint64(0), 0
-	for id, v := range votes {
-		if v > bestVotes || (v == bestVotes && id < best) {
-			best, bestVotes = id, v
-		}
-	}
+	best := target.MostNamed(named)
 	if best == 0 {
 		if len(sts) == 0 {
 			return "", fmt.Errorf("no node answered status: %w", errors.Join(errs...))
@@ -143,7 +149,7 @@ func (t *RaftTarget) Leader(ctx context.Context) (string, error) {
 
 // statuses asks every node for its status at once, each within timeout; it returns the
 // answers by node and the errors of the others.
-func (t *RaftTarget) statuses(ctx context.Context, timeout time.Duration) (map[string]client.Status, []error) {
+func (t *Target) statuses(ctx context.Context, timeout time.Duration) (map[string]client.Status, []error) {
 	type answer struct {
 		node string
 		st   client.Status
@@ -171,23 +177,9 @@ func (t *RaftTarget) statuses(ctx context.Context, timeout time.Duration) (map[s
 	return sts, errs
 }
 
-// WaitReady waits until every node answers and agrees on a leader, and a write through
-// the leader is acknowledged.
-func (t *RaftTarget) WaitReady(ctx context.Context) error {
-	var last error
-	for {
-		if last = t.ready(ctx); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster not ready: %w (last: %v)", ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func (t *RaftTarget) ready(ctx context.Context) error {
+// Ready implements target.Target: every node answers and agrees on a leader, and a
+// write through the leader is acknowledged.
+func (t *Target) Ready(ctx context.Context) error {
 	leader := uint64(0)
 	for _, n := range t.names {
 		st, err := t.Client(n).Status(ctx)
@@ -210,11 +202,11 @@ func (t *RaftTarget) ready(ctx context.Context) error {
 
 // Opener returns the workload's client opener: process p talks to node p mod N, over its
 // own HTTP connection pool, with requests bounded by opTimeout.
-func (t *RaftTarget) Opener(opTimeout time.Duration) workload.Opener {
+func (t *Target) Opener(opTimeout time.Duration) workload.Opener {
 	return func(_ context.Context, process int) (workload.Client, string, error) {
 		node := t.names[process%len(t.names)]
 		hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}
-		return raftClient{client.New("http://"+t.rt.HostPort(node, raftClientPort), hc)}, node, nil
+		return raftClient{client.New(t.clientURL(node), hc)}, node, nil
 	}
 }
 
@@ -241,9 +233,14 @@ func (r raftClient) ReadList(ctx context.Context, key string) ([]string, error) 
 	return r.c.List(ctx, key)
 }
 
-// RaftnodeBin returns a path that runs raftnode: a link named raftnode to this very
-// executable (faultline runs as raftnode when called by that name), made in dir.
-func RaftnodeBin(dir string) (string, error) {
+// SetClock implements target.Clocker through raftnode's /clock.
+func (t *Target) SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error {
+	return t.Client(node).SetClock(ctx, client.Clock{OffsetMS: offset.Milliseconds(), Rate: rate})
+}
+
+// Bin returns a path that runs raftnode: a link named raftnode to this very executable
+// (faultline runs as raftnode when called by that name), made in dir.
+func Bin(dir string) (string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("find faultline's executable: %w", err)

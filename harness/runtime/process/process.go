@@ -1,4 +1,4 @@
-package harness
+package process
 
 import (
 	"bytes"
@@ -17,20 +17,10 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/nemesis/netfilter"
 )
-
-// RunEnv is set in every node process's environment to the run's id, and HarnessEnv to
-// the pid of the harness that started it: `faultline clean` removes the nodes of runs
-// whose harness is gone, and leaves live runs alone.
-const (
-	RunEnv     = "FAULTLINE_RUN"
-	HarnessEnv = "FAULTLINE_HARNESS"
-)
-
-// StopGrace is how long Stop waits after SIGTERM before it SIGKILLs.
-const StopGrace = 5 * time.Second
 
 // ProcessRuntime runs each node as a child process. As root it gives each node its own
 // network namespace on a bridge made for the run (netns), so that partitions are packet
@@ -41,9 +31,10 @@ const StopGrace = 5 * time.Second
 // group, so a terminal's ^C reaches the harness, which then stops them in order.
 type ProcessRuntime struct {
 	runID  string
-	dir    string // nodes/<name>/ holds each node's log
-	loopOK string // why network namespaces are not used ("" when they are)
-	ports  map[string]int
+	dir    string         // nodes/<name>/ holds each node's log, data/<name>/ its data
+	loopOK string         // why network namespaces are not used ("" when they are)
+	ports  []int          // the ports each node listens on
+	blocks map[string]int // loopback: the first of each node's block of len(ports) ports
 
 	mu    sync.Mutex
 	net   *netns.Network
@@ -58,7 +49,7 @@ type proc struct {
 
 // NewProcessRuntime returns a process runtime for one run; dir is the run's directory.
 func NewProcessRuntime(runID, dir string) *ProcessRuntime {
-	r := &ProcessRuntime{runID: runID, dir: dir, procs: map[string]*proc{}, ports: map[string]int{}}
+	r := &ProcessRuntime{runID: runID, dir: dir, procs: map[string]*proc{}, blocks: map[string]int{}}
 	if ok, why := netns.Available(); !ok {
 		r.loopOK = why
 	}
@@ -71,8 +62,15 @@ func (r *ProcessRuntime) Name() string { return "process" }
 // Isolated reports whether nodes get network namespaces of their own.
 func (r *ProcessRuntime) Isolated() bool { return r.loopOK == "" }
 
-// Prepare creates the run's bridge and namespaces (as root), or picks loopback ports.
-func (r *ProcessRuntime) Prepare(ctx context.Context, nodes []string) error {
+// Prepare creates the run's bridge and namespaces (as root), or picks loopback ports:
+// each node a block of len(ports) free ports.
+func (r *ProcessRuntime) Prepare(ctx context.Context, nodes []string, ports []int) error {
+	r.ports = slices.Clone(ports)
+	for _, n := range nodes {
+		if err := os.MkdirAll(r.dataDir(n), 0o755); err != nil {
+			return fmt.Errorf("process runtime: data dir: %w", err)
+		}
+	}
 	if r.loopOK == "" {
 		n, err := netns.Create(ctx, r.runID, nodes)
 		if err != nil {
@@ -83,46 +81,79 @@ func (r *ProcessRuntime) Prepare(ctx context.Context, nodes []string) error {
 		r.mu.Unlock()
 		return nil
 	}
-	// Loopback: every node gets a block of free ports; HostPort offsets into it.
 	for _, n := range nodes {
-		base, err := freePortBlock()
+		base, err := freePortBlock(len(ports))
 		if err != nil {
 			return fmt.Errorf("process runtime: %w", err)
 		}
-		r.ports[n] = base
+		r.blocks[n] = base
 	}
 	return nil
 }
 
-// freePortBlock finds a port p with p and p+1 both free (the node's two listeners).
-func freePortBlock() (int, error) {
+// freePortBlock finds a port p with p, p+1, ..., p+n-1 all free on loopback.
+func freePortBlock(n int) (int, error) {
 	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return 0, fmt.Errorf("find a free port: %w", err)
 		}
 		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
+		free := p+n-1 <= 65535
+		var held []net.Listener
+		for i := 1; i < n && free; i++ {
+			l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
+			if err != nil {
+				free = false
+				break
+			}
+			held = append(held, l2)
+		}
 		l.Close()
-		if err == nil {
-			l2.Close()
+		for _, h := range held {
+			h.Close()
+		}
+		if free {
 			return p, nil
 		}
 	}
-	return 0, errors.New("no two adjacent free ports on 127.0.0.1")
+	return 0, fmt.Errorf("no %d adjacent free ports on 127.0.0.1", n)
 }
 
-// HostPort implements Runtime. Targets use ports 7001 (peer) and 8001 (client): in a
-// namespace they are real; on loopback they map into the node's port block.
+// HostPort implements Runtime. In a namespace the node's ports are its own; on loopback
+// they map into the node's block, in the order Prepare was given them.
 func (r *ProcessRuntime) HostPort(node string, port int) string {
 	if r.net != nil {
 		return netip.AddrPortFrom(r.net.Addr(node), uint16(port)).String()
 	}
-	off := 0
-	if port != 7001 {
-		off = 1
+	off := slices.Index(r.ports, port)
+	if off < 0 {
+		off = 0
 	}
-	return "127.0.0.1:" + strconv.Itoa(r.ports[node]+off)
+	return "127.0.0.1:" + strconv.Itoa(r.blocks[node]+off)
+}
+
+// Env implements Runtime: the node binds where it is reached; its data is under the
+// run's directory.
+func (r *ProcessRuntime) Env(node string) runtime.NodeEnv {
+	return runtime.NodeEnv{Name: node, DataDir: r.dataDir(node),
+		Bind: func(port int) string { return r.HostPort(node, port) }}
+}
+
+func (r *ProcessRuntime) dataDir(node string) string { return filepath.Join(r.dir, "data", node) }
+
+// Wipe implements Runtime.
+func (r *ProcessRuntime) Wipe(_ context.Context, node string) error {
+	if r.Running(node) {
+		return fmt.Errorf("wipe %s: it is running", node)
+	}
+	if err := os.RemoveAll(r.dataDir(node)); err != nil {
+		return fmt.Errorf("wipe %s: %w", node, err)
+	}
+	if err := os.MkdirAll(r.dataDir(node), 0o755); err != nil {
+		return fmt.Errorf("wipe %s: %w", node, err)
+	}
+	return nil
 }
 
 // Addr implements NetworkRuntime.
@@ -152,7 +183,7 @@ func (r *ProcessRuntime) NetNS(node string) (string, error) {
 }
 
 // Launch implements Runtime: the node's output is appended to nodes/<name>/<program>.log.
-func (r *ProcessRuntime) Launch(ctx context.Context, node string, nc NodeCmd) error {
+func (r *ProcessRuntime) Launch(ctx context.Context, node string, nc runtime.NodeCmd) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p := r.procs[node]; p != nil && !p.exited() {
@@ -162,20 +193,24 @@ func (r *ProcessRuntime) Launch(ctx context.Context, node string, nc NodeCmd) er
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return fmt.Errorf("launch %s: %w", node, err)
 	}
-	logf, err := os.OpenFile(filepath.Join(logDir, filepath.Base(nc.Args[0])+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if nc.Program == "" {
+		return fmt.Errorf("launch %s: no program", node)
+	}
+	logf, err := os.OpenFile(filepath.Join(logDir, filepath.Base(nc.Program)+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("launch %s: %w", node, err)
 	}
 	var cmd *exec.Cmd
 	if r.net != nil {
-		cmd = r.net.Command(context.Background(), node, nc.Args[0], nc.Args[1:]...)
+		cmd = r.net.Command(context.Background(), node, nc.Program, nc.Args...)
 	} else {
-		cmd = exec.Command(nc.Args[0], nc.Args[1:]...)
+		cmd = exec.Command(nc.Program, nc.Args...)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), RunEnv+"="+r.runID, HarnessEnv+"="+strconv.Itoa(os.Getpid())) // for `faultline clean`
+	cmd.Env = append(append(os.Environ(), nc.Env...), // markers for `faultline clean`:
+		runtime.RunEnv+"="+r.runID, runtime.HarnessEnv+"="+strconv.Itoa(os.Getpid()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	fmt.Fprintf(logf, "=== faultline: %s starting %v\n", time.Now().UTC().Format(time.RFC3339Nano), nc.Args)
+	fmt.Fprintf(logf, "=== faultline: %s starting %s %v\n", time.Now().UTC().Format(time.RFC3339Nano), nc.Program, nc.Args)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("launch %s: %w", node, err)
@@ -243,7 +278,7 @@ func (r *ProcessRuntime) Stop(ctx context.Context, node string) error {
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	_ = p.cmd.Process.Signal(syscall.SIGCONT)
-	gctx, cancel := context.WithTimeout(ctx, StopGrace)
+	gctx, cancel := context.WithTimeout(ctx, runtime.StopGrace)
 	defer cancel()
 	if p.wait(gctx) == nil {
 		return nil
@@ -278,6 +313,16 @@ func (r *ProcessRuntime) Pause(ctx context.Context, node string) error {
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// State returns the state letter of the node's process (R, S, T for stopped, ...), as
+// the kernel reports it: what a test asks to see a pause take effect.
+func (r *ProcessRuntime) State(node string) (byte, error) {
+	p, err := r.running(node)
+	if err != nil {
+		return 0, err
+	}
+	return procState(p.cmd.Process.Pid)
 }
 
 // procState returns the state letter of a process (R, S, T, Z, ...) from /proc.

@@ -1,4 +1,4 @@
-package harness
+package docker
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/nemesis/netfilter"
 	"github.com/moby/moby/api/types/container"
@@ -31,8 +32,9 @@ const (
 	LabelHarness = "faultline.harness"
 )
 
-// DockerRuntime runs each node as a container built FROM scratch around a static
-// raftnode binary, on a bridge network made for the run, each at a fixed address.
+// DockerRuntime runs each node as a container built FROM scratch around the node's
+// program (a static binary; a dynamically linked one brings its loader and libraries), on
+// a bridge network made for the run, each at a fixed address.
 //
 // Faults: kill is SIGKILL to the container and restart starts the same container again
 // (same data, bind-mounted from the run directory); pause is the cgroup freezer (docker
@@ -45,10 +47,11 @@ const (
 // partition can only disconnect whole containers from the run's network: only the shapes
 // that isolate single nodes can then be made.
 type DockerRuntime struct {
-	runID string
-	dir   string
-	cli   *client.Client
-	image string // the image ref; "" until the first Launch builds it
+	runID  string
+	dir    string
+	cli    *client.Client
+	image  string            // the image given to New ("" builds one per program)
+	images map[string]string // program path -> image built for it
 	// nsWhy says why partitions cannot use the containers' namespaces ("" when they can).
 	nsWhy string
 
@@ -67,10 +70,9 @@ type DockerRuntime struct {
 }
 
 type dockerNode struct {
-	id      string
-	args    []string // the command it was created for
-	ctrArgs []string // its arguments in the container
-	logs    *nodeLog
+	id   string
+	cmd  runtime.NodeCmd // the command it was created for
+	logs *nodeLog
 }
 
 // dockerClient returns a client configured from the environment (DOCKER_HOST,
@@ -84,9 +86,9 @@ func dockerClient() (*client.Client, error) {
 	return cli, nil
 }
 
-// DockerAvailable reports whether a Docker daemon answers, and says which (or why not).
+// Available reports whether a Docker daemon answers, and says which (or why not).
 // It waits at most 3 seconds.
-func DockerAvailable(ctx context.Context) (bool, string) {
+func Available(ctx context.Context) (bool, string) {
 	cli, err := dockerClient()
 	if err != nil {
 		return false, err.Error()
@@ -104,15 +106,15 @@ func DockerAvailable(ctx context.Context) (bool, string) {
 	return true, fmt.Sprintf("docker API %s at %s", cli.ClientVersion(), cli.DaemonHost())
 }
 
-// NewDockerRuntime returns a docker runtime for one run; dir is the run's directory (node
-// logs go to dir/nodes/<name>/). image is the node image to run; "" builds one at the
-// first Launch from the node command's program (see EnsureImage).
-func NewDockerRuntime(runID, dir, image string) (*DockerRuntime, error) {
+// New returns a docker runtime for one run; dir is the run's directory (node logs go to
+// dir/nodes/<name>/, data to dir/data/<name>/). image is the node image to run; "" builds
+// one for each program a node is launched with (see EnsureImage).
+func New(runID, dir, image string) (*DockerRuntime, error) {
 	cli, err := dockerClient()
 	if err != nil {
 		return nil, err
 	}
-	r := &DockerRuntime{runID: runID, dir: dir, cli: cli, image: image,
+	r := &DockerRuntime{runID: runID, dir: dir, cli: cli, image: image, images: map[string]string{},
 		addrs: map[string]netip.Addr{}, ctrs: map[string]*dockerNode{}, cut: map[string]bool{}}
 	r.nsWhy = namespacesWhy(cli.DaemonHost())
 	return r, nil
@@ -133,11 +135,15 @@ func namespacesWhy(host string) string {
 // Name implements Runtime.
 func (r *DockerRuntime) Name() string { return "docker" }
 
-// Image returns the node image in use ("" before the first Launch, unless given).
-func (r *DockerRuntime) Image() string {
+// Image returns the node image in use for program ("" before its first Launch, unless
+// an image was given to New).
+func (r *DockerRuntime) Image(program string) string {
 	r.imgMu.Lock()
 	defer r.imgMu.Unlock()
-	return r.image
+	if r.image != "" {
+		return r.image
+	}
+	return r.images[program]
 }
 
 // Network returns the name of the run's network and its subnet.
@@ -169,7 +175,7 @@ func harnessAlive(label string) bool {
 		return true
 	}
 	p, err := strconv.Atoi(pid)
-	return err == nil && p != os.Getpid() && alive(p)
+	return err == nil && p != os.Getpid() && runtime.Alive(p)
 }
 
 func (r *DockerRuntime) containerName(node string) string {
@@ -296,7 +302,7 @@ func (r *DockerRuntime) Stop(ctx context.Context, node string) error {
 	if st, err := r.state(ctx, node); err == nil && st.Paused {
 		_ = r.Resume(ctx, node)
 	}
-	secs := int(StopGrace / time.Second)
+	secs := int(runtime.StopGrace / time.Second)
 	if _, err := r.cli.ContainerStop(ctx, n.id, client.ContainerStopOptions{Timeout: &secs}); err != nil {
 		return fmt.Errorf("stop %s: %w", node, err)
 	}
@@ -347,16 +353,16 @@ func (r *DockerRuntime) Unavailable() map[string]string {
 // its data. A partition in force is applied to the new namespace before Launch returns
 // (the node may run unfiltered for the few milliseconds between). Launches of different
 // nodes may run concurrently; of the same node, not.
-func (r *DockerRuntime) Launch(ctx context.Context, node string, nc NodeCmd) error {
-	if len(nc.Args) == 0 {
-		return fmt.Errorf("launch %s: empty command", node)
+func (r *DockerRuntime) Launch(ctx context.Context, node string, nc runtime.NodeCmd) error {
+	if nc.Program == "" {
+		return fmt.Errorf("launch %s: no program", node)
 	}
 	n, err := r.container(ctx, node, nc)
 	if err != nil {
 		return fmt.Errorf("launch %s: %w", node, err)
 	}
 	n.logs.wait(ctx, 5*time.Second) // the previous life's log is drained
-	n.logs.mark("starting %v (in container %s: %s %v)", nc.Args, r.containerName(node), containerBin, n.ctrArgs)
+	n.logs.mark("starting %s %v (in container %s as %s)", nc.Program, nc.Args, r.containerName(node), inImage(nc.Program))
 	if _, err := r.cli.ContainerStart(ctx, n.id, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("launch %s: %w", node, err)
 	}
@@ -383,7 +389,7 @@ func (r *DockerRuntime) Launch(ctx context.Context, node string, nc NodeCmd) err
 // container returns the node's container for nc: created at the first launch, the same
 // one after that (same data, same address), or made anew when the command changed (a
 // member re-added with other flags), keeping its name, address, data and log.
-func (r *DockerRuntime) container(ctx context.Context, node string, nc NodeCmd) (*dockerNode, error) {
+func (r *DockerRuntime) container(ctx context.Context, node string, nc runtime.NodeCmd) (*dockerNode, error) {
 	n := r.node(node)
 	if n == nil {
 		return r.create(ctx, node, nc, nil)
@@ -395,7 +401,7 @@ func (r *DockerRuntime) container(ctx context.Context, node string, nc NodeCmd) 
 	if st.Running {
 		return nil, fmt.Errorf("already running (pid %d)", st.Pid)
 	}
-	if slices.Equal(n.args, nc.Args) {
+	if n.cmd.Equal(nc) {
 		return n, nil
 	}
 	n.logs.wait(ctx, 5*time.Second)

@@ -1,0 +1,215 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/harness/runtime/process"
+	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/target/etcd"
+	"github.com/faultline/faultline/nemesis"
+)
+
+// Faults observed to take effect on real etcd members (the newest 3.7, built once from
+// the module proxy and cached), on the process runtime in network namespaces.
+
+// etcdBinary returns the cached etcd build of DefaultEtcdVersion, building it the first
+// time (about a minute).
+func etcdBinary(t *testing.T) (bin, version string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an etcd cluster: skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin, err := etcd.Binary(ctx, DefaultEtcdVersion, func(line string) { t.Log(line) })
+	require.NoError(t, err)
+	version, err = etcd.BinaryVersion(ctx, bin)
+	require.NoError(t, err)
+	return bin, version
+}
+
+// etcdCluster starts n etcd members on the named runtime, with the link proxy when
+// links is set.
+func etcdCluster(t *testing.T, runtimeName string, n int, links bool) (*cluster, *etcd.Target) {
+	t.Helper()
+	bin, version := etcdBinary(t)
+	var et *etcd.Target
+	cl := testCluster(t, runtimeName, n, links, func(env target.Env) target.Target {
+		et = etcd.New(etcd.Config{Binary: bin, Version: version}, env)
+		t.Cleanup(func() { _ = et.Close() })
+		return et
+	})
+	return cl, et
+}
+
+// etcdWrite writes key through node with a client of the workload's (process i talks
+// to node i).
+func etcdWrite(ctx context.Context, t *testing.T, et *etcd.Target, node, key, value string) error {
+	t.Helper()
+	c, got, err := et.Opener(5*time.Second)(ctx, slices.Index([]string{"n1", "n2", "n3", "n4", "n5"}, node))
+	require.NoError(t, err)
+	require.Equal(t, node, got)
+	defer c.(interface{ Close() error }).Close()
+	return c.Write(ctx, key, value)
+}
+
+// etcdWriteLatency returns the median time of a few writes through node.
+func etcdWriteLatency(t *testing.T, et *etcd.Target, node string) time.Duration {
+	t.Helper()
+	var ds []time.Duration
+	for i := range 7 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		t0 := time.Now()
+		require.NoError(t, etcdWrite(ctx, t, et, node, fmt.Sprintf("lat%d", i), "x"))
+		ds = append(ds, time.Since(t0))
+		cancel()
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2]
+}
+
+// waitLeader waits until the cluster names a leader other than not, and returns it.
+func waitLeader(t *testing.T, cl *cluster, not string, within time.Duration) string {
+	t.Helper()
+	var leader string
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		l, err := cl.Leader(ctx)
+		leader = l
+		return err == nil && l != "" && l != not
+	}, within, 100*time.Millisecond, "a leader other than %q", not)
+	return leader
+}
+
+// bothRuntimes runs f as a subtest on each runtime.
+func bothRuntimes(t *testing.T, f func(t *testing.T, runtimeName string)) {
+	for _, rt := range []string{"process", "docker"} {
+		t.Run(rt, func(t *testing.T) { f(t, rt) })
+	}
+}
+
+func TestEtcdPartitionedLeaderLosesLeadership(t *testing.T) {
+	bothRuntimes(t, testEtcdPartitionedLeaderLosesLeadership)
+}
+
+func testEtcdPartitionedLeaderLosesLeadership(t *testing.T, runtimeName string) {
+	cl, et := etcdCluster(t, runtimeName, 3, false)
+	ctx := context.Background()
+	old := waitLeader(t, cl, "", 10*time.Second)
+	others := slices.DeleteFunc(cl.Nodes(), func(n string) bool { return n == old })
+	g, err := nemesis.MakeGrudge("leader", append([]string{old}, others...), nil)
+	require.NoError(t, err)
+	require.NoError(t, cl.Partition(ctx, g))
+	newLeader := waitLeader(t, cl, old, 15*time.Second)
+	t.Logf("partitioned leader %s; the majority elected %s", old, newLeader)
+	require.NoError(t, etcdWrite(ctx, t, et, newLeader, "during", "x"), "the majority serves")
+	// The isolated old leader steps down (etcd runs raft with CheckQuorum): a write
+	// through it cannot commit.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err = etcdWrite(wctx, t, et, old, "stranded", "x")
+	cancel()
+	assert.Error(t, err, "the isolated old leader cannot commit")
+	require.NoError(t, cl.HealPartition(ctx))
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
+}
+
+func TestEtcdPauseStopsTheMemberAndKillRestartsOnItsData(t *testing.T) {
+	cl, et := etcdCluster(t, "process", 3, false)
+	ctx := context.Background()
+	prt := cl.rt.(*process.ProcessRuntime)
+	require.NoError(t, cl.Pause(ctx, "n2"))
+	st, err := prt.State("n2")
+	require.NoError(t, err)
+	assert.Equal(t, "T", string(st), "a paused member's process is stopped")
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	assert.Error(t, etcdWrite(wctx, t, et, "n2", "paused", "x"), "a paused member answers nothing")
+	cancel()
+	require.NoError(t, cl.Resume(ctx, "n2"))
+	require.Eventually(t, func() bool { // a resumed leader steps down first: give it time
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return etcdWrite(wctx, t, et, "n2", "resumed", "x") == nil
+	}, 30*time.Second, 100*time.Millisecond, "a resumed member serves again")
+
+	require.NoError(t, cl.Kill(ctx, "n3"))
+	assert.False(t, cl.rt.Running("n3"))
+	require.Eventually(t, func() bool { // n3 may have led: the others elect another first
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return etcdWrite(wctx, t, et, "n1", "while-n3-down", "v") == nil
+	}, 30*time.Second, 100*time.Millisecond, "the others serve while n3 is down")
+	require.NoError(t, cl.Start(ctx, "n3"))
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, et.Ready), "the restarted member rejoins")
+	c, _, err := et.Opener(5*time.Second)(ctx, 2) // process 2 talks to n3
+	require.NoError(t, err)
+	defer c.(interface{ Close() error }).Close()
+	require.Eventually(t, func() bool {
+		v, ok, err := c.Read(ctx, "while-n3-down")
+		return err == nil && ok && v == "v"
+	}, 10*time.Second, 100*time.Millisecond, "n3 caught up on its data")
+}
+
+func TestEtcdPacketFaultsTakeEffectOnTheStreams(t *testing.T) {
+	bothRuntimes(t, testEtcdPacketFaultsTakeEffectOnTheStreams)
+}
+
+func testEtcdPacketFaultsTakeEffectOnTheStreams(t *testing.T, runtimeName string) {
+	cl, et := etcdCluster(t, runtimeName, 3, true)
+	ctx := context.Background()
+	leader := waitLeader(t, cl, "", 10*time.Second)
+	var out []nemesis.Link
+	for _, n := range cl.Nodes() {
+		if n != leader {
+			out = append(out, nemesis.Link{From: leader, To: n})
+		}
+	}
+	before := etcdWriteLatency(t, et, leader)
+	require.NoError(t, cl.Packets(ctx, out, nemesis.Packets{Delay: 300 * time.Millisecond}))
+	during := etcdWriteLatency(t, et, leader)
+	require.NoError(t, cl.HealPackets(ctx))
+	after := etcdWriteLatency(t, et, leader)
+	t.Logf("commit latency through the leader: %v before, %v with 300ms on its outgoing streams, %v after", before, during, after)
+	assert.GreaterOrEqual(t, during, 300*time.Millisecond, "a commit needs the delayed append to reach a follower")
+	assert.Less(t, after, during/2, "healed")
+
+	// A blackhole on the leader's outgoing streams is a one-way cut: the followers stop
+	// hearing it and elect another; the leader still hears them.
+	require.NoError(t, cl.Packets(ctx, out, nemesis.Packets{Blackhole: true}))
+	other := waitLeader(t, cl, leader, 20*time.Second)
+	t.Logf("blackholed %s's outgoing links: %s was elected", leader, other)
+	require.NoError(t, cl.HealPackets(ctx))
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
+}
+
+func TestEtcdHasNoClockHook(t *testing.T) {
+	et := etcd.New(etcd.Config{Binary: "/nonexistent/etcd"}, target.Env{Nodes: []string{"n1", "n2", "n3"}})
+	cl := newCluster(process.NewProcessRuntime("tclock", t.TempDir()), et, []string{"n1", "n2", "n3"})
+	_, _, err := faultsFor([]string{"clock"}, cl)
+	var ue *UsageError
+	require.ErrorAs(t, err, &ue, "an explicit clock fault on etcd is bad input")
+	assert.Contains(t, err.Error(), "etcd has no clock hook")
+	faults, skipped, err := faultsFor([]string{"all"}, cl)
+	require.NoError(t, err)
+	assert.Contains(t, skipped, "clock", "all leaves clock out, saying why")
+	for _, f := range faults {
+		assert.NotEqual(t, "clock", f.Name())
+		if f.Name() == "packet" {
+			assert.Equal(t, nemesis.PacketFault{Stream: true}, f, "etcd's peers keep streams")
+		}
+	}
+}

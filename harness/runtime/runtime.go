@@ -1,0 +1,124 @@
+// Package runtime is the seam between faultline's runs and the places their nodes run in:
+// the Runtime interface, and what a runtime is asked to run (NodeCmd) and tells the node
+// about where it runs (NodeEnv). The implementations are its sub-packages, process (child
+// processes, each in a network namespace of its own) and docker (FROM-scratch containers
+// on a bridge network of the run's).
+//
+// A runtime runs programs; it knows no target. Whatever a system under test needs on its
+// command line — addresses, ports, a data directory — the target writes from a NodeEnv,
+// and the runtime only supplies the values: where a node binds and is reached, where its
+// data lives. Adding a target changes nothing here.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// NodeCmd is how one node is started: a program on this host, its arguments and extra
+// environment. The runtime decides where it runs (a process in a namespace, a container
+// holding the program) and collects its output in the node's log.
+type NodeCmd struct {
+	// Program is the path of the program on this host. The docker runtime puts it in the
+	// node's image as /<base name of Program>, so a program that looks at its own name
+	// (argv[0]) sees the same name in both runtimes.
+	Program string
+	// Args are the program's arguments (without the program itself).
+	Args []string
+	// Env is extra environment, KEY=VALUE: added to the harness's own for a process, the
+	// whole environment of a container.
+	Env []string
+}
+
+// Equal reports whether two commands start the same program the same way.
+func (c NodeCmd) Equal(o NodeCmd) bool {
+	return c.Program == o.Program && slices.Equal(c.Args, o.Args) && slices.Equal(c.Env, o.Env)
+}
+
+// NodeEnv is where a runtime puts one node: what a target writes the node's command
+// line with.
+type NodeEnv struct {
+	// Name is the node's name (n1, n2, ...).
+	Name string
+	// DataDir is the node's data directory as the node sees it. It exists, and it
+	// survives kills and restarts; only Runtime.Wipe empties it.
+	DataDir string
+	// Bind returns host:port the node should listen on for one of the ports the runtime
+	// was prepared with.
+	Bind func(port int) string
+}
+
+// Runtime runs the nodes of one test. The process and docker runtimes implement it, and
+// the same target and nemesis code drive both.
+//
+// A runtime owns everything it creates for a run (processes, containers, namespaces,
+// bridges, rules, data directories' mounts) and removes all of it in Close, which must be
+// safe to call at any point, more than once, and with a cancelled context's parent (it
+// uses its own). Node data directories are kept (they are the run's evidence).
+type Runtime interface {
+	// Name is "process" or "docker".
+	Name() string
+	// Prepare creates the run's network for these nodes, each listening on these ports
+	// (in its own namespace). Nothing is started yet.
+	Prepare(ctx context.Context, nodes []string, ports []int) error
+	// Env says where node runs: its data directory and the addresses it binds.
+	Env(node string) NodeEnv
+	// HostPort is the address at which node's port can be reached, both from the harness
+	// and from the other nodes.
+	HostPort(node string, port int) string
+	// Launch starts the node's program (again, after a kill: same data dir). A command
+	// that differs from the node's last one (another program: an upgrade; other flags: a
+	// re-added member) is started the same way, on the same data and address.
+	Launch(ctx context.Context, node string, cmd NodeCmd) error
+	// Kill stops the node at once (SIGKILL); its data stays.
+	Kill(ctx context.Context, node string) error
+	// Stop asks the node to shut down (SIGTERM), then kills it after a grace period.
+	Stop(ctx context.Context, node string) error
+	// Running reports whether the node's program is running (paused counts as running).
+	Running(node string) bool
+	// Pause freezes the node; Resume thaws it.
+	Pause(ctx context.Context, node string) error
+	Resume(ctx context.Context, node string) error
+	// Wipe empties the node's data directory; the node must not be running.
+	Wipe(ctx context.Context, node string) error
+	// Unavailable names the fault kinds this runtime cannot inject, with the reason
+	// ("partition:<shape>" for a partition shape it cannot make).
+	Unavailable() map[string]string
+	// Close stops every node and removes everything the run created.
+	Close(ctx context.Context) error
+}
+
+// NetworkRuntime is a runtime that can partition its nodes: each node gets its own
+// network namespace and address, and partitions are packet filters inside them.
+type NetworkRuntime interface {
+	Runtime
+	// Addr is the node's own address (what its peers see as the packets' source).
+	Addr(node string) netip.Addr
+	// NetNS is the path of the node's network namespace (for nsenter --net), that of the
+	// node's current incarnation.
+	NetNS(node string) (string, error)
+	// HostAddr is the harness's own address on the run's network, which every node can
+	// reach (and where the link proxy listens); invalid when there is none.
+	HostAddr() netip.Addr
+}
+
+// Markers every runtime puts on what it starts, so that `faultline clean` can tell a dead
+// run's leftovers from a live run's nodes: RunEnv (in a node process's environment) names
+// the run, HarnessEnv the pid of the harness that started it.
+const (
+	RunEnv     = "FAULTLINE_RUN"
+	HarnessEnv = "FAULTLINE_HARNESS"
+)
+
+// StopGrace is how long Stop waits after SIGTERM before it SIGKILLs.
+const StopGrace = 5 * time.Second
+
+// Alive reports whether a process with this pid exists on this host.
+func Alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

@@ -1,0 +1,62 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/target/etcd"
+	"github.com/faultline/faultline/harness/target/raftnode"
+)
+
+// newTarget makes the spec's target for env's nodes. Whatever it needs first (a binary
+// to build) it gets here, before any node runs, printing progress to w; a bad target
+// option (a version that does not exist, a binary that is not etcd) is a *UsageError,
+// a failed build an error.
+func newTarget(ctx context.Context, spec Spec, env target.Env, w io.Writer) (target.Target, error) {
+	switch spec.Target {
+	case "raftnode":
+		bin, err := raftnode.Bin(filepath.Join(env.Dir, "bin"))
+		if err != nil {
+			return nil, err
+		}
+		return raftnode.New(bin, spec.Unsafe, env), nil
+	case "etcd":
+		cfg, err := etcdConfig(ctx, spec, w)
+		if err != nil {
+			return nil, err
+		}
+		env.Logf("target etcd %s: %s", cfg.Version, cfg.Binary)
+		return etcd.New(cfg, env), nil
+	}
+	return nil, usagef("target: %q is not one of %v", spec.Target, Targets)
+}
+
+// etcdConfig finds the spec's etcd binary (building the release when no binary is given)
+// and its version.
+func etcdConfig(ctx context.Context, spec Spec, w io.Writer) (etcd.Config, error) {
+	bin := spec.EtcdBinary
+	if bin == "" {
+		progress := func(line string) { fmt.Fprintln(w, line) }
+		var err error
+		bin, err = etcd.Binary(ctx, spec.EtcdVersion, progress)
+		var ve *etcd.VersionError
+		if errors.As(err, &ve) {
+			return etcd.Config{}, usagef("etcd-version: %v", err)
+		}
+		if err != nil {
+			return etcd.Config{}, fmt.Errorf("etcd %s: %w", spec.EtcdVersion, err)
+		}
+	}
+	version, err := etcd.BinaryVersion(ctx, bin)
+	if err != nil {
+		return etcd.Config{}, usagef("etcd-binary: %v", err)
+	}
+	if spec.EtcdVersion != "" && version != spec.EtcdVersion {
+		return etcd.Config{}, fmt.Errorf("etcd %s: the binary %s says it is %s", spec.EtcdVersion, bin, version)
+	}
+	return etcd.Config{Binary: bin, Version: version, SerializableReads: spec.EtcdSerializableReads}, nil
+}

@@ -176,19 +176,28 @@ func run(ctx context.Context, nsPath, script string, args ...string) (string, er
 	return stdout.String(), nil
 }
 
+// ownNS is the network namespace the harness started in, read once at start: later, a
+// thread of ours may be inside a node's namespace for a moment (netns.Do), and
+// /proc/self names the main thread's, which may be such a thread.
+var ownNS, ownNSErr = func() (syscall.Stat_t, error) {
+	var st syscall.Stat_t
+	err := syscall.Stat("/proc/thread-self/ns/net", &st)
+	return st, err
+}()
+
 // notOurs returns an error unless nsPath is a network namespace other than the harness's
 // own: a fault must never land on the host. (A process just started with nsenter is in
 // the host's namespace until it has entered its own: a /proc/PID/ns/net read too early
 // names the host's.)
 func notOurs(nsPath string) error {
-	var target, self syscall.Stat_t
+	var target syscall.Stat_t
 	if err := syscall.Stat(nsPath, &target); err != nil {
 		return fmt.Errorf("network namespace: %w", err)
 	}
-	if err := syscall.Stat("/proc/self/ns/net", &self); err != nil {
-		return fmt.Errorf("the harness's own network namespace: %w", err)
+	if ownNSErr != nil {
+		return fmt.Errorf("the harness's own network namespace: %w", ownNSErr)
 	}
-	if target.Dev == self.Dev && target.Ino == self.Ino {
+	if target.Dev == ownNS.Dev && target.Ino == ownNS.Ino {
 		return fmt.Errorf("network namespace %s is the harness's own: refusing to filter the host's network", nsPath)
 	}
 	return nil

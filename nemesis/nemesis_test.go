@@ -269,3 +269,47 @@ func TestAvailability(t *testing.T) {
 		assert.True(t, ok, f.Name())
 	}
 }
+
+// panicky is a fault whose Inject or Heal panics.
+type panicky struct{ inInject bool }
+
+func (panicky) Name() string                     { return "panicky" }
+func (panicky) Events() (string, string)         { return "start-panicky", "stop-panicky" }
+func (panicky) Available(Cluster) (bool, string) { return true, "" }
+func (p panicky) Inject(context.Context, Env) (Injection, error) {
+	if p.inInject {
+		panic("inject went wrong")
+	}
+	return Injection{Heal: func(context.Context) error { panic("heal went wrong") }}, nil
+}
+
+func TestAPanickingFaultIsAnErrorNotACrash(t *testing.T) {
+	for _, inInject := range []bool{true, false} {
+		rec := history.NewRecorder(time.Now(), nil)
+		s := &Schedule{Faults: []Fault{panicky{inInject}}, Interval: time.Millisecond, Cluster: &fakeCluster{},
+			Rand: rand.New(rand.NewPCG(1, 1)), Rec: rec}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := s.Run(ctx)
+		cancel()
+		require.Error(t, err, "inInject %v", inInject)
+		assert.Contains(t, err.Error(), "panicked")
+		evs := rec.Events()
+		last := evs[len(evs)-1]
+		assert.Equal(t, history.Fail, last.Type, "the failed step is recorded: %+v", last)
+	}
+}
+
+// Faults are held and healed in a defer: a schedule cancelled while a fault is held
+// heals it before Run returns.
+func TestACancelledScheduleHealsTheFaultInForce(t *testing.T) {
+	c := &fakeCluster{}
+	rec := history.NewRecorder(time.Now(), nil)
+	s := &Schedule{Faults: []Fault{KillFault{}}, Interval: 2 * time.Second, Cluster: c, Rand: rand.New(rand.NewPCG(1, 1)), Rec: rec}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	require.Eventually(t, func() bool { return s.Active() != "" }, 5*time.Second, time.Millisecond, "a kill is in force")
+	cancel()
+	require.NoError(t, <-done)
+	assert.Empty(t, c.down, "every killed node was started again")
+}

@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -76,7 +77,9 @@ func (s *Schedule) fraction(lo, hi float64) time.Duration {
 
 // Run injects faults until ctx is done, then heals the one in force and returns. It
 // returns the first error from injecting or healing: after it, no further fault is
-// injected (the fault that failed to apply was undone and recorded as fail).
+// injected (the fault that failed to apply was undone and recorded as fail). The fault
+// in force is healed in a defer, so also when the goroutine panics; a panic in a
+// fault's Inject or Heal is an error of that fault, not a crash.
 func (s *Schedule) Run(ctx context.Context) error {
 	if len(s.Faults) == 0 {
 		<-ctx.Done()
@@ -94,14 +97,35 @@ func (s *Schedule) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		Sleep(ctx, st.hold)
-		if err := s.heal(st.fault, inj); err != nil {
+		if err := s.hold(ctx, st, inj); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
+}
+
+// hold keeps the injected fault for st.hold (or until ctx ends) and heals it, in a
+// defer: whatever happens while it is held, the heal runs.
+func (s *Schedule) hold(ctx context.Context, st step, inj Injection) (err error) {
+	defer func() {
+		if herr := s.heal(st.fault, inj); herr != nil && err == nil {
+			err = herr
+		}
+	}()
+	Sleep(ctx, st.hold)
+	return nil
+}
+
+// guard turns a panic in f into its error.
+func guard(what string, f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s panicked: %v", what, p)
+		}
+	}()
+	return f()
 }
 
 func (s *Schedule) inject(ctx context.Context, f Fault) (Injection, error) {
@@ -117,7 +141,11 @@ func (s *Schedule) inject(ctx context.Context, f Fault) (Injection, error) {
 		s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: f, Node: node})
 		s.logf("nemesis: %s %s", f, node)
 	}
-	inj, err := f.Inject(ictx, Env{Cluster: s.Cluster, Rand: s.Rand, Note: note})
+	var inj Injection
+	err := guard("inject "+f.Name(), func() (err error) {
+		inj, err = f.Inject(ictx, Env{Cluster: s.Cluster, Rand: s.Rand, Note: note})
+		return err
+	})
 	if err != nil {
 		s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Fail, F: start, Error: err.Error()})
 		return inj, fmt.Errorf("inject %s: %w", f.Name(), err)
@@ -134,7 +162,10 @@ func (s *Schedule) heal(f Fault, inj Injection) error {
 	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Invoke, F: end, Node: joinNodes(inj.Nodes)})
 	hctx, cancel := context.WithTimeout(context.Background(), HealTimeout)
 	defer cancel()
-	err := inj.Heal(hctx)
+	err := errors.New("no heal")
+	if inj.Heal != nil {
+		err = guard("heal "+f.Name(), func() error { return inj.Heal(hctx) })
+	}
 	s.setActive("", Injection{})
 	if err != nil {
 		s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Fail, F: end, Error: err.Error()})

@@ -40,7 +40,12 @@ func FinalReads(ctx context.Context, cfg Config, open Opener, rec *history.Recor
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if !finalRead(ctx, cfg, open, rec, key, newProcess) {
+			read := false
+			func() {
+				defer func() { _ = recover() }() // an opener that panics read nothing
+				read = finalRead(ctx, cfg, open, rec, key, newProcess)
+			}()
+			if !read {
 				mu.Lock()
 				unread = append(unread, key)
 				mu.Unlock()

@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -24,7 +25,7 @@ const errorBackoff = 50 * time.Millisecond
 // rec, until the time limit passes or ctx ends. It returns once every operation in
 // flight has completed and been recorded: an operation cut off by ctx is info.
 // Stopping at the time limit or on ctx is not an error; Run fails only on a bad
-// config.
+// config, or when a worker panicked (the others go on to the end).
 func Run(ctx context.Context, cfg Config, open Opener, rec *history.Recorder) (Stats, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
@@ -44,13 +45,24 @@ func Run(ctx context.Context, cfg Config, open Opener, rec *history.Recorder) (S
 	gen := newGenerator(cfg)
 	pace := newPacer(cfg.Rate)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
 	for w := range cfg.Concurrency {
 		wk := &worker{id: w, cfg: cfg, rnd: workerRand(cfg.Seed, w), gen: gen, pace: pace,
 			open: open, rec: rec, prog: prog, sess: session{process: w}}
-		wg.Go(func() { wk.run(ctx, deadline) })
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil { // a bug of ours: stop this worker, say so
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("workload: worker %d panicked: %v", w, p))
+					mu.Unlock()
+				}
+			}()
+			wk.run(ctx, deadline)
+		})
 	}
 	wg.Wait()
-	return prog.Stats(), nil
+	return prog.Stats(), errors.Join(errs...)
 }
 
 // worker is one logical client: it issues one operation at a time, under process ids
@@ -137,7 +149,15 @@ func (s *session) close() {
 }
 
 // apply runs o on c and returns its result: what a read read, else o's argument.
-func apply(ctx context.Context, c Client, o op) (history.Value, error) {
+//
+// A client that panics has answered nothing: its operation is indeterminate (the error
+// is not definite), and the run goes on.
+func apply(ctx context.Context, c Client, o op) (v history.Value, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			v, err = history.Value{}, fmt.Errorf("client panicked: %v", p)
+		}
+	}()
 	switch o.f {
 	case "read":
 		if o.list {

@@ -346,3 +346,37 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// panicClient panics on every call.
+type panicClient struct{ errClient }
+
+func (panicClient) Write(context.Context, string, string) error { panic("client bug") }
+func (panicClient) Read(context.Context, string) (string, bool, error) {
+	panic("client bug")
+}
+
+// A client that panics answered nothing: its operation is indeterminate, the process
+// is retired, and the run goes on to its end.
+func TestAPanickingClientIsIndeterminateNotACrash(t *testing.T) {
+	rec := newRecorder()
+	cfg := Config{Concurrency: 2, TimeLimit: 50 * time.Millisecond, Rate: 500}
+	stats, err := Run(context.Background(), cfg, constOpener(panicClient{}), rec)
+	require.NoError(t, err)
+	wellFormed(t, rec.Events())
+	assert.Positive(t, stats.Info)
+	for _, e := range rec.Events() {
+		if e.Type == history.Info {
+			assert.Contains(t, e.Error, "client panicked: client bug")
+		}
+	}
+}
+
+// A worker that panics outside a client call (a bug of ours) stops; Run says so.
+func TestAPanickingWorkerIsAnError(t *testing.T) {
+	rec := newRecorder()
+	cfg := Config{Concurrency: 2, TimeLimit: 50 * time.Millisecond}
+	opener := func(context.Context, int) (Client, string, error) { panic("opener bug") }
+	_, err := Run(context.Background(), cfg, opener, rec)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "panicked: opener bug")
+}

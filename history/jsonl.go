@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -31,10 +32,15 @@ type Writer struct {
 const DefaultFlushInterval = 200 * time.Millisecond
 
 // CreateWriter creates (truncating) path and returns a Writer that flushes and fsyncs it
-// every interval (DefaultFlushInterval when interval <= 0).
+// every interval (DefaultFlushInterval when interval <= 0). The new file's directory
+// entry is fsynced before it returns: a crash right after cannot lose the file itself.
 func CreateWriter(path string, interval time.Duration) (*Writer, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
+		return nil, fmt.Errorf("create history: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("create history: %w", err)
 	}
 	if interval <= 0 {
@@ -43,6 +49,19 @@ func CreateWriter(path string, interval time.Duration) (*Writer, error) {
 	w := &Writer{f: f, buf: bufio.NewWriterSize(f, 1<<16), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go w.flushLoop(interval)
 	return w, nil
+}
+
+// syncDir fsyncs a directory, making the entries created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
 }
 
 func (w *Writer) flushLoop(interval time.Duration) {

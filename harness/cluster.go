@@ -325,7 +325,9 @@ func (c *cluster) HealAll(ctx context.Context) error {
 		}
 	}
 	for _, n := range c.marked(c.removed) {
-		errs = append(errs, c.AddMember(ctx, n))
+		if err := c.AddMember(ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("%s is not a member again: %w", n, err))
+		}
 	}
 	for _, n := range c.marked(c.clocked) {
 		errs = append(errs, c.SetClock(ctx, n, 0, 1))

@@ -183,6 +183,7 @@ func (r *run) progressLoop(ctx context.Context) func() {
 	done, stop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() { _ = recover() }() // progress is a view: losing it must not end the run
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		start := time.Now()

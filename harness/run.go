@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -42,6 +44,9 @@ const (
 const (
 	readyTimeout     = 60 * time.Second
 	finalReadTimeout = 30 * time.Second
+	// healAllTimeout bounds the final heal: a member that never rejoins must not hang
+	// the run (an interrupt ends the heal at once).
+	healAllTimeout = 2 * time.Minute
 )
 
 // Outcome is what a run ended with.
@@ -123,6 +128,7 @@ func Run(ctx context.Context, spec Spec, env Env) Outcome {
 	out := Outcome{Violation: -1}
 	if err := r.open(); err != nil {
 		out.Err = err
+		fmt.Fprintf(env.Stderr, "faultline test: %v\n", err) // there is no run log to say it in
 		return out
 	}
 	out.Dir = r.dir
@@ -150,6 +156,15 @@ func Run(ctx context.Context, spec Spec, env Env) Outcome {
 	return out
 }
 
+// recovered, deferred in a goroutine the run starts, turns a panic into *err: every
+// goroutine of a run ends in an error the run reports and heals after, never in a crash
+// that leaves faults and nodes behind.
+func recovered(err *error, what string) {
+	if p := recover(); p != nil {
+		*err = errors.Join(*err, fmt.Errorf("%s panicked: %v", what, p))
+	}
+}
+
 func newRunID() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
@@ -160,7 +175,10 @@ func newRunID() string {
 func (r *run) open() error {
 	dir, err := results.NewRunDir(r.spec.Results, r.spec.Name, r.base)
 	if err != nil {
-		return err
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.ENOTDIR) {
+			return usagef("results: %s cannot hold a run: %v", r.spec.Results, err) // the user's path
+		}
+		return fmt.Errorf("results: %w", err) // a full disk, say: the machine's
 	}
 	r.dir = dir
 	lf, err := os.OpenFile(filepath.Join(dir, "faultline.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -333,11 +351,56 @@ func (r *run) start(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	if err := target.Poll(rctx, 200*time.Millisecond, r.target.Ready); err != nil {
+	if err := r.waitReady(rctx, names); err != nil {
 		return fmt.Errorf("start %d %s nodes: cluster not ready: %w", len(names), r.spec.Target, err)
 	}
 	r.logf("cluster of %d ready after %v (runtime %s)", len(names), time.Since(r.base).Round(time.Millisecond), r.rt.Name())
 	return nil
+}
+
+// waitReady polls the target until the cluster serves. A node that exits meanwhile ends
+// the wait at once, with the tail of its log: it will not get ready by itself.
+func (r *run) waitReady(ctx context.Context, names []string) error {
+	var last error
+	for {
+		for _, n := range names {
+			if !r.rt.Running(n) {
+				return fmt.Errorf("%s exited while starting; the end of its log (nodes/%s/):\n%s", n, n,
+					logTail(filepath.Join(r.dir, "nodes", n), 5))
+			}
+		}
+		if last = r.target.Ready(ctx); last == nil {
+			return nil
+		}
+		if !nemesis.Sleep(ctx, 200*time.Millisecond) {
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		}
+	}
+}
+
+// logTail returns the last n lines of the newest log in dir, indented ("" if none).
+func logTail(dir string, n int) string {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	var newest string
+	var at time.Time
+	for _, l := range logs {
+		if st, err := os.Stat(l); err == nil && st.ModTime().After(at) {
+			newest, at = l, st.ModTime()
+		}
+	}
+	b, err := os.ReadFile(newest)
+	if err != nil {
+		return "  (no log)"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	for i, l := range lines {
+		if len(l) > 300 {
+			l = l[:300] + "…"
+		}
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n")
 }
 
 // load runs the workload and the nemesis schedule together for the time limit.
@@ -355,11 +418,13 @@ func (r *run) load(ctx context.Context, faults []nemesis.Fault) error {
 	// The workload enforces the time limit itself and lets operations in flight finish
 	// (within their op timeout); only the nemesis gets a context that ends at the limit.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		_, err := workload.Run(gctx, cfg, r.target.Opener(cfg.OpTimeout), r.rec)
+	g.Go(func() (err error) {
+		defer recovered(&err, "workload")
+		_, err = workload.Run(gctx, cfg, r.target.Opener(cfg.OpTimeout), r.rec)
 		return err
 	})
-	g.Go(func() error {
+	g.Go(func() (err error) {
+		defer recovered(&err, "nemesis")
 		nctx, cancel := context.WithTimeout(gctx, r.spec.TimeLimit.D())
 		defer cancel()
 		return r.sched.Run(nctx)
@@ -380,9 +445,15 @@ func (r *run) workloadConfig() workload.Config {
 // recover heals every fault, gives the cluster its recovery window, and reads every key
 // once more.
 func (r *run) recover(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return nil // interrupted: the teardown stops every node and removes every fault
+	}
 	r.phase = "healing"
-	if err := r.cl.HealAll(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("heal: %w", err)
+	hctx, cancel := context.WithTimeout(ctx, healAllTimeout)
+	err := r.cl.HealAll(hctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("heal (within %v): %w", healAllTimeout, err)
 	}
 	r.rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: "heal-all"})
 	if !nemesis.Sleep(ctx, r.spec.Recovery.D()) {
@@ -454,6 +525,11 @@ func (r *run) watchExits(ctx context.Context) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() {
+			if p := recover(); p != nil {
+				r.logf("exit watcher panicked (no more exits are noted): %v", p)
+			}
+		}()
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {

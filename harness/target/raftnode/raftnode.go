@@ -158,10 +158,16 @@ func (t *Target) statuses(ctx context.Context, timeout time.Duration) (map[strin
 	ch := make(chan answer, len(t.names))
 	for _, n := range t.names {
 		go func() {
+			a := answer{node: n}
+			defer func() { // every node answers once, a panic included
+				if p := recover(); p != nil {
+					a.err = fmt.Errorf("status panicked: %v", p)
+				}
+				ch <- a
+			}()
 			sctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			st, err := t.Client(n).Status(sctx)
-			ch <- answer{n, st, err}
+			a.st, a.err = t.Client(n).Status(sctx)
 		}()
 	}
 	sts := map[string]client.Status{}

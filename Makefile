@@ -6,14 +6,19 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # One static binary: faultline, which also runs as raftnode when called by that name.
 export CGO_ENABLED = 0
 
-.PHONY: build run test unit fuzz bench image zoo clean-runs clean
+.PHONY: build run run-raftnode test unit fuzz bench image zoo clean-runs clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/faultline ./cmd/faultline
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/raftnode ./cmd/raftnode
 
-# The default test: 5 raftnodes, register workload, partitions + kills + pauses, 60 s.
+# The default test: real etcd (the newest 3.7, built once from the Go module proxy and
+# cached), 5 members, register workload, partitions + kills + pauses + packet faults, 60 s.
 run: build
+	$(BIN)/faultline test --target etcd --nodes 5 --workload register --nemesis partition,kill,pause,packet --time-limit 60s
+
+# The same on faultline's own raftnode.
+run-raftnode: build
 	$(BIN)/faultline test --nodes 5 --workload register --nemesis partition,kill,pause --time-limit 60s
 
 test: unit fuzz

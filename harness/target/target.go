@@ -95,6 +95,34 @@ type Members interface {
 	Joined(ctx context.Context, node string) error
 }
 
+// Upgrader is a target whose members can run other releases of the system, one member
+// at a time, on their data: a live upgrade (or downgrade). The harness does the
+// runtime's part: it stops the member, calls SetVersion, starts it again and waits for
+// Healthy.
+type Upgrader interface {
+	// Versions are the releases the target has binaries for, in the order of the
+	// upgrade path; the cluster starts on the first.
+	Versions() []string
+	// Version is the release node runs (or will run at its next start).
+	Version(node string) string
+	// SetVersion makes node's next start run release version.
+	SetVersion(node, version string) error
+	// PrepareDowngrade tells the cluster that its members are about to go back to
+	// version (etcd: the downgrade API); an error when the release cannot.
+	PrepareDowngrade(ctx context.Context, version string) error
+	// ClusterVersion is the version the cluster as a whole reports running at.
+	ClusterVersion(ctx context.Context) (string, error)
+}
+
+// Maintainer is a target with the maintenance operations its operators run while it
+// serves (etcd: compaction and defragmentation).
+type Maintainer interface {
+	// Compact discards history before a recent revision (keeping some), and returns it.
+	Compact(ctx context.Context) (revision int64, err error)
+	// Defragment rewrites node's storage to reclaim space.
+	Defragment(ctx context.Context, node string) error
+}
+
 // Consistency is a target with an end-of-run check across members (e.g. etcd's HashKV
 // at one revision on every member), run after the final reads on the healed cluster.
 type Consistency interface {

@@ -1,0 +1,91 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/history"
+)
+
+// Whole runs against real etcd: the newest 3.7 (built once from the module proxy and
+// cached), and Debian's 3.4.23 when it is installed.
+
+func etcdSpec(t *testing.T, runtime string, args ...string) Spec {
+	t.Helper()
+	etcdBinary(t) // builds (once) before the run's clock starts, and skips in -short mode
+	return e2eSpec(t, runtime, append([]string{"--target", "etcd"}, args...)...)
+}
+
+func TestRunEtcdIsValidUnderFaults(t *testing.T) {
+	needNetns(t)
+	spec := etcdSpec(t, "process", "--nemesis", "partition,kill,pause,packet", "--seed", "3")
+	o, out := runE2E(t, context.Background(), spec)
+	require.NoError(t, o.Err)
+	assert.Equal(t, checker.Valid, o.Verdict)
+	fs := nemesisFs(readEvents(t, o.Dir))
+	assert.True(t, fs["start-partition"] && fs["kill"] && fs["pause"] && fs["start-packet"], "every kind was injected: %v", fs)
+	var tj struct {
+		Target map[string]any `json:"target"`
+	}
+	b, err := os.ReadFile(filepath.Join(o.Dir, "test.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &tj))
+	assert.Equal(t, DefaultEtcdVersion, tj.Target["version"], "test.json records the etcd version")
+	assert.FileExists(t, filepath.Join(o.Dir, "nodes", "n1", "etcd.log"))
+	assert.Contains(t, out, "etcd on process")
+	assert.Empty(t, leftovers(t, o.Dir))
+}
+
+func TestRunEtcdSerializableReadsAreCaught(t *testing.T) {
+	needNetns(t)
+	var o Outcome
+	for _, seed := range []string{"41", "42", "43"} {
+		spec := etcdSpec(t, "process", "--etcd-serializable-reads", "--nemesis", "partition", "--seed", seed)
+		if o, _ = runE2E(t, context.Background(), spec); o.ExitCode() == ExitInvalid {
+			break
+		}
+	}
+	require.Equal(t, ExitInvalid, o.ExitCode(), "serializable reads under partitions were not caught in 3 runs")
+	assert.FileExists(t, filepath.Join(o.Dir, "linearizability.html"))
+	assert.Empty(t, leftovers(t, o.Dir))
+}
+
+func TestRunEtcdOnDocker(t *testing.T) {
+	if ok, why := docker.Available(context.Background()); !ok {
+		t.Skip("needs a docker daemon: " + why)
+	}
+	spec := etcdSpec(t, "docker", "--nemesis", "partition,kill,pause", "--seed", "4")
+	o, out := runE2E(t, context.Background(), spec)
+	require.NoError(t, o.Err)
+	assert.Equal(t, checker.Valid, o.Verdict)
+	assert.Contains(t, out, "etcd on docker")
+	assert.Empty(t, leftovers(t, o.Dir))
+}
+
+func TestRunDebianEtcd(t *testing.T) {
+	needNetns(t)
+	const bin = "/usr/bin/etcd"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skip("needs Debian's etcd-server (CI installs it): " + err.Error())
+	}
+	spec := e2eSpec(t, "process", "--target", "etcd", "--etcd-binary", bin, "--nemesis", "partition,kill,packet", "--seed", "5")
+	o, _ := runE2E(t, context.Background(), spec)
+	require.NoError(t, o.Err)
+	assert.Equal(t, checker.Valid, o.Verdict)
+	assert.Empty(t, leftovers(t, o.Dir))
+}
+
+func readEvents(t *testing.T, dir string) []history.Event {
+	t.Helper()
+	events, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	require.NoError(t, err)
+	return events
+}

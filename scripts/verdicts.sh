@@ -19,6 +19,7 @@ shift $((OPTIND - 1))
 FL=${FL:-bin/faultline} # FL=path runs another build (e.g. a copy, while bin/ is rebuilt)
 [ "$FL" != bin/faultline ] || make -s build >/dev/null || exit 3
 R=${RESULTS:-$(mktemp -d)}
+mkdir -p "$R" || exit 3
 echo "faultline test $* (seeds $FIRST..$((FIRST + N - 1)), results $R)"
 echo
 echo "| seed | exit | verdict | ops ok | availability (during faults) | p99 | faults |"

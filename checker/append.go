@@ -26,12 +26,16 @@ type AppendResult struct {
 func checkAppend(ops []op) *AppendResult {
 	res := &AppendResult{Lost: []string{}, Duplicated: []string{}, Reordered: []string{}, Unexpected: []string{}}
 	keys, m := byKey(ops)
+	read := false
 	for _, k := range keys {
-		checkAppendKey(res, k, m[k])
+		read = checkAppendKey(res, k, m[k]) || read
 	}
 	res.Verdict = Valid
-	if len(res.Lost)+len(res.Duplicated)+len(res.Reordered)+len(res.Unexpected) > 0 {
+	switch {
+	case len(res.Lost)+len(res.Duplicated)+len(res.Reordered)+len(res.Unexpected) > 0:
 		res.Verdict = Invalid
+	case !read:
+		res.Verdict = Unknown // no list was read: nothing was checked
 	}
 	return res
 }
@@ -42,7 +46,9 @@ func (res *AppendResult) anomaly(format string, args ...any) {
 	}
 }
 
-func checkAppendKey(res *AppendResult, key string, ops []*op) {
+// checkAppendKey checks one key and reports whether it had a successful read. (The
+// operations it cannot interpret, the list model notes and counts: see listOps.)
+func checkAppendKey(res *AppendResult, key string, ops []*op) bool {
 	var appends, reads []*op
 	appended := map[string]bool{}
 	for i := range ops {
@@ -92,4 +98,5 @@ func checkAppendKey(res *AppendResult, key string, ops []*op) {
 			res.anomaly("key %q: %s returned %s and %s returned %s: neither is a prefix of the other", key, r.describe(), brief(r.out.L), longest.describe(), brief(longest.out.L))
 		}
 	}
+	return len(reads) > 0
 }

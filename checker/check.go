@@ -3,6 +3,7 @@ package checker
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/faultline/faultline/history"
@@ -15,6 +16,13 @@ type Options struct {
 	// Timeout bounds the linearizability search (zero: no bound but ctx). Keys not
 	// decided in time make the verdict unknown.
 	Timeout time.Duration
+	// MinEvidence is the evidence floor: the history must hold at least this many
+	// acknowledged updates (writes or successful cas; appends; adds) and as many
+	// acknowledged reads, or its verdict is unknown, never valid (see evidence for what
+	// counts). Below 1 (the zero value) it is DefaultMinEvidence: no evidence is never a
+	// pass. The floor is over the whole history; per key, a key with updates and no
+	// acknowledged read makes the verdict unknown as well, whatever the floor.
+	MinEvidence int
 }
 
 // maxNotes bounds Result.Notes; a history malformed throughout says so soon enough.
@@ -24,7 +32,11 @@ const maxNotes = 100
 var Workloads = []string{"register", "append", "set"}
 
 // Check judges a history. It never fails: what it cannot judge makes the verdict
-// unknown, and what it had to forgive is in Result.Notes.
+// unknown, with the reasons in Result.UnknownBecause, and what it had to forgive is in
+// Result.Notes. A verdict is valid only if every checker found the history valid, the
+// history holds the evidence Options.MinEvidence asks for, every key with updates was
+// read, and no operation had to be left out as uninterpretable. An invalid verdict is
+// never made unknown: a violation found is real.
 func Check(ctx context.Context, events []history.Event, opts Options) (res Result) {
 	start := time.Now()
 	p := pairOps(events)
@@ -36,6 +48,9 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 	go func() { stats <- computeStats(p) }()
 	defer func() { res.Stats = <-stats }()
 	var verdicts []Verdict
+	var reasons []Reason
+	bad := ignoredOps{}
+	bad.merge(p.ignored)
 	switch res.Workload {
 	case "register", "append":
 		model := "register"
@@ -44,33 +59,68 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 			res.Append = checkAppend(p.ops)
 			verdicts = append(verdicts, res.Append.Verdict)
 		}
-		keys := keyHistories(model, p.ops)
+		keys := keyHistories(model, p.ops, p.ignored.keys)
 		lin, viz := linearizable(ctx, linJob{model: model, keys: keys, timeout: opts.Timeout, faults: faultWindows(p.nemesis)})
 		for _, k := range keys {
 			res.Notes = append(res.Notes, k.notes...)
+			bad.merge(k.bad)
 		}
 		res.Linearizability = lin
 		verdicts = append(verdicts, lin.Verdict)
+		reasons = append(reasons, lin.reasons...)
 		if viz != nil {
 			viz.info.AddAnnotations(annotations(p.nemesis))
 			res.viz = viz
 		}
 	case "set":
-		res.Set = checkSet(p.ops)
+		var notes []string
+		res.Set, notes = checkSet(p.ops, &bad)
+		res.Notes = append(res.Notes, notes...)
 		verdicts = append(verdicts, res.Set.Verdict)
+		if len(res.Set.NoFinalRead) > 0 {
+			reasons = append(reasons, unreadReason(res.Set.NoFinalRead))
+		}
 	default:
 		res.Notes = append(res.Notes, fmt.Sprintf("unknown workload %q: nothing checked", res.Workload))
+		reasons = append(reasons, Reason{Code: ReasonUnknownWorkload, Detail: fmt.Sprintf("unknown workload %q: nothing checked", res.Workload)})
+		verdicts = append(verdicts, Unknown)
 	}
 	if len(p.ops) == 0 {
 		res.Notes = append(res.Notes, "no client operations in the history")
+	}
+	floor := max(opts.MinEvidence, DefaultMinEvidence)
+	short := ""
+	if model := modelOf(res.Workload); model != "" || len(p.ops) == 0 { // an unknown workload has no evidence to weigh
+		short = gatherEvidence(model, p.ops).shortfall(model, floor)
+	}
+	if short != "" {
+		reasons = append(reasons, Reason{Code: ReasonNoEvidence, Detail: short})
+		verdicts = append(verdicts, Unknown)
+	}
+	if bad.n > 0 {
+		reasons = append(reasons, Reason{Code: ReasonMalformedOps, Detail: bad.String()})
 		verdicts = append(verdicts, Unknown)
 	}
 	if len(res.Notes) > maxNotes {
 		res.Notes = append(res.Notes[:maxNotes], fmt.Sprintf("… and %d more notes like these", len(res.Notes)-maxNotes))
 	}
 	res.Verdict = Compose(verdicts...)
+	if res.Verdict == Unknown {
+		if len(reasons) == 0 {
+			reasons = append(reasons, Reason{Code: ReasonUnexplained, Detail: "a checker could not decide, and did not say why"})
+		}
+		sort.SliceStable(reasons, func(a, b int) bool { return rank(reasons[a].Code) < rank(reasons[b].Code) })
+		res.UnknownBecause = reasons
+	}
 	res.Elapsed = time.Since(start)
 	return res
+}
+
+func rank(code string) int {
+	if r, ok := reasonRank[code]; ok {
+		return r
+	}
+	return len(reasonRank)
 }
 
 // guessWorkload names the workload whose operations the history holds.
@@ -88,11 +138,12 @@ func guessWorkload(ops []op) string {
 
 // keyHistories groups the operations by key, for the model; each key's porcupine
 // history is built by prepare, in checkKeys's workers.
-func keyHistories(model string, ops []op) []keyHistory {
+// pairIgnored counts, by key, the operations the pairing could not interpret.
+func keyHistories(model string, ops []op, pairIgnored map[string]int) []keyHistory {
 	keys, m := byKey(ops)
 	out := make([]keyHistory, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, keyHistory{key: k, model: model, raw: m[k]})
+		out = append(out, keyHistory{key: k, model: model, raw: m[k], pairIgnored: pairIgnored[k]})
 	}
 	return out
 }
@@ -101,10 +152,12 @@ func keyHistories(model string, ops []op) []keyHistory {
 func (kh *keyHistory) prepare() {
 	if kh.model == "list" {
 		order, ordered, contradiction := listOrder(kh.raw)
-		kh.pops, kh.ops, kh.dropped, kh.notes = listOps(kh.raw, order, ordered)
+		kh.pops, kh.ops, kh.dropped, kh.notes = listOps(kh.raw, order, ordered, &kh.bad)
 		kh.contradiction = contradiction
 	} else {
-		kh.pops, kh.ops, kh.dropped, kh.notes = registerOps(kh.raw)
+		kh.pops, kh.ops, kh.dropped, kh.notes = registerOps(kh.raw, &kh.bad)
 	}
-	kh.ignored = len(kh.notes)
+	kh.ignored = kh.pairIgnored + kh.bad.n
+	_, reads, updates := keyEvidence(kh.model, kh.raw)
+	kh.unread = updates > 0 && reads == 0
 }

@@ -10,7 +10,13 @@
 //  2. by workload, run the checkers: linearizability with porcupine (the register model
 //     for register histories, the list model for append histories), the set checker,
 //     the append checker, and the stats, which never decide a verdict;
-//  3. compose their verdicts: invalid beats unknown beats valid.
+//  3. compose their verdicts: invalid beats unknown beats valid; then weigh the
+//     evidence. A history without an acknowledged update and an acknowledged read
+//     (Options.MinEvidence of each), a key with updates and no acknowledged read, or an
+//     operation the checker could not interpret (a completion without an invoke, a
+//     value of the wrong shape, an f the workload has no model for, …) make a valid
+//     verdict unknown — never an invalid one — and Result.UnknownBecause says why, with
+//     a machine-readable code. No evidence is never a pass.
 //
 // Linearizability is checked one key at a time (P-compositionality), a few keys at once,
 // under one time budget: a key not decided in time is unknown, never valid. Before

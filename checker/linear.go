@@ -2,6 +2,8 @@ package checker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"runtime"
 	"sort"
 	"sync"
@@ -21,11 +23,21 @@ type LinResult struct {
 	// ones left out because they could not matter.
 	Ops     int `json:"ops"`
 	Dropped int `json:"dropped"`
+	// Ignored counts the operations of the keys that the checker could not interpret
+	// (see Result.Notes): left out, or their outcome guessed.
+	Ignored int `json:"ignored"`
 	// Failures lists the keys with no linearization, each explained.
 	Failures []KeyFailure `json:"failures,omitempty"`
-	// UnknownKeys are the keys not decided in time.
+	// UnknownKeys are the keys not decided: their search ran out of time, or some of
+	// their operations could not be interpreted (an ignored operation may be the
+	// violation, or explain one away), so they are judged neither valid nor invalid.
 	UnknownKeys []string `json:"unknown_keys,omitempty"`
-	Elapsed     Millis   `json:"elapsed_ms"`
+	// UnreadKeys are the keys with updates but no acknowledged read: their search
+	// succeeds, and proves nothing.
+	UnreadKeys []string `json:"unread_keys,omitempty"`
+	Elapsed    Millis   `json:"elapsed_ms"`
+
+	reasons []Reason // why the verdict is unknown, for Result.UnknownBecause
 }
 
 // KeyFailure is one key whose history has no linearization.
@@ -49,13 +61,19 @@ func (m Millis) MarshalJSON() ([]byte, error) {
 
 // keyHistory is one key's porcupine operations and the ops they came from.
 type keyHistory struct {
-	key     string
-	model   string
-	raw     []*op // every operation of the key
-	notes   []string
-	pops    []porcupine.Operation
-	ops     []*op
-	ignored int // operations of an unexpected shape, left out
+	key   string
+	model string
+	raw   []*op // every operation of the key
+	notes []string
+	pops  []porcupine.Operation
+	ops   []*op
+	// bad counts the key's operations the model could not interpret; ignored is their
+	// number plus the pairing's (pairIgnored): a key with any is never decided.
+	bad         ignoredOps
+	pairIgnored int
+	ignored     int
+	// unread is set when the key has updates but no acknowledged read.
+	unread bool
 	// contradiction is set when the key's reads disagree in a way no order explains
 	// (see listOrder): it fails without a search.
 	contradiction bool
@@ -88,6 +106,10 @@ func checkKeys(ctx context.Context, model porcupine.Model, keys []keyHistory, de
 			defer wg.Done()
 			for i := range next {
 				keys[i].prepare()
+				if keys[i].ignored > 0 { // undecided whatever the search says: skip it
+					out[i] = porcupine.Unknown
+					continue
+				}
 				if keys[i].contradiction {
 					out[i] = porcupine.Illegal
 					continue
@@ -154,16 +176,40 @@ func linearizable(ctx context.Context, job linJob) (*LinResult, *vizData) {
 	}
 	var failed []keyHistory
 	verdicts := []Verdict{Valid}
+	undecided := 0
 	for i, r := range outcomes {
+		k := &keys[i]
+		res.Ignored += k.ignored
 		switch {
-		case r == porcupine.Illegal && keys[i].ignored == 0:
-			failed = append(failed, keys[i])
+		case k.ignored > 0:
+			res.UnknownKeys = append(res.UnknownKeys, k.key) // the reason is Result's: malformed_ops
+			verdicts = append(verdicts, Unknown)
+		case r == porcupine.Illegal:
+			failed = append(failed, *k)
 			verdicts = append(verdicts, Invalid)
+		case r == porcupine.Ok && k.unread:
+			res.UnreadKeys = append(res.UnreadKeys, k.key)
+			verdicts = append(verdicts, Unknown)
 		case r == porcupine.Ok:
 		default:
-			res.UnknownKeys = append(res.UnknownKeys, keys[i].key)
+			res.UnknownKeys = append(res.UnknownKeys, k.key)
+			undecided++
 			verdicts = append(verdicts, Unknown)
 		}
+	}
+	if res.Ops == 0 {
+		verdicts = append(verdicts, Unknown) // nothing was checked (the evidence floor says why)
+	}
+	if undecided > 0 {
+		why := "the search ran out of time"
+		if errors.Is(ctx.Err(), context.Canceled) {
+			why = "the check was cancelled"
+		}
+		res.reasons = append(res.reasons, Reason{Code: ReasonUndecidedKeys,
+			Detail: fmt.Sprintf("%d %s not decided: %s", undecided, plural(undecided, "key was", "keys were"), why)})
+	}
+	if len(res.UnreadKeys) > 0 {
+		res.reasons = append(res.reasons, unreadReason(res.UnreadKeys))
 	}
 	res.Verdict = Compose(verdicts...)
 	var viz *vizData

@@ -168,8 +168,9 @@ func listOrder(ops []*op) (order []string, ordered, contradiction bool) {
 
 // listOps converts one key's append and read operations, dropping an info read and an
 // info append whose element no read contains (no read can follow it: every later read
-// would contain the element).
-func listOps(ops []*op, order []string, ordered bool) (pops []porcupine.Operation, kept []*op, dropped int, notes []string) {
+// would contain the element). Operations it cannot interpret are noted and counted in
+// bad.
+func listOps(ops []*op, order []string, ordered bool, bad *ignoredOps) (pops []porcupine.Operation, kept []*op, dropped int, notes []string) {
 	pos := make(map[string]int, len(order))
 	for i, e := range order {
 		pos[e] = i
@@ -201,6 +202,13 @@ func listOps(ops []*op, order []string, ordered bool) (pops []porcupine.Operatio
 			}
 		default:
 			notes = append(notes, fmt.Sprintf("event %d: %s of %v on key %q is not a list operation; ignored", o.invIdx, o.f, o.in, o.key))
+			why := whyForeign
+			if o.f == "read" || o.f == "append" {
+				why = whyShape
+			}
+			if o.guessed == "" { // else counted by the pairing
+				bad.add(o.key, why)
+			}
 			continue
 		}
 		pops = append(pops, porcupine.Operation{ClientId: o.process, Input: in, Call: o.call, Output: out, Return: o.end()})

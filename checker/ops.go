@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/faultline/faultline/history"
 )
@@ -26,6 +27,10 @@ type op struct {
 	node    string
 	err     string
 	untimed bool // the history's times are only its order: describe by events
+	// guessed says why the pairing had to guess this operation's outcome or times (a
+	// reused process, a completion of another operation, a completion timed before its
+	// invoke); "" when it did not. Its key cannot be judged valid.
+	guessed string
 }
 
 // open reports whether the operation's outcome is unknown.
@@ -44,6 +49,8 @@ type pairing struct {
 	ops     []op // in invoke order; fails included (skip them: they never took effect)
 	nemesis []history.Event
 	notes   []string
+	// ignored counts the events the pairing could not interpret (each also a note).
+	ignored ignoredOps
 	// untimed is set when every event's time is its index, as the Jepsen readers give
 	// histories without clock readings: times then order events but measure nothing.
 	untimed bool
@@ -51,7 +58,10 @@ type pairing struct {
 
 // pairOps pairs invokes with their completions per process. An invoke followed by
 // another invoke on the same process, or never completed, is indeterminate; a
-// completion without an invoke is noted and ignored.
+// completion without an invoke is noted and ignored; a completion that names another
+// operation (f or key) than its invoke leaves the invoke indeterminate. What the
+// pairing could not interpret is noted and counted in ignored, by key (an operation
+// never completed is not: a history cut short by a crash is still well formed).
 func pairOps(events []history.Event) pairing {
 	p := pairing{ops: make([]op, 0, len(events)/2+1)}
 	var pending pendingOps
@@ -65,6 +75,8 @@ func pairOps(events []history.Event) pairing {
 		if e.Type == history.Invoke {
 			if i, ok := pending.take(e.Process); ok {
 				p.notes = append(p.notes, fmt.Sprintf("event %d: process %d invoked again before event %d completed; taken as indeterminate", e.Index, e.Process, p.ops[i].invIdx))
+				p.ops[i].guessed = whyReinvoked
+				p.ignored.add(p.ops[i].key, whyReinvoked)
 			}
 			pending.put(e.Process, len(p.ops))
 			p.ops = append(p.ops, op{process: e.Process, f: e.F, key: e.Key, status: history.Info,
@@ -74,9 +86,17 @@ func pairOps(events []history.Event) pairing {
 		i, ok := pending.take(e.Process)
 		if !ok {
 			p.notes = append(p.notes, fmt.Sprintf("event %d: %s of %s by process %d has no invoke; ignored", e.Index, e.Type, e.F, e.Process))
+			p.ignored.add(e.Key, whyNoInvoke)
 			continue
 		}
 		o := &p.ops[i]
+		if e.F != "" && e.F != o.f || e.Key != "" && e.Key != o.key {
+			p.notes = append(p.notes, fmt.Sprintf("event %d: %s of %s on key %q completes event %d, a %s on key %q; the %s is taken as indeterminate",
+				e.Index, e.Type, e.F, e.Key, o.invIdx, o.f, o.key, o.f))
+			o.guessed = whyMispaired
+			p.ignored.add(o.key, whyMispaired)
+			continue // o stays open: info, never completed
+		}
 		o.status, o.out, o.done, o.retIdx, o.err = e.Type, e.Value, e.Time, e.Index, e.Error
 		if e.Node != "" {
 			o.node = e.Node
@@ -84,6 +104,8 @@ func pairOps(events []history.Event) pairing {
 		if e.Time < o.call {
 			p.notes = append(p.notes, fmt.Sprintf("event %d: completes event %d but is timed before it; taken as completing at its invoke", e.Index, o.invIdx))
 			o.done = o.call
+			o.guessed = whyTimedBefore
+			p.ignored.add(o.key, whyTimedBefore)
 		}
 		if e.Type == history.OK {
 			o.ret = o.done
@@ -95,6 +117,73 @@ func pairOps(events []history.Event) pairing {
 		p.ops[i].untimed = p.untimed
 	}
 	return p
+}
+
+// Why operations are left out as malformed (or their outcome guessed): each a phrase
+// that follows a count.
+const (
+	whyNoInvoke    = "completion without an invoke (ignored)"
+	whyReinvoked   = "invoke whose process invoked again before it completed (taken as indeterminate)"
+	whyMispaired   = "completion naming another operation than its invoke (taken as indeterminate)"
+	whyTimedBefore = "completion timed before its invoke (its times guessed)"
+	whyShape       = "operation with a value of an unexpected shape (ignored)"
+	whyForeign     = "operation the workload has no model for (ignored)"
+)
+
+// ignoredOps counts the operations the checker could not interpret — malformed, or
+// paired only by a guess — by why and by key. They are not what the checker leaves out
+// soundly (fails, which never took effect; indeterminate operations that cannot
+// matter; nemesis events): any of them may be the violation, so a history with one is
+// never valid.
+type ignoredOps struct {
+	n    int
+	why  map[string]int
+	keys map[string]int
+}
+
+func (g *ignoredOps) add(key, why string) {
+	if g.why == nil {
+		g.why, g.keys = map[string]int{}, map[string]int{}
+	}
+	g.n++
+	g.why[why]++
+	g.keys[key]++
+}
+
+func (g *ignoredOps) merge(o ignoredOps) {
+	for w, n := range o.why {
+		if g.why == nil {
+			g.why, g.keys = map[string]int{}, map[string]int{}
+		}
+		g.why[w] += n
+		g.n += n
+	}
+	for k, n := range o.keys {
+		g.keys[k] += n
+	}
+}
+
+// String says how many operations were ignored and why, largest cause first.
+func (g ignoredOps) String() string {
+	whys := make([]string, 0, len(g.why))
+	for w := range g.why {
+		whys = append(whys, w)
+	}
+	sort.Slice(whys, func(a, b int) bool {
+		return g.why[whys[a]] > g.why[whys[b]] || g.why[whys[a]] == g.why[whys[b]] && whys[a] < whys[b]
+	})
+	parts := make([]string, len(whys))
+	for i, w := range whys {
+		parts[i] = fmt.Sprintf("%d × %s", g.why[w], w)
+	}
+	return fmt.Sprintf("%d %s could not be interpreted: %s (see notes)", g.n, plural(g.n, "operation", "operations"), strings.Join(parts, ", "))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // pendingOps maps a process to its operation in flight: a slice for the small,

@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/anishathalye/porcupine"
@@ -94,7 +95,9 @@ func regValue(v history.Value) (regState, error) {
 // ordered, is followed only by operations that do not look at the register before the
 // next write (any that did would have seen its value), and open-ended operations can
 // always be ordered last; so the history is linearizable with it iff without it.
-func registerOps(ops []*op) (pops []porcupine.Operation, kept []*op, dropped int, notes []string) {
+//
+// Operations it cannot interpret are noted and counted in bad.
+func registerOps(ops []*op, bad *ignoredOps) (pops []porcupine.Operation, kept []*op, dropped int, notes []string) {
 	seen := observedValues(ops)
 	ins, outs := make([]regInput, 0, len(ops)), make([]regOutput, 0, len(ops)) // one allocation each
 	pops, kept = make([]porcupine.Operation, 0, len(ops)), make([]*op, 0, len(ops))
@@ -103,6 +106,13 @@ func registerOps(ops []*op) (pops []porcupine.Operation, kept []*op, dropped int
 		in, out, err := registerOp(o)
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("event %d: %s on key %q: %v; ignored", o.invIdx, o.f, o.key, err))
+			why := whyShape
+			if err == errNotRegister {
+				why = whyForeign
+			}
+			if o.guessed == "" { // else counted by the pairing
+				bad.add(o.key, why)
+			}
 			continue
 		}
 		if o.open() && (in.kind == regRead || !seen[in.to.v]) {
@@ -144,8 +154,10 @@ func registerOp(o *op) (regInput, regOutput, error) {
 		from, to := regState{set: true, v: o.in.L[0]}, regState{set: true, v: o.in.L[1]}
 		return regInput{kind: regCas, from: from, to: to}, out, nil
 	}
-	return regInput{}, out, fmt.Errorf("not a register operation")
+	return regInput{}, out, errNotRegister
 }
+
+var errNotRegister = errors.New("not a register operation")
 
 // observedValues returns which of the values that indeterminate writes and cas wrote
 // some read saw or some cas expected. Most keys have few such writes, so it looks only

@@ -26,17 +26,24 @@ type SetResult struct {
 	// NeverRead are adds that no read found, that were not acknowledged before the
 	// final read began: they may or may not have happened.
 	NeverRead []string `json:"never_read"`
-	// NoFinalRead are keys with adds but no successful read: they prove nothing.
+	// NoFinalRead are keys with adds but no successful read: they prove nothing, and
+	// make the verdict unknown.
 	NoFinalRead []string `json:"no_final_read,omitempty"`
-	Anomalies   []string `json:"anomalies,omitempty"`
+	// Ignored counts the operations left out because they are not set operations (an f
+	// other than add and read, or a value of another shape); any makes the verdict
+	// unknown rather than valid.
+	Ignored   int      `json:"ignored"`
+	Anomalies []string `json:"anomalies,omitempty"`
 }
 
 // checkSet checks each key's adds against its reads; the last read of a key to begin
-// is its final read.
-func checkSet(ops []op) *SetResult {
-	res := &SetResult{Lost: []string{}, Unexpected: []string{}, Recovered: []string{}, NeverRead: []string{}}
+// is its final read. Operations it cannot interpret are noted (in notes) and counted in
+// bad. With no successful read at all, it has checked nothing: unknown.
+func checkSet(ops []op, bad *ignoredOps) (res *SetResult, notes []string) {
+	res = &SetResult{Lost: []string{}, Unexpected: []string{}, Recovered: []string{}, NeverRead: []string{}}
 	keys, m := byKey(ops)
 	verdicts := []Verdict{Valid}
+	read := false
 	for _, k := range keys {
 		name := func(e string) string {
 			if len(keys) == 1 {
@@ -44,10 +51,33 @@ func checkSet(ops []op) *SetResult {
 			}
 			return k + "/" + e
 		}
+		for _, o := range m[k] {
+			switch {
+			case o.f == "add" && o.in.Kind == history.Str:
+			case o.f == "read" && (o.open() || o.out.Kind != history.Str):
+				read = read || !o.open()
+			case o.guessed != "": // counted by the pairing
+			default:
+				why := whyForeign
+				if o.f == "add" || o.f == "read" {
+					why = whyShape
+				}
+				bad.add(k, why)
+				res.Ignored++
+				v := o.in
+				if o.f == "read" {
+					v = o.out
+				}
+				notes = append(notes, fmt.Sprintf("event %d: %s of %v on key %q is not a set operation; ignored", o.invIdx, o.f, v, k))
+			}
+		}
 		verdicts = append(verdicts, checkSetKey(res, k, m[k], name))
 	}
+	if !read {
+		verdicts = append(verdicts, Unknown)
+	}
 	res.Verdict = Compose(verdicts...)
-	return res
+	return res, notes
 }
 
 // anomaly records the explanation of an anomaly, the first few of them.

@@ -77,20 +77,76 @@ type Result struct {
 	Append          *AppendResult
 	Stats           Stats
 	// Notes are what the checker had to forgive in the history (unpaired events, values
-	// of an unexpected shape); they never make a verdict valid.
-	Notes   []string
-	Elapsed time.Duration
+	// of an unexpected shape); they never make a verdict valid: a history with any is
+	// judged invalid or unknown.
+	Notes []string
+	// UnknownBecause says why the verdict is unknown, the most fundamental reason first;
+	// it is empty unless the verdict is unknown. results.json carries it as
+	// "unknown_because": [{"code": "no_evidence", "detail": "..."}].
+	UnknownBecause []Reason
+	Elapsed        time.Duration
 
 	viz *vizData // the failing keys, for Visualize; nil unless invalid
 }
 
+// Reason is why a verdict is unknown: a stable, machine-readable Code (one of the
+// Reason* constants) and a Detail in plain words, with the numbers.
+type Reason struct {
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
+}
+
+// The codes of Reason, from the most fundamental.
+const (
+	// ReasonNoEvidence: fewer acknowledged updates or reads than Options.MinEvidence.
+	ReasonNoEvidence = "no_evidence"
+	// ReasonMalformedOps: operations the checker could not interpret were left out (or
+	// their outcome guessed); any of them may be the violation.
+	ReasonMalformedOps = "malformed_ops"
+	// ReasonUnreadKeys: keys with updates and no acknowledged read.
+	ReasonUnreadKeys = "unread_keys"
+	// ReasonUndecidedKeys: the linearizability search of some keys ran out of time, or
+	// the check was cancelled.
+	ReasonUndecidedKeys = "undecided_keys"
+	// ReasonUnknownWorkload: Options.Workload names no workload the checker knows.
+	ReasonUnknownWorkload = "unknown_workload"
+	// ReasonInterrupted: the caller cut the check or the run short (see MakeUnknown).
+	ReasonInterrupted = "interrupted"
+	// ReasonUnexplained: a checker answered unknown without saying why (a bug).
+	ReasonUnexplained = "unexplained"
+)
+
+var reasonRank = map[string]int{ReasonNoEvidence: 0, ReasonMalformedOps: 1, ReasonUnreadKeys: 2,
+	ReasonUndecidedKeys: 3, ReasonUnknownWorkload: 4, ReasonInterrupted: 5}
+
+// Why renders UnknownBecause in one line ("" when the verdict is not unknown).
+func (r Result) Why() string {
+	ds := make([]string, len(r.UnknownBecause))
+	for i, u := range r.UnknownBecause {
+		ds[i] = u.Detail
+	}
+	return strings.Join(ds, "; ")
+}
+
+// MakeUnknown makes a valid verdict unknown for the reason given, as a caller does when
+// the check or the run was cut short. An invalid verdict stays invalid (a violation
+// found is real); an unknown one keeps its reasons and gets this one too.
+func (r *Result) MakeUnknown(code, detail string) {
+	if r.Verdict == Invalid {
+		return
+	}
+	r.Verdict = Unknown
+	r.UnknownBecause = append(r.UnknownBecause, Reason{Code: code, Detail: detail})
+}
+
 type resultJSON struct {
-	Valid     Verdict        `json:"valid"`
-	Workload  string         `json:"workload"`
-	Checkers  map[string]any `json:"checkers"`
-	Stats     Stats          `json:"stats"`
-	Notes     []string       `json:"notes,omitempty"`
-	ElapsedMS float64        `json:"check_ms"`
+	Valid          Verdict        `json:"valid"`
+	UnknownBecause []Reason       `json:"unknown_because,omitempty"`
+	Workload       string         `json:"workload"`
+	Checkers       map[string]any `json:"checkers"`
+	Stats          Stats          `json:"stats"`
+	Notes          []string       `json:"notes,omitempty"`
+	ElapsedMS      float64        `json:"check_ms"`
 }
 
 // MarshalJSON encodes the result as results.json:
@@ -106,8 +162,8 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if r.Append != nil {
 		c["append"] = r.Append
 	}
-	return json.Marshal(resultJSON{Valid: r.Verdict, Workload: r.Workload, Checkers: c, Stats: r.Stats,
-		Notes: r.Notes, ElapsedMS: ms(r.Elapsed)})
+	return json.Marshal(resultJSON{Valid: r.Verdict, UnknownBecause: r.UnknownBecause, Workload: r.Workload,
+		Checkers: c, Stats: r.Stats, Notes: r.Notes, ElapsedMS: ms(r.Elapsed)})
 }
 
 // Explanations returns the plain-words explanation of every failure found, one a line.
@@ -127,20 +183,37 @@ func (r Result) Explanations() []string {
 	return out
 }
 
-// Summary renders the result in a few lines for a terminal.
+// Summary renders the result in a few lines for a terminal. An unknown verdict's first
+// line is "unknown: " and why (Why).
 func (r Result) Summary() string {
 	var b strings.Builder
+	if r.Verdict == Unknown && len(r.UnknownBecause) > 0 {
+		b.WriteString("unknown: " + r.Why() + "\n")
+	}
 	if l := r.Linearizability; l != nil {
 		fmt.Fprintf(&b, "linearizability (%s model): %s — %d keys, %d ops checked, %d indeterminate dropped",
 			l.Model, l.Verdict, l.Keys, l.Ops, l.Dropped)
+		if l.Ignored > 0 {
+			fmt.Fprintf(&b, ", %d malformed ignored", l.Ignored)
+		}
 		if len(l.UnknownKeys) > 0 {
 			fmt.Fprintf(&b, ", %d keys undecided", len(l.UnknownKeys))
+		}
+		if len(l.UnreadKeys) > 0 {
+			fmt.Fprintf(&b, ", %d keys never read", len(l.UnreadKeys))
 		}
 		b.WriteString("\n")
 	}
 	if s := r.Set; s != nil {
-		fmt.Fprintf(&b, "set: %s — %d ok, %d lost, %d unexpected, %d stale, %d recovered, %d never read\n",
+		fmt.Fprintf(&b, "set: %s — %d ok, %d lost, %d unexpected, %d stale, %d recovered, %d never read",
 			s.Verdict, s.OK, len(s.Lost), len(s.Unexpected), s.Stale, len(s.Recovered), len(s.NeverRead))
+		if s.Ignored > 0 {
+			fmt.Fprintf(&b, ", %d malformed ignored", s.Ignored)
+		}
+		if len(s.NoFinalRead) > 0 {
+			fmt.Fprintf(&b, ", %d keys without a read", len(s.NoFinalRead))
+		}
+		b.WriteString("\n")
 	}
 	if a := r.Append; a != nil {
 		fmt.Fprintf(&b, "append: %s — %d lost, %d duplicated, %d reordered, %d unexpected\n",

@@ -35,14 +35,16 @@ const DefaultCheckTimeout = 5 * time.Minute
 type checkArgs struct {
 	workload, format, out, path string
 	timeout                     time.Duration
+	minEvidence                 int
 }
 
 // runCheck implements
 //
-//	faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--timeout D] FILE|RUNDIR
+//	faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--timeout D] [--min-evidence N] FILE|RUNDIR
 //
-// It prints the verdict and a summary, writes results.json (and linearizability.html
-// for a violation) next to the history or into --out, and returns the exit code.
+// It prints the verdict (with why, when it is unknown) and a summary, writes
+// results.json (and linearizability.html for a violation) next to the history or into
+// --out, and returns the exit code.
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a, code := parseCheckArgs(args, stderr)
 	if code >= 0 {
@@ -64,9 +66,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if info.Torn {
 		fmt.Fprintf(stdout, "note:    the last line was torn (a crash mid-write) and was dropped; the rest is checked\n")
 	}
-	res := checker.Check(ctx, events, checker.Options{Workload: workload, Timeout: a.timeout})
-	if ctx.Err() != nil && res.Verdict == checker.Valid {
-		res.Verdict = checker.Unknown
+	res := checker.Check(ctx, events, checker.Options{Workload: workload, Timeout: a.timeout, MinEvidence: a.minEvidence})
+	if ctx.Err() != nil {
+		res.MakeUnknown(checker.ReasonInterrupted, "the check was interrupted")
 	}
 	printCheck(stdout, res)
 	dir := a.out
@@ -104,8 +106,9 @@ func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, int) {
 	fs.StringVar(&a.format, "format", "", "jsonl|jepsen-edn|jepsen-log (default: from the file's extension)")
 	fs.StringVar(&a.out, "out", "", "write results.json here (default: next to the history)")
 	fs.DurationVar(&a.timeout, "timeout", DefaultCheckTimeout, "bound on the linearizability search; expiry gives unknown")
+	fs.IntVar(&a.minEvidence, "min-evidence", checker.DefaultMinEvidence, "least number of acknowledged updates, and of acknowledged reads, for any verdict but unknown (at least 1)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--timeout D] FILE|RUNDIR")
+		fmt.Fprintln(stderr, "usage: faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--timeout D] [--min-evidence N] FILE|RUNDIR")
 		fs.PrintDefaults()
 	}
 	var paths []string
@@ -130,6 +133,8 @@ func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, int) {
 		fmt.Fprintf(stderr, "faultline check: --format %q is not jsonl, jepsen-edn or jepsen-log\n", a.format)
 	case a.timeout < 0:
 		fmt.Fprintf(stderr, "faultline check: --timeout must not be negative\n")
+	case a.minEvidence < 1:
+		fmt.Fprintf(stderr, "faultline check: --min-evidence must be at least 1: no evidence is never a pass\n")
 	default:
 		a.path = paths[0]
 		return a, -1
@@ -190,10 +195,21 @@ func readHistory(file, format string) ([]history.Event, history.ReadInfo, error)
 	return history.ReadJSONL(f)
 }
 
+// printCheck prints the verdict, with why on the same line when it is unknown
+// ("verdict: UNKNOWN — no acknowledged read: …"), then the summary and the first notes.
 func printCheck(w io.Writer, res checker.Result) {
 	fmt.Fprintf(w, "workload: %s\n", res.Workload)
-	fmt.Fprintf(w, "verdict: %s\n", strings.ToUpper(string(res.Verdict)))
-	fmt.Fprintln(w, res.Summary())
+	summary := res.Summary()
+	if why := res.Why(); why != "" {
+		fmt.Fprintf(w, "verdict: %s — %s\n", strings.ToUpper(string(res.Verdict)), why)
+		// The summary opens with the same reasons: they are on the verdict line already.
+		if _, rest, ok := strings.Cut(summary, "\n"); ok && strings.HasPrefix(summary, "unknown: ") {
+			summary = rest
+		}
+	} else {
+		fmt.Fprintf(w, "verdict: %s\n", strings.ToUpper(string(res.Verdict)))
+	}
+	fmt.Fprintln(w, summary)
 	for i, n := range res.Notes {
 		if i == 5 {
 			fmt.Fprintf(w, "note:    … and %d more notes (see results.json)\n", len(res.Notes)-5)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,4 +154,77 @@ func TestCheckCannotWriteResults(t *testing.T) {
 	code, out, errs := check(t, "--out", filepath.Join(blocker, "sub"), path)
 	assert.Equal(t, 3, code, out+errs)
 	assert.Contains(t, out, "verdict: VALID", "the verdict is printed before the write fails")
+}
+
+// trustHistory writes the acceptance script's histories: with fail, 3 processes each
+// invoke 5 writes of key "a" that all fail; without, each invokes one write that ends
+// indeterminate, and nothing is read.
+func trustHistory(t *testing.T, fail bool) string {
+	var b strings.Builder
+	i := 0
+	line := func(p int, typ, v, errs string) {
+		fmt.Fprintf(&b, `{"index":%d,"time":%d,"process":%d,"type":%q,"f":"write","key":"a","value":%q`, i, i*1000, p, typ, v)
+		if errs != "" {
+			fmt.Fprintf(&b, `,"error":%q`, errs)
+		}
+		b.WriteString("}\n")
+		i++
+	}
+	for p := range 3 {
+		if fail {
+			for k := range 5 {
+				v := fmt.Sprintf("v%d%d", p, k)
+				line(p, "invoke", v, "")
+				line(p, "fail", v, "unavailable")
+			}
+			continue
+		}
+		v := fmt.Sprintf("w%d", p)
+		line(p, "invoke", v, "")
+		line(p, "info", v, "timeout")
+	}
+	path := filepath.Join(t.TempDir(), "h.jsonl")
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	return path
+}
+
+func TestCheckNoEvidenceIsUnknown(t *testing.T) {
+	for name, tc := range map[string]struct {
+		fail bool
+		why  string
+	}{
+		"allfail": {true, "no acknowledged write and no acknowledged read: 0 of 15 ops were acknowledged (15 failed)"},
+		"allinfo": {false, "no acknowledged write and no acknowledged read: 0 of 3 ops were acknowledged (3 indeterminate)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "o"+name)
+			code, stdout, stderr := check(t, "--workload", "register", "--out", out, trustHistory(t, tc.fail))
+			assert.Equal(t, 2, code, "no evidence is no pass:\n"+stdout+stderr)
+			assert.Contains(t, stdout, "verdict: UNKNOWN — "+tc.why)
+			assert.Equal(t, 1, strings.Count(stdout, tc.why), "the reason once, on the verdict line:\n%s", stdout)
+			b, err := os.ReadFile(filepath.Join(out, "results.json"))
+			require.NoError(t, err)
+			var r struct {
+				Valid          any `json:"valid"`
+				UnknownBecause []struct {
+					Code, Detail string
+				} `json:"unknown_because"`
+			}
+			require.NoError(t, json.Unmarshal(b, &r), string(b))
+			assert.Equal(t, "unknown", r.Valid)
+			require.NotEmpty(t, r.UnknownBecause, string(b))
+			assert.Equal(t, "no_evidence", r.UnknownBecause[0].Code)
+			assert.Equal(t, tc.why, r.UnknownBecause[0].Detail)
+		})
+	}
+}
+
+func TestCheckMinEvidence(t *testing.T) {
+	path := copyFixture(t, "checker/testdata/register-ok.jsonl", "history.jsonl")
+	code, out, errs := check(t, "--min-evidence", "1000", path)
+	assert.Equal(t, 2, code, out+errs)
+	assert.Contains(t, out, "verdict: UNKNOWN — only ")
+	code, out, errs = check(t, "--min-evidence", "0", path)
+	assert.Equal(t, 4, code, out+errs)
+	assert.Contains(t, errs, "--min-evidence")
 }

@@ -112,12 +112,15 @@ const (
 	ReasonUnknownWorkload = "unknown_workload"
 	// ReasonInterrupted: the caller cut the check or the run short (see MakeUnknown).
 	ReasonInterrupted = "interrupted"
+	// ReasonRunError: the run that recorded the history ended in a harness or
+	// infrastructure error: what the history holds may not be what it should.
+	ReasonRunError = "run_error"
 	// ReasonUnexplained: a checker answered unknown without saying why (a bug).
 	ReasonUnexplained = "unexplained"
 )
 
 var reasonRank = map[string]int{ReasonNoEvidence: 0, ReasonMalformedOps: 1, ReasonUnreadKeys: 2,
-	ReasonUndecidedKeys: 3, ReasonUnknownWorkload: 4, ReasonInterrupted: 5}
+	ReasonUndecidedKeys: 3, ReasonUnknownWorkload: 4, ReasonInterrupted: 5, ReasonRunError: 6}
 
 // Why renders UnknownBecause in one line ("" when the verdict is not unknown).
 func (r Result) Why() string {
@@ -220,12 +223,18 @@ func (r Result) Summary() string {
 			a.Verdict, len(a.Lost), len(a.Duplicated), len(a.Reordered), len(a.Unexpected))
 	}
 	st := r.Stats
+	pct := func(x float64) string { // a ratio of nothing is -1
+		if x < 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f%%", 100*x)
+	}
 	if st.Untimed {
-		fmt.Fprintf(&b, "stats: availability %.1f%% (the history has no times)", 100*st.Availability)
+		fmt.Fprintf(&b, "stats: availability %s (the history has no times)", pct(st.Availability))
 	} else {
-		fmt.Fprintf(&b, "stats: availability %.1f%%", 100*st.Availability)
+		fmt.Fprintf(&b, "stats: availability %s", pct(st.Availability))
 		if st.Faults > 0 {
-			fmt.Fprintf(&b, " (%.1f%% during faults, %.1f%% outside)", 100*st.AvailabilityDuringFaults, 100*st.AvailabilityOutsideFaults)
+			fmt.Fprintf(&b, " (%s during faults, %s outside)", pct(st.AvailabilityDuringFaults), pct(st.AvailabilityOutsideFaults))
 		}
 		fmt.Fprintf(&b, ", latency p50 %.1fms p99 %.1fms max %.1fms, %.1f ops/s",
 			st.Latency.P50, st.Latency.P99, st.Latency.Max, st.OpsPerSec)

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,33 +17,47 @@ import (
 )
 
 // check judges the recorded history, writes results.json (and the views of a violation),
-// prints the summary and the JUnit report, and returns the verdict and when the first
-// violation happened (negative: none named).
-func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Duration) {
+// prints the summary and the JUnit report, and returns the verdict, when the first
+// violation happened (negative: none named) and what could not be written.
+//
+// The verdict written is the run's, not only the checker's: a run that was interrupted
+// or ended in an error proves less than its history seems to, so a valid check becomes
+// unknown, with the reason in results.json (unknown_because) and the JUnit report; an
+// invalid one stays invalid (a violation found is real). A results.json that cannot be
+// written is an error of the run: a gate must not pass on files that are not there.
+func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Duration, error) {
 	if r.rec == nil {
-		return checker.Unknown, -1
+		return checker.Unknown, -1, nil
 	}
 	events := r.rec.Events()
 	r.phase = "checking"
 	res := checker.Check(ctx, events, checker.Options{Workload: r.spec.Workload, Timeout: r.spec.CheckTimeout.D()})
-	verdict := res.Verdict
-	if out.Interrupted && verdict == checker.Valid {
-		verdict = checker.Unknown // a cut-short run proves less than it seems to
+	if out.Interrupted {
+		res.MakeUnknown(checker.ReasonInterrupted, "the run was interrupted: its history stops where it was cut")
 	}
+	if out.Err != nil {
+		res.MakeUnknown(checker.ReasonRunError, "the run ended in an error: "+out.Err.Error())
+	}
+	var errs []error
 	if err := results.WriteCheck(r.dir, res, events); err != nil {
-		r.logf("write results: %v", err)
+		errs = append(errs, fmt.Errorf("write results: %w", err))
 	}
-	out.Violation = -1
-	if at, ok := res.FirstViolation(events); ok && verdict == checker.Invalid {
-		out.Violation = at
-	}
-	r.summary(out, res, verdict, events)
 	if r.spec.JUnit != "" {
-		if err := writeJUnit(r.spec.JUnit, r.spec, verdict, res, out); err != nil {
-			r.logf("junit: %v", err)
+		if err := writeJUnit(r.spec.JUnit, r.spec, res.Verdict, res, out); err != nil {
+			errs = append(errs, fmt.Errorf("junit: %w", err))
 		}
 	}
-	return verdict, out.Violation
+	werr := errors.Join(errs...)
+	if werr != nil {
+		r.logf("%v", werr)
+		out.Err = errors.Join(out.Err, werr)
+	}
+	out.Violation = -1
+	if at, ok := res.FirstViolation(events); ok && res.Verdict == checker.Invalid {
+		out.Violation = at
+	}
+	r.summary(out, res, res.Verdict, events)
+	return res.Verdict, out.Violation, werr
 }
 
 func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, events []history.Event) {
@@ -153,9 +168,11 @@ func writeJUnit(path string, s Spec, v checker.Verdict, res checker.Result, out 
 	case v == checker.Invalid:
 		c.Failure = &junitFailure{Message: "invalid: a safety violation was found", Text: res.Summary() + "\n" + out.Dir}
 	case out.Err != nil:
-		c.Error = &junitFailure{Message: out.Err.Error()}
+		c.Error = &junitFailure{Message: out.Err.Error(), Text: res.Summary()}
+	case out.Interrupted:
+		c.Error = &junitFailure{Message: "interrupted: the run was cut short", Text: res.Summary()}
 	case v != checker.Valid:
-		c.Error = &junitFailure{Message: "unknown: the checker could not decide", Text: res.Summary()}
+		c.Error = &junitFailure{Message: "unknown: " + res.Why(), Text: res.Summary()}
 	}
 	suite := junitSuite{Name: "faultline", Tests: 1, Cases: []junitCase{c}, Time: c.Time}
 	if c.Failure != nil {

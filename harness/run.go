@@ -152,7 +152,9 @@ func Run(ctx context.Context, spec Spec, env Env) Outcome {
 	if cerr := r.hw.Close(); cerr != nil && out.Err == nil {
 		out.Err = cerr
 	}
-	out.Verdict, out.Violation = r.check(context.WithoutCancel(ctx), out)
+	var cerr error
+	out.Verdict, out.Violation, cerr = r.check(context.WithoutCancel(ctx), out)
+	out.Err = errors.Join(out.Err, cerr)
 	return out
 }
 

@@ -158,6 +158,7 @@ func TestRunCatchesStaleReads(t *testing.T) {
 func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 	needNetns(t)
 	spec := e2eSpec(t, "process", "--nemesis", "partition,kill,pause", "--seed", "5", "--time-limit", "30s")
+	spec.JUnit = filepath.Join(t.TempDir(), "junit.xml")
 	ctx, cancel := context.WithCancel(context.Background())
 	after := 3*time.Second + time.Duration(rand.Int64N(int64(8*time.Second)))
 	timer := time.AfterFunc(after, cancel)
@@ -172,6 +173,27 @@ func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 	assert.NotEmpty(t, events)
 	res := checker.Check(context.Background(), events, checker.Options{Workload: "register"})
 	assert.NotEqual(t, checker.Invalid, res.Verdict, "and a correct node's prefix checks out")
+
+	// results.json and JUnit tell the run's verdict, and why, not the checker's alone.
+	var rj struct {
+		Valid          any `json:"valid"`
+		UnknownBecause []struct {
+			Code string `json:"code"`
+		} `json:"unknown_because"`
+	}
+	b, err := os.ReadFile(filepath.Join(o.Dir, "results.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &rj))
+	assert.Equal(t, "unknown", rj.Valid, "results.json of an interrupted run")
+	var codes []string
+	for _, u := range rj.UnknownBecause {
+		codes = append(codes, u.Code)
+	}
+	assert.Contains(t, codes, checker.ReasonInterrupted)
+	junit, err := os.ReadFile(spec.JUnit)
+	require.NoError(t, err)
+	assert.Contains(t, string(junit), `errors="1"`)
+	assert.Contains(t, string(junit), "interrupted")
 }
 
 func TestRunOnDocker(t *testing.T) {

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestMain lets the test binary run as raftnode, as faultline does when the harness links
+// it under that name, so tests can drive whole runs in-process.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "raftnode" {
+		os.Exit(runRaftnode(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// Every bad input and every environment failure is one line naming the problem and the
+// right exit code: never a panic, never silence.
+func TestErrorsAreOneLineAndTheRightExitCode(t *testing.T) {
+	spec := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(spec, []byte("nodes: 3\nflood: yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		says string
+		// run: the case starts a run (a results directory, maybe a runtime): needs root,
+		// or faultline would re-execute itself in a user namespace.
+		run  bool
+		need string // a file the case needs
+		env  []string
+	}{
+		{name: "no command", args: nil, code: 4, says: "usage"},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 4, says: `unknown command "frobnicate"`},
+		{name: "bad flag value", args: []string{"test", "--nodes", "0"}, code: 4, says: "nodes: 0 is outside"},
+		{name: "unknown flag", args: []string{"test", "--frobnicate"}, code: 4, says: "frobnicate"},
+		{name: "spec file missing", args: []string{"test", "-f", "/nonexistent/spec.yaml"}, code: 4, says: "/nonexistent/spec.yaml"},
+		{name: "spec file unknown key", args: []string{"test", "-f", spec}, code: 4, says: "flood"},
+		{name: "unsafe mode on etcd", args: []string{"test", "--target", "etcd", "--unsafe", "stale-read"}, code: 4, says: "has none"},
+		{name: "etcd flag on raftnode", args: []string{"test", "--etcd-version", "v3.7.3"}, code: 4, says: "only for --target etcd"},
+		{name: "clean takes no arguments", args: []string{"clean", "everything"}, code: 4, says: "everything"},
+		{name: "check without a file", args: []string{"check"}, code: 4, says: "check"},
+		{name: "check a missing file", args: []string{"check", "/nonexistent/history.jsonl"}, code: 4, says: "/nonexistent/history.jsonl"},
+		{name: "results not writable", args: []string{"test", "--results", "/proc/forbidden", "--time-limit", "5s"},
+			code: 4, says: "/proc/forbidden", run: true},
+		{name: "no docker daemon", args: []string{"test", "--runtime", "docker", "--time-limit", "5s"},
+			code: 3, says: "no docker daemon answers", run: true, env: []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"}},
+		{name: "etcd binary missing", args: []string{"test", "--target", "etcd", "--etcd-binary", "/nonexistent/etcd", "--time-limit", "5s"},
+			code: 4, says: "/nonexistent/etcd", run: true},
+		{name: "etcd binary that is not etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", "/bin/true", "--time-limit", "5s"},
+			code: 4, says: "etcd-binary", run: true},
+		{name: "etcd release line unknown", args: []string{"test", "--target", "etcd", "--etcd-version", "v3.9.1", "--time-limit", "5s"},
+			code: 4, says: "v3.9.1", run: true},
+		{name: "clock fault on etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", "/usr/bin/etcd", "--nemesis", "clock", "--time-limit", "5s"},
+			code: 4, says: "etcd has no clock hook", run: true, need: "/usr/bin/etcd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.run && os.Geteuid() != 0 {
+				t.Skip("starts a run: as another user than root, faultline re-executes itself in a user namespace")
+			}
+			if tc.need != "" {
+				if _, err := os.Stat(tc.need); err != nil {
+					t.Skip("needs " + tc.need + " (CI installs Debian's etcd-server)")
+				}
+			}
+			for _, kv := range tc.env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			args := tc.args
+			if tc.run && !containsArg(args, "--results") {
+				args = append(args, "--results", t.TempDir())
+			}
+			var stdout, stderr bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			code := run(ctx, args, &stdout, &stderr)
+			all := stdout.String() + stderr.String()
+			assert.Equal(t, tc.code, code, "exit code; output:\n%s", all)
+			assert.Contains(t, all, tc.says, "the message names the problem")
+			assert.NotContains(t, all, "goroutine ", "no panic")
+		})
+	}
+}
+
+func containsArg(args []string, a string) bool {
+	for _, x := range args {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// A disk that fills up while the history is written ends the run in an error that says
+// so (exit 3), never in a verdict drawn from a history that is not on disk.
+func TestAFullDiskIsAnError(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a whole run: skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "faultline-full", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code := run(ctx, []string{"test", "--runtime", "process", "--nodes", "3", "--nemesis", "none", "--time-limit", "10s",
+		"--recovery", "0s", "--results", dir}, &stdout, &stderr)
+	all := stdout.String() + stderr.String()
+	assert.Equal(t, 3, code, "output:\n%s", all)
+	assert.Contains(t, all, "no space left on device")
+	assert.NotContains(t, all, "verdict: VALID")
+}

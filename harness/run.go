@@ -457,7 +457,7 @@ func (r *run) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("heal (within %v): %w", healAllTimeout, err)
 	}
-	r.rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: "heal-all"})
+	r.rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: history.HealAll})
 	if !nemesis.Sleep(ctx, r.spec.Recovery.D()) {
 		return ctx.Err()
 	}

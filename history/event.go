@@ -44,6 +44,11 @@ type Event struct {
 	Error string
 }
 
+// HealAll is the F of the nemesis info event a run records once every fault is healed,
+// before its final reads: a run's history without one is partial (the run was cut
+// short before its end).
+const HealAll = "heal-all"
+
 // Mismatch is the Error of a cas that failed because the key held another value: a
 // definite, normal answer of a working system (not unavailability).
 const Mismatch = "mismatch"

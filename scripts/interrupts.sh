@@ -1,43 +1,59 @@
 #!/bin/bash
-# Interrupts N runs of faultline test at random moments (SIGINT, or SIGKILL of the harness
-# followed by `faultline clean`) and checks that nothing is left behind and that every
-# run's history can still be checked.
-#   scripts/interrupts.sh [RUNTIME] [N] [SIGNAL]     e.g. scripts/interrupts.sh docker 10 INT
+# Interrupts N runs of faultline test at random moments — SIGINT, SIGTERM, or SIGKILL of
+# the harness followed by `faultline clean` — and checks after each that nothing is left
+# behind (no node process, namespace, host link or bridge, nftables table on the host,
+# container, network or volume) and that `faultline check` still reads the run's history
+# and judges it (exit 0-2).
+#   scripts/interrupts.sh [RUNTIME] [N] [SIGNAL] [faultline test flags...]
+#   SIGNAL is INT, TERM, KILL, or mix (each run draws one of the three)
+#   e.g. scripts/interrupts.sh docker 20 mix --target etcd
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RUNTIME=${1:-process}; N=${2:-10}; SIG=${3:-INT}
-FL=bin/faultline
-make -s build >/dev/null || exit 3
+shift $(($# < 3 ? $# : 3))
+FL=${FL:-bin/faultline}
+[ "$FL" != bin/faultline ] || make -s build >/dev/null || exit 3
 R=$(mktemp -d); trap 'rm -rf "$R"' EXIT
 leftovers() {
   local out=""
   for p in /proc/[0-9]*; do grep -qz '^FAULTLINE_RUN=' "$p/environ" 2>/dev/null && out+=" pid ${p#/proc/}"; done
-  out+=$(ip netns list 2>/dev/null | grep faultline)
-  out+=$(ip -o link 2>/dev/null | grep -o ' fl-[a-z0-9]*')
+  out+=$(ip netns list 2>/dev/null | grep faultline | tr '\n' ' ')
+  out+=$(ip -o link 2>/dev/null | grep -o ' fl-[a-z0-9-]*' | tr '\n' ' ')
+  out+=$(nft list tables 2>/dev/null | grep faultline)
   if docker info >/dev/null 2>&1; then
-    out+=$(docker ps -aq --filter label=faultline)
-    out+=$(docker network ls -q --filter label=faultline)
-    out+=$(docker volume ls -q --filter label=faultline)
+    out+=$(docker ps -aq --filter label=faultline | tr '\n' ' ')
+    out+=$(docker network ls -q --filter label=faultline | tr '\n' ' ')
+    out+=$(docker volume ls -q --filter label=faultline | tr '\n' ' ')
   fi
   echo -n "$out"
 }
-clean=0; checked=0
+signals=(INT TERM KILL)
+clean=0; checked=0; badexit=0
 for i in $(seq 1 "$N"); do
-  at=$(( (RANDOM % 25) + 2 ))
-  $FL test --runtime "$RUNTIME" --nodes 5 --nemesis partition,kill,pause --time-limit 40s \
-    --seed "$i" --results "$R" >"$R/out$i" 2>&1 &
+  sig=$SIG
+  [ "$SIG" = mix ] && sig=${signals[$((RANDOM % 3))]}
+  at=$(( (RANDOM % 40) + 1 ))  # from start-up to the checking after a 30 s run
+  $FL test --runtime "$RUNTIME" --nodes 5 --nemesis partition,kill,pause --time-limit 30s \
+    --seed "$i" --results "$R" "$@" >"$R/out$i" 2>&1 &
   pid=$!
   sleep "$at"
-  kill -"$SIG" "$pid" 2>/dev/null
+  kill -"$sig" "$pid" 2>/dev/null
   wait "$pid"; rc=$?
-  [ "$SIG" = KILL ] && $FL clean >"$R/clean$i" 2>&1
+  # An interrupted run is exit 3 (1 if it found a violation first; 0-2 if it had
+  # finished before the signal); a SIGKILLed one dies with 137.
+  case "$sig:$rc" in
+    KILL:137|*:0|*:1|*:2|INT:3|TERM:3) ;;
+    *) badexit=$((badexit+1)); echo "run $i: SIG$sig gave exit $rc: $(tail -2 "$R/out$i" | tr '\n' ' ')" ;;
+  esac
+  [ "$sig" = KILL ] && $FL clean >"$R/clean$i" 2>&1
   sleep 1
   left=$(leftovers)
-  hist=$(ls -td "$R"/raftnode-register/*/ 2>/dev/null | head -1)
+  hist=$(ls -td "$R"/*/*/ 2>/dev/null | grep -v latest | head -1)
   $FL check "$hist" >"$R/check$i" 2>&1; crc=$?
   [ "$crc" -le 2 ] && checked=$((checked+1))
   if [ -z "$left" ]; then clean=$((clean+1)); else echo "run $i: LEFT BEHIND: $left"; fi
-  echo "run $i: SIG$SIG after ${at}s, exit $rc, check exit $crc ($(grep -m1 '^verdict' "$R/check$i"))"
+  echo "run $i: SIG$sig after ${at}s, exit $rc; check exit $crc: $(grep -m1 '^verdict' "$R/check$i")"
+  [ -z "$left" ] || $FL clean >/dev/null 2>&1  # don't let one leftover spoil the next runs
 done
-echo "$RUNTIME, SIG$SIG: $clean/$N runs left nothing behind; $checked/$N histories checked (exit 0-2)"
-[ "$clean" = "$N" ] && [ "$checked" = "$N" ]
+echo "$RUNTIME, SIG$SIG: $clean/$N runs left nothing behind; $checked/$N histories checked (exit 0-2); $badexit unexpected exit codes"
+[ "$clean" = "$N" ] && [ "$checked" = "$N" ] && [ "$badexit" = 0 ]

@@ -70,6 +70,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if ctx.Err() != nil {
 		res.MakeUnknown(checker.ReasonInterrupted, "the check was interrupted")
 	}
+	for _, c := range results.Caveats(filepath.Dir(file), events) {
+		res.MakeUnknown(c.Code, c.Detail)
+	}
 	printCheck(stdout, res)
 	dir := a.out
 	if dir == "" {

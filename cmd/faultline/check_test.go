@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/history"
 )
 
 // copyFixture copies a fixture of another package into a fresh directory, as name.
@@ -72,11 +74,28 @@ func TestCheckRunDirAndOut(t *testing.T) {
 	dir := filepath.Dir(path)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.json"), []byte(`{"workload":"set","seed":1}`), 0o644))
 	out := filepath.Join(t.TempDir(), "out")
+	code, stdout, _ := check(t, "--out", out, dir)
+	assert.Equal(t, 2, code, "a run that never healed is partial: %s", stdout)
+	assert.Contains(t, stdout, "the history is partial")
+
+	events, _, err := history.ReadFile(path) // the run's end, as a whole run records it
+	require.NoError(t, err)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	fmt.Fprintf(f, `{"index":%d,"time":%d,"process":"nemesis","type":"info","f":"heal-all"}`+"\n", len(events), events[len(events)-1].Time+1)
+	require.NoError(t, f.Close())
 	code, stdout, stderr := check(t, "--out", out, dir)
 	assert.Equal(t, 0, code, stdout+stderr)
 	assert.Contains(t, stdout, "workload: set")
 	assert.FileExists(t, filepath.Join(out, "results.json"))
 	assert.NoFileExists(t, filepath.Join(dir, "results.json"))
+
+	// The run's own reasons for not being valid survive a re-check of its directory.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "results.json"),
+		[]byte(`{"valid":"unknown","unknown_because":[{"code":"run_error","detail":"the run ended in an error: boom"}]}`), 0o644))
+	code, stdout, _ = check(t, dir)
+	assert.Equal(t, 2, code, stdout)
+	assert.Contains(t, stdout, "boom")
 }
 
 func TestCheckTornLastLine(t *testing.T) {

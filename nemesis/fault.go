@@ -43,13 +43,14 @@ type Partitioner interface {
 type Env struct {
 	Cluster Cluster
 	Rand    *rand.Rand
-	// Note records a step of a long fault as an info event of the nemesis (may be nil).
-	Note func(f, node string)
+	// Note records a step of a long fault as an info event of the nemesis, on node (may
+	// be ""), with a value (may be ""); Note may be nil.
+	Note func(f, node, value string)
 }
 
-func (e Env) note(f, node string) {
+func (e Env) note(f, node string, value ...string) {
 	if e.Note != nil {
-		e.Note(f, node)
+		e.Note(f, node, strings.Join(value, " "))
 	}
 }
 

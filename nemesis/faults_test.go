@@ -146,7 +146,7 @@ func TestRollingReplaceReplacesEveryMemberInTurn(t *testing.T) {
 	c := newHookCluster()
 	var notes []string
 	e := env(c, 3)
-	e.Note = func(f, n string) { notes = append(notes, f+" "+n) }
+	e.Note = func(f, n, _ string) { notes = append(notes, f+" "+n) }
 	inj, err := RollingReplaceFault{}.Inject(context.Background(), e)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, five, inj.Nodes)

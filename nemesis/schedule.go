@@ -137,9 +137,13 @@ func (s *Schedule) inject(ctx context.Context, f Fault) (Injection, error) {
 	}
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	note := func(f, node string) {
-		s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: f, Node: node})
-		s.logf("nemesis: %s %s", f, node)
+	note := func(f, node, value string) {
+		e := history.Event{Process: history.NemesisProcess, Type: history.Info, F: f, Node: node}
+		if value != "" {
+			e.Value = history.S1(value)
+		}
+		s.Rec.Record(e)
+		s.logf("nemesis: %s %s %s", f, node, value)
 	}
 	var inj Injection
 	err := guard("inject "+f.Name(), func() (err error) {

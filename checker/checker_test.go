@@ -379,3 +379,23 @@ func TestContradictoryListReadsFailWithoutSearch(t *testing.T) {
 	assert.False(t, res.CanVisualize())
 	assert.Equal(t, []string{"l/e1"}, res.Append.Duplicated)
 }
+
+func TestAddExternal(t *testing.T) {
+	valid := func() Result { return Result{Verdict: Valid} }
+	r := valid()
+	r.AddExternal(External{Name: "hashkv", Verdict: Valid, Detail: "5 members agree"})
+	assert.Equal(t, Valid, r.Verdict)
+	r.AddExternal(External{Name: "other", Verdict: Unknown, Detail: "n3 did not answer"})
+	assert.Equal(t, Unknown, r.Verdict, "a check that could not tell is no pass")
+	assert.Contains(t, r.Why(), "n3 did not answer")
+	r.AddExternal(External{Name: "hashkv2", Verdict: Invalid, Detail: "n1 and n2 differ"})
+	assert.Equal(t, Invalid, r.Verdict, "a divergence found outside the history is a violation")
+	assert.Empty(t, r.UnknownBecause)
+	assert.Contains(t, r.Explanations(), "hashkv2: n1 and n2 differ")
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"hashkv":{"valid":true,"detail":"5 members agree"}`)
+	r = Result{Verdict: Invalid}
+	r.AddExternal(External{Name: "x", Verdict: Unknown, Detail: "?"})
+	assert.Equal(t, Invalid, r.Verdict, "an unknown never hides a violation")
+}

@@ -84,7 +84,10 @@ type Result struct {
 	// it is empty unless the verdict is unknown. results.json carries it as
 	// "unknown_because": [{"code": "no_evidence", "detail": "..."}].
 	UnknownBecause []Reason
-	Elapsed        time.Duration
+	// External are checks made outside the history (e.g. etcd's HashKV agreement across
+	// members at the end of a run), joined with AddExternal.
+	External []External
+	Elapsed  time.Duration
 
 	viz *vizData // the failing keys, for Visualize; nil unless invalid
 }
@@ -120,7 +123,7 @@ const (
 )
 
 var reasonRank = map[string]int{ReasonNoEvidence: 0, ReasonMalformedOps: 1, ReasonUnreadKeys: 2,
-	ReasonUndecidedKeys: 3, ReasonUnknownWorkload: 4, ReasonInterrupted: 5, ReasonRunError: 6}
+	ReasonUndecidedKeys: 3, ReasonUnknownWorkload: 4, ReasonInterrupted: 5, ReasonRunError: 6, ReasonExternalUnknown: 7}
 
 // Why renders UnknownBecause in one line ("" when the verdict is not unknown).
 func (r Result) Why() string {
@@ -129,6 +132,31 @@ func (r Result) Why() string {
 		ds[i] = u.Detail
 	}
 	return strings.Join(ds, "; ")
+}
+
+// External is a check made outside the history, by the harness, with its own verdict.
+type External struct {
+	Name    string  `json:"-"`
+	Verdict Verdict `json:"valid"`
+	Detail  string  `json:"detail"`
+}
+
+// ReasonExternalUnknown: a check made outside the history could not tell.
+const ReasonExternalUnknown = "external_unknown"
+
+// AddExternal joins a check made outside the history: it appears in results.json under
+// checkers.<name>, and its verdict composes with the history's (invalid wins; an unknown
+// one makes a valid verdict unknown, with its detail as the reason).
+func (r *Result) AddExternal(e External) {
+	r.External = append(r.External, e)
+	switch e.Verdict {
+	case Invalid:
+		r.Verdict = Invalid
+		r.UnknownBecause = nil
+	case Valid:
+	default:
+		r.MakeUnknown(ReasonExternalUnknown, e.Name+": "+e.Detail)
+	}
 }
 
 // MakeUnknown makes a valid verdict unknown for the reason given, as a caller does when
@@ -165,6 +193,9 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if r.Append != nil {
 		c["append"] = r.Append
 	}
+	for _, e := range r.External {
+		c[e.Name] = e
+	}
 	return json.Marshal(resultJSON{Valid: r.Verdict, UnknownBecause: r.UnknownBecause, Workload: r.Workload,
 		Checkers: c, Stats: r.Stats, Notes: r.Notes, ElapsedMS: ms(r.Elapsed)})
 }
@@ -182,6 +213,11 @@ func (r Result) Explanations() []string {
 	}
 	if r.Append != nil {
 		out = append(out, r.Append.Anomalies...)
+	}
+	for _, e := range r.External {
+		if e.Verdict == Invalid {
+			out = append(out, e.Name+": "+e.Detail)
+		}
 	}
 	return out
 }
@@ -221,6 +257,9 @@ func (r Result) Summary() string {
 	if a := r.Append; a != nil {
 		fmt.Fprintf(&b, "append: %s — %d lost, %d duplicated, %d reordered, %d unexpected\n",
 			a.Verdict, len(a.Lost), len(a.Duplicated), len(a.Reordered), len(a.Unexpected))
+	}
+	for _, e := range r.External {
+		fmt.Fprintf(&b, "%s: %s — %s\n", e.Name, e.Verdict, e.Detail)
 	}
 	st := r.Stats
 	pct := func(x float64) string { // a ratio of nothing is -1

@@ -67,6 +67,14 @@ func (c *cluster) Unable(kind string) string {
 		if _, ok := c.rt.(nemesis.Partitioner); !ok {
 			return "the " + c.rt.Name() + " runtime gives nodes no network of their own"
 		}
+	case "rolling-upgrade", "rolling-downgrade":
+		if _, ok := c.target.(target.Upgrader); !ok {
+			return name + " cannot run other releases here"
+		}
+	case "maintenance":
+		if _, ok := c.target.(target.Maintainer); !ok {
+			return name + " has no maintenance operations"
+		}
 	}
 	return ""
 }
@@ -387,4 +395,102 @@ func faultsFor(kinds []string, cl *cluster) (faults []nemesis.Fault, skipped map
 		faults = append(faults, fs...)
 	}
 	return faults, skipped, nil
+}
+
+func (c *cluster) upgrader() (target.Upgrader, error) {
+	u, ok := c.target.(target.Upgrader)
+	if !ok {
+		return nil, fmt.Errorf("%s cannot run other releases", c.target.Name())
+	}
+	return u, nil
+}
+
+// UpgradePath implements nemesis.Upgrader.
+func (c *cluster) UpgradePath() []string {
+	if u, err := c.upgrader(); err == nil {
+		return u.Versions()
+	}
+	return nil
+}
+
+// MemberVersion implements nemesis.Upgrader.
+func (c *cluster) MemberVersion(node string) string {
+	if u, err := c.upgrader(); err == nil {
+		return u.Version(node)
+	}
+	return ""
+}
+
+// Restart implements nemesis.Upgrader: the node is stopped gracefully (SIGTERM, as an
+// operator's rollout does), set to run version, started on its data (the start on a
+// context of its own: a member is never left stopped), and the cluster waited for until
+// it is healthy again.
+func (c *cluster) Restart(ctx context.Context, node, version string) error {
+	u, err := c.upgrader()
+	if err != nil {
+		return err
+	}
+	c.mark(c.down, node, true) // stopped on purpose: not a crash
+	if err := c.rt.Stop(ctx, node); err != nil {
+		c.mark(c.down, node, !c.rt.Running(node))
+		return fmt.Errorf("stop %s: %w", node, err)
+	}
+	c.setPaused(node, false)
+	if err := u.SetVersion(node, version); err != nil {
+		return errors.Join(err, c.Start(context.WithoutCancel(ctx), node))
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	err = c.Start(sctx, node)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start %s on %s: %w", node, version, err)
+	}
+	if m, ok := c.target.(target.Members); ok {
+		return m.Healthy(ctx)
+	}
+	return target.Poll(ctx, 200*time.Millisecond, c.target.Ready)
+}
+
+// PrepareDowngrade implements nemesis.Upgrader.
+func (c *cluster) PrepareDowngrade(ctx context.Context, version string) error {
+	u, err := c.upgrader()
+	if err != nil {
+		return err
+	}
+	return u.PrepareDowngrade(ctx, version)
+}
+
+// ClusterVersion implements nemesis.Upgrader.
+func (c *cluster) ClusterVersion(ctx context.Context) (string, error) {
+	u, err := c.upgrader()
+	if err != nil {
+		return "", err
+	}
+	return u.ClusterVersion(ctx)
+}
+
+func (c *cluster) maintainer() (target.Maintainer, error) {
+	m, ok := c.target.(target.Maintainer)
+	if !ok {
+		return nil, fmt.Errorf("%s has no maintenance operations", c.target.Name())
+	}
+	return m, nil
+}
+
+// Compact implements nemesis.Maintainer.
+func (c *cluster) Compact(ctx context.Context) (int64, error) {
+	m, err := c.maintainer()
+	if err != nil {
+		return 0, err
+	}
+	return m.Compact(ctx)
+}
+
+// Defragment implements nemesis.Maintainer.
+func (c *cluster) Defragment(ctx context.Context, node string) error {
+	m, err := c.maintainer()
+	if err != nil {
+		return err
+	}
+	return m.Defragment(ctx, node)
 }

@@ -245,6 +245,21 @@ func TestDockerRuntime(t *testing.T) {
 	t.Logf("Prepare to 3 containers answering: %v", time.Since(t0).Round(time.Millisecond))
 	assert.Equal(t, ref, r.Image(bin))
 
+	t.Run("no privileges, no capabilities, nothing published", func(t *testing.T) {
+		for _, n := range nodes {
+			res, err := cli.ContainerInspect(ctx, r.node(n).id, client.ContainerInspectOptions{})
+			require.NoError(t, err)
+			hc := res.Container.HostConfig
+			require.NotNil(t, hc)
+			assert.False(t, hc.Privileged, "%s is not privileged", n)
+			assert.Empty(t, hc.CapAdd, "%s gets no capability beyond docker's default", n)
+			assert.Empty(t, hc.PortBindings, "%s publishes no port: it is reached on the run's network only", n)
+			assert.False(t, hc.PublishAllPorts)
+			assert.NotEqual(t, "host", string(hc.NetworkMode), "%s is not on the host's network", n)
+			assert.Equal(t, fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), res.Container.Config.User, "%s runs as the harness's user", n)
+		}
+	})
+
 	t.Run("pause", func(t *testing.T) {
 		require.NoError(t, r.Pause(ctx, "n1"))
 		_, err := httpGet(r.HostPort("n1", 8001), 500*time.Millisecond)

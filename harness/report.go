@@ -32,6 +32,15 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 	events := r.rec.Events()
 	r.phase = "checking"
 	res := checker.Check(ctx, events, checker.Options{Workload: r.spec.Workload, Timeout: r.spec.CheckTimeout.D()})
+	if c := r.consistency; c != nil {
+		v := checker.Unknown
+		if c.Valid != nil && *c.Valid {
+			v = checker.Valid
+		} else if c.Valid != nil {
+			v = checker.Invalid
+		}
+		res.AddExternal(checker.External{Name: c.Name, Verdict: v, Detail: c.Detail})
+	}
 	if out.Interrupted {
 		res.MakeUnknown(checker.ReasonInterrupted, "the run was interrupted: its history stops where it was cut")
 	}
@@ -126,6 +135,12 @@ func ReplayCommand(s Spec) string {
 	}
 	if s.EtcdSerializableReads {
 		args = append(args, "--etcd-serializable-reads")
+	}
+	if len(s.UpgradeTo) > 0 {
+		args = append(args, "--upgrade-to", strings.Join(s.UpgradeTo, ","))
+	}
+	if s.EtcdSnapshotCount > 0 {
+		args = append(args, "--etcd-snapshot-count", fmt.Sprint(s.EtcdSnapshotCount))
 	}
 	return strings.Join(args, " ")
 }

@@ -47,6 +47,8 @@ const (
 	// healAllTimeout bounds the final heal: a member that never rejoins must not hang
 	// the run (an interrupt ends the heal at once).
 	healAllTimeout = 2 * time.Minute
+	// consistencyTimeout bounds the target's end-of-run check across members.
+	consistencyTimeout = time.Minute
 )
 
 // Outcome is what a run ended with.
@@ -113,9 +115,12 @@ type run struct {
 	target target.Target
 	cl     *cluster
 	links  *linkFaults // the link proxy, when the run has packet faults
-	sched  *nemesis.Schedule
-	prog   *workload.Progress
-	phase  string
+	// consistency is the target's end-of-run check across members, if it has one
+	// and the run got that far.
+	consistency *target.ConsistencyResult
+	sched       *nemesis.Schedule
+	prog        *workload.Progress
+	phase       string
 	// packetFaults: the nemesis degrades links, so peers talk through the link proxy.
 	packetFaults bool
 }
@@ -466,7 +471,18 @@ func (r *run) recover(ctx context.Context) error {
 	fctx, cancel2 := context.WithTimeout(ctx, finalReadTimeout)
 	defer cancel2()
 	cfg := r.workloadConfig()
-	return workload.FinalReads(fctx, cfg, r.target.Opener(cfg.OpTimeout), r.rec, r.prog.Keys())
+	if err := workload.FinalReads(fctx, cfg, r.target.Opener(cfg.OpTimeout), r.rec, r.prog.Keys()); err != nil {
+		return err
+	}
+	if c, ok := r.target.(target.Consistency); ok {
+		r.phase = "consistency"
+		cctx, cancel := context.WithTimeout(ctx, consistencyTimeout)
+		res := c.Consistent(cctx)
+		cancel()
+		r.consistency = &res
+		r.logf("consistency (%s): %s", res.Name, res.Detail)
+	}
+	return nil
 }
 
 // waitRecovered waits, at most readyTimeout, until the healed cluster serves again. It

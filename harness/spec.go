@@ -39,9 +39,15 @@ type Spec struct {
 	EtcdVersion string `yaml:"etcd-version" json:"etcd_version,omitempty"`
 	EtcdBinary  string `yaml:"etcd-binary" json:"etcd_binary,omitempty"`
 	// EtcdSerializableReads makes the workload's reads serializable: known unsafe.
-	EtcdSerializableReads bool   `yaml:"etcd-serializable-reads" json:"etcd_serializable_reads,omitempty"`
-	Results               string `yaml:"results" json:"results"`
-	JUnit                 string `yaml:"junit" json:"junit,omitempty"`
+	EtcdSerializableReads bool `yaml:"etcd-serializable-reads" json:"etcd_serializable_reads,omitempty"`
+	// UpgradeTo is the rest of the upgrade path after the release the cluster starts on
+	// (rolling-upgrade and rolling-downgrade move along it), oldest first.
+	UpgradeTo List `yaml:"upgrade-to" json:"upgrade_to,omitempty"`
+	// EtcdSnapshotCount is etcd's --snapshot-count (0: etcd's default): small, it makes
+	// a member cut off for a while catch up from a snapshot.
+	EtcdSnapshotCount int    `yaml:"etcd-snapshot-count" json:"etcd_snapshot_count,omitempty"`
+	Results           string `yaml:"results" json:"results"`
+	JUnit             string `yaml:"junit" json:"junit,omitempty"`
 	// Recovery is how long the healed cluster gets before the final reads.
 	Recovery Duration `yaml:"recovery" json:"recovery"`
 	// CheckTimeout bounds the linearizability check; expiry gives "unknown".
@@ -57,6 +63,12 @@ type Spec struct {
 // List is a list of names that YAML may give as a sequence or as one comma-separated
 // string ("partition, kill").
 type List []string
+
+// Set implements flag.Value: a comma-separated list.
+func (l *List) Set(s string) error { *l = splitList(s); return nil }
+
+// String implements flag.Value.
+func (l *List) String() string { return strings.Join(*l, ",") }
 
 // UnmarshalYAML accepts a sequence of scalars or a comma-separated scalar.
 func (l *List) UnmarshalYAML(n *yaml.Node) error {
@@ -201,6 +213,8 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
 	fs.StringVar(&s.EtcdVersion, "etcd-version", s.EtcdVersion, "etcd release to build from the Go module proxy and run (target etcd; default "+DefaultEtcdVersion+")")
 	fs.StringVar(&s.EtcdBinary, "etcd-binary", s.EtcdBinary, "an etcd server binary to run instead of building one (e.g. /usr/bin/etcd)")
 	fs.BoolVar(&s.EtcdSerializableReads, "etcd-serializable-reads", s.EtcdSerializableReads, "serializable reads (known unsafe: stale reads), to prove they are caught")
+	fs.Var(&s.UpgradeTo, "upgrade-to", "releases to upgrade to, in order, comma-separated (rolling-upgrade; target etcd)")
+	fs.IntVar(&s.EtcdSnapshotCount, "etcd-snapshot-count", s.EtcdSnapshotCount, "etcd's --snapshot-count (0: its default)")
 	fs.StringVar(&s.Results, "results", s.Results, "results directory")
 	fs.StringVar(&s.JUnit, "junit", s.JUnit, "also write a JUnit XML report here")
 	fs.Var(&s.Recovery, "recovery", "time the healed cluster gets before final reads")
@@ -259,8 +273,10 @@ func (s Spec) Resolve() (Spec, error) {
 		}
 	}
 	switch {
-	case s.Target != "etcd" && (s.EtcdVersion != "" || s.EtcdBinary != "" || s.EtcdSerializableReads):
-		return s, usagef("etcd-version/etcd-binary/etcd-serializable-reads: only for --target etcd, not %s", s.Target)
+	case s.Target != "etcd" && (s.EtcdVersion != "" || s.EtcdBinary != "" || s.EtcdSerializableReads || len(s.UpgradeTo) > 0 || s.EtcdSnapshotCount != 0):
+		return s, usagef("etcd-version/etcd-binary/etcd-serializable-reads/upgrade-to/etcd-snapshot-count: only for --target etcd, not %s", s.Target)
+	case s.EtcdSnapshotCount < 0:
+		return s, usagef("etcd-snapshot-count: %d must not be negative", s.EtcdSnapshotCount)
 	case s.EtcdVersion != "" && s.EtcdBinary != "":
 		return s, usagef("etcd-version %s and etcd-binary %s: give one of them", s.EtcdVersion, s.EtcdBinary)
 	case s.Target == "etcd" && s.EtcdBinary == "" && s.EtcdVersion == "":

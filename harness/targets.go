@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/harness/target/etcd"
@@ -58,5 +60,48 @@ func etcdConfig(ctx context.Context, spec Spec, w io.Writer) (etcd.Config, error
 	if spec.EtcdVersion != "" && version != spec.EtcdVersion {
 		return etcd.Config{}, fmt.Errorf("etcd %s: the binary %s says it is %s", spec.EtcdVersion, bin, version)
 	}
-	return etcd.Config{Binary: bin, Version: version, SerializableReads: spec.EtcdSerializableReads}, nil
+	cfg := etcd.Config{Binary: bin, Version: version, SerializableReads: spec.EtcdSerializableReads,
+		SnapshotCount: spec.EtcdSnapshotCount}
+	if len(spec.UpgradeTo) == 0 {
+		return cfg, nil
+	}
+	// The upgrade path: the release the cluster starts on, then each of UpgradeTo, newer
+	// each time; every release's binary is built (once, cached) before anything starts.
+	cfg.Versions, cfg.Binaries = []string{version}, map[string]string{version: bin}
+	for _, v := range spec.UpgradeTo {
+		if !newerRelease(v, cfg.Versions[len(cfg.Versions)-1]) {
+			return etcd.Config{}, usagef("upgrade-to: %s is not newer than %s (give the path oldest first)", v, cfg.Versions[len(cfg.Versions)-1])
+		}
+		b, err := etcd.Binary(ctx, v, func(line string) { fmt.Fprintln(w, line) })
+		var ve *etcd.VersionError
+		if errors.As(err, &ve) {
+			return etcd.Config{}, usagef("upgrade-to: %v", err)
+		}
+		if err != nil {
+			return etcd.Config{}, fmt.Errorf("etcd %s: %w", v, err)
+		}
+		cfg.Versions = append(cfg.Versions, v)
+		cfg.Binaries[v] = b
+	}
+	return cfg, nil
+}
+
+// newerRelease reports whether release a (vX.Y.Z) is newer than b.
+func newerRelease(a, b string) bool {
+	pa, pb := releaseParts(a), releaseParts(b)
+	for i := range pa {
+		if pa[i] != pb[i] {
+			return pa[i] > pb[i]
+		}
+	}
+	return false
+}
+
+func releaseParts(v string) [3]int {
+	var p [3]int
+	core, _, _ := strings.Cut(strings.TrimPrefix(v, "v"), "-")
+	for i, s := range strings.SplitN(core, ".", 3) {
+		p[i], _ = strconv.Atoi(s)
+	}
+	return p
 }

@@ -76,7 +76,8 @@ type Fault interface {
 }
 
 // Kinds are the fault kinds ByName knows, in the order "all" takes them.
-var Kinds = []string{"partition", "kill", "pause", "clock", "packet", "member", "rolling-replace"}
+var Kinds = []string{"partition", "kill", "pause", "clock", "packet", "member", "rolling-replace",
+	"rolling-upgrade", "rolling-downgrade", "maintenance"}
 
 // ByName returns the faults for the given kinds. A kind may be several faults: clock is a
 // bump, a skew and a strobe.
@@ -98,6 +99,12 @@ func ByName(kinds []string) ([]Fault, error) {
 			out = append(out, MemberFault{})
 		case "rolling-replace":
 			out = append(out, RollingReplaceFault{})
+		case "rolling-upgrade":
+			out = append(out, RollingUpgradeFault{})
+		case "rolling-downgrade":
+			out = append(out, RollingDowngradeFault{})
+		case "maintenance":
+			out = append(out, MaintenanceFault{})
 		default:
 			return nil, fmt.Errorf("unknown fault %q", k)
 		}

@@ -40,9 +40,21 @@ type Config struct {
 	SerializableReads bool
 	// SnapshotCount is etcd's --snapshot-count (0: etcd's default).
 	SnapshotCount int
+	// SnapshotCatchUpEntries is how many raft entries a member keeps after a snapshot for
+	// slow followers to catch up from (0: etcd's default, 5000); a follower further
+	// behind gets a snapshot. etcd 3.4 has no flag for it: it keeps 5000 (catchUpArgs).
+	SnapshotCatchUpEntries int
+	// Binaries are the servers of the releases the members may run, by version as
+	// BinaryVersion says it ("v3.6.16"), and Versions the upgrade path, oldest first: the
+	// members start on Versions[0] (see Upgrader). Empty: the one release Binary, Version.
+	Binaries map[string]string
+	Versions []string
 }
 
-// Target runs etcd. It implements target.Target and target.Unable.
+// Target runs etcd. It implements target.Target and target.Unable, and the capabilities
+// target.Members (members.go), target.Upgrader (upgrade.go), target.Maintainer
+// (maintenance.go) and target.Consistency (consistency.go); snapshot.go tells whether a
+// lagging member was sent a snapshot.
 type Target struct {
 	cfg   Config
 	env   target.Env
@@ -52,6 +64,13 @@ type Target struct {
 	mu     sync.Mutex
 	admins map[string]*clientv3.Client // per node: status, members, maintenance
 	ids    map[string]uint64           // each node's member id, as it reports it
+	// version is the release each node's next start runs (absent: Versions()[0]).
+	version map[string]string
+	// joining is the --initial-cluster of a node added back as a new member (AddMember):
+	// it then starts with --initial-cluster-state existing.
+	joining map[string]string
+	// marks are the snapshot counts MarkSnapshots saw, per node.
+	marks map[string]snapshotMark
 }
 
 var (
@@ -62,7 +81,8 @@ var (
 // New returns the etcd target for env's nodes.
 func New(cfg Config, env target.Env) *Target {
 	return &Target{cfg: cfg, env: env, names: env.Nodes, token: "faultline-" + env.RunID,
-		admins: map[string]*clientv3.Client{}, ids: map[string]uint64{}}
+		admins: map[string]*clientv3.Client{}, ids: map[string]uint64{},
+		version: map[string]string{}, joining: map[string]string{}, marks: map[string]snapshotMark{}}
 }
 
 // Name implements target.Target.
@@ -76,8 +96,12 @@ func (t *Target) Peers() target.Peers { return target.Peers{Port: PeerPort} }
 
 // Describe implements target.Target.
 func (t *Target) Describe() map[string]any {
-	return map[string]any{"name": "etcd", "version": t.cfg.Version, "binary": t.cfg.Binary,
+	d := map[string]any{"name": "etcd", "version": t.cfg.Version, "binary": t.cfg.Binary,
 		"serializable_reads": t.cfg.SerializableReads}
+	if len(t.cfg.Versions) > 0 {
+		d["versions"], d["binaries"] = t.cfg.Versions, t.cfg.Binaries
+	}
+	return d
 }
 
 // Unable implements target.Unable.
@@ -91,14 +115,23 @@ func (t *Target) clientAddr(node string) string {
 	return t.env.Reach(node, ClientPort)
 }
 
-// Node implements target.Target: etcd's flags for a member of the run's initial cluster.
-// A restarted member finds its data and ignores the --initial-* flags.
+// Node implements target.Target: etcd's flags for a member of the run's initial cluster,
+// or, after AddMember, for a new member joining the current one; the program and the
+// flags that differ between releases are those of the release the node runs
+// (SetVersion). A restarted member finds its data and ignores the --initial-* flags.
 func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 	node := env.Name
 	initial := make([]string, len(t.names))
 	for i, n := range t.names {
 		initial[i] = n + "=" + t.peerURL(n)
 	}
+	cluster, state := strings.Join(initial, ","), "new"
+	t.mu.Lock()
+	version := t.versionOf(node)
+	if j, ok := t.joining[node]; ok {
+		cluster, state = j, "existing"
+	}
+	t.mu.Unlock()
 	args := []string{
 		"--name", node,
 		"--data-dir", env.DataDir,
@@ -106,15 +139,16 @@ func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 		"--listen-client-urls", "http://" + env.Bind(ClientPort),
 		"--advertise-client-urls", "http://" + t.clientAddr(node),
 		"--initial-advertise-peer-urls", t.peerURL(node),
-		"--initial-cluster", strings.Join(initial, ","),
-		"--initial-cluster-state", "new",
+		"--initial-cluster", cluster,
+		"--initial-cluster-state", state,
 		"--initial-cluster-token", t.token,
 		"--logger", "zap", "--log-outputs", "stderr",
 	}
 	if t.cfg.SnapshotCount > 0 {
 		args = append(args, "--snapshot-count", fmt.Sprint(t.cfg.SnapshotCount))
 	}
-	return runtime.NodeCmd{Program: t.cfg.Binary, Args: args}
+	args = append(args, t.catchUpArgs(node, version)...)
+	return runtime.NodeCmd{Program: t.binaryOf(version), Args: args}
 }
 
 // admin returns node's admin client (made on first use; it connects lazily).
@@ -149,9 +183,12 @@ func (t *Target) Close() error {
 // status is one member's answer to Status.
 type status struct {
 	id, leader, raftIndex, raftTerm uint64
+	applied                         uint64 // raft applied index (3.5+; 3.4 says 0: use raftIndex)
 	revision                        int64
 	version                         string
 	learner                         bool
+	dbSize, dbSizeInUse             int64
+	storageVersion                  string // 3.6+
 }
 
 // status asks node for its status, within timeout.
@@ -167,7 +204,8 @@ func (t *Target) status(ctx context.Context, node string, timeout time.Duration)
 		return status{}, fmt.Errorf("%s: status: %w", node, err)
 	}
 	st := status{id: r.Header.MemberId, leader: r.Leader, raftIndex: r.RaftIndex, raftTerm: r.RaftTerm,
-		revision: r.Header.Revision, version: r.Version, learner: r.IsLearner}
+		revision: r.Header.Revision, version: r.Version, learner: r.IsLearner, applied: r.RaftAppliedIndex,
+		dbSize: r.DbSize, dbSizeInUse: r.DbSizeInUse, storageVersion: r.StorageVersion}
 	t.mu.Lock()
 	t.ids[node] = st.id
 	t.mu.Unlock()

@@ -35,6 +35,8 @@ type cluster struct {
 	// says how far into the run that is; either may be nil.
 	logf  func(format string, args ...any)
 	since func() time.Duration
+	// logTail returns the last lines of a node's log (may be nil).
+	logTail func(node string) string
 }
 
 func newCluster(rt runtime.Runtime, t target.Target, names []string) *cluster {
@@ -445,10 +447,29 @@ func (c *cluster) Restart(ctx context.Context, node, version string) error {
 	if err != nil {
 		return fmt.Errorf("start %s on %s: %w", node, version, err)
 	}
+	healthy := c.target.Ready
 	if m, ok := c.target.(target.Members); ok {
-		return m.Healthy(ctx)
+		healthy = m.Healthy
 	}
-	return target.Poll(ctx, 200*time.Millisecond, c.target.Ready)
+	for { // a member that dies on its new release will not get healthy: say so at once
+		if !c.rt.Running(node) {
+			return fmt.Errorf("%s exited after starting on %s; the end of its log:\n%s", node, version, c.tail(node))
+		}
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := healthy(hctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// tail returns the end of node's log, if the cluster was given a way to read it.
+func (c *cluster) tail(node string) string {
+	if c.logTail == nil {
+		return "  (no log)"
+	}
+	return c.logTail(node)
 }
 
 // PrepareDowngrade implements nemesis.Upgrader.

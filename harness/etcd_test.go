@@ -213,3 +213,64 @@ func TestEtcdHasNoClockHook(t *testing.T) {
 		}
 	}
 }
+
+// etcdUpgradeCluster starts 3 members on v3.6.16 that may move to DefaultEtcdVersion.
+func etcdUpgradeCluster(t *testing.T, runtimeName string) (*cluster, *etcd.Target) {
+	t.Helper()
+	bin37, v37 := etcdBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin36, err := etcd.Binary(ctx, "v3.6.16", func(line string) { t.Log(line) })
+	require.NoError(t, err)
+	var et *etcd.Target
+	cl := testCluster(t, runtimeName, 3, false, func(env target.Env) target.Target {
+		et = etcd.New(etcd.Config{Binary: bin36, Version: "v3.6.16", Versions: []string{"v3.6.16", v37},
+			Binaries: map[string]string{"v3.6.16": bin36, v37: bin37}}, env)
+		t.Cleanup(func() { _ = et.Close() })
+		return et
+	})
+	return cl, et
+}
+
+// A member restarted on another release keeps its data and its place, in a process
+// and in a container (where the new program means a new image and container, on the
+// same data and address).
+func TestEtcdMemberUpgradedInPlace(t *testing.T) {
+	bothRuntimes(t, func(t *testing.T, runtimeName string) {
+		cl, et := etcdUpgradeCluster(t, runtimeName)
+		ctx := context.Background()
+		require.NoError(t, etcdWrite(ctx, t, et, "n1", "before", "v"))
+		assert.Equal(t, "v3.6.16", cl.MemberVersion("n2"))
+		require.NoError(t, cl.Restart(ctx, "n2", DefaultEtcdVersion))
+		assert.Equal(t, DefaultEtcdVersion, cl.MemberVersion("n2"))
+		c, _, err := et.Opener(5*time.Second)(ctx, 1) // process 1 talks to n2
+		require.NoError(t, err)
+		defer c.(interface{ Close() error }).Close()
+		v, ok, err := c.Read(ctx, "before")
+		require.NoError(t, err)
+		assert.True(t, ok && v == "v", "the upgraded member has its data")
+		cv, err := cl.ClusterVersion(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, "3.6.0", cv, "a mixed cluster runs at its lowest release")
+	})
+}
+
+// A member replaced through etcd's cluster API comes back empty, as a learner promoted
+// once in sync, with the others' data.
+func TestEtcdMemberReplaced(t *testing.T) {
+	cl, et := etcdCluster(t, "process", 3, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	require.NoError(t, etcdWrite(ctx, t, et, "n1", "before", "v"))
+	require.NoError(t, cl.Healthy(ctx))
+	require.NoError(t, cl.RemoveMember(ctx, "n3"))
+	assert.False(t, cl.rt.Running("n3"), "a removed member is stopped")
+	require.NoError(t, cl.AddMember(ctx, "n3"))
+	require.NoError(t, cl.Healthy(ctx))
+	c, _, err := et.Opener(5*time.Second)(ctx, 2) // process 2 talks to n3
+	require.NoError(t, err)
+	defer c.(interface{ Close() error }).Close()
+	v, ok, err := c.Read(ctx, "before")
+	require.NoError(t, err)
+	assert.True(t, ok && v == "v", "the new member has the others' data")
+}

@@ -334,6 +334,7 @@ func (r *run) newTarget(ctx context.Context) error {
 	r.target = t
 	r.cl = newCluster(r.rt, r.target, names)
 	r.cl.logf, r.cl.since = r.logf, r.rec.Since
+	r.cl.logTail = func(n string) string { return logTail(filepath.Join(r.dir, "nodes", n), 5) }
 	return nil
 }
 

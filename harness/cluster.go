@@ -77,6 +77,10 @@ func (c *cluster) Unable(kind string) string {
 		if _, ok := c.target.(target.Maintainer); !ok {
 			return name + " has no maintenance operations"
 		}
+	case "partition:snapshot":
+		if _, ok := c.target.(target.Snapshots); !ok {
+			return name + " cannot tell when a member needs a snapshot"
+		}
 	}
 	return ""
 }
@@ -393,6 +397,11 @@ func faultsFor(kinds []string, cl *cluster) (faults []nemesis.Fault, skipped map
 			if len(only) < len(nemesis.Shapes) {
 				fs = []nemesis.Fault{nemesis.PartitionFault{Only: only}}
 			}
+			if ok, why := (nemesis.SnapshotPartitionFault{}).Available(cl); ok {
+				fs = append(fs, nemesis.SnapshotPartitionFault{}) // the schedule picks one of them each turn
+			} else if _, has := cl.target.(target.Snapshots); has {
+				skipped["partition:snapshot"] = why
+			}
 		}
 		faults = append(faults, fs...)
 	}
@@ -514,4 +523,39 @@ func (c *cluster) Defragment(ctx context.Context, node string) error {
 		return err
 	}
 	return m.Defragment(ctx, node)
+}
+
+func (c *cluster) snapshots() (target.Snapshots, error) {
+	s, ok := c.target.(target.Snapshots)
+	if !ok {
+		return nil, fmt.Errorf("%s cannot tell when a member needs a snapshot", c.target.Name())
+	}
+	return s, nil
+}
+
+// MarkSnapshots implements nemesis.Snapshotter.
+func (c *cluster) MarkSnapshots(ctx context.Context, node string) error {
+	s, err := c.snapshots()
+	if err != nil {
+		return err
+	}
+	return s.MarkSnapshots(ctx, node)
+}
+
+// SnapshotDue implements nemesis.Snapshotter.
+func (c *cluster) SnapshotDue(ctx context.Context, node string) (bool, error) {
+	s, err := c.snapshots()
+	if err != nil {
+		return false, err
+	}
+	return s.SnapshotDue(ctx, node)
+}
+
+// SnapshotSent implements nemesis.Snapshotter.
+func (c *cluster) SnapshotSent(ctx context.Context, node string) (bool, error) {
+	s, err := c.snapshots()
+	if err != nil {
+		return false, err
+	}
+	return s.SnapshotSent(ctx, node)
 }

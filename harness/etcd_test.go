@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/harness/target/etcd"
 	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/workload"
 )
 
 // Faults observed to take effect on real etcd members (the newest 3.7, built once from
@@ -273,4 +275,54 @@ func TestEtcdMemberReplaced(t *testing.T) {
 	v, ok, err := c.Read(ctx, "before")
 	require.NoError(t, err)
 	assert.True(t, ok && v == "v", "the new member has the others' data")
+}
+
+// The snapshot partition holds a follower off until the leader has compacted its log
+// past it; healing it makes the leader send a snapshot, which the fault records.
+func TestEtcdSnapshotPartitionSendsASnapshot(t *testing.T) {
+	bin, version := etcdBinary(t)
+	var et *etcd.Target
+	cl := testCluster(t, "process", 3, false, func(env target.Env) target.Target {
+		et = etcd.New(etcd.Config{Binary: bin, Version: version, SnapshotCount: 100, SnapshotCatchUpEntries: 50}, env)
+		t.Cleanup(func() { _ = et.Close() })
+		return et
+	})
+	ok, why := nemesis.SnapshotPartitionFault{}.Available(cl)
+	require.True(t, ok, why)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wctx, stopWriting := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { // the load that puts the isolated follower behind
+		defer close(done)
+		clients := map[string]workload.Client{}
+		for i, n := range cl.Nodes() {
+			c, _, err := et.Opener(time.Second)(wctx, i)
+			require.NoError(t, err)
+			defer c.(interface{ Close() error }).Close()
+			clients[n] = c
+		}
+		for i := 0; wctx.Err() == nil; i++ { // through every member: one is cut off
+			for _, c := range clients {
+				octx, cancel := context.WithTimeout(wctx, time.Second)
+				_ = c.Write(octx, fmt.Sprintf("k%d", i%50), fmt.Sprint(i))
+				cancel()
+			}
+		}
+	}()
+	var notes []string
+	env := nemesis.Env{Cluster: cl, Rand: rand.New(rand.NewPCG(1, 1)),
+		Note: func(f, n, _ string) { notes = append(notes, f+" "+n) }}
+	inj, err := nemesis.SnapshotPartitionFault{}.Inject(ctx, env)
+	require.NoError(t, err)
+	require.Len(t, inj.Nodes, 1)
+	node := inj.Nodes[0]
+	assert.Contains(t, notes, "snapshot-due "+node)
+	stopWriting()
+	<-done
+	require.NoError(t, inj.Heal(ctx))
+	assert.Contains(t, notes, "snapshot-sent "+node, "notes: %v", notes)
+	rctx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel2()
+	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, et.Ready))
 }

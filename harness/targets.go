@@ -62,6 +62,11 @@ func etcdConfig(ctx context.Context, spec Spec, w io.Writer) (etcd.Config, error
 	}
 	cfg := etcd.Config{Binary: bin, Version: version, SerializableReads: spec.EtcdSerializableReads,
 		SnapshotCount: spec.EtcdSnapshotCount}
+	if n := spec.EtcdSnapshotCount; n > 0 {
+		// With a small snapshot interval, keep as few entries after a snapshot, so that
+		// a member cut off for a while really gets a snapshot (the partition variant).
+		cfg.SnapshotCatchUpEntries = max(50, n/2)
+	}
 	if len(spec.UpgradeTo) == 0 {
 		return cfg, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/faultline/faultline/history"
 )
@@ -152,4 +153,89 @@ func (g Grudge) String() string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// Snapshotter tells whether a member cut off from the others must be caught up with a
+// snapshot rather than log entries, and whether it was.
+type Snapshotter interface {
+	// MarkSnapshots notes how many snapshots have been sent to node so far.
+	MarkSnapshots(ctx context.Context, node string) error
+	// SnapshotDue reports whether node is so far behind that the leader will send it a
+	// snapshot once it can reach it.
+	SnapshotDue(ctx context.Context, node string) (bool, error)
+	// SnapshotSent reports whether node was sent a snapshot since the mark.
+	SnapshotSent(ctx context.Context, node string) (bool, error)
+}
+
+// SnapshotPartitionTimeout bounds the wait for the isolated follower to fall behind.
+const SnapshotPartitionTimeout = 2 * time.Minute
+
+// SnapshotPartitionFault isolates one follower and holds the partition until the leader
+// can no longer catch it up from its log, so that healing makes the leader send it a
+// snapshot: the path where etcd served old watch events to such a member (fixed in
+// 3.6.2) and where a snapshot applied during a defragmentation corrupted data (3.6.5).
+// Healing waits (a little) for the snapshot and records whether it was sent.
+type SnapshotPartitionFault struct{}
+
+func (SnapshotPartitionFault) Name() string             { return "partition" }
+func (SnapshotPartitionFault) Events() (string, string) { return "start-partition", "stop-partition" }
+func (SnapshotPartitionFault) Available(c Cluster) (bool, string) {
+	if len(c.Nodes()) < 3 {
+		return false, "a snapshot partition needs a follower to spare: at least 3 nodes"
+	}
+	if ok, why := has[Partitioner](c, "partition", "this runtime cannot partition nodes"); !ok {
+		return false, why
+	}
+	return has[Snapshotter](c, "partition:snapshot", "the target cannot tell when a member needs a snapshot")
+}
+
+// InjectTimeout gives the follower time to fall behind.
+func (SnapshotPartitionFault) InjectTimeout(int) time.Duration { return SnapshotPartitionTimeout }
+
+// Inject isolates a random follower and waits until a snapshot is due for it.
+func (SnapshotPartitionFault) Inject(ctx context.Context, env Env) (Injection, error) {
+	p, s := env.Cluster.(Partitioner), env.Cluster.(Snapshotter)
+	leader, _ := env.Cluster.Leader(ctx)
+	followers := slices.DeleteFunc(slices.Clone(env.Cluster.Nodes()), func(n string) bool { return n == leader })
+	node := followers[env.Rand.IntN(len(followers))]
+	if err := s.MarkSnapshots(ctx, node); err != nil {
+		return Injection{}, fmt.Errorf("snapshot partition: %w", err)
+	}
+	rest := slices.DeleteFunc(slices.Clone(env.Cluster.Nodes()), func(n string) bool { return n == node })
+	g, err := MakeGrudge("leader", append([]string{node}, rest...), nil) // isolates its first
+	if err != nil {
+		return Injection{}, err
+	}
+	if err := p.Partition(ctx, g); err != nil {
+		_ = p.HealPartition(context.WithoutCancel(ctx))
+		return Injection{}, fmt.Errorf("snapshot partition of %s: %w", node, err)
+	}
+	for { // the cluster's writes put the follower behind; wait until it is far enough
+		due, _ := s.SnapshotDue(ctx, node)
+		if due {
+			env.note("snapshot-due", node)
+			break
+		}
+		if !Sleep(ctx, 500*time.Millisecond) {
+			env.note("snapshot-not-due", node) // cut short: healed all the same
+			break
+		}
+	}
+	heal := func(ctx context.Context) error {
+		if err := p.HealPartition(ctx); err != nil {
+			return err
+		}
+		for range 40 { // the leader sends the snapshot once it reaches the member again
+			if sent, err := s.SnapshotSent(ctx, node); err == nil && sent {
+				env.note("snapshot-sent", node)
+				return nil
+			}
+			if !Sleep(ctx, 250*time.Millisecond) {
+				break
+			}
+		}
+		env.note("snapshot-not-seen", node)
+		return nil
+	}
+	return Injection{Nodes: []string{node}, Value: history.L("snapshot", g.String()), Heal: heal}, nil
 }

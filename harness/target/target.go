@@ -123,6 +123,14 @@ type Maintainer interface {
 	Defragment(ctx context.Context, node string) error
 }
 
+// Snapshots is a target that can tell when a member cut off from the others has fallen
+// so far behind that the leader must send it a snapshot, and whether it did.
+type Snapshots interface {
+	MarkSnapshots(ctx context.Context, node string) error
+	SnapshotDue(ctx context.Context, node string) (bool, error)
+	SnapshotSent(ctx context.Context, node string) (bool, error)
+}
+
 // Consistency is a target with an end-of-run check across members (e.g. etcd's HashKV
 // at one revision on every member), run after the final reads on the healed cluster.
 type Consistency interface {

@@ -106,8 +106,12 @@ func (t *Target) Describe() map[string]any {
 
 // Unable implements target.Unable.
 func (t *Target) Unable() map[string]string {
-	return map[string]string{"clock": "etcd has no clock hook: its members share the host kernel's clock, " +
+	out := map[string]string{"clock": "etcd has no clock hook: its members share the host kernel's clock, " +
 		"which faultline cannot skew for one process"}
+	if why := t.snapshotUnable(); why != "" {
+		out["partition:snapshot"] = why
+	}
+	return out
 }
 
 func (t *Target) peerURL(node string) string { return "http://" + t.env.PeerReach(node, PeerPort) }

@@ -237,3 +237,18 @@ func TestReplacedMemberHasANewIDAndTheSameData(t *testing.T) {
 	}
 	require.NoError(t, cl.Healthy(ctx))
 }
+
+// A member fault cut short leaves a member out: HealAll brings it back (or says which
+// is not).
+func TestHealAllAddsBackARemovedMember(t *testing.T) {
+	cl, _ := raftCluster(t, 3, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, cl.Healthy(ctx))
+	require.NoError(t, cl.RemoveMember(ctx, "n3"))
+	assert.Equal(t, []string{"n3"}, cl.marked(cl.removed))
+	require.NoError(t, cl.HealAll(ctx))
+	assert.Empty(t, cl.marked(cl.removed))
+	assert.True(t, cl.rt.Running("n3"))
+	require.NoError(t, cl.Healthy(ctx), "every member back")
+}

@@ -366,51 +366,6 @@ func (r *run) start(ctx context.Context) error {
 	return nil
 }
 
-// waitReady polls the target until the cluster serves. A node that exits meanwhile ends
-// the wait at once, with the tail of its log: it will not get ready by itself.
-func (r *run) waitReady(ctx context.Context, names []string) error {
-	var last error
-	for {
-		for _, n := range names {
-			if !r.rt.Running(n) {
-				return fmt.Errorf("%s exited while starting; the end of its log (nodes/%s/):\n%s", n, n,
-					logTail(filepath.Join(r.dir, "nodes", n), 5))
-			}
-		}
-		if last = r.target.Ready(ctx); last == nil {
-			return nil
-		}
-		if !nemesis.Sleep(ctx, 200*time.Millisecond) {
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		}
-	}
-}
-
-// logTail returns the last n lines of the newest log in dir, indented ("" if none).
-func logTail(dir string, n int) string {
-	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-	var newest string
-	var at time.Time
-	for _, l := range logs {
-		if st, err := os.Stat(l); err == nil && st.ModTime().After(at) {
-			newest, at = l, st.ModTime()
-		}
-	}
-	b, err := os.ReadFile(newest)
-	if err != nil {
-		return "  (no log)"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	lines = lines[max(0, len(lines)-n):]
-	for i, l := range lines {
-		if len(l) > 300 {
-			l = l[:300] + "…"
-		}
-		lines[i] = "  " + l
-	}
-	return strings.Join(lines, "\n")
-}
-
 // load runs the workload and the nemesis schedule together for the time limit.
 func (r *run) load(ctx context.Context, faults []nemesis.Fault) error {
 	r.phase = "running"
@@ -535,30 +490,4 @@ func (r *run) teardown(ctx context.Context) error {
 		r.logf("teardown: %v", err)
 	}
 	return err
-}
-
-// watchExits checks twice a second, until ctx ends or the returned func is called,
-// for nodes that exited by themselves.
-func (r *run) watchExits(ctx context.Context) func() {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if p := recover(); p != nil {
-				r.logf("exit watcher panicked (no more exits are noted): %v", p)
-			}
-		}()
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				r.cl.CheckExits()
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }

@@ -18,12 +18,16 @@ import (
 // a prefix of the history that is at most one interval old; a torn final line is what
 // ReadJSONL tolerates.
 //
-// Writer is safe for concurrent use.
+// Writer is safe for concurrent use. Append only copies the encoded event into a
+// buffer under a short lock; Sync swaps the buffer out and writes and fsyncs it without
+// that lock, so appenders (the clients, through the Recorder) never wait for the disk.
 type Writer struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards buf, spare, err, f
 	f       *os.File
-	buf     *bufio.Writer
+	buf     []byte // encoded events not yet written
+	spare   []byte // the buffer Sync last wrote, reused
 	err     error
+	syncMu  sync.Mutex // serializes writes to f, so buffers reach it in order
 	stop    chan struct{}
 	stopped chan struct{}
 }
@@ -46,7 +50,7 @@ func CreateWriter(path string, interval time.Duration) (*Writer, error) {
 	if interval <= 0 {
 		interval = DefaultFlushInterval
 	}
-	w := &Writer{f: f, buf: bufio.NewWriterSize(f, 1<<16), stop: make(chan struct{}), stopped: make(chan struct{})}
+	w := &Writer{f: f, buf: make([]byte, 0, 1<<16), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go w.flushLoop(interval)
 	return w, nil
 }
@@ -89,26 +93,34 @@ func (w *Writer) Append(e Event) error {
 	if w.err != nil {
 		return w.err
 	}
-	b = append(b, '\n')
-	if _, err := w.buf.Write(b); err != nil {
-		w.err = fmt.Errorf("write history: %w", err)
-	}
-	return w.err
+	w.buf = append(append(w.buf, b...), '\n')
+	return nil
 }
 
-// Sync flushes buffered events to the file and fsyncs it.
+// Sync writes the buffered events to the file and fsyncs it. Appends go on meanwhile,
+// into a fresh buffer.
 func (w *Writer) Sync() error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.mu.Lock()
+	if w.err != nil || w.f == nil {
+		defer w.mu.Unlock()
+		return w.err
+	}
+	data, f := w.buf, w.f
+	w.buf, w.spare = w.spare[:0], nil
+	w.mu.Unlock()
+	var err error
+	if _, werr := f.Write(data); werr != nil {
+		err = fmt.Errorf("write history: %w", werr)
+	} else if serr := f.Sync(); serr != nil {
+		err = fmt.Errorf("fsync history: %w", serr)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil || w.f == nil {
-		return w.err
-	}
-	if err := w.buf.Flush(); err != nil {
-		w.err = fmt.Errorf("flush history: %w", err)
-		return w.err
-	}
-	if err := w.f.Sync(); err != nil {
-		w.err = fmt.Errorf("fsync history: %w", err)
+	w.spare = data[:0]
+	if err != nil && w.err == nil {
+		w.err = err
 	}
 	return w.err
 }

@@ -313,3 +313,23 @@ func TestACancelledScheduleHealsTheFaultInForce(t *testing.T) {
 	require.NoError(t, <-done)
 	assert.Empty(t, c.down, "every killed node was started again")
 }
+
+// leaderless is a cluster that knows no leader.
+type leaderless struct{ fakeCluster }
+
+func (*leaderless) Leader(context.Context) (string, error) { return "", nil }
+
+// A partition draws the same random numbers whether or not a leader is known, so a seed
+// gives the same schedule after it (issue: a "leader" partition that found no leader
+// fell back to "one" and drew more).
+func TestPartitionDrawsTheSameWhateverTheCluster(t *testing.T) {
+	for seed := range uint64(20) {
+		next := func(c Cluster) uint64 {
+			env := Env{Cluster: c, Rand: rand.New(rand.NewPCG(seed, 7))}
+			_, err := PartitionFault{Shape: "leader"}.Inject(context.Background(), env)
+			require.NoError(t, err)
+			return env.Rand.Uint64()
+		}
+		assert.Equal(t, next(&fakeCluster{}), next(&leaderless{}), "seed %d", seed)
+	}
+}

@@ -45,16 +45,17 @@ func (f PartitionFault) Inject(ctx context.Context, env Env) (Injection, error) 
 		}
 		shape = from[env.Rand.IntN(len(from))]
 	}
+	// Every random draw is taken before the cluster is asked anything, and the same
+	// number of them whatever it answers: the schedule after this fault must not depend
+	// on whether a leader was known (replay by seed).
 	nodes := slices.Clone(env.Cluster.Nodes())
+	env.Rand.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
 	if shape == "leader" {
-		l, _ := env.Cluster.Leader(ctx)
-		if l != "" {
+		if l, _ := env.Cluster.Leader(ctx); l != "" {
 			nodes = append([]string{l}, slices.DeleteFunc(nodes, func(n string) bool { return n == l })...)
-		} else {
-			shape = "one" // no leader known: isolate a random node instead
-		}
+		} // else: no leader known: nodes[0], at random, stands in
 	}
-	g, err := MakeGrudge(shape, nodes, env.Rand.Shuffle)
+	g, err := MakeGrudge(shape, nodes, func(int, func(i, j int)) {}) // already shuffled
 	if err != nil {
 		return Injection{}, err
 	}
@@ -195,9 +196,10 @@ func (SnapshotPartitionFault) InjectTimeout(int) time.Duration { return Snapshot
 // Inject isolates a random follower and waits until a snapshot is due for it.
 func (SnapshotPartitionFault) Inject(ctx context.Context, env Env) (Injection, error) {
 	p, s := env.Cluster.(Partitioner), env.Cluster.(Snapshotter)
+	pick := env.Rand.Uint64() // one draw, whatever the cluster answers (replay by seed)
 	leader, _ := env.Cluster.Leader(ctx)
 	followers := slices.DeleteFunc(slices.Clone(env.Cluster.Nodes()), func(n string) bool { return n == leader })
-	node := followers[env.Rand.IntN(len(followers))]
+	node := followers[pick%uint64(len(followers))]
 	if err := s.MarkSnapshots(ctx, node); err != nil {
 		return Injection{}, fmt.Errorf("snapshot partition: %w", err)
 	}

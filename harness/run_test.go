@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,7 +193,7 @@ func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 	assert.Contains(t, codes, checker.ReasonInterrupted)
 	junit, err := os.ReadFile(spec.JUnit)
 	require.NoError(t, err)
-	assert.Contains(t, string(junit), `errors="1"`)
+	assert.NotContains(t, string(junit), `errors="0"`, "the verdict's case, at least, is in error")
 	assert.Contains(t, string(junit), "interrupted")
 }
 
@@ -209,4 +210,14 @@ func TestRunOnDocker(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"runtime": "docker"`)
 	assert.Empty(t, leftovers(t, o.Dir))
+}
+
+func TestLogTailPutsThePanicFirst(t *testing.T) {
+	dir := t.TempDir()
+	log := "starting\n" + `{"level":"panic","msg":"unmarshal should never fail"}` + "\npanic: unmarshal should never fail\n\ngoroutine 1 [running]:\nmain.f()\n\t/x.go:1\nmain.main()\n\t/x.go:2\n=== faultline: exited: exit status 2\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "etcd.log"), []byte(log), 0o644))
+	tail := logTail(dir, 3)
+	assert.True(t, strings.HasPrefix(tail, "  panic: unmarshal should never fail"), tail)
+	assert.Contains(t, tail, "exit status 2")
+	assert.Equal(t, "  (no log)", logTail(t.TempDir(), 3))
 }

@@ -34,7 +34,9 @@ func (r *run) waitReady(ctx context.Context, names []string) error {
 	}
 }
 
-// logTail returns the last n lines of the newest log in dir, indented ("" if none).
+// logTail returns the last n lines of the newest log in dir, indented ("  (no log)" if
+// none). A program that died of a panic or a fatal error ends its log with a stack: the
+// last line that says why ("panic: ...", a zap "panic"/"fatal" entry) comes first.
 func logTail(dir string, n int) string {
 	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	var newest string
@@ -48,8 +50,18 @@ func logTail(dir string, n int) string {
 	if err != nil {
 		return "  (no log)"
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	lines = lines[max(0, len(lines)-n):]
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines := all[max(0, len(all)-n):]
+	for i := len(all) - 1; i >= 0 && i >= len(all)-2000; i-- {
+		l := all[i]
+		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") ||
+			strings.Contains(l, `"level":"panic"`) || strings.Contains(l, `"level":"fatal"`) {
+			if i < len(all)-n {
+				lines = append([]string{l, "…"}, lines...)
+			}
+			break
+		}
+	}
 	for i, l := range lines {
 		if len(l) > 300 {
 			l = l[:300] + "…"

@@ -183,6 +183,15 @@ func (c *cluster) Partition(ctx context.Context, g nemesis.Grudge) error {
 	return p.Partition(ctx, g)
 }
 
+// PartitionReset implements nemesis.Resetter where the runtime does, else partitions
+// the plain way.
+func (c *cluster) PartitionReset(ctx context.Context, g nemesis.Grudge) error {
+	if r, ok := c.rt.(nemesis.Resetter); ok {
+		return r.PartitionReset(ctx, g)
+	}
+	return c.Partition(ctx, g)
+}
+
 func (c *cluster) HealPartition(ctx context.Context) error {
 	if p, ok := c.rt.(nemesis.Partitioner); ok {
 		return p.HealPartition(ctx)

@@ -156,6 +156,13 @@ func (g Grudge) String() string {
 	return strings.Join(parts, " ")
 }
 
+// Resetter partitions like Partitioner, but refuses TCP with resets instead of dropping
+// it: established connections die at once on both ends, with what they had in flight,
+// instead of stalling and delivering it all when the partition heals.
+type Resetter interface {
+	PartitionReset(ctx context.Context, g Grudge) error
+}
+
 // Snapshotter tells whether a member cut off from the others must be caught up with a
 // snapshot rather than log entries, and whether it was.
 type Snapshotter interface {
@@ -208,7 +215,14 @@ func (SnapshotPartitionFault) Inject(ctx context.Context, env Env) (Injection, e
 	if err != nil {
 		return Injection{}, err
 	}
-	if err := p.Partition(ctx, g); err != nil {
+	// Resets, not drops, where the cluster can: a stalled stream would deliver what the
+	// leader had already sent when the partition heals, and the follower would catch up
+	// from it with no snapshot.
+	partition := p.Partition
+	if r, ok := env.Cluster.(Resetter); ok {
+		partition = r.PartitionReset
+	}
+	if err := partition(ctx, g); err != nil {
 		_ = p.HealPartition(context.WithoutCancel(ctx))
 		return Injection{}, fmt.Errorf("snapshot partition of %s: %w", node, err)
 	}
@@ -227,7 +241,7 @@ func (SnapshotPartitionFault) Inject(ctx context.Context, env Env) (Injection, e
 		if err := p.HealPartition(ctx); err != nil {
 			return err
 		}
-		for range 40 { // the leader sends the snapshot once it reaches the member again
+		for range 80 { // the leader sends the snapshot once it reaches the member again
 			if sent, err := s.SnapshotSent(ctx, node); err == nil && sent {
 				env.note("snapshot-sent", node)
 				return nil

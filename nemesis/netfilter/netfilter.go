@@ -22,7 +22,15 @@ const lossScale = 1000
 // packet to them, established connections included, replacing the partition it had (if
 // any). No addresses: the namespace's partition is healed (a Loss stays).
 func Apply(ctx context.Context, nsPath string, drop []netip.Addr) error {
-	rules, err := match(drop, "")
+	return Partition(ctx, nsPath, drop, false)
+}
+
+// Partition is Apply, and with reset, TCP packets are refused with a reset instead of
+// dropped: established connections die at once on both ends (their unsent and
+// unacknowledged data with them) rather than stall until the partition heals, as behind
+// a firewall that rejects. Other packets are dropped.
+func Partition(ctx context.Context, nsPath string, drop []netip.Addr, reset bool) error {
+	rules, err := match(drop, "", reset)
 	if err != nil {
 		return fmt.Errorf("partition %s: %w", nsPath, err)
 	}
@@ -49,7 +57,7 @@ func Loss(ctx context.Context, nsPath string, peers []netip.Addr, fraction float
 	if n == lossScale {
 		cond = "" // every packet (nft rejects "< 1000" as out of range)
 	}
-	rules, err := match(peers, cond)
+	rules, err := match(peers, cond, false)
 	if err != nil {
 		return fmt.Errorf("loss %s: %w", nsPath, err)
 	}
@@ -101,8 +109,9 @@ func Rules(ctx context.Context, nsPath string) (string, error) {
 type rules struct{ in, out []string }
 
 // match returns rules that drop packets from (in) and to (out) the addresses, when cond
-// (an nft expression followed by a space, or "") holds.
-func match(addrs []netip.Addr, cond string) (rules, error) {
+// (an nft expression followed by a space, or "") holds; with reset, TCP packets are
+// first refused with a reset.
+func match(addrs []netip.Addr, cond string, reset bool) (rules, error) {
 	var v4, v6 []string
 	for _, a := range addrs {
 		if !a.IsValid() {
@@ -125,6 +134,14 @@ func match(addrs []netip.Addr, cond string) (rules, error) {
 		}
 		slices.Sort(fam.set)
 		set := "{ " + strings.Join(slices.Compact(fam.set), ", ") + " }"
+		if reset {
+			// The resets the rejects make must get through the drops (a reset never
+			// answers a reset, so this cannot loop); then TCP is refused, the rest dropped.
+			r.in = append(r.in, fmt.Sprintf("%s saddr %s tcp flags & rst == rst accept", fam.proto, set),
+				fmt.Sprintf("%s saddr %s meta l4proto tcp counter reject with tcp reset", fam.proto, set))
+			r.out = append(r.out, fmt.Sprintf("%s daddr %s tcp flags & rst == rst accept", fam.proto, set),
+				fmt.Sprintf("%s daddr %s meta l4proto tcp counter reject with tcp reset", fam.proto, set))
+		}
 		r.in = append(r.in, fmt.Sprintf("%s saddr %s %scounter drop", fam.proto, set, cond))
 		r.out = append(r.out, fmt.Sprintf("%s daddr %s %scounter drop", fam.proto, set, cond))
 	}

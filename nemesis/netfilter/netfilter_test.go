@@ -256,3 +256,29 @@ func TestRejects(t *testing.T) {
 	assert.Error(t, netfilter.Apply(ctx, path, []netip.Addr{{}}))
 	assert.Error(t, netfilter.Clear(ctx, "/nonexistent/ns"))
 }
+
+// A resetting partition kills established connections at once, on both ends, instead of
+// stalling them; new ones are refused at once too.
+func TestPartitionWithReset(t *testing.T) {
+	c := newCluster(t, "nr")
+	ctx := context.Background()
+	b := c.net.NSPath("b")
+	established, err := c.dial("a", "b")
+	require.NoError(t, err)
+	require.NoError(t, echo(established, time.Second))
+	require.NoError(t, netfilter.Partition(ctx, b, []netip.Addr{c.net.Addr("a")}, true))
+	t0 := time.Now()
+	err = echo(established, 3*time.Second)
+	require.Error(t, err)
+	assert.False(t, isTimeout(err), "the established connection is reset, not stalled: %v", err)
+	assert.Less(t, time.Since(t0), time.Second)
+	_, err = c.dial("a", "b")
+	assert.Error(t, err, "a new connection is refused")
+	assert.False(t, isTimeout(err), "refused at once: %v", err)
+	assert.NoError(t, c.reach("c", "b"), "others are not partitioned")
+	rules, err := netfilter.Rules(ctx, b)
+	require.NoError(t, err)
+	assert.Contains(t, rules, "reject with tcp reset")
+	require.NoError(t, netfilter.Clear(ctx, b))
+	assert.NoError(t, c.reach("a", "b"), "healed")
+}

@@ -66,6 +66,7 @@ type DockerRuntime struct {
 
 	faultMu sync.Mutex          // serializes partitions (and their reapplication on start)
 	grudge  map[string][]string // the partition in force (nil: none)
+	reset   bool                // it refuses TCP with resets (PartitionReset)
 	cut     map[string]bool     // nodes disconnected from the network (fallback mode)
 }
 
@@ -437,9 +438,20 @@ func netfilterWhy() string {
 // Partition implements nemesis.Partitioner: each running node's namespace drops its
 // grudge's peers. Nodes not running get theirs when they start.
 func (r *DockerRuntime) Partition(ctx context.Context, g nemesis.Grudge) error {
+	return r.partition(ctx, g, false)
+}
+
+// PartitionReset implements nemesis.Resetter: Partition, with TCP refused by resets
+// (established connections die at once; see netfilter.Partition). Without the
+// containers' namespaces it is the disconnection of Partition.
+func (r *DockerRuntime) PartitionReset(ctx context.Context, g nemesis.Grudge) error {
+	return r.partition(ctx, g, true)
+}
+
+func (r *DockerRuntime) partition(ctx context.Context, g nemesis.Grudge, reset bool) error {
 	r.faultMu.Lock()
 	defer r.faultMu.Unlock()
-	r.grudge = maps.Clone(g)
+	r.grudge, r.reset = maps.Clone(g), reset
 	if !r.nsMode() {
 		return r.disconnect(ctx, g)
 	}
@@ -469,7 +481,7 @@ func (r *DockerRuntime) filter(ctx context.Context, node string, peers []string)
 	for _, p := range peers {
 		drop = append(drop, r.Addr(p))
 	}
-	return netfilter.Apply(ctx, ns, drop)
+	return netfilter.Partition(ctx, ns, drop, r.reset && len(drop) > 0)
 }
 
 // reapply gives a freshly started node the partition in force (its namespace is new; a

@@ -359,6 +359,16 @@ func (r *ProcessRuntime) signal(node string, sig syscall.Signal, paused bool) er
 
 // Partition implements nemesis.Partitioner: each node's namespace drops its grudge's peers.
 func (r *ProcessRuntime) Partition(ctx context.Context, g nemesis.Grudge) error {
+	return r.partition(ctx, g, false)
+}
+
+// PartitionReset implements nemesis.Resetter: Partition, with TCP refused by resets
+// (established connections die at once; see netfilter.Partition).
+func (r *ProcessRuntime) PartitionReset(ctx context.Context, g nemesis.Grudge) error {
+	return r.partition(ctx, g, true)
+}
+
+func (r *ProcessRuntime) partition(ctx context.Context, g nemesis.Grudge, reset bool) error {
 	if r.net == nil {
 		return errors.New("partition: nodes share the host's network: " + r.loopOK)
 	}
@@ -371,7 +381,7 @@ func (r *ProcessRuntime) Partition(ctx context.Context, g nemesis.Grudge) error 
 		if len(drop) == 0 {
 			err = netfilter.Clear(ctx, r.net.NSPath(node))
 		} else {
-			err = netfilter.Apply(ctx, r.net.NSPath(node), drop)
+			err = netfilter.Partition(ctx, r.net.NSPath(node), drop, reset)
 		}
 		if err != nil {
 			return fmt.Errorf("partition %s: %w", node, err)

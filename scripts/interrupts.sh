@@ -14,17 +14,22 @@ shift $(($# < 3 ? $# : 3))
 FL=${FL:-bin/faultline}
 [ "$FL" != bin/faultline ] || make -s build >/dev/null || exit 3
 R=$(mktemp -d); trap 'rm -rf "$R"' EXIT
+# leftovers RUNID: what of that run is still on this host (other runs, live or not, may
+# come and go meanwhile: only this one's objects count), and any faultline table on the
+# host's own nftables (which no run may ever make).
 leftovers() {
-  local out=""
-  for p in /proc/[0-9]*; do grep -qz '^FAULTLINE_RUN=' "$p/environ" 2>/dev/null && out+=" pid ${p#/proc/}"; done
-  out+=$(ip netns list 2>/dev/null | grep faultline | tr '\n' ' ')
-  out+=$(ip -o link 2>/dev/null | grep -o ' fl-[a-z0-9-]*' | tr '\n' ' ')
-  out+=$(nft list tables 2>/dev/null | grep faultline)
-  if docker info >/dev/null 2>&1; then
-    out+=$(docker ps -aq --filter label=faultline | tr '\n' ' ')
-    out+=$(docker network ls -q --filter label=faultline | tr '\n' ' ')
-    out+=$(docker volume ls -q --filter label=faultline | tr '\n' ' ')
+  local id=$1 out=""
+  if [ -n "$id" ]; then
+    for p in /proc/[0-9]*; do grep -qz "^FAULTLINE_RUN=$id\$" "$p/environ" 2>/dev/null && out+=" pid ${p#/proc/}"; done
+    out+=$(ip netns list 2>/dev/null | grep -- "faultline-$id" | tr '\n' ' ')
+    out+=$(ip -o link 2>/dev/null | grep -o " fl-$id" | tr '\n' ' ')
+    if docker info >/dev/null 2>&1; then
+      out+=$(docker ps -aq --filter "label=faultline.run=$id" | tr '\n' ' ')
+      out+=$(docker network ls -q --filter "label=faultline.run=$id" | tr '\n' ' ')
+      out+=$(docker volume ls -q --filter "label=faultline.run=$id" | tr '\n' ' ')
+    fi
   fi
+  out+=$(nft list tables 2>/dev/null | grep faultline)
   echo -n "$out"
 }
 signals=(INT TERM KILL)
@@ -47,13 +52,15 @@ for i in $(seq 1 "$N"); do
   esac
   [ "$sig" = KILL ] && $FL clean >"$R/clean$i" 2>&1
   sleep 1
-  left=$(leftovers)
   hist=$(ls -td "$R"/*/*/ 2>/dev/null | grep -v latest | head -1)
+  id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("run_id",""))' "$hist/test.json" 2>/dev/null)
+  left=$(leftovers "$id")
   $FL check "$hist" >"$R/check$i" 2>&1; crc=$?
   [ "$crc" -le 2 ] && checked=$((checked+1))
   if [ -z "$left" ]; then clean=$((clean+1)); else echo "run $i: LEFT BEHIND: $left"; fi
   echo "run $i: SIG$sig after ${at}s, exit $rc; check exit $crc: $(grep -m1 '^verdict' "$R/check$i")"
   [ -z "$left" ] || $FL clean >/dev/null 2>&1  # don't let one leftover spoil the next runs
+  rm -rf "$R"/*/  # the next run's directory is the only one
 done
 echo "$RUNTIME, SIG$SIG: $clean/$N runs left nothing behind; $checked/$N histories checked (exit 0-2); $badexit unexpected exit codes"
 [ "$clean" = "$N" ] && [ "$checked" = "$N" ] && [ "$badexit" = 0 ]

@@ -2,10 +2,8 @@ package harness
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,8 +14,8 @@ import (
 	"github.com/faultline/faultline/results"
 )
 
-// check judges the recorded history, writes results.json (and the views of a violation),
-// prints the summary and the JUnit report, and returns the verdict, when the first
+// check judges the recorded history, writes results.json (and the views of a violation)
+// and report.html, prints the summary and the JUnit report, and returns the verdict, when the first
 // violation happened (negative: none named) and what could not be written.
 //
 // The verdict written is the run's, not only the checker's: a run that was interrupted
@@ -51,9 +49,14 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 	if err := results.WriteCheck(r.dir, res, events); err != nil {
 		errs = append(errs, fmt.Errorf("write results: %w", err))
 	}
+	report, err := results.WriteReport(r.dir, res, events, results.ReportOptions{})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("write report: %w", err))
+	}
 	if r.spec.JUnit != "" {
-		if err := writeJUnit(r.spec.JUnit, r.spec, res.Verdict, res, out); err != nil {
-			errs = append(errs, fmt.Errorf("junit: %w", err))
+		if err := results.WriteJUnit(r.spec.JUnit, res, results.JUnitInfo{Suite: r.spec.Name, Report: report,
+			Results: filepath.Join(r.dir, results.ResultsFile), Time: time.Since(r.base)}); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	werr := errors.Join(errs...)
@@ -142,6 +145,12 @@ func ReplayCommand(s Spec) string {
 	if s.EtcdSnapshotCount > 0 {
 		args = append(args, "--etcd-snapshot-count", fmt.Sprint(s.EtcdSnapshotCount))
 	}
+	if s.TargetFile != "" {
+		args = append(args, "--target-file", shellQuote(s.TargetFile))
+	}
+	if len(s.TargetVars) > 0 {
+		args = append(args, "--target-var", shellQuote(strings.Join(s.TargetVars, ",")))
+	}
 	return strings.Join(args, " ")
 }
 
@@ -153,57 +162,6 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-type junitSuite struct {
-	XMLName  xml.Name    `xml:"testsuite"`
-	Name     string      `xml:"name,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Errors   int         `xml:"errors,attr"`
-	Time     float64     `xml:"time,attr"`
-	Cases    []junitCase `xml:"testcase"`
-}
-
-type junitCase struct {
-	Name    string        `xml:"name,attr"`
-	Time    float64       `xml:"time,attr"`
-	Failure *junitFailure `xml:"failure,omitempty"`
-	Error   *junitFailure `xml:"error,omitempty"`
-}
-
-type junitFailure struct {
-	Message string `xml:"message,attr"`
-	Text    string `xml:",chardata"`
-}
-
-func writeJUnit(path string, s Spec, v checker.Verdict, res checker.Result, out Outcome) error {
-	c := junitCase{Name: s.Name, Time: time.Duration(s.TimeLimit).Seconds()}
-	switch {
-	case v == checker.Invalid:
-		c.Failure = &junitFailure{Message: "invalid: a safety violation was found", Text: res.Summary() + "\n" + out.Dir}
-	case out.Err != nil:
-		c.Error = &junitFailure{Message: out.Err.Error(), Text: res.Summary()}
-	case out.Interrupted:
-		c.Error = &junitFailure{Message: "interrupted: the run was cut short", Text: res.Summary()}
-	case v != checker.Valid:
-		c.Error = &junitFailure{Message: "unknown: " + res.Why(), Text: res.Summary()}
-	}
-	suite := junitSuite{Name: "faultline", Tests: 1, Cases: []junitCase{c}, Time: c.Time}
-	if c.Failure != nil {
-		suite.Failures = 1
-	}
-	if c.Error != nil {
-		suite.Errors = 1
-	}
-	b, err := xml.MarshalIndent(suite, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o644)
 }
 
 // progressLoop calls env.Progress about once a second until ctx ends; the returned func

@@ -38,12 +38,5 @@ func WriteCheck(dir string, r checker.Result, events []history.Event) error {
 	if err := r.Visualize(&b); err != nil {
 		return fmt.Errorf("render %s: %w", VisualizationFile, err)
 	}
-	tmp := filepath.Join(dir, "."+VisualizationFile+".tmp")
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", VisualizationFile, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", VisualizationFile, err)
-	}
-	return nil
+	return writeAtomic(dir, VisualizationFile, b.Bytes())
 }

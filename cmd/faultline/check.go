@@ -34,17 +34,18 @@ const DefaultCheckTimeout = 5 * time.Minute
 
 type checkArgs struct {
 	workload, format, out, path string
+	junit                       string
 	timeout                     time.Duration
 	minEvidence                 int
 }
 
 // runCheck implements
 //
-//	faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--timeout D] [--min-evidence N] FILE|RUNDIR
+//	faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--junit FILE] [--timeout D] [--min-evidence N] FILE|RUNDIR
 //
 // It prints the verdict (with why, when it is unknown) and a summary, writes
-// results.json (and linearizability.html for a violation) next to the history or into
-// --out, and returns the exit code.
+// results.json, report.html (and linearizability.html for a violation) next to the
+// history or into --out, and the JUnit report to --junit, and returns the exit code.
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a, code := parseCheckArgs(args, stderr)
 	if code >= 0 {
@@ -87,6 +88,24 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return checkError
 	}
 	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(dir, results.ResultsFile))
+	report, err := results.WriteReport(dir, res, events, results.ReportOptions{RunDir: filepath.Dir(file), History: file})
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline check: %v\n", err)
+		return checkError
+	}
+	fmt.Fprintf(stdout, "report:  %s\n", report)
+	if a.junit != "" {
+		suite := filepath.Base(file)
+		if ti, ok, _ := results.ReadTestInfo(filepath.Dir(file)); ok && ti.Name != "" {
+			suite = ti.Name
+		}
+		if err := results.WriteJUnit(a.junit, res, results.JUnitInfo{Suite: suite, Report: report,
+			Results: filepath.Join(dir, results.ResultsFile), Time: res.Elapsed}); err != nil {
+			fmt.Fprintf(stderr, "faultline check: %v\n", err)
+			return checkError
+		}
+		fmt.Fprintf(stdout, "junit:   %s\n", a.junit)
+	}
 	if res.CanVisualize() {
 		fmt.Fprintf(stdout, "view:    %s\n", filepath.Join(dir, results.VisualizationFile))
 	}
@@ -107,11 +126,12 @@ func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, int) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&a.workload, "workload", "", "register|append|set (default: from the run's test.json, or guessed from the operations)")
 	fs.StringVar(&a.format, "format", "", "jsonl|jepsen-edn|jepsen-log (default: from the file's extension)")
-	fs.StringVar(&a.out, "out", "", "write results.json here (default: next to the history)")
+	fs.StringVar(&a.out, "out", "", "write results.json and report.html here (default: next to the history)")
+	fs.StringVar(&a.junit, "junit", "", "also write a JUnit XML report here: a case per checker, and the verdict")
 	fs.DurationVar(&a.timeout, "timeout", DefaultCheckTimeout, "bound on the linearizability search; expiry gives unknown")
 	fs.IntVar(&a.minEvidence, "min-evidence", checker.DefaultMinEvidence, "least number of acknowledged updates, and of acknowledged reads, for any verdict but unknown (at least 1)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--timeout D] [--min-evidence N] FILE|RUNDIR")
+		fmt.Fprintln(stderr, "usage: faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--junit FILE] [--timeout D] [--min-evidence N] FILE|RUNDIR")
 		fs.PrintDefaults()
 	}
 	var paths []string

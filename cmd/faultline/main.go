@@ -28,6 +28,8 @@ const usage = `usage: faultline <command> [flags]
 commands:
   test   [-f spec.yaml] [flags]   run one test; the exit code is the verdict
   check  [flags] FILE|RUNDIR      judge a stored history
+  serve  [--results DIR] [--addr 127.0.0.1:8080]
+                                  browse the runs and their reports in a browser
   clean                           remove every node, container, network, namespace and
                                   rule that runs left behind
   image                           build the docker runtime's node image (cached by content)
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runTest(ctx, args[1:], stdout, stderr)
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
 	case "clean":
 		return runClean(ctx, args[1:], stdout, stderr)
 	case "image":

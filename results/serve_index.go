@@ -1,0 +1,313 @@
+package results
+
+import (
+	"bytes"
+	"cmp"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/history"
+)
+
+//go:embed serve.tmpl
+var serveTmplText string
+
+var serveTmpl = template.Must(template.New("serve").Parse(serveTmplText))
+
+// maxRunDepth is how deep below the root the index looks for run directories
+// (<test>/<timestamp>/ is 2; campaigns may nest theirs deeper).
+const maxRunDepth = 4
+
+// runRow is one run of the index.
+type runRow struct {
+	Path                      string // slash-separated, below the root
+	Test, Stamp               string
+	Start                     time.Time
+	Target, Runtime, Workload string
+	TargetName                string
+	Faults                    []string
+	Ops                       int
+	Duration                  string
+	Verdict                   string // valid, invalid, unknown, or "in progress"
+	Why                       string
+	Report                    bool
+}
+
+// Started is the run's start for the index, in UTC.
+func (r runRow) Started() string {
+	if r.Start.IsZero() {
+		return r.Stamp
+	}
+	return r.Start.UTC().Format("2006-01-02 15:04:05")
+}
+
+// Class is the verdict's CSS class.
+func (r runRow) Class() string { return strings.ReplaceAll(r.Verdict, " ", "-") }
+
+// inProgress is the verdict of a run directory without results.json.
+const inProgress = "in progress"
+
+// indexCache keeps each run's row until one of the files it was read from changes, so
+// that the index of a nightly job's hundreds of runs reads only what is new.
+type indexCache struct {
+	mu   sync.Mutex
+	rows map[string]cachedRow
+}
+
+type cachedRow struct {
+	stamp string // the sizes and times of the files the row was read from
+	row   runRow
+}
+
+func newIndexCache() *indexCache { return &indexCache{rows: map[string]cachedRow{}} }
+
+// runs returns every run below the root, newest first.
+func (s *Server) runs() []runRow {
+	var out []runRow
+	seen := map[string]bool{}
+	var walk func(dir, rel string, depth int)
+	walk = func(dir, rel string, depth int) {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		if depth > 0 && isRunDir(ents) {
+			out = append(out, s.index.row(dir, rel))
+			seen[rel] = true
+			return
+		}
+		if depth == maxRunDepth {
+			return
+		}
+		for _, e := range ents {
+			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") { // symbolic links (latest) are not followed
+				walk(filepath.Join(dir, e.Name()), path.Join(rel, e.Name()), depth+1)
+			}
+		}
+	}
+	walk(s.root, "", 0)
+	s.index.forgetOthers(seen)
+	slices.SortStableFunc(out, func(a, b runRow) int {
+		if c := b.Start.Compare(a.Start); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Path, a.Path)
+	})
+	return out
+}
+
+func isRunDir(ents []os.DirEntry) bool {
+	return slices.ContainsFunc(ents, func(e os.DirEntry) bool {
+		n := e.Name()
+		return !e.IsDir() && (n == TestFile || n == ResultsFile || n == "history.jsonl")
+	})
+}
+
+// row returns the run's row, read again only when its files changed.
+func (c *indexCache) row(dir, rel string) runRow {
+	var stamp strings.Builder
+	for _, f := range []string{TestFile, ResultsFile, "history.jsonl", ReportFile} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			fmt.Fprintf(&stamp, "%d/%d;", fi.ModTime().UnixNano(), fi.Size())
+		} else {
+			stamp.WriteString("-;")
+		}
+	}
+	c.mu.Lock()
+	cached, ok := c.rows[rel]
+	c.mu.Unlock()
+	if ok && cached.stamp == stamp.String() {
+		return cached.row
+	}
+	r := readRun(dir, rel)
+	c.mu.Lock()
+	c.rows[rel] = cachedRow{stamp: stamp.String(), row: r}
+	c.mu.Unlock()
+	return r
+}
+
+func (c *indexCache) forgetOthers(seen map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.rows {
+		if !seen[k] {
+			delete(c.rows, k)
+		}
+	}
+}
+
+// readRun reads a run's row from its test.json, results.json and the last event of its
+// history. What is missing or unreadable (a run being written) is left blank.
+func readRun(dir, rel string) runRow {
+	r := runRow{Path: rel, Stamp: path.Base(rel), Test: path.Dir(rel), Verdict: inProgress}
+	if r.Test == "." {
+		r.Test = ""
+	}
+	if t, err := time.Parse("20060102T150405Z", strings.SplitN(r.Stamp, "-", 2)[0]); err == nil {
+		r.Start = t
+	}
+	if info, ok, _ := ReadTestInfo(dir); ok {
+		r.Test = cmp.Or(info.Name, r.Test)
+		r.Target, r.Runtime, r.Workload, r.Faults = info.TargetLabel(), info.Runtime, info.Workload, info.Faults
+		r.TargetName, _ = info.Target["name"].(string)
+		if !info.Start.IsZero() {
+			r.Start = info.Start
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, ResultsFile)); err == nil {
+		var res struct {
+			Valid          checker.Verdict  `json:"valid"`
+			UnknownBecause []checker.Reason `json:"unknown_because"`
+			Workload       string           `json:"workload"`
+			Stats          struct {
+				Counts map[string]map[string]int `json:"counts"`
+			} `json:"stats"`
+		}
+		if json.Unmarshal(b, &res) == nil {
+			r.Verdict = string(res.Valid)
+			r.Workload = cmp.Or(r.Workload, res.Workload)
+			for _, by := range res.Stats.Counts {
+				for _, n := range by {
+					r.Ops += n
+				}
+			}
+			for i, u := range res.UnknownBecause {
+				if i > 0 {
+					r.Why += "; "
+				}
+				r.Why += u.Detail
+			}
+		}
+	}
+	if t, ok := lastEventTime(filepath.Join(dir, "history.jsonl")); ok {
+		r.Duration = roundDuration(time.Duration(t)).String()
+	}
+	_, err := os.Stat(filepath.Join(dir, ReportFile))
+	r.Report = err == nil
+	return r
+}
+
+// roundDuration rounds a run's length for the index: to milliseconds under 10 s, to a
+// tenth of a second under 10 min, to seconds beyond.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d < 10*time.Second:
+		return d.Round(time.Millisecond)
+	case d < 10*time.Minute:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+// lastEventTime reads the time of the last whole event of a history: the run's length
+// so far. Only the file's tail is read; a torn last line (a run being written) is
+// skipped.
+func lastEventTime(file string) (int64, bool) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, false
+	}
+	const tail = 64 << 10
+	off := max(0, st.Size()-tail)
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
+		return 0, false
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(b) > 0 && b[len(b)-1] != '\n' && len(lines) > 0 {
+		lines = lines[:len(lines)-1] // torn: still being written
+	}
+	for i := len(lines) - 1; i >= 0 && i >= len(lines)-3; i-- {
+		var e history.Event
+		if json.Unmarshal(lines[i], &e) == nil {
+			return e.Time, true
+		}
+	}
+	return 0, false
+}
+
+// indexPage is what serve.tmpl shows as the index.
+type indexPage struct {
+	Root                                 string
+	Runs                                 []runRow
+	Total                                int
+	Verdicts, Targets, Workloads, Faults []string
+	Want                                 map[string]string
+}
+
+func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
+	all := s.runs()
+	q := r.URL.Query()
+	want := map[string]string{"verdict": q.Get("verdict"), "target": q.Get("target"), "workload": q.Get("workload"), "fault": q.Get("fault")}
+	page := indexPage{Root: s.root, Total: len(all), Want: want}
+	sets := map[string]map[string]bool{"verdict": {}, "target": {}, "workload": {}, "fault": {}}
+	for _, run := range all {
+		values := map[string][]string{"verdict": {run.Verdict}, "target": {run.TargetName}, "workload": {run.Workload}, "fault": run.Faults}
+		match := true
+		for k, vs := range values {
+			for _, v := range vs {
+				if v != "" {
+					sets[k][v] = true
+				}
+			}
+			if want[k] != "" && !slices.Contains(vs, want[k]) {
+				match = false
+			}
+		}
+		if match {
+			page.Runs = append(page.Runs, run)
+		}
+	}
+	sorted := func(k string) []string { return slices.Sorted(maps.Keys(sets[k])) }
+	page.Verdicts, page.Targets, page.Workloads, page.Faults = sorted("verdict"), sorted("target"), sorted("workload"), sorted("fault")
+	render(w, "index", page)
+}
+
+// listingPage is a directory of a run, as serve.tmpl shows it.
+type listingPage struct {
+	Path   string
+	Run    bool // a run directory: offer its report and its tarball
+	Report bool
+	Files  []fileLink
+}
+
+func (s *Server) serveListing(w http.ResponseWriter, r *http.Request, rel, real string) {
+	ents, err := os.ReadDir(real)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	page := listingPage{Path: rel, Run: isRunDir(ents), Files: listFiles(real, nil)}
+	page.Report = slices.ContainsFunc(page.Files, func(f fileLink) bool { return f.Name == ReportFile })
+	render(w, "listing", page)
+}
+
+func render(w http.ResponseWriter, name string, page any) {
+	var b bytes.Buffer
+	if err := serveTmpl.ExecuteTemplate(&b, name, page); err != nil {
+		http.Error(w, "render: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", indexPolicy)
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(b.Bytes())
+}

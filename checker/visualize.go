@@ -38,6 +38,13 @@ func annotations(nemesis []history.Event) []porcupine.Annotation {
 			Description: desc, Details: fmt.Sprintf("%s at %s–%s on %s", w.fault, secs(w.start), secs(w.end), orDash(w.nodes)),
 			BackgroundColor: "#f6d5d5"})
 	}
+	for _, e := range nemesis { // leader changes: a point, on a lane of their own
+		if e.F == history.LeaderChange && e.Node != "" {
+			out = append(out, porcupine.Annotation{Tag: "leader", Start: e.Time, End: e.Time,
+				Description: e.Node + " leads", Details: fmt.Sprintf("%s leads from %s", e.Node, secs(e.Time)),
+				BackgroundColor: "#d5e3f6"})
+		}
+	}
 	return out
 }
 
@@ -69,6 +76,9 @@ func faultWindows(nemesis []history.Event) []window {
 	)
 	for _, e := range nemesis {
 		last = max(last, e.Time)
+		if e.F == history.LeaderChange {
+			continue // an observation, not a fault
+		}
 		switch {
 		case open != nil && endsFault(e.F) && e.F != open.fault:
 			if e.IsCompletion() {

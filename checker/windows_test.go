@@ -5,6 +5,7 @@ import (
 
 	"github.com/faultline/faultline/history"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func nem(t int64, typ history.Type, f string, v history.Value) history.Event {
@@ -73,4 +74,25 @@ func TestStatsAvailabilityCountsCASMismatchAsAnswered(t *testing.T) {
 	st := computeStats(pairOps(events))
 	assert.Equal(t, 0.5, st.Availability, "a cas that found another value was answered; a refused one was not")
 	assert.Equal(t, 2, st.Counts["cas"][history.Fail])
+}
+
+func TestLeaderChangesAreNotFaultsButAnnotations(t *testing.T) {
+	nem := []history.Event{
+		{Process: history.NemesisProcess, Type: history.Info, F: history.LeaderChange, Node: "n2", Time: 5},
+		{Process: history.NemesisProcess, Type: history.Invoke, F: "start-partition", Time: 10},
+		{Process: history.NemesisProcess, Type: history.OK, F: "start-partition", Time: 11},
+		{Process: history.NemesisProcess, Type: history.Info, F: history.LeaderChange, Node: "n3", Time: 15},
+		{Process: history.NemesisProcess, Type: history.Invoke, F: "stop-partition", Time: 20},
+		{Process: history.NemesisProcess, Type: history.OK, F: "stop-partition", Time: 21},
+	}
+	ws := faultWindows(nem)
+	require.Len(t, ws, 1, "a leader change opens no fault window")
+	assert.Equal(t, "start-partition", ws[0].fault)
+	var leaders []string
+	for _, a := range annotations(nem) {
+		if a.Tag == "leader" {
+			leaders = append(leaders, a.Description)
+		}
+	}
+	assert.Equal(t, []string{"n2 leads", "n3 leads"}, leaders)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -119,6 +120,8 @@ func TestRunCorrectNodeIsValid(t *testing.T) {
 	assert.False(t, info.Torn)
 	fs := nemesisFs(events)
 	assert.True(t, fs["start-partition"] && fs["kill"] && fs["pause"], "every kind was injected: %v", fs)
+	assert.True(t, slices.ContainsFunc(events, func(e history.Event) bool { return e.F == history.LeaderChange && e.Node != "" }),
+		"who leads is recorded")
 	assert.Contains(t, out, "verdict: VALID")
 	assert.Contains(t, out, "replay:  faultline test")
 	assert.Empty(t, leftovers(t, o.Dir))

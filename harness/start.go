@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/nemesis"
 )
 
@@ -72,7 +73,8 @@ func logTail(dir string, n int) string {
 }
 
 // watchExits checks twice a second, until ctx ends or the returned func is called,
-// for nodes that exited by themselves.
+// for nodes that exited by themselves, and once a second who leads: a change is
+// recorded as a nemesis observation (history.LeaderChange), for the report.
 func (r *run) watchExits(ctx context.Context) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -85,12 +87,22 @@ func (r *run) watchExits(ctx context.Context) func() {
 		}()
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
-		for {
+		leader := ""
+		for i := 0; ; i++ {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 				r.cl.CheckExits()
+				if i%2 == 0 {
+					lctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+					l, err := r.target.Leader(lctx)
+					cancel()
+					if err == nil && l != "" && l != leader {
+						leader = l
+						r.rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: history.LeaderChange, Node: l})
+					}
+				}
 			}
 		}
 	}()

@@ -49,6 +49,10 @@ type Event struct {
 // short before its end).
 const HealAll = "heal-all"
 
+// LeaderChange is the F of the nemesis info event a run records when it sees another
+// node lead (Node): an observation, not a fault.
+const LeaderChange = "leader"
+
 // Mismatch is the Error of a cas that failed because the key held another value: a
 // definite, normal answer of a working system (not unavailability).
 const Mismatch = "mismatch"

@@ -30,7 +30,7 @@ const (
 
 // LeaderEvent is the f of a nemesis info event that records a leader change: its node
 // is the new leader. Reports mark each on the plots and on the leader's lane.
-const LeaderEvent = "leader"
+const LeaderEvent = history.LeaderChange
 
 //go:embed report.tmpl
 var reportTmplText string

@@ -223,6 +223,8 @@ func (r *run) execute(ctx context.Context) (err error) {
 	if err := r.newTarget(ctx); err != nil {
 		return err
 	}
+	ctx, stop := stopOnFailure(ctx, r.target) // a target that fails for good ends the run, and says why
+	defer func() { err = stop(err) }()
 	faults, skipped, err := faultsFor(r.spec.Nemesis, r.cl)
 	if err != nil {
 		return err

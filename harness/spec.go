@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/faultline/faultline/harness/target/file"
 	"github.com/faultline/faultline/nemesis"
 )
 
@@ -45,9 +46,13 @@ type Spec struct {
 	UpgradeTo List `yaml:"upgrade-to" json:"upgrade_to,omitempty"`
 	// EtcdSnapshotCount is etcd's --snapshot-count (0: etcd's default): small, it makes
 	// a member cut off for a while catch up from a snapshot.
-	EtcdSnapshotCount int    `yaml:"etcd-snapshot-count" json:"etcd_snapshot_count,omitempty"`
-	Results           string `yaml:"results" json:"results"`
-	JUnit             string `yaml:"junit" json:"junit,omitempty"`
+	EtcdSnapshotCount int `yaml:"etcd-snapshot-count" json:"etcd_snapshot_count,omitempty"`
+	// TargetFile is a target file (docs/target-file.md): any system as the target
+	// (target "file"); TargetVars set its vars, NAME=VALUE.
+	TargetFile string `yaml:"target-file" json:"target_file,omitempty"`
+	TargetVars List   `yaml:"target-vars" json:"target_vars,omitempty"`
+	Results    string `yaml:"results" json:"results"`
+	JUnit      string `yaml:"junit" json:"junit,omitempty"`
 	// Recovery is how long the healed cluster gets before the final reads.
 	Recovery Duration `yaml:"recovery" json:"recovery"`
 	// CheckTimeout bounds the linearizability check; expiry gives "unknown".
@@ -124,7 +129,7 @@ func (d *Duration) Set(s string) error {
 
 // Choices that Resolve accepts.
 var (
-	Targets   = []string{"raftnode", "etcd"}
+	Targets   = []string{"raftnode", "etcd", "file"}
 	Runtimes  = []string{"auto", "docker", "process"}
 	Workloads = []string{"register", "set", "append"}
 	// NemesisKinds are the fault families --nemesis accepts; "all" means every one
@@ -192,6 +197,11 @@ func ParseTestArgs(args []string, stderr io.Writer) (Spec, error) {
 	if nemesis != "" {
 		spec.Nemesis = splitList(nemesis)
 	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "target" })
+	if explicit && spec.TargetFile != "" && spec.Target != "file" {
+		return spec, usagef("target-file: %s and --target %s: give one of them", spec.TargetFile, spec.Target)
+	}
 	return spec.Resolve()
 }
 
@@ -215,6 +225,8 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
 	fs.BoolVar(&s.EtcdSerializableReads, "etcd-serializable-reads", s.EtcdSerializableReads, "serializable reads (known unsafe: stale reads), to prove they are caught")
 	fs.Var(&s.UpgradeTo, "upgrade-to", "releases to upgrade to, in order, comma-separated (rolling-upgrade; target etcd)")
 	fs.IntVar(&s.EtcdSnapshotCount, "etcd-snapshot-count", s.EtcdSnapshotCount, "etcd's --snapshot-count (0: its default)")
+	fs.StringVar(&s.TargetFile, "target-file", s.TargetFile, "a target file: any system as the target (docs/target-file.md)")
+	fs.Var(&s.TargetVars, "target-var", "the target file's vars, NAME=VALUE, comma-separated")
 	fs.StringVar(&s.Results, "results", s.Results, "results directory")
 	fs.StringVar(&s.JUnit, "junit", s.JUnit, "also write a JUnit XML report here")
 	fs.Var(&s.Recovery, "recovery", "time the healed cluster gets before final reads")
@@ -256,6 +268,9 @@ func (s Spec) Resolve() (Spec, error) {
 		}
 		return nil
 	}
+	if s.TargetFile != "" && s.Target == "raftnode" { // the default: a target file says otherwise
+		s.Target = "file"
+	}
 	for _, c := range []struct {
 		field, v string
 		allowed  []string
@@ -267,6 +282,9 @@ func (s Spec) Resolve() (Spec, error) {
 	if s.Unsafe != "" {
 		if err := oneOf("unsafe", s.Unsafe, UnsafeModes); err != nil {
 			return s, err
+		}
+		if s.Target == "file" {
+			return s, usagef("unsafe: %s is one of raftnode's deliberate bugs; a target file sets its system's own unsafe settings (e.g. with a var: --target-var)", s.Unsafe)
 		}
 		if s.Target != "raftnode" {
 			return s, usagef("unsafe: %s is one of raftnode's deliberate bugs; target %s has none (etcd: --etcd-serializable-reads)", s.Unsafe, s.Target)
@@ -281,6 +299,10 @@ func (s Spec) Resolve() (Spec, error) {
 		return s, usagef("etcd-version %s and etcd-binary %s: give one of them", s.EtcdVersion, s.EtcdBinary)
 	case s.Target == "etcd" && s.EtcdBinary == "" && s.EtcdVersion == "":
 		s.EtcdVersion = DefaultEtcdVersion
+	}
+	fileName, err := s.resolveTargetFile()
+	if err != nil {
+		return s, err
 	}
 	switch {
 	case s.Nodes < 1 || s.Nodes > 9:
@@ -309,6 +331,9 @@ func (s Spec) Resolve() (Spec, error) {
 		return s, err
 	}
 	s.Nemesis = nem
+	if s.Name == "" && fileName != "" {
+		s.Name = fileName + "-" + s.Workload
+	}
 	if s.Name == "" {
 		s.Name = s.Target + "-" + s.Workload
 		if s.Unsafe != "" {
@@ -322,6 +347,43 @@ func (s Spec) Resolve() (Spec, error) {
 		s.Seed = time.Now().UnixNano() & (1<<53 - 1)
 	}
 	return s, nil
+}
+
+// resolveTargetFile checks the target file and its vars (target file), and returns the
+// system's name in it ("" for another target).
+func (s Spec) resolveTargetFile() (string, error) {
+	switch {
+	case s.Target == "file" && s.TargetFile == "":
+		return "", usagef("target: file needs --target-file FILE")
+	case s.Target != "file" && s.TargetFile != "":
+		return "", usagef("target-file: %s and --target %s: give one of them", s.TargetFile, s.Target)
+	case s.Target != "file" && len(s.TargetVars) > 0:
+		return "", usagef("target-var: only with --target-file")
+	case s.Target != "file":
+		return "", nil
+	}
+	vars, err := targetVars(s.TargetVars)
+	if err != nil {
+		return "", err
+	}
+	f, err := file.Load(s.TargetFile, vars)
+	if err != nil {
+		return "", usagef("%v", err)
+	}
+	return f.Name, nil
+}
+
+// targetVars reads NAME=VALUE pairs.
+func targetVars(l List) (map[string]string, error) {
+	vars := map[string]string{}
+	for _, kv := range l {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("target-var: %q is not NAME=VALUE", kv)
+		}
+		vars[k] = v
+	}
+	return vars, nil
 }
 
 func resolveNemesis(in []string) ([]string, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/harness/target/etcd"
+	"github.com/faultline/faultline/harness/target/file"
 	"github.com/faultline/faultline/harness/target/raftnode"
 )
 
@@ -33,6 +34,18 @@ func newTarget(ctx context.Context, spec Spec, env target.Env, w io.Writer) (tar
 		}
 		env.Logf("target etcd %s: %s", cfg.Version, cfg.Binary)
 		return etcd.New(cfg, env), nil
+	case "file":
+		vars, err := targetVars(spec.TargetVars)
+		if err != nil {
+			return nil, err
+		}
+		f, err := file.Load(spec.TargetFile, vars)
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		env.Logf("target %s from the file %s: protocol %s", f.Name, f.Path, f.Client.Protocol)
+		return file.New(f, env, file.Options{OpTimeout: spec.OpTimeout.D(),
+			LogTail: func(n string) string { return logTail(filepath.Join(env.Dir, "nodes", n), 5) }}), nil
 	}
 	return nil, usagef("target: %q is not one of %v", spec.Target, Targets)
 }
@@ -109,4 +122,39 @@ func releaseParts(v string) [3]int {
 		p[i], _ = strconv.Atoi(s)
 	}
 	return p
+}
+
+// failer is a target that can fail for good while the run goes on (harness/target/file:
+// a client shim that died or answered garbage): Failed is closed then, and Failure
+// says why.
+type failer interface {
+	Failed() <-chan struct{}
+	Failure() error
+}
+
+// stopOnFailure returns ctx, cancelled once t fails, and stop, which ends the watch and
+// returns err, or t's failure in its place (what made the run stop) if t failed. A
+// target that cannot fail gets ctx itself.
+func stopOnFailure(ctx context.Context, t target.Target) (context.Context, func(err error) error) {
+	f, ok := t.(failer)
+	if !ok {
+		return ctx, func(err error) error { return err }
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-f.Failed():
+			cancel(f.Failure())
+		case <-done:
+		}
+	}()
+	return ctx, func(err error) error {
+		close(done)
+		cancel(nil)
+		if ferr := f.Failure(); ferr != nil {
+			return ferr
+		}
+		return err
+	}
 }

@@ -1,0 +1,259 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/harness/target/raftnode"
+	"github.com/faultline/faultline/history"
+)
+
+// Whole runs of targets from files (harness/target/file): the shipped examples give the
+// verdicts their systems deserve, and bad target files and shims end runs with the
+// right exit code and a line that names the problem.
+
+const examples = "../examples/"
+
+// onPath puts a directory holding the programs the examples start in $PATH: raftnode
+// (this test binary under that name) and, when asked, etcd (the cached release) and
+// hashiraft (built from examples/hashiraft).
+func onPath(t *testing.T, etcd, hashiraft bool) {
+	t.Helper()
+	if (etcd || hashiraft) && testing.Short() {
+		t.Skip("whole runs of the examples: skipped in -short mode")
+	}
+	dir := t.TempDir()
+	_, err := raftnode.Bin(dir)
+	require.NoError(t, err)
+	if etcd {
+		if _, err := exec.LookPath("python3"); err != nil {
+			t.Skip("the etcd-exec example's shim needs python3")
+		}
+		bin, _ := etcdBinary(t)
+		require.NoError(t, os.Symlink(bin, filepath.Join(dir, "etcd")))
+	}
+	if hashiraft {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "hashiraft"), ".")
+		cmd.Dir, cmd.Env = filepath.Join(examples, "hashiraft"), append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "build examples/hashiraft: %s", out)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+}
+
+// runFile runs a target file's example and returns the outcome and what it recorded.
+func runFile(t *testing.T, runtime, file string, args ...string) (Outcome, []history.Event) {
+	t.Helper()
+	spec := e2eSpec(t, runtime, append([]string{"--target-file", examples + file}, args...)...)
+	o, _ := runE2E(t, context.Background(), spec)
+	assert.Empty(t, leftovers(t, o.Dir), "nothing of the run is left: nodes, shims, namespaces")
+	return o, readEvents(t, o.Dir)
+}
+
+// validUnderFaults runs file under partitions, kills and pauses: valid, every kind injected.
+func validUnderFaults(t *testing.T, runtime, file string) {
+	t.Helper()
+	o, events := runFile(t, runtime, file, "--nemesis", "partition,kill,pause", "--seed", "9")
+	t.Logf("%s on %s, partition,kill,pause, seed 9: %s (exit %d)", file, runtime, o.Verdict, o.ExitCode())
+	require.NoError(t, o.Err)
+	assert.Equal(t, checker.Valid, o.Verdict)
+	fs := nemesisFs(events)
+	assert.True(t, fs["start-partition"] && fs["kill"] && fs["pause"], "every kind was injected: %v", fs)
+}
+
+// caught runs file with its broken setting under partitions, seed after seed: invalid.
+func caught(t *testing.T, file, brokenVar string) {
+	t.Helper()
+	var o Outcome
+	for _, seed := range []string{"11", "12", "13"} {
+		if o, _ = runFile(t, "process", file, "--target-var", brokenVar, "--nemesis", "partition", "--seed", seed,
+			"--time-limit", "20s"); o.ExitCode() == ExitInvalid {
+			t.Logf("%s with %s, partition, seed %s: %s (exit %d)", file, brokenVar, seed, o.Verdict, o.ExitCode())
+			break
+		}
+		t.Logf("%s with %s, partition, seed %s: %s (exit %d): not caught this time", file, brokenVar, seed, o.Verdict, o.ExitCode())
+	}
+	require.Equal(t, ExitInvalid, o.ExitCode(), "%s with %s under partitions was not caught in 3 runs", file, brokenVar)
+	assert.FileExists(t, filepath.Join(o.Dir, "linearizability.html"))
+}
+
+// raftnode through the http protocol: the verdicts of --target raftnode
+// (TestRunCorrectNodeIsValid, TestRunCatchesStaleReads), and the hooks work for real.
+func TestRunFileRaftnodeHTTP(t *testing.T) {
+	needNetns(t)
+	onPath(t, false, false)
+	t.Run("valid", func(t *testing.T) { validUnderFaults(t, "process", "raftnode-http.yaml") })
+	t.Run("stale-read caught", func(t *testing.T) { caught(t, "raftnode-http.yaml", "unsafe=stale-read") })
+	t.Run("member and clock hooks", func(t *testing.T) {
+		o, events := runFile(t, "process", "raftnode-http.yaml", "--nemesis", "member,clock", "--seed", "4",
+			"--nemesis-interval", "2s")
+		require.NoError(t, o.Err)
+		assert.Equal(t, checker.Valid, o.Verdict)
+		fs := nemesisFs(events)
+		assert.True(t, fs["member-remove"] && fs["member-add"], "a member was replaced: %v", fs)
+		assert.True(t, fs["clock-bump"] || fs["clock-skew"] || fs["clock-strobe"], "a clock was changed: %v", fs)
+	})
+}
+
+// etcd through the exec protocol, with the Python shim: the verdicts of --target etcd
+// (TestRunEtcdIsValidUnderFaults, TestRunEtcdSerializableReadsAreCaught); and through
+// the etcd protocol.
+func TestRunFileEtcd(t *testing.T) {
+	needNetns(t)
+	onPath(t, true, false)
+	t.Run("exec valid", func(t *testing.T) { validUnderFaults(t, "process", "etcd-exec.yaml") })
+	t.Run("exec serializable reads caught", func(t *testing.T) { caught(t, "etcd-exec.yaml", "reads=serializable") })
+	t.Run("etcd protocol valid", func(t *testing.T) { validUnderFaults(t, "process", "etcd.yaml") })
+}
+
+// hashicorp/raft, whose consensus code is not ours: faults take effect on it, and its
+// unsafe local reads are caught.
+func TestRunFileHashiraft(t *testing.T) {
+	needNetns(t)
+	onPath(t, false, true)
+	t.Run("valid", func(t *testing.T) { validUnderFaults(t, "process", "hashiraft.yaml") })
+	t.Run("local reads caught", func(t *testing.T) { caught(t, "hashiraft.yaml", "reads=local") })
+}
+
+func TestRunFileExamplesOnDocker(t *testing.T) {
+	if ok, why := docker.Available(context.Background()); !ok {
+		t.Skip("needs a docker daemon: " + why)
+	}
+	onPath(t, true, true)
+	for _, f := range []string{"raftnode-http.yaml", "etcd-exec.yaml", "hashiraft.yaml"} {
+		t.Run(f, func(t *testing.T) { validUnderFaults(t, "docker", f) })
+	}
+}
+
+// A bad target file is exit 4 with one line naming the problem, before anything runs;
+// a node that never gets ready, or a shim that answers garbage or dies, is exit 3, the
+// run stopped, the line naming the node or the shim.
+func TestRunFileBadTargets(t *testing.T) {
+	const good = `ports: {client: 8001, peer: 7001}
+peers: {port: peer, traffic: messages}
+nodes:
+  command: [raftnode, '--id={{.ID}}', '--peers={{.Cluster.IDURL}}', '--listen-peer={{.Bind.peer}}',
+    '--listen-client={{.Bind.client}}', '--data-dir={{.DataDir}}']
+ready:
+  http: {port: client, path: /status}
+  timeout: 3s
+client:
+  protocol: http
+  port: client
+`
+	// A shim that starts, takes the harness's readiness write and fails a workload's first
+	// operation (a fail is always the truth), then misbehaves.
+	shim := func(then string) string {
+		return strings.Replace(good, "  protocol: http\n  port: client\n", `  protocol: exec
+  command: [sh, -c, 'read l; echo "{\"id\":0,\"type\":\"ok\"}"; read l; t=fail; case "$l" in *faultline-ready*) t=ok;; esac;
+    echo "{\"id\":1,\"type\":\"$t\"}"; read l; `+then+`']
+`, 1)
+	}
+	for _, c := range []struct {
+		name, file string
+		exit       int
+		want       string
+		run        bool // a whole run (cluster started)
+	}{
+		{"unknown field", strings.Replace(good, "nodes:\n  command:", "nodes:\n  commnd:", 1), ExitUsage, `line 4: unknown field "commnd"`, false},
+		{"template does not render", strings.Replace(good, "{{.ID}}", "{{.Id}}", 1), ExitUsage, `template "--id={{.Id}}" does not render`, false},
+		{"command not found", strings.Replace(good, "[raftnode,", "[raftnoed,", 1), ExitUsage, `program "raftnoed" not found in $PATH`, false},
+		{"node never ready", strings.Replace(good, "[raftnode,", "[sh, -c, 'exec sleep 600',", 1), ExitError, "the cluster was not ready within 3s (ready.timeout): n1 is not ready", true},
+		{"shim answers garbage", shim("echo garbage; sleep 10"), ExitError, `answered "garbage" to {"id":2`, true},
+		{"shim dies", shim("exit 7"), ExitError, "exited (exit status 7) with an operation outstanding", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			onPath(t, false, false)
+			p := filepath.Join(t.TempDir(), "target.yaml")
+			require.NoError(t, os.WriteFile(p, []byte(c.file), 0o644))
+			args := []string{"--target-file", p, "--runtime", "process", "--nodes", "3", "--nemesis", "none",
+				"--time-limit", "10s", "--results", t.TempDir()}
+			spec, err := ParseTestArgs(args, &bytes.Buffer{})
+			if !c.run {
+				var ue *UsageError
+				require.ErrorAs(t, err, &ue, "found before anything runs")
+				assert.Contains(t, err.Error(), c.want)
+				assert.NotContains(t, err.Error(), "\n", "one line")
+				// And found by the run as well (a file changed after the spec was read).
+				require.NoError(t, os.WriteFile(p, []byte(good), 0o644))
+				spec, err = ParseTestArgs(args, &bytes.Buffer{})
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(p, []byte(c.file), 0o644))
+				o := Run(context.Background(), spec, Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}})
+				assert.Equal(t, c.exit, o.ExitCode())
+				assert.ErrorContains(t, o.Err, c.want)
+				t.Logf("exit %d: %v", o.ExitCode(), o.Err)
+				return
+			}
+			require.NoError(t, err)
+			needNetns(t)
+			if testing.Short() {
+				t.Skip("starts a cluster: skipped in -short mode")
+			}
+			o, _ := runE2E(t, context.Background(), spec)
+			assert.Equal(t, c.exit, o.ExitCode())
+			require.Error(t, o.Err)
+			t.Logf("exit %d: %v", o.ExitCode(), o.Err)
+			assert.Contains(t, o.Err.Error(), c.want)
+			assert.Empty(t, leftovers(t, o.Dir))
+			if strings.HasPrefix(c.name, "shim") {
+				assert.NotContains(t, o.Err.Error(), "\n", "one line")
+				assert.Contains(t, o.Err.Error(), "exec shim")
+				var infos int
+				for _, e := range readEvents(t, o.Dir) {
+					if e.Type == history.Info && strings.Contains(e.Error, "exec shim") {
+						infos++
+					}
+				}
+				assert.Positive(t, infos, "the shim's operation in flight is indeterminate")
+			}
+		})
+	}
+}
+
+func TestParseTargetFile(t *testing.T) {
+	onPath(t, false, false)
+	ex := examples + "raftnode-http.yaml"
+	s, err := ParseTestArgs([]string{"--target-file", ex, "--target-var", "unsafe=stale-read"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, "file", s.Target, "--target-file implies the file target")
+	assert.Equal(t, "raftnode-http-register", s.Name, "named after the file's system")
+	replay := ReplayCommand(s)
+	assert.Contains(t, replay, "--target file")
+	assert.Contains(t, replay, "--target-file "+ex)
+	assert.Contains(t, replay, "--target-var unsafe=stale-read")
+
+	spec := filepath.Join(t.TempDir(), "spec.yaml")
+	require.NoError(t, os.WriteFile(spec, []byte("target-file: "+ex+"\ntarget-vars: [unsafe=lease-read]\n"), 0o644))
+	s, err = ParseTestArgs([]string{"-f", spec}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, List{"unsafe=lease-read"}, s.TargetVars, "the YAML keys")
+
+	for want, args := range map[string][]string{
+		"give one of them":            {"--target", "etcd", "--target-file", ex},
+		"only for --target etcd":      {"--target-file", ex, "--etcd-version", "v3.7.3"},
+		"a target file sets":          {"--target-file", ex, "--unsafe", "stale-read"},
+		"file needs --target-file":    {"--target", "file"},
+		"target-var: only with":       {"--target-var", "a=b"},
+		"is not NAME=VALUE":           {"--target-file", ex, "--target-var", "unsafe"},
+		"declares no such var":        {"--target-file", ex, "--target-var", "mood=x"},
+		"and --target raftnode: give": {"--target", "raftnode", "--target-file", ex},
+		"no such file or directory":   {"--target-file", "nope.yaml"},
+		"target: \"zk\" is not one ":  {"--target", "zk"},
+	} {
+		_, err := ParseTestArgs(args, &bytes.Buffer{})
+		var ue *UsageError
+		require.ErrorAs(t, err, &ue, "%v", args)
+		assert.Contains(t, err.Error(), want)
+	}
+}

@@ -1,0 +1,108 @@
+package file
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// valid is a small good target file; the cases below break it one way each.
+const valid = `name: demo
+vars:
+  mode: safe
+ports:
+  client: 8001
+  peer: 7001
+peers:
+  port: peer
+nodes:
+  command: [sh, -c, 'exec sleep 100', '{{.Name}}', '{{.Cluster.IDURL}}', '{{.Vars.mode}}']
+ready:
+  http: {port: client, path: /status}
+client:
+  protocol: http
+  port: client
+`
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "target.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+	return p
+}
+
+func TestLoadValid(t *testing.T) {
+	f, err := Load(writeFile(t, valid), map[string]string{"mode": "unsafe"})
+	require.NoError(t, err)
+	assert.Equal(t, "demo", f.Name)
+	assert.Equal(t, "streams", f.Peers.Traffic, "the default")
+	assert.Equal(t, "unsafe", f.Vars["mode"], "a var given overrides its default")
+	assert.Contains(t, f.Source, "name: demo")
+}
+
+// Every bad target file is one line that names the file and the problem (and its line
+// where it has one).
+func TestLoadErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, old, new string
+		vars           map[string]string
+		want           string
+	}{
+		{"unknown field", "nodes:\n  command:", "nodes:\n  commnd: [x]\n  command:", nil, `line 10: unknown field "commnd" (nodes has: command, env, files)`},
+		{"unknown section", "ready:", "readyness: {}\nready:", nil, `line 11: unknown field "readyness" (the file has: name, vars, ports, peers, nodes, ready, client, hooks)`},
+		{"not yaml", "ports:", "ports: [", nil, "line"},
+		{"template does not parse", "'{{.Name}}'", "'{{.Name'", nil, `line 10: template "{{.Name" does not parse`},
+		{"template does not render", "'{{.Name}}'", "'{{.Nmae}}'", nil, `line 10: nodes.command: template "{{.Nmae}}" does not render: <.Nmae>: can't evaluate field Nmae`},
+		{"a port that is not there", "'{{.Name}}'", "'{{.Bind.clinet}}'", nil, `map has no entry for key "clinet"`},
+		{"a var that is not declared", "'{{.Vars.mode}}'", "'{{.Vars.mood}}'", nil, `map has no entry for key "mood"`},
+		{"a target-var that is not declared", "", "", map[string]string{"mood": "x"}, "target-var mood: the file declares no such var (vars: mode)"},
+		{"command not found", "[sh,", "[no-such-program-here,", nil, `line 10: nodes.command: program "no-such-program-here" not found in $PATH`},
+		{"command path not there", "[sh,", "[/no/such/program,", nil, `program "/no/such/program" not found (no such executable file)`},
+		{"shim not found", "  protocol: http\n  port: client", "  protocol: exec\n  command: [no-such-shim]", nil, `client.command: program "no-such-shim" not found`},
+		{"peer port unknown", "  port: peer\nnodes", "  port: raft\nnodes", nil, `peers.port: "raft" is none of the ports (client, peer)`},
+		{"peer traffic", "  port: peer\nnodes", "  port: peer\n  traffic: udp\nnodes", nil, `peers.traffic: "udp" is neither streams nor messages`},
+		{"protocol unknown", "protocol: http", "protocol: grpc", nil, `client.protocol: "grpc" is not one of http, etcd, exec`},
+		{"no readiness", "  http: {port: client, path: /status}\n", "", nil, "ready: give one of http"},
+		{"hook both ways", "  port: client\n", "  port: client\nhooks:\n  clock: {command: [sh], http: {port: client, path: /c}}\n", nil, "hooks.clock: give one of http"},
+		{"half the membership hooks", "  port: client\n", "  port: client\nhooks:\n  add-member: {command: [sh]}\n", nil, "remove-member and add-member go together"},
+		{"empty", valid, "", nil, "empty"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			text := valid
+			if c.old != "" || c.new != "" {
+				require.Contains(t, text, c.old, "the case must change the file")
+				text = strings.Replace(text, c.old, c.new, 1)
+			}
+			p := writeFile(t, text)
+			_, err := Load(p, c.vars)
+			require.Error(t, err)
+			var fe *Error
+			require.ErrorAs(t, err, &fe)
+			assert.Contains(t, err.Error(), c.want)
+			assert.True(t, strings.HasPrefix(err.Error(), "target file "+p+": "), "names the file: %v", err)
+			assert.NotContains(t, err.Error(), "\n", "one line")
+		})
+	}
+	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), nil)
+	assert.ErrorContains(t, err, "missing.yaml: no such file or directory")
+}
+
+// The shipped examples load: their programs are stood in for by stubs in $PATH.
+func TestExamplesLoad(t *testing.T) {
+	bin := t.TempDir()
+	for _, p := range []string{"raftnode", "etcd", "hashiraft", "python3"} {
+		require.NoError(t, os.WriteFile(filepath.Join(bin, p), []byte("#!/bin/sh\n"), 0o755))
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	files, err := filepath.Glob("../../../examples/*.yaml")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 3)
+	for _, p := range files {
+		_, err := Load(p, nil)
+		assert.NoError(t, err, p)
+	}
+}

@@ -26,6 +26,12 @@ const maxExplained = 10
 // drawn: porcupine's search of them, with the naive list model, grows exponentially.
 const maxContradictionDrawn = 40
 
+// maxDrawnOps bounds the operations of a key that is checked again verbosely and drawn:
+// porcupine's view of a key of 125k operations is 30 MB, takes a browser a minute and a
+// half to open and its verbose search minutes to make. Such a key is explained by the
+// simple stories (and the report's timeline), and the explanation says it is not drawn.
+const maxDrawnOps = 20000
+
 // explainFailures checks the failing keys again, verbosely, fills res.Failures with an
 // explanation per key and returns the data for the visualization.
 func explainFailures(ctx context.Context, job linJob, model porcupine.Model, failed []keyHistory, res *LinResult) *vizData {
@@ -37,11 +43,16 @@ func explainFailures(ctx context.Context, job linJob, model porcupine.Model, fai
 			why = fmt.Sprintf("not drawn: only the first %d failing keys are", maxExplained)
 		case k.contradiction && len(k.pops) > maxContradictionDrawn:
 			why = "its reads contradict each other; too many operations to draw"
+		case len(k.pops) > maxDrawnOps:
+			why = fmt.Sprintf("not drawn: %d operations, more than the %d the linearizability view can show", len(k.pops), maxDrawnOps)
 		default:
 			drawn = append(drawn, k)
 			continue
 		}
 		text, blamed := explainKey(model, job.model, k, nil, why)
+		if strings.HasPrefix(why, "not drawn") {
+			text += " (" + why + ")"
+		}
 		res.Failures = append(res.Failures, KeyFailure{Key: k.key, Explanation: text + faultsDuring(job.faults, k.ops, blamed), Op: blamed, Ops: len(k.pops)})
 	}
 	if len(drawn) == 0 {

@@ -1,6 +1,8 @@
 package checker
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	"github.com/faultline/faultline/history"
@@ -95,4 +97,25 @@ func TestLeaderChangesAreNotFaultsButAnnotations(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"n2 leads", "n3 leads"}, leaders)
+}
+
+// A failing key too big for porcupine's view is explained but not drawn, and says so.
+func TestAHugeFailingKeyIsExplainedNotDrawn(t *testing.T) {
+	var evs []history.Event
+	add := func(e history.Event) {
+		e.Index, e.Time = int64(len(evs)), int64(len(evs))*1000
+		evs = append(evs, e)
+	}
+	for i := range maxDrawnOps + 5 {
+		v := history.S1(fmt.Sprint(i))
+		add(history.Event{Process: 0, Type: history.Invoke, F: "write", Key: "k", Value: v})
+		add(history.Event{Process: 0, Type: history.OK, F: "write", Key: "k", Value: v})
+	}
+	add(history.Event{Process: 1, Type: history.Invoke, F: "read", Key: "k"})
+	add(history.Event{Process: 1, Type: history.OK, F: "read", Key: "k", Value: history.S1("3")})
+	res := Check(context.Background(), evs, Options{Workload: "register"})
+	require.Equal(t, Invalid, res.Verdict)
+	assert.False(t, res.CanVisualize(), "not drawn")
+	require.NotEmpty(t, res.Linearizability.Failures)
+	assert.Contains(t, res.Linearizability.Failures[0].Explanation, "not drawn")
 }

@@ -49,6 +49,10 @@ type Event struct {
 // short before its end).
 const HealAll = "heal-all"
 
+// NemesisStart is the F of the nemesis info event a run records when its fault
+// schedule starts: the offsets of a schedule's faults are planned from it.
+const NemesisStart = "nemesis-start"
+
 // LeaderChange is the F of the nemesis info event a run records when it sees another
 // node lead (Node): an observation, not a fault.
 const LeaderChange = "leader"

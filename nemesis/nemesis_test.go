@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,7 +169,8 @@ func TestScheduleHealsEverythingAndRecordsPairs(t *testing.T) {
 	require.NotEmpty(t, events)
 	open := map[string]bool{}
 	fs := map[string]bool{}
-	for _, e := range events {
+	assert.Equal(t, history.NemesisStart, events[0].F, "the schedule's start comes first")
+	for _, e := range events[1:] {
 		require.True(t, e.IsNemesis())
 		fs[e.F] = true
 		if e.Type == history.Invoke {
@@ -191,7 +194,7 @@ func TestScheduleIsDeterministicBySeed(t *testing.T) {
 		var steps []string
 		for range 20 {
 			st := s.next()
-			inj, err := s.inject(context.Background(), st.fault)
+			inj, err := s.inject(context.Background(), st)
 			require.NoError(t, err)
 			require.NoError(t, s.heal(st.fault, inj))
 			// What was injected where (kills run in parallel: the fake's log order is not).
@@ -253,8 +256,8 @@ func TestFailedInjectionStopsTheScheduleLoudly(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "freezer unavailable")
 	evs := rec.Events()
-	require.Len(t, evs, 2)
-	assert.Equal(t, history.Fail, evs[1].Type, "the history never claims a fault that was not injected")
+	require.Len(t, evs, 3, "start, invoke, fail")
+	assert.Equal(t, history.Fail, evs[2].Type, "the history never claims a fault that was not injected")
 	assert.Empty(t, c.down)
 }
 
@@ -331,5 +334,83 @@ func TestPartitionDrawsTheSameWhateverTheCluster(t *testing.T) {
 			return env.Rand.Uint64()
 		}
 		assert.Equal(t, next(&fakeCluster{}), next(&leaderless{}), "seed %d", seed)
+	}
+}
+
+// wanderingLeader names another leader, or none, each time it is asked, and is slow to
+// answer: a cluster whose leader changes while faults are injected.
+type wanderingLeader struct {
+	fakeCluster
+	calls atomic.Int64
+}
+
+func (c *wanderingLeader) Leader(context.Context) (string, error) {
+	time.Sleep(3 * time.Millisecond) // asking takes time: the timeline must not drift by it
+	n := c.calls.Add(1)
+	if n%3 == 0 {
+		return "", nil
+	}
+	return five[n%int64(len(five))], nil
+}
+
+// planned is what a replay must reproduce of one fault: kind and variant, the nodes when
+// they were drawn at random (not the leader), and the start offset from the schedule's
+// start.
+type planned struct {
+	what   string
+	offset time.Duration
+}
+
+func timeline(t *testing.T, c Cluster, seed uint64) []planned {
+	t.Helper()
+	faults, err := ByName([]string{"partition", "kill", "pause"})
+	require.NoError(t, err)
+	rec := history.NewRecorder(time.Now(), nil)
+	s := &Schedule{Faults: faults, Interval: 40 * time.Millisecond, Cluster: c,
+		Rand: rand.New(rand.NewPCG(seed, 0)), Rec: rec}
+	ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
+	defer cancel()
+	require.NoError(t, s.Run(ctx))
+	var begin int64 = -1
+	var out []planned
+	for _, e := range rec.Events() {
+		if e.F == history.NemesisStart {
+			begin = e.Time
+		}
+		if e.Type != history.OK || e.Value.IsNone() {
+			continue // heals have no value: their times follow the starts
+		}
+		require.GreaterOrEqual(t, begin, int64(0), "the schedule records its start first")
+		variant, detail := e.Value.S, ""
+		if e.Value.Kind == history.List {
+			variant, detail = e.Value.L[0], strings.Join(e.Value.L[1:], " ")
+		}
+		what := e.F + ":" + variant
+		if variant != "leader" {
+			what += " " + detail + " on " + e.Node // drawn at random: must be the same nodes
+		}
+		out = append(out, planned{what: what, offset: time.Duration(e.Time - begin)})
+	}
+	return out
+}
+
+// Replay by seed: the same faults, in order, on the same randomly drawn nodes, at the
+// same offsets, whether the cluster knows its leader, or its leader changes, or it has
+// none (issue: a leader partition that found no leader drew more numbers, and every
+// fault after it diverged).
+func TestScheduleTimelineIsTheSeedsWhateverTheClusterAnswers(t *testing.T) {
+	for _, seed := range []uint64{3, 4} {
+		a := timeline(t, &fakeCluster{}, seed)
+		b := timeline(t, &wanderingLeader{}, seed)
+		c := timeline(t, &leaderless{}, seed)
+		n := min(len(a), len(b), len(c)) - 1 // the last may be cut by the deadline
+		require.GreaterOrEqual(t, n, 8, "enough faults to compare")
+		for i := range n {
+			assert.Equal(t, a[i].what, b[i].what, "seed %d fault %d", seed, i)
+			assert.Equal(t, a[i].what, c[i].what, "seed %d fault %d", seed, i)
+			for _, o := range []planned{b[i], c[i]} {
+				assert.InDelta(t, a[i].offset, o.offset, float64(15*time.Millisecond), "seed %d fault %d %s starts on time", seed, i, a[i].what)
+			}
+		}
 	}
 }

@@ -42,14 +42,21 @@ type Schedule struct {
 	counts map[string]int
 }
 
-// step is one fault of a schedule: wait quiet, inject fault, hold it, heal it.
+// step is one fault of a schedule: wait quiet, inject fault, hold it, heal it. seed
+// seeds the fault's own random stream.
 type step struct {
 	quiet, hold time.Duration
 	fault       Fault
+	seed        uint64
 }
 
+// faultStream is the PCG stream of a fault's own random numbers.
+const faultStream = 0x6661756c74
+
 // next draws the next step from the schedule's random source (and nothing else, so the
-// same seed gives the same steps).
+// same seed gives the same steps). The fault draws its own numbers (nodes, variants) from
+// a stream seeded by the step: however many it takes, and whatever the cluster answers
+// it, the steps after it are the same.
 func (s *Schedule) next() step {
 	if len(s.bag) == 0 {
 		for _, f := range s.Faults {
@@ -67,7 +74,7 @@ func (s *Schedule) next() step {
 			of = append(of, f)
 		}
 	}
-	return step{quiet: s.fraction(0.2, 0.4), hold: s.fraction(0.5, 0.9), fault: of[s.Rand.IntN(len(of))]}
+	return step{quiet: s.fraction(0.2, 0.4), hold: s.fraction(0.5, 0.9), fault: of[s.Rand.IntN(len(of))], seed: s.Rand.Uint64()}
 }
 
 // fraction returns a duration uniformly in [lo·Interval, hi·Interval).
@@ -80,24 +87,40 @@ func (s *Schedule) fraction(lo, hi float64) time.Duration {
 // injected (the fault that failed to apply was undone and recorded as fail). The fault
 // in force is healed in a defer, so also when the goroutine panics; a panic in a
 // fault's Inject or Heal is an error of that fault, not a crash.
+//
+// Faults keep to a timeline drawn from the seed alone, measured from the schedule's
+// start (recorded as the nemesis info event history.NemesisStart): fault i starts at
+// the sum of the quiet and hold times drawn before it, however long injecting and
+// healing took, so a replay of the seed starts each fault at the same offset. Only a
+// fault whose heal ends more than half a quiet time late (a rolling upgrade that outlasts
+// its hold, say) moves the rest of the timeline: the cluster always gets at least half
+// its quiet time after a heal.
 func (s *Schedule) Run(ctx context.Context) error {
 	if len(s.Faults) == 0 {
 		<-ctx.Done()
 		return nil
 	}
+	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: history.NemesisStart})
+	start := time.Now()
+	var at time.Duration // the planned time, since start, of where the schedule is
 	for {
 		st := s.next()
-		if !Sleep(ctx, st.quiet) {
+		at += st.quiet
+		if late := time.Since(start) - at; late > st.quiet/2 {
+			at += late - st.quiet/2 // the last heal overran: move the timeline, keep half the quiet
+		}
+		if !Sleep(ctx, time.Until(start.Add(at))) {
 			return nil
 		}
-		inj, err := s.inject(ctx, st.fault)
+		inj, err := s.inject(ctx, st)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // cancelled mid-injection: inject undid it
 			}
 			return err
 		}
-		if err := s.hold(ctx, st, inj); err != nil {
+		at += st.hold
+		if err := s.hold(ctx, st, inj, start.Add(at)); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -106,15 +129,15 @@ func (s *Schedule) Run(ctx context.Context) error {
 	}
 }
 
-// hold keeps the injected fault for st.hold (or until ctx ends) and heals it, in a
-// defer: whatever happens while it is held, the heal runs.
-func (s *Schedule) hold(ctx context.Context, st step, inj Injection) (err error) {
+// hold keeps the injected fault until the time until (or until ctx ends) and heals it,
+// in a defer: whatever happens while it is held, the heal runs.
+func (s *Schedule) hold(ctx context.Context, st step, inj Injection, until time.Time) (err error) {
 	defer func() {
 		if herr := s.heal(st.fault, inj); herr != nil && err == nil {
 			err = herr
 		}
 	}()
-	Sleep(ctx, st.hold)
+	Sleep(ctx, time.Until(until))
 	return nil
 }
 
@@ -128,7 +151,8 @@ func guard(what string, f func() error) (err error) {
 	return f()
 }
 
-func (s *Schedule) inject(ctx context.Context, f Fault) (Injection, error) {
+func (s *Schedule) inject(ctx context.Context, st step) (Injection, error) {
+	f := st.fault
 	start, _ := f.Events()
 	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Invoke, F: start})
 	timeout := HealTimeout
@@ -147,7 +171,7 @@ func (s *Schedule) inject(ctx context.Context, f Fault) (Injection, error) {
 	}
 	var inj Injection
 	err := guard("inject "+f.Name(), func() (err error) {
-		inj, err = f.Inject(ictx, Env{Cluster: s.Cluster, Rand: s.Rand, Note: note})
+		inj, err = f.Inject(ictx, Env{Cluster: s.Cluster, Rand: rand.New(rand.NewPCG(st.seed, faultStream)), Note: note})
 		return err
 	})
 	if err != nil {
@@ -218,8 +242,12 @@ func (s *Schedule) logf(format string, args ...any) {
 	}
 }
 
-// Sleep waits d or until ctx is done; it reports whether the whole d passed.
+// Sleep waits d (none when d is not positive) or until ctx is done; it reports whether
+// the whole d passed.
 func Sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -34,7 +35,8 @@ func NewRunDir(root, test string, base time.Time) (string, error) {
 		return "", fmt.Errorf("results dir: %w", err)
 	}
 	latest := filepath.Join(root, "latest")
-	tmp := latest + ".tmp"
+	// A temporary name of this run's own: runs of a campaign start side by side.
+	tmp := fmt.Sprintf("%s.%d.%s.tmp", latest, os.Getpid(), strings.ReplaceAll(rel, string(filepath.Separator), "_"))
 	_ = os.Remove(tmp)
 	if err := os.Symlink(rel, tmp); err != nil {
 		return "", fmt.Errorf("latest link: %w", err)

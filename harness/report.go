@@ -23,9 +23,9 @@ import (
 // unknown, with the reason in results.json (unknown_because) and the JUnit report; an
 // invalid one stays invalid (a violation found is real). A results.json that cannot be
 // written is an error of the run: a gate must not pass on files that are not there.
-func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Duration, error) {
+func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Duration, checker.Stats, error) {
 	if r.rec == nil {
-		return checker.Unknown, -1, nil
+		return checker.Unknown, -1, checker.Stats{}, nil
 	}
 	events := r.rec.Events()
 	r.phase = "checking"
@@ -69,7 +69,7 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 		out.Violation = at
 	}
 	r.summary(out, res, res.Verdict, events)
-	return res.Verdict, out.Violation, werr
+	return res.Verdict, out.Violation, res.Stats, werr
 }
 
 func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, events []history.Event) {

@@ -62,6 +62,11 @@ type Outcome struct {
 	// Violation is when the earliest operation blamed for a violation was invoked (time
 	// since the run's start), when the verdict is invalid and names one; else negative.
 	Violation time.Duration
+	// Stats are the checked history's counts, rates and latencies (zero when the run
+	// recorded nothing).
+	Stats checker.Stats
+	// Duration is how long the run took, from start to verdict.
+	Duration time.Duration
 }
 
 // ExitCode maps the outcome to the exit code: invalid wins over everything (a violation
@@ -158,8 +163,9 @@ func Run(ctx context.Context, spec Spec, env Env) Outcome {
 		out.Err = cerr
 	}
 	var cerr error
-	out.Verdict, out.Violation, cerr = r.check(context.WithoutCancel(ctx), out)
+	out.Verdict, out.Violation, out.Stats, cerr = r.check(context.WithoutCancel(ctx), out)
 	out.Err = errors.Join(out.Err, cerr)
+	out.Duration = time.Since(r.base)
 	return out
 }
 

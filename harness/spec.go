@@ -2,11 +2,13 @@ package harness
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/faultline/faultline/harness/target/file"
 	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/results"
 )
 
 // Spec is one test, as the user asked for it (flags and YAML keys share these names).
@@ -63,6 +66,11 @@ type Spec struct {
 	// operations, which a resumed node may answer wrongly); long ones give more definite
 	// outcomes.
 	OpTimeout Duration `yaml:"op-timeout" json:"op_timeout"`
+	// Count runs the test this many times, with seeds Seed, Seed+1, ..., as a campaign
+	// of one scenario (package campaign); Failfast stops after the first run that is not
+	// valid. Neither is part of one run's spec (test.json leaves them out).
+	Count    int  `yaml:"count" json:"-"`
+	Failfast bool `yaml:"failfast" json:"-"`
 }
 
 // List is a list of names that YAML may give as a sequence or as one comma-separated
@@ -166,8 +174,9 @@ func ParseTestArgs(args []string, stderr io.Writer) (Spec, error) {
 	spec := DefaultSpec()
 	fs := flag.NewFlagSet("faultline test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var file, nemesis string
+	var file, replay, nemesis string
 	fs.StringVar(&file, "f", "", "YAML spec file (flags given explicitly override it)")
+	fs.StringVar(&replay, "replay", "", "a run directory: run its spec again, same seed and schedule (flags given explicitly override it)")
 	bindFlags(fs, &spec, &nemesis)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -178,18 +187,28 @@ func ParseTestArgs(args []string, stderr io.Writer) (Spec, error) {
 	if fs.NArg() > 0 {
 		return spec, usagef("test: unexpected argument %q", fs.Arg(0))
 	}
-	if file != "" {
-		fromFile, err := LoadSpec(file)
+	if file != "" && replay != "" {
+		return spec, usagef("test: -f %s and --replay %s: give one of them", file, replay)
+	}
+	if file != "" || replay != "" {
+		var from Spec
+		var err error
+		if file != "" {
+			from, err = LoadSpec(file)
+		} else {
+			from, err = LoadReplay(replay)
+		}
 		if err != nil {
 			return spec, err
 		}
-		spec = fromFile
+		spec = from
 		// Flags given explicitly override the file: parse them again on top of it.
 		fs2 := flag.NewFlagSet("faultline test", flag.ContinueOnError)
 		fs2.SetOutput(io.Discard)
 		nemesis = ""
 		bindFlags(fs2, &spec, &nemesis)
 		fs2.String("f", "", "")
+		fs2.String("replay", "", "")
 		if err := fs2.Parse(args); err != nil {
 			return spec, usagef("test: %v", err)
 		}
@@ -232,6 +251,8 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
 	fs.Var(&s.Recovery, "recovery", "time the healed cluster gets before final reads")
 	fs.Var(&s.CheckTimeout, "check-timeout", "bound on the linearizability check (expiry: unknown)")
 	fs.Var(&s.OpTimeout, "op-timeout", "how long a client waits for one operation (expiry: indeterminate)")
+	fs.IntVar(&s.Count, "count", s.Count, "run the test N times, seeds counting up from --seed; exit code: the worst run's")
+	fs.BoolVar(&s.Failfast, "failfast", s.Failfast, "with --count: stop after the first run that is not valid")
 }
 
 // LoadSpec reads a YAML spec on top of the defaults; unknown keys are errors.
@@ -247,6 +268,43 @@ func LoadSpec(path string) (Spec, error) {
 		return spec, usagef("spec %s: %v", path, err)
 	}
 	return spec, nil
+}
+
+// LoadReplay reads the resolved spec of the run in dir (its test.json), to run it again:
+// the same seed, hence the same fault schedule and the same operations per client (see
+// the README's "Replay"). The runtime is the one the run had, also when its spec said
+// auto.
+func LoadReplay(dir string) (Spec, error) {
+	b, err := os.ReadFile(filepath.Join(dir, results.TestFile))
+	if err != nil {
+		return Spec{}, usagef("replay: %s is not a run directory: %v", dir, err)
+	}
+	var tj struct {
+		Spec    *Spec  `json:"spec"`
+		Runtime string `json:"runtime"`
+	}
+	spec := DefaultSpec()
+	tj.Spec = &spec
+	if err := json.Unmarshal(b, &tj); err != nil {
+		return Spec{}, usagef("replay: %s: %v", filepath.Join(dir, results.TestFile), err)
+	}
+	if spec.Seed == 0 {
+		return Spec{}, usagef("replay: %s records no seed", filepath.Join(dir, results.TestFile))
+	}
+	if slices.Contains(Runtimes, tj.Runtime) {
+		spec.Runtime = tj.Runtime
+	}
+	spec.JUnit = "" // the original's report is not the replay's to overwrite
+	return spec, nil
+}
+
+// UnmarshalJSON reads "5s" (test.json).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"5s\"", b)
+	}
+	return d.Set(s)
 }
 
 func splitList(s string) []string {
@@ -325,6 +383,8 @@ func (s Spec) Resolve() (Spec, error) {
 		return s, usagef("op-timeout: %v is below 10ms", s.OpTimeout)
 	case s.Results == "":
 		return s, usagef("results: must name a directory")
+	case s.Count < 0:
+		return s, usagef("count: %d must not be negative", s.Count)
 	}
 	nem, err := resolveNemesis(s.Nemesis)
 	if err != nil {

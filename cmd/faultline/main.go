@@ -33,8 +33,14 @@ commands:
   clean                           remove every node, container, network, namespace and
                                   rule that runs left behind
   image                           build the docker runtime's node image (cached by content)
-  zoo    [flags]                  prove every deliberate bug is caught: each unsafe mode
-                                  under its fault, the correct node under all, N times
+  test   --replay RUNDIR          the run again: same spec, seed and fault schedule
+  test   --count N [--failfast]   the test N times, seeds counting up; one table
+  campaign -f FILE [--shard i/n] [--parallel N]
+                                  many runs (scenarios or a matrix × seeds), one table,
+                                  one exit code gating "valid" and "still caught"
+  campaign merge [-o DIR] DIR...  join a campaign's shards into one table and JUnit
+  zoo    [flags]                  the shipped bug-zoo campaign: every unsafe mode under
+                                  its fault (caught), the correct node under all (valid)
   version                         print the version
 
 exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness error, 4 bad usage
@@ -58,8 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runClean(ctx, args[1:], stdout, stderr)
 	case "image":
 		return runImage(ctx, args[1:], stdout, stderr)
+	case "campaign":
+		return runCampaign(ctx, "faultline campaign", args[1:], stdout, stderr)
 	case "zoo":
-		return runZoo(ctx, args[1:], stdout, stderr)
+		return runCampaign(ctx, "faultline zoo", args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "faultline", version)
 		return 0

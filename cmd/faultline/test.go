@@ -24,22 +24,8 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "faultline test: %v\n", err)
 		return harness.ExitUsage
 	}
-	switch {
-	case netns.InUserNS():
-		if err := netns.SetupUserNS(); err != nil {
-			fmt.Fprintf(stderr, "faultline test: %v\n", err)
-			return harness.ExitError
-		}
-	case harness.WantUserNS(ctx, spec):
-		code, started, err := netns.RunInUserNS()
-		if started {
-			if err != nil {
-				fmt.Fprintf(stderr, "faultline test: %v\n", err)
-				return harness.ExitError
-			}
-			return code
-		}
-		fmt.Fprintf(stderr, "faultline test: not root, and %v: the nodes share loopback\n", err)
+	if code, done := intoUserNS(ctx, spec, "faultline test", stderr); done {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -47,8 +33,36 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop() // a second signal now kills at once (nodes die with us; 'faultline clean' sweeps the rest)
 	}()
+	if spec.Count > 1 {
+		return runCount(ctx, spec, stdout)
+	}
 	out := harness.Run(ctx, spec, harness.Env{Stdout: stdout, Stderr: stderr, Progress: progressRenderer(stderr)})
 	return out.ExitCode()
+}
+
+// intoUserNS puts an unprivileged faultline into a user namespace of its own, where the
+// process runtime can make network namespaces: it sets the namespace up when this is
+// the re-executed child, or re-executes the command there and returns its exit code
+// (done). Where that cannot be, it says why and goes on: the nodes share loopback.
+func intoUserNS(ctx context.Context, spec harness.Spec, cmd string, stderr io.Writer) (code int, done bool) {
+	switch {
+	case netns.InUserNS():
+		if err := netns.SetupUserNS(); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+			return harness.ExitError, true
+		}
+	case harness.WantUserNS(ctx, spec):
+		code, started, err := netns.RunInUserNS()
+		if started {
+			if err != nil {
+				fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+				return harness.ExitError, true
+			}
+			return code, true
+		}
+		fmt.Fprintf(stderr, "%s: not root, and %v: the nodes share loopback\n", cmd, err)
+	}
+	return 0, false
 }
 
 // progressRenderer redraws one line on a terminal, and prints a compact line every

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/faultline/faultline/harness"
+	"github.com/faultline/faultline/harness/campaign"
+	"github.com/faultline/faultline/results"
+)
+
+// runCampaign runs a campaign file (or, as "zoo", the shipped bug zoo): many runs, one
+// table, one exit code (results.CampaignIndex.Exit).
+func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	if cmd == "faultline campaign" && len(args) > 0 && args[0] == "merge" {
+		return runMerge(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var path string
+	if cmd == "faultline campaign" {
+		fs.StringVar(&path, "f", "", "the campaign file (docs/campaigns.md)")
+	}
+	var o campaign.Overrides
+	fs.IntVar(&o.Runs, "runs", 0, "seeds per scenario (default: the file's)")
+	fs.Int64Var(&o.Seed, "seed", 0, "the first seed (default: the file's)")
+	parallel := fs.Int("parallel", 0, "runs at a time (default: the file's, else 1)")
+	shard := fs.String("shard", "", "run only share i/n of the plan (e.g. 2/4); 'faultline campaign merge' joins the shards")
+	failfast := fs.Bool("failfast", false, "stop starting runs after the first that fails its expectation")
+	resultsDir := fs.String("results", "results", "where the campaign directory is made")
+	junit := fs.String("junit", "", "also copy the campaign's JUnit report (a case per run) here")
+	set := map[string]string{}
+	for _, key := range []string{"runtime", "time-limit", "nodes", "nemesis-interval", "target", "etcd-version", "etcd-binary"} {
+		fs.Func(key, "set every scenario's "+key, func(v string) error { set[key] = v; return nil })
+	}
+	fs.Func("set", "KEY=VALUE: set a spec key of every scenario (repeatable), e.g. --set concurrency=20", func(v string) error {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		set[k] = val
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return harness.ExitUsage
+	}
+	usage := func(err error) int { fmt.Fprintf(stderr, "%s: %v\n", cmd, err); return harness.ExitUsage }
+	if fs.NArg() > 0 {
+		return usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	o.Set = set
+	var c *campaign.Campaign
+	var err error
+	switch {
+	case cmd == "faultline zoo":
+		c, err = campaign.Parse(campaign.Zoo, o)
+	case path == "":
+		return usage(errors.New("-f FILE: which campaign?"))
+	default:
+		c, err = campaign.Load(path, o)
+	}
+	if err != nil {
+		return usage(err)
+	}
+	opts := campaign.Options{Results: *resultsDir, Parallel: max(*parallel, c.Parallel), Failfast: *failfast, Out: stdout}
+	if *shard != "" {
+		if opts.Shard, opts.Of, err = campaign.ParseShard(*shard); err != nil {
+			return usage(err)
+		}
+	}
+	if code, done := intoUserNS(ctx, c.Scenarios[0].Spec, cmd, stderr); done {
+		return code
+	}
+	return runPlan(ctx, c, opts, *junit, stderr)
+}
+
+// runCount is `faultline test --count N`: the test as a campaign of one scenario that
+// must be valid in every run, so the exit code is the worst run's.
+func runCount(ctx context.Context, spec harness.Spec, stdout io.Writer) int {
+	c := &campaign.Campaign{Name: spec.Name, Runs: spec.Count, Seed: spec.Seed,
+		Scenarios: []campaign.Scenario{{Name: spec.Name, Spec: spec, Expect: results.ExpectValid}}}
+	return runPlan(ctx, c, campaign.Options{Results: spec.Results, Parallel: 1, Failfast: spec.Failfast, Out: stdout}, spec.JUnit, stdout)
+}
+
+func runPlan(ctx context.Context, c *campaign.Campaign, opts campaign.Options, junit string, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ix, dir, err := c.Run(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "campaign %s: %v\n", c.Name, err)
+		return harness.ExitError
+	}
+	if junit != "" {
+		if err := copyFile(dir+"/"+results.CampaignJUnitFile, junit); err != nil {
+			fmt.Fprintf(stderr, "campaign %s: junit: %v\n", c.Name, err)
+			return harness.ExitError
+		}
+	}
+	return ix.Exit()
+}
+
+// runMerge joins shard directories into one campaign directory.
+func runMerge(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("faultline campaign merge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("o", "", "the merged campaign directory (default: merged-<name> beside the first shard)")
+	junit := fs.String("junit", "", "also copy the merged JUnit report here")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: faultline campaign merge [-o DIR] SHARDDIR...\n\njoins the directories of a campaign's shards into one table, index and JUnit")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return harness.ExitUsage
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "faultline campaign merge: which shard directories?")
+		return harness.ExitUsage
+	}
+	dirs := fs.Args()
+	if *out == "" {
+		first, err := results.ReadCampaign(dirs[0])
+		if err != nil {
+			fmt.Fprintf(stderr, "faultline campaign merge: %v\n", err)
+			return harness.ExitUsage
+		}
+		*out = dirs[0] + "/../merged-" + first.Name
+	}
+	ix, err := results.MergeCampaigns(*out, dirs)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline campaign merge: %v\n", err)
+		return harness.ExitUsage
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fmt.Fprintf(stderr, "faultline campaign merge: %v\n", err)
+		return harness.ExitError
+	}
+	if err := results.WriteCampaign(*out, ix); err != nil {
+		fmt.Fprintf(stderr, "faultline campaign merge: %v\n", err)
+		return harness.ExitError
+	}
+	fmt.Fprintf(stdout, "campaign %s: merged %d shards (%s) into %s\n\n", ix.Name, len(dirs), strings.Join(ix.Shards, ", "), *out)
+	results.PrintCampaignTable(stdout, ix)
+	if *junit != "" {
+		if err := copyFile(*out+"/"+results.CampaignJUnitFile, *junit); err != nil {
+			fmt.Fprintf(stderr, "faultline campaign merge: junit: %v\n", err)
+			return harness.ExitError
+		}
+	}
+	return ix.Exit()
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
+}

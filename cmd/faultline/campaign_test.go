@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/results"
+)
+
+// A real campaign from the command line: run whole, then as two shards merged, the same
+// verdict for every scenario and seed; and --count.
+func TestCampaignShardsMergeToTheWholeRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("whole runs: skipped in -short mode")
+	}
+	if ok, why := netns.Available(); !ok {
+		t.Skip("partitions need network namespaces (root, ip, nsenter): " + why)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`name: tiny
+runs: 2
+seed: 5
+base: {runtime: process, nodes: 3, time-limit: 3s, nemesis-interval: 1s, recovery: 1s}
+scenarios:
+  - name: correct
+    spec: {nemesis: [partition, kill]}
+  - name: stale
+    spec: {unsafe: stale-read, nemesis: partition}
+    min-detection: 0
+`), 0o644))
+	camp := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append([]string{"campaign", "-f", file}, args...), &out, &errb)
+		ix, err := results.ReadCampaign(lastDir(t, &out))
+		require.NoError(t, err, "%s%s", out.String(), errb.String())
+		return code, lastDir(t, &out), verdicts(ix)
+	}
+	wholeCode, _, whole := camp("--results", filepath.Join(dir, "whole"), "--junit", filepath.Join(dir, "whole.xml"))
+	_, s1, _ := camp("--results", filepath.Join(dir, "s"), "--shard", "1/2")
+	_, s2, _ := camp("--results", filepath.Join(dir, "s"), "--shard", "2/2")
+	var out bytes.Buffer
+	mergedDir := filepath.Join(dir, "merged")
+	code := run(context.Background(), []string{"campaign", "merge", "-o", mergedDir, s1, s2}, &out, &out)
+	ix, err := results.ReadCampaign(mergedDir)
+	require.NoError(t, err, out.String())
+	assert.Equal(t, whole, verdicts(ix), "the merged shards found what the whole campaign found, seed by seed")
+	assert.Equal(t, wholeCode, code)
+	assert.Contains(t, out.String(), "merged 2 shards (1/2, 2/2)")
+	assert.Equal(t, 0, wholeCode, "the correct node valid; the stale row gates nothing (min-detection 0):\n%s", whole)
+	assert.FileExists(t, filepath.Join(dir, "whole.xml"))
+
+	var cout bytes.Buffer
+	code = run(context.Background(), []string{"test", "--runtime", "process", "--nodes", "3", "--time-limit", "3s", "--nemesis", "kill",
+		"--recovery", "1s", "--count", "2", "--seed", "9", "--results", filepath.Join(dir, "count")}, &cout, &cout)
+	assert.Equal(t, 0, code, cout.String())
+	cix, err := results.ReadCampaign(lastDir(t, &cout))
+	require.NoError(t, err)
+	assert.Len(t, cix.Runs, 2)
+	assert.Equal(t, []int64{9, 10}, []int64{cix.Runs[0].Seed, cix.Runs[1].Seed})
+}
+
+// lastDir is the campaign directory a campaign printed (its second line).
+func lastDir(t *testing.T, out *bytes.Buffer) string {
+	t.Helper()
+	lines := bytes.Split(out.Bytes(), []byte("\n"))
+	require.Greater(t, len(lines), 1, out.String())
+	return string(bytes.TrimSpace(lines[1]))
+}
+
+func verdicts(ix results.CampaignIndex) string {
+	var b bytes.Buffer
+	runs := append([]results.CampaignRun(nil), ix.Runs...)
+	for _, r := range runs {
+		b.WriteString(r.Scenario + " " + string(rune('0'+r.Seed%10)) + " " + r.Verdict + "\n")
+	}
+	return b.String()
+}

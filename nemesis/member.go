@@ -42,7 +42,7 @@ func (MemberFault) Inject(ctx context.Context, env Env) (Injection, error) {
 	if err := m.Healthy(ctx); err != nil {
 		return Injection{}, fmt.Errorf("before removing a member: %w", err)
 	}
-	if err := m.RemoveMember(ctx, nodes[0]); err != nil {
+	if err := removeMember(ctx, m, nodes[0]); err != nil {
 		return Injection{}, err
 	}
 	heal := func(ctx context.Context) error { return m.AddMember(ctx, nodes[0]) }
@@ -90,13 +90,31 @@ func (RollingReplaceFault) Inject(ctx context.Context, env Env) (Injection, erro
 // is never left a member short.
 func replace(ctx context.Context, env Env, m Membership, n string) error {
 	env.note("replace-remove", n)
-	if err := m.RemoveMember(ctx, n); err != nil {
+	if err := removeMember(ctx, m, n); err != nil {
 		return err
 	}
 	env.note("replace-add", n)
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), MemberStepTimeout)
 	defer cancel()
 	return m.AddMember(actx, n)
+}
+
+// removeMember removes n. A removal cut short by ctx (the run's end) may have taken
+// effect all the same, with only its confirmation lost: it is finished on a context of
+// its own, so that the caller adds n back as after any removal, rather than leave the
+// cluster a member short. A removal that failed for another reason (refused, the
+// cluster unhealthy) changed nothing and is returned as is.
+func removeMember(ctx context.Context, m Membership, n string) error {
+	err := m.RemoveMember(ctx, n)
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), MemberStepTimeout)
+	defer cancel()
+	if ferr := m.RemoveMember(fctx, n); ferr != nil {
+		return fmt.Errorf("%w; finishing the removal after the run's end: %w", err, ferr)
+	}
+	return nil
 }
 
 // MemberStepTimeout bounds one removal or addition of a member (catching up included).

@@ -214,13 +214,21 @@ func PrintCampaignTable(w io.Writer, ix CampaignIndex) {
 	}
 	fmt.Fprintf(w, "%-*s  %-7s  %4s  %5s  %7s  %7s  %6s  %9s  %13s  %8s\n", width, "scenario", "expect", "runs", "valid", "invalid", "unknown", "errors",
 		"detection", "first anomaly", "ops/s")
+	empty := 0
 	for _, r := range rows {
+		if r.Runs == 0 {
+			empty++ // another shard's, or not reached
+			continue
+		}
 		first := "-"
 		if r.MedianFirstAnomaly > 0 {
 			first = r.MedianFirstAnomaly.Round(100 * time.Millisecond).String()
 		}
 		fmt.Fprintf(w, "%-*s  %-7s  %4d  %5d  %7d  %7d  %6d  %8.0f%%  %13s  %8.0f\n", width, r.Name, r.Expect, r.Runs, r.Valid, r.Invalid, r.Unknown,
 			r.Errors, 100*r.Detection, first, r.OpsPerSec)
+	}
+	if empty > 0 {
+		fmt.Fprintf(w, "(%d of %d scenarios have no run here)\n", empty, len(rows))
 	}
 	for _, r := range rows {
 		if r.Failed != "" {

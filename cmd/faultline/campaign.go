@@ -36,6 +36,7 @@ func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr 
 	failfast := fs.Bool("failfast", false, "stop starting runs after the first that fails its expectation")
 	resultsDir := fs.String("results", "results", "where the campaign directory is made")
 	junit := fs.String("junit", "", "also copy the campaign's JUnit report (a case per run) here")
+	dry := fs.Bool("dry-run", false, "print the runs this campaign (or shard) would make, and make none")
 	set := map[string]string{}
 	for _, key := range []string{"runtime", "time-limit", "nodes", "nemesis-interval", "target", "etcd-version", "etcd-binary"} {
 		fs.Func(key, "set every scenario's "+key, func(v string) error { set[key] = v; return nil })
@@ -77,6 +78,17 @@ func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr 
 		if opts.Shard, opts.Of, err = campaign.ParseShard(*shard); err != nil {
 			return usage(err)
 		}
+	}
+	if *dry {
+		plan := c.Plan()
+		if opts.Of > 0 {
+			plan = campaign.Shard(plan, opts.Shard, opts.Of)
+		}
+		fmt.Fprintf(stdout, "campaign %s (plan %s): %d of %d runs\n", c.Name, c.PlanID(), len(plan), len(c.Plan()))
+		for _, p := range plan {
+			fmt.Fprintf(stdout, "%4d  %s  seed %d\n", p.Index, c.Scenarios[p.Scenario].Name, p.Seed)
+		}
+		return 0
 	}
 	if code, done := intoUserNS(ctx, c.Scenarios[0].Spec, cmd, stderr); done {
 		return code

@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -82,4 +84,36 @@ func verdicts(ix results.CampaignIndex) string {
 		b.WriteString(r.Scenario + " " + string(rune('0'+r.Seed%10)) + " " + r.Verdict + "\n")
 	}
 	return b.String()
+}
+
+// The CI examples' faultline command lines are ones faultline takes: each is dry-run,
+// with the CI system's shard index put in.
+func TestCIExamplesCommandLinesParse(t *testing.T) {
+	files, err := filepath.Glob("../../examples/ci/*/*.y*ml")
+	require.NoError(t, err)
+	require.Len(t, files, 3)
+	re := regexp.MustCompile(`faultline (campaign [^|;\n]*?)(\|\||;|\n)`)
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		text := strings.NewReplacer("${{ matrix.shard }}", "1", `"$((JOB_COMPLETION_INDEX + 1))/4"`, "1/4",
+			"\n              --", " --", "-f /campaigns/", "-f examples/campaigns/").Replace(string(b))
+		for _, m := range re.FindAllStringSubmatch(text, -1) {
+			args := strings.Fields(m[1])
+			if args[1] == "merge" {
+				continue // needs shard directories: TestCampaignShardsMergeToTheWholeRun runs merge
+			}
+			for i, a := range args {
+				if strings.HasPrefix(a, "examples/") {
+					args[i] = "../../" + a
+				}
+			}
+			var out bytes.Buffer
+			code := run(context.Background(), append(args, "--dry-run"), &out, &out)
+			assert.Equal(t, 0, code, "%s: faultline %s\n%s", f, strings.Join(args, " "), out.String())
+			n++
+		}
+	}
+	assert.GreaterOrEqual(t, n, 3, "every example's campaign command was tried")
 }

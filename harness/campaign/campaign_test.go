@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness"
@@ -226,5 +227,29 @@ func TestTheZooIsACampaign(t *testing.T) {
 	}
 	for _, m := range append(slices.Clone(harness.UnsafeModes), "") {
 		assert.True(t, seen[m], "the zoo has a row for %q", m)
+	}
+}
+
+// The shipped campaign files resolve, and the CI examples parse.
+func TestShippedCampaignsAndCIExamples(t *testing.T) {
+	files, err := filepath.Glob("../../examples/campaigns/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		c, err := Load(f, Overrides{})
+		require.NoError(t, err, f)
+		assert.NotEmpty(t, c.Plan(), f)
+		assert.True(t, slices.ContainsFunc(c.Scenarios, func(s Scenario) bool { return s.Expect == results.ExpectInvalid }),
+			"%s gates both ways: a scenario that must be caught proves the gate can fail", f)
+	}
+	ci, err := filepath.Glob("../../examples/ci/*/*.y*ml")
+	require.NoError(t, err)
+	require.Len(t, ci, 3)
+	for _, f := range ci {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var v map[string]any
+		require.NoError(t, yaml.Unmarshal(b, &v), f)
+		assert.Contains(t, string(b), "faultline campaign", f) // cmd/faultline's tests dry-run its command lines
 	}
 }

@@ -49,6 +49,21 @@ func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr 
 		set[k] = val
 		return nil
 	})
+	fs.Usage = func() {
+		synopsis := "faultline campaign -f FILE [--shard i/n] [--parallel N] [--failfast] [flags]\n       faultline campaign merge [-o DIR] SHARDDIR..."
+		if cmd == "faultline zoo" {
+			synopsis = "faultline zoo [--runs N] [--time-limit D] [--shard i/n] [--parallel N] [flags]   (harness/campaign/zoo.yaml)"
+		}
+		fmt.Fprintf(stderr, "usage: %s\n\nmany runs, one table and one exit code (docs/campaigns.md); flags:\n", synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			name, help := flag.UnquoteUsage(f)
+			dash := "--"
+			if len(f.Name) == 1 {
+				dash = "-"
+			}
+			fmt.Fprintf(stderr, "  %s%s %s\n    \t%s\n", dash, f.Name, name, help)
+		})
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -44,6 +44,51 @@ type runRow struct {
 	Verdict                   string // valid, invalid, unknown, or "in progress"
 	Why                       string
 	Report                    bool
+	// Campaign is the path of the campaign directory the run is in ("" for none), and
+	// CampaignName its name.
+	Campaign, CampaignName string
+}
+
+// campaignRow is one campaign directory of the index: its runs are a group.
+type campaignRow struct {
+	Path, Name, Shard, Stamp        string
+	Runs, Planned                   int
+	Valid, Invalid, Unknown, Errors int
+	Exit                            int
+	Failed                          []string // the scenarios that failed their expectation, and why
+	Start                           time.Time
+}
+
+// Started is the campaign's start, from its directory's stamp.
+func (c campaignRow) Started() string {
+	if c.Start.IsZero() {
+		return c.Stamp
+	}
+	return c.Start.UTC().Format("2006-01-02 15:04:05")
+}
+
+// Class is the CSS class of its exit code.
+func (c campaignRow) Class() string {
+	return [...]string{"valid", "invalid", "unknown", "invalid"}[min(c.Exit, 3)]
+}
+
+// readCampaignRow reads a campaign directory's index for the index page.
+func readCampaignRow(dir, rel string) (campaignRow, bool) {
+	ix, err := ReadCampaign(dir)
+	if err != nil {
+		return campaignRow{}, false
+	}
+	c := campaignRow{Path: rel, Name: ix.Name, Shard: ix.Shard, Stamp: path.Base(rel), Runs: len(ix.Runs), Planned: len(ix.Planned), Exit: ix.Exit()}
+	if t, err := time.Parse("20060102T150405Z", strings.SplitN(c.Stamp, "-", 2)[0]); err == nil {
+		c.Start = t
+	}
+	for _, r := range ix.Rows() {
+		c.Valid, c.Invalid, c.Unknown, c.Errors = c.Valid+r.Valid, c.Invalid+r.Invalid, c.Unknown+r.Unknown, c.Errors+r.Errors
+		if r.Failed != "" {
+			c.Failed = append(c.Failed, r.Name+": "+r.Failed)
+		}
+	}
+	return c, true
 }
 
 // Started is the run's start for the index, in UTC.
@@ -74,31 +119,49 @@ type cachedRow struct {
 
 func newIndexCache() *indexCache { return &indexCache{rows: map[string]cachedRow{}} }
 
-// runs returns every run below the root, newest first.
-func (s *Server) runs() []runRow {
+// runs returns every run below the root, newest first, and every campaign directory,
+// newest first: the runs below a campaign directory name it.
+func (s *Server) runs() ([]runRow, []campaignRow) {
 	var out []runRow
+	var camps []campaignRow
 	seen := map[string]bool{}
-	var walk func(dir, rel string, depth int)
-	walk = func(dir, rel string, depth int) {
+	var walk func(dir, rel string, depth int, camp *campaignRow)
+	walk = func(dir, rel string, depth int, camp *campaignRow) {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return
 		}
 		if depth > 0 && isRunDir(ents) {
-			out = append(out, s.index.row(dir, rel))
+			r := s.index.row(dir, rel)
+			if camp != nil {
+				r.Campaign, r.CampaignName = camp.Path, camp.Name
+			}
+			out = append(out, r)
 			seen[rel] = true
 			return
 		}
 		if depth == maxRunDepth {
 			return
 		}
+		if slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() == CampaignIndexFile }) {
+			if c, ok := readCampaignRow(dir, rel); ok {
+				camps = append(camps, c)
+				camp = &campaignRow{Path: c.Path, Name: c.Name} // not into camps: it may grow
+			}
+		}
 		for _, e := range ents {
 			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") { // symbolic links (latest) are not followed
-				walk(filepath.Join(dir, e.Name()), path.Join(rel, e.Name()), depth+1)
+				walk(filepath.Join(dir, e.Name()), path.Join(rel, e.Name()), depth+1, camp)
 			}
 		}
 	}
-	walk(s.root, "", 0)
+	walk(s.root, "", 0, nil)
+	slices.SortStableFunc(camps, func(a, b campaignRow) int {
+		if c := b.Start.Compare(a.Start); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Path, a.Path)
+	})
 	s.index.forgetOthers(seen)
 	slices.SortStableFunc(out, func(a, b runRow) int {
 		if c := b.Start.Compare(a.Start); c != 0 {
@@ -106,7 +169,7 @@ func (s *Server) runs() []runRow {
 		}
 		return strings.Compare(b.Path, a.Path)
 	})
-	return out
+	return out, camps
 }
 
 func isRunDir(ents []os.DirEntry) bool {
@@ -248,19 +311,27 @@ func lastEventTime(file string) (int64, bool) {
 type indexPage struct {
 	Root                                 string
 	Runs                                 []runRow
+	Campaigns                            []campaignRow
 	Total                                int
 	Verdicts, Targets, Workloads, Faults []string
 	Want                                 map[string]string
 }
 
 func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
-	all := s.runs()
+	all, camps := s.runs()
 	q := r.URL.Query()
-	want := map[string]string{"verdict": q.Get("verdict"), "target": q.Get("target"), "workload": q.Get("workload"), "fault": q.Get("fault")}
+	want := map[string]string{"verdict": q.Get("verdict"), "target": q.Get("target"), "workload": q.Get("workload"), "fault": q.Get("fault"),
+		"campaign": q.Get("campaign")}
 	page := indexPage{Root: s.root, Total: len(all), Want: want}
-	sets := map[string]map[string]bool{"verdict": {}, "target": {}, "workload": {}, "fault": {}}
+	for _, c := range camps {
+		if want["campaign"] == "" || want["campaign"] == c.Path {
+			page.Campaigns = append(page.Campaigns, c)
+		}
+	}
+	sets := map[string]map[string]bool{"verdict": {}, "target": {}, "workload": {}, "fault": {}, "campaign": {}}
 	for _, run := range all {
-		values := map[string][]string{"verdict": {run.Verdict}, "target": {run.TargetName}, "workload": {run.Workload}, "fault": run.Faults}
+		values := map[string][]string{"verdict": {run.Verdict}, "target": {run.TargetName}, "workload": {run.Workload}, "fault": run.Faults,
+			"campaign": {run.Campaign}}
 		match := true
 		for k, vs := range values {
 			for _, v := range vs {

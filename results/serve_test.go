@@ -264,3 +264,41 @@ func TestServeListensAndStops(t *testing.T) {
 	assert.False(t, IsLoopback(":8080"))
 	assert.False(t, IsLoopback("0.0.0.0:8080"))
 }
+
+// A campaign directory is a group: its row says what the gate said, its runs name it,
+// and ?campaign= shows only them.
+func TestServeGroupsCampaigns(t *testing.T) {
+	root := t.TempDir()
+	makeRun(t, root, fakeRun{test: "alone", stamp: "20250101T010000Z", fixture: "register-ok.jsonl", target: "etcd"})
+	camp := filepath.Join(root, "nightly", "20250105T020000Z")
+	ok := makeRun(t, camp, fakeRun{test: "correct", stamp: "20250105T020001Z", fixture: "register-ok.jsonl", target: "etcd"})
+	bad := makeRun(t, camp, fakeRun{test: "correct", stamp: "20250105T020101Z", fixture: "register-bad.jsonl", target: "etcd"})
+	ix := CampaignIndex{Name: "nightly", Plan: "p", Total: 3, Planned: []int{0, 1, 2},
+		Scenarios: []CampaignScenario{{Name: "correct", Expect: ExpectValid}},
+		Runs: []CampaignRun{{Index: 0, Scenario: "correct", Seed: 1, Dir: rel(t, camp, ok), Verdict: "valid", Exit: 0},
+			{Index: 1, Scenario: "correct", Seed: 2, Dir: rel(t, camp, bad), Verdict: "invalid", Exit: 1}}}
+	require.NoError(t, WriteCampaign(camp, ix))
+	ts := newTestServer(t, root)
+
+	_, _, body := get(t, ts.URL+"/")
+	assert.Equal(t, 1, strings.Count(body, `<tr class="campaign"`))
+	assert.Contains(t, body, "2 of 3", "runs made of those planned")
+	assert.Contains(t, body, `<span class="verdict invalid">exit 1</span>`)
+	assert.Contains(t, body, "correct: judged invalid in 1 of 2 runs")
+	assert.Contains(t, body, `href="/runs/nightly/20250105T020000Z/table.txt"`)
+	assert.Equal(t, 3, strings.Count(body, `<tr class="run"`))
+	assert.Equal(t, 2, strings.Count(body, `href="/?campaign=nightly%2f20250105T020000Z">nightly</a>`)-1,
+		"the campaign's two runs name it, and its own row links the same filter")
+	_, _, body = get(t, ts.URL+"/?campaign=nightly/20250105T020000Z")
+	assert.Equal(t, 2, strings.Count(body, `<tr class="run"`), "only the campaign's runs")
+	code, _, table := get(t, ts.URL+"/runs/nightly/20250105T020000Z/table.txt")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, table, "exit code 1")
+}
+
+func rel(t *testing.T, base, dir string) string {
+	t.Helper()
+	r, err := filepath.Rel(base, dir)
+	require.NoError(t, err)
+	return r
+}

@@ -51,7 +51,7 @@ func Serve(ctx context.Context, addr, root string, started func(url string)) err
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return err // net's error names the address and why: "listen tcp ADDR: bind: address already in use"
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	stop := context.AfterFunc(ctx, func() {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,4 +135,21 @@ func TestAFullDiskIsAnError(t *testing.T) {
 	assert.Equal(t, 3, code, "output:\n%s", all)
 	assert.Contains(t, all, "no space left on device")
 	assert.NotContains(t, all, "verdict: VALID")
+}
+
+// A port in use is one line naming it, exit 3: faultline serve on a taken address.
+func TestAPortInUseIsOneLine(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code := run(ctx, []string{"serve", "--results", t.TempDir(), "--addr", l.Addr().String()}, &stdout, &stderr)
+	assert.Equal(t, 3, code)
+	assert.Contains(t, stderr.String(), l.Addr().String())
+	assert.Contains(t, stderr.String(), "address already in use")
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one line: %q", stderr.String())
 }

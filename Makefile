@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # One static binary: faultline, which also runs as raftnode when called by that name.
 export CGO_ENABLED = 0
 
-.PHONY: build run run-raftnode test unit fuzz bench image zoo clean-runs clean
+.PHONY: build run run-raftnode test unit fuzz bench bench-micro image zoo clean-runs clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/faultline ./cmd/faultline
@@ -40,8 +40,15 @@ fuzz:
 		done; \
 	done
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./node/... ./checker/...
+# One table: faultline against its references (Porcupine, a bare client loop, etcd), in
+# one run (harness/bench). About 6 minutes here, more the first time (it builds etcd).
+bench: build
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/faultline-bench ./cmd/faultline-bench
+	$(BIN)/faultline-bench --faultline $(BIN)/faultline $(BENCH_FLAGS)
+
+# The Go micro-benchmarks (node cluster, checker in process, history writer).
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./node/... ./checker/... ./history/...
 
 # The bug zoo, a campaign file: each raftnode --unsafe mode under the fault that should
 # expose it (expected caught in 80% of its runs), and the correct node under every fault

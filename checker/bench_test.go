@@ -88,9 +88,9 @@ func BenchmarkRegister(b *testing.B) {
 		name string
 		cfg  simConfig
 	}{
-		{"10k-ops-100-per-key", simConfig{seed: 7, ops: 10_000, procs: 10, info: 0.05, opsPerKey: 100}},
-		{"100k-ops-100-per-key", simConfig{seed: 8, ops: 100_000, procs: 10, info: 0.05, opsPerKey: 100}},
-		{"10k-ops-one-key", simConfig{seed: 9, ops: 10_000, procs: 10, info: 0.05}},
+		{"10k-ops-100-per-key", simConfig{Seed: 7, Ops: 10_000, Procs: 10, Info: 0.05, OpsPerKey: 100}},
+		{"100k-ops-100-per-key", simConfig{Seed: 8, Ops: 100_000, Procs: 10, Info: 0.05, OpsPerKey: 100}},
+		{"10k-ops-one-key", simConfig{Seed: 9, Ops: 10_000, Procs: 10, Info: 0.05}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			events := simulate(bc.cfg)

@@ -1,0 +1,175 @@
+// Package sim simulates a linearizable store under random concurrency, for tests and
+// benchmarks of the checkers: every operation takes effect at a random point between
+// its invoke and its completion, so every history it makes is valid (a test breaks one
+// on purpose to see it caught).
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+
+	"github.com/faultline/faultline/history"
+)
+
+// Config describes a simulated linearizable store under random concurrency.
+type Config struct {
+	Seed      uint64
+	Ops       int
+	Procs     int     // concurrent clients
+	Info      float64 // share of operations that end indeterminate
+	OpsPerKey int     // a fresh key every OpsPerKey operations (0: one key)
+	// Keys is how many keys are active at once, as in a run (each operation takes one at
+	// random; each is replaced by a fresh key after OpsPerKey operations on it). 0: one
+	// at a time, every operation on the newest.
+	Keys     int
+	Workload string // "register" (default, also ""), "append" or "set"
+}
+
+// simOp is one simulated operation: lp is its linearization point, apply whether an
+// indeterminate one took effect.
+type simOp struct {
+	proc          int
+	f, key        string
+	in            history.Value
+	call, ret, lp int64
+	info, apply   bool
+	out           history.Value
+	status        history.Type
+}
+
+// Simulate runs cfg against a linearizable store: every operation takes effect at a
+// random point between its invoke and its completion, in that order. An indeterminate
+// operation takes effect or not at random; its process is retired. Times are abstract
+// ticks, events in time order, indexed.
+func Simulate(cfg Config) []history.Event {
+	r := rand.New(rand.NewPCG(cfg.Seed, 1))
+	ops := simGenerate(cfg, r)
+	simApply(cfg, r, ops)
+	return simEvents(ops)
+}
+
+// simGenerate draws the operations: which worker, when, what.
+func simGenerate(cfg Config, r *rand.Rand) []*simOp {
+	ops := make([]*simOp, 0, cfg.Ops)
+	free := make([]int64, cfg.Procs) // when each worker is next free
+	proc := make([]int, cfg.Procs)
+	for w := range proc {
+		proc[w] = w
+	}
+	next := cfg.Procs
+	slots, used, fresh := make([]int, cfg.Keys), make([]int, cfg.Keys), cfg.Keys
+	for k := range slots {
+		slots[k] = k
+	}
+	for i := range cfg.Ops {
+		w := r.IntN(cfg.Procs)
+		o := &simOp{proc: proc[w], key: "k0"}
+		switch {
+		case cfg.Keys > 0:
+			k := r.IntN(cfg.Keys)
+			o.key = fmt.Sprintf("k%d", slots[k])
+			if used[k]++; cfg.OpsPerKey > 0 && used[k] >= cfg.OpsPerKey {
+				slots[k], used[k], fresh = fresh, 0, fresh+1
+			}
+		case cfg.OpsPerKey > 0:
+			o.key = fmt.Sprintf("k%d", i/cfg.OpsPerKey)
+		}
+		o.call = free[w] + 1 + r.Int64N(1000)
+		o.ret = o.call + 1 + r.Int64N(5000)
+		o.lp = o.call + r.Int64N(o.ret-o.call+1)
+		free[w] = o.ret
+		switch x := r.IntN(10); {
+		case cfg.Workload == "append" && x < 6, cfg.Workload == "set" && x < 9:
+			o.f = map[string]string{"append": "append", "set": "add"}[cfg.Workload]
+			o.in = history.S1(fmt.Sprintf("e%d", i))
+		case x < 5, cfg.Workload != "":
+			o.f = "read"
+		case x < 8:
+			o.f, o.in = "write", history.S1(fmt.Sprintf("v%d", i))
+		default:
+			o.f, o.in = "cas", history.L("", fmt.Sprintf("v%d", i))
+		}
+		if r.Float64() < cfg.Info {
+			o.info, o.apply = true, r.IntN(2) == 0
+			proc[w], next = next, next+1
+		}
+		ops = append(ops, o)
+	}
+	if cfg.Workload == "set" { // final reads, after everything
+		end, keys := slices.Max(free)+10, 1
+		switch {
+		case cfg.Keys > 0:
+			keys = fresh
+		case cfg.OpsPerKey > 0:
+			keys = (cfg.Ops + cfg.OpsPerKey - 1) / cfg.OpsPerKey
+		}
+		for k := range keys {
+			ops = append(ops, &simOp{proc: next + k, f: "read", key: fmt.Sprintf("k%d", k), call: end, ret: end + 5, lp: end + 2})
+		}
+	}
+	return ops
+}
+
+// simApply runs the operations against the store in linearization order. A cas
+// expects the value of a recent write.
+func simApply(cfg Config, r *rand.Rand, ops []*simOp) {
+	sorted := append([]*simOp(nil), ops...)
+	sort.SliceStable(sorted, func(a, b int) bool { return sorted[a].lp < sorted[b].lp })
+	state := map[string]history.Value{}
+	recent := map[string][]string{}
+	for _, o := range sorted {
+		cur, effect := state[o.key], !o.info || o.apply
+		o.status = history.OK
+		switch o.f {
+		case "read":
+			o.out = cur
+			if cfg.Workload != "" {
+				o.out = history.L(slices.Clone(cur.L)...)
+			}
+		case "append", "add":
+			if effect {
+				state[o.key] = history.L(append(slices.Clone(cur.L), o.in.S)...)
+			}
+		case "write":
+			if effect {
+				state[o.key] = o.in
+			}
+			recent[o.key] = append(recent[o.key], o.in.S)
+		case "cas":
+			from := "none"
+			if rc := recent[o.key]; len(rc) > 0 {
+				from = rc[max(0, len(rc)-1-r.IntN(2))]
+			}
+			o.in.L[0] = from
+			switch {
+			case cur.Kind != history.Str || cur.S != from:
+				o.status = history.Fail
+			case effect:
+				state[o.key] = history.S1(o.in.L[1])
+				recent[o.key] = append(recent[o.key], o.in.L[1])
+			}
+		}
+		if o.info {
+			o.status = history.Info
+		}
+	}
+}
+
+// simEvents records the operations as a history, in time order.
+func simEvents(ops []*simOp) []history.Event {
+	var events []history.Event
+	for _, o := range ops {
+		done := history.Event{Time: o.ret, Process: o.proc, Type: o.status, F: o.f, Key: o.key, Value: o.in}
+		if o.status == history.OK && o.f == "read" {
+			done.Value = o.out
+		}
+		events = append(events, history.Event{Time: o.call, Process: o.proc, Type: history.Invoke, F: o.f, Key: o.key, Value: o.in}, done)
+	}
+	sort.SliceStable(events, func(a, b int) bool { return events[a].Time < events[b].Time })
+	for i := range events {
+		events[i].Index = int64(i)
+	}
+	return events
+}

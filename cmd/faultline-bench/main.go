@@ -1,0 +1,86 @@
+// Command faultline-bench is `make bench`: faultline measured side by side with its
+// references (package harness/bench), one table of ratios.
+//
+//	faultline-bench [--faultline bin/faultline] [--only checker,recorder,node,bringup,memory] [--quick]
+//	faultline-bench raw FILE      the reference checker: Porcupine called directly
+//
+// Called by the name "raftnode" (the raftnode target links it so), it runs raftnode.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/faultline/faultline/harness"
+	"github.com/faultline/faultline/harness/bench"
+	"github.com/faultline/faultline/node"
+)
+
+func main() {
+	if filepath.Base(os.Args[0]) == "raftnode" {
+		os.Exit(node.Main(context.Background(), os.Args[1:], os.Stderr))
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	if len(os.Args) == 3 && os.Args[1] == "raw" {
+		v, err := bench.RawCheck(os.Args[2], 10*time.Minute)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench raw:", err)
+			return 3
+		}
+		fmt.Println(v)
+		return map[string]int{"ok": 0, "illegal": 1}[v] + map[bool]int{true: 2}[v == "unknown"]
+	}
+	fs := flag.NewFlagSet("faultline-bench", flag.ContinueOnError)
+	fl := fs.String("faultline", "bin/faultline", "the faultline binary to measure")
+	only := fs.String("only", "", "comma-separated sections: checker,recorder,node,bringup,memory (default: all)")
+	quick := fs.Bool("quick", false, "shorter measurements: a smoke test of the bench, not figures")
+	etcdVersion := fs.String("etcd-version", harness.DefaultEtcdVersion, "the etcd release of the node rows")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 4
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+		return 3
+	}
+	faultline, err := filepath.Abs(*fl)
+	if err == nil {
+		_, err = os.Stat(faultline)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "faultline-bench: --faultline %s: %v (make build)\n", *fl, err)
+		return 4
+	}
+	dir, err := os.MkdirTemp("", "faultline-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+		return 3
+	}
+	defer os.RemoveAll(dir)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o := bench.Options{Faultline: faultline, Self: self, Dir: dir, Quick: *quick, EtcdVersion: *etcdVersion, Log: os.Stderr}
+	if *only != "" {
+		o.Only = strings.Split(*only, ",")
+	}
+	t0 := time.Now()
+	rows, err := bench.Run(ctx, o)
+	fmt.Printf("\nfaultline bench, %s, %s (ratios: faultline / reference, measured side by side in this run)\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), time.Since(t0).Round(time.Second))
+	bench.Print(os.Stdout, rows)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+		return 3
+	}
+	return 0
+}

@@ -1,0 +1,183 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/faultline/faultline/checker/sim"
+	"github.com/faultline/faultline/history"
+)
+
+// proc is one whole-process measurement.
+type proc struct {
+	took   time.Duration
+	maxRSS int64 // KiB
+	code   int
+	out    string
+}
+
+// measure runs the command to its end and returns its wall time, peak RSS and exit code.
+func measure(ctx context.Context, args ...string) (proc, error) {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	err := cmd.Run()
+	p := proc{took: time.Since(t0), out: out.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		p.code = ee.ExitCode()
+	case err != nil:
+		return p, fmt.Errorf("%s: %w", quoted(args), err)
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		p.maxRSS = ru.Maxrss
+	}
+	return p, nil
+}
+
+// porcupineDir finds the Porcupine module's directory (its test_data holds the Jepsen
+// histories).
+func porcupineDir(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/anishathalye/porcupine").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list porcupine: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// pair measures faultline check and the reference on one file, alternating which goes
+// first, and returns both with whether their verdicts agree.
+func pair(ctx context.Context, o Options, file string, i int, fargs ...string) (ours, ref proc, agree bool, err error) {
+	fl := append([]string{o.Faultline, "check", "--out", filepath.Join(o.Dir, "out"), "--timeout", "10m"}, fargs...)
+	fl = append(fl, file)
+	raw := []string{o.Self, "raw", file}
+	run := func(first, second []string) (proc, proc, error) {
+		a, err := measure(ctx, first...)
+		if err != nil {
+			return a, proc{}, err
+		}
+		b, err := measure(ctx, second...)
+		return a, b, err
+	}
+	if i%2 == 0 {
+		ours, ref, err = run(fl, raw)
+	} else {
+		ref, ours, err = run(raw, fl)
+	}
+	if err != nil {
+		return ours, ref, false, err
+	}
+	if ours.code > 2 || ref.code > 2 {
+		return ours, ref, false, fmt.Errorf("%s: faultline check exited %d (%s), the reference %d (%s)", file, ours.code,
+			strings.TrimSpace(ours.out), ref.code, strings.TrimSpace(ref.out))
+	}
+	return ours, ref, ours.code == ref.code, nil
+}
+
+func checkerRows(ctx context.Context, o Options) ([]Row, error) {
+	var rows []Row
+	pdir, err := porcupineDir(ctx)
+	if err != nil {
+		return rows, err
+	}
+	logs, _ := filepath.Glob(filepath.Join(pdir, "test_data", "jepsen", "*.log"))
+	if o.Quick && len(logs) > 10 {
+		logs = logs[:10]
+	}
+	logf(o, "checker: %d Jepsen histories, faultline check and Porcupine, whole process each", len(logs))
+	var ours, ref time.Duration
+	var oursRSS, refRSS int64
+	agree := 0
+	for i, f := range logs {
+		a, b, ok, err := pair(ctx, o, f, i, "--format", "jepsen-log")
+		if err != nil {
+			return rows, err
+		}
+		ours, ref = ours+a.took, ref+b.took
+		oursRSS, refRSS = max(oursRSS, a.maxRSS), max(refRSS, b.maxRSS)
+		if ok {
+			agree++
+		}
+	}
+	if len(logs) > 0 {
+		rows = append(rows, Row{Section: "checker", Name: fmt.Sprintf("Jepsen etcd corpus, %d histories (verdicts agree: %d)", len(logs), agree),
+			Ours: secs(ours) + ", " + mib(oursRSS), Ref: secs(ref) + ", " + mib(refRSS), Ratio: ours.Seconds() / ref.Seconds(),
+			Goal: "≤ 1.2x", Command: "faultline check --format jepsen-log FILE  vs  faultline-bench raw FILE, each of " + filepath.Join(pdir, "test_data/jepsen/*.log")})
+	}
+	type gen struct{ ops, clients int }
+	gens := []gen{{10_000, 10}, {10_000, 100}, {100_000, 10}, {100_000, 100}, {1_000_000, 10}, {1_000_000, 100}}
+	if o.Quick {
+		gens = gens[:2]
+	}
+	for i, g := range gens {
+		file := filepath.Join(o.Dir, fmt.Sprintf("register-%d-%d.jsonl", g.ops, g.clients))
+		if err := writeSim(file, sim.Config{Seed: uint64(i + 1), Ops: g.ops, Procs: g.clients, Info: 0.05, Keys: 8, OpsPerKey: 200}); err != nil {
+			return rows, err
+		}
+		name := fmt.Sprintf("register %s ops, %d clients, 8 keys rotated every 200 ops, 5%% indeterminate", count(g.ops), g.clients)
+		logf(o, "checker: %s", name)
+		row := Row{Section: "checker", Name: name, Goal: "≤ 1.0x",
+			Command: "faultline check --workload register FILE  vs  faultline-bench raw FILE (FILE from checker/sim)"}
+		if g.ops >= 1_000_000 {
+			row.Goal = map[int]string{10: "≤ 10 s, ≤ 1.5 GB", 100: "≤ 60 s, ≤ 2 GB"}[g.clients]
+		}
+		if g.ops >= 1_000_000 && g.clients >= 100 {
+			// Porcupine alone needs minutes and tens of GB here: faultline only.
+			a, err := measure(ctx, o.Faultline, "check", "--out", filepath.Join(o.Dir, "out"), "--timeout", "5m", "--workload", "register", file)
+			if err != nil {
+				return rows, err
+			}
+			row.Ours, row.Ref = fmt.Sprintf("%s, %s (exit %d)", secs(a.took), mib(a.maxRSS), a.code), "not run (minutes, tens of GB)"
+			rows = append(rows, row)
+			_ = os.Remove(file)
+			continue
+		}
+		a, b, ok, err := pair(ctx, o, file, i, "--workload", "register")
+		if err != nil {
+			return rows, err
+		}
+		row.Ours, row.Ref = secs(a.took)+", "+mib(a.maxRSS), secs(b.took)+", "+mib(b.maxRSS)
+		row.Ratio = a.took.Seconds() / b.took.Seconds()
+		if !ok || a.code != 0 {
+			row.Name += fmt.Sprintf(" — VERDICTS DIFFER (faultline exit %d, reference exit %d)", a.code, b.code)
+		}
+		rows = append(rows, row)
+		_ = os.Remove(file)
+	}
+	return rows, nil
+}
+
+func count(n int) string {
+	switch {
+	case n >= 1_000_000:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
+// writeSim writes a simulated history as JSONL.
+func writeSim(path string, cfg sim.Config) error {
+	w, err := history.CreateWriter(path, time.Hour)
+	if err != nil {
+		return err
+	}
+	for _, e := range sim.Simulate(cfg) {
+		if err := w.Append(e); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}

@@ -1,0 +1,295 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/faultline/faultline/harness"
+	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/target/etcd"
+	"github.com/faultline/faultline/harness/target/raftnode"
+	"github.com/faultline/faultline/history"
+)
+
+// loopTarget starts a 3-node cluster of the target on loopback and returns it with the
+// target (whose Opener the loops use).
+func loopTarget(ctx context.Context, o Options, name string) (*loopCluster, target.Target, error) {
+	dir := filepath.Join(o.Dir, name)
+	var t target.Target
+	var ports []int
+	switch name {
+	case "raftnode":
+		ports = []int{raftnode.PeerPort, raftnode.ClientPort}
+	case "etcd":
+		ports = []int{etcd.PeerPort, etcd.ClientPort}
+	}
+	c, env, err := newLoopCluster(dir, 3, ports)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch name {
+	case "raftnode":
+		bin, err := raftnode.Bin(filepath.Join(dir, "bin"))
+		if err != nil {
+			return nil, nil, err
+		}
+		t = raftnode.New(bin, "", env)
+	case "etcd":
+		bin, err := etcd.Binary(ctx, o.EtcdVersion, func(line string) { logf(o, "%s", line) })
+		if err != nil {
+			return nil, nil, err
+		}
+		t = etcd.New(etcd.Config{Binary: bin, Version: o.EtcdVersion}, env)
+	}
+	if err := c.start(ctx, t); err != nil {
+		c.stop()
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, t, nil
+}
+
+func recorderRows(ctx context.Context, o Options) ([]Row, error) {
+	c, t, err := loopTarget(ctx, o, "raftnode")
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	d, conc := 8*time.Second, 10
+	if o.Quick {
+		d = 2 * time.Second
+	}
+	open := t.Opener(2 * time.Second)
+	logf(o, "recorder: the harness's clients vs a bare loop, raftnode, %d clients, %v each, twice, alternating", conc, d)
+	var bare, rec []rate
+	for round := range 2 {
+		dir := filepath.Join(o.Dir, "rec-"+strconv.Itoa(round))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		b, err := bareLoop(ctx, open, conc, d, "register")
+		if err != nil {
+			return nil, err
+		}
+		r, err := recordedLoop(ctx, open, conc, d, dir)
+		if err != nil {
+			return nil, err
+		}
+		bare, rec = append(bare, b), append(rec, r)
+	}
+	b, r := mean(bare), mean(rec)
+	return []Row{
+		{Section: "recorder", Name: fmt.Sprintf("ops/s, raftnode 3 nodes, %d clients, register mix", conc), Ours: fmt.Sprintf("%.0f ops/s", r.OpsPerSec),
+			Ref: fmt.Sprintf("%.0f ops/s", b.OpsPerSec), Ratio: r.OpsPerSec / b.OpsPerSec, Goal: "≥ 0.95x",
+			Command: "workload.Run recording to history.jsonl  vs  the same clients in a loop that records nothing (faultline-bench --only recorder)"},
+		{Section: "recorder", Name: "p99 latency (added: " + ms(r.P99-b.P99) + ")", Ours: ms(r.P99), Ref: ms(b.P99),
+			Ratio: float64(r.P99) / float64(b.P99), Goal: "≤ +1 ms"},
+	}, nil
+}
+
+func mean(rs []rate) rate {
+	var m rate
+	for _, r := range rs {
+		m.OpsPerSec += r.OpsPerSec / float64(len(rs))
+		m.P50 += r.P50 / time.Duration(len(rs))
+		m.P99 += r.P99 / time.Duration(len(rs))
+		m.Errors += r.Errors
+	}
+	return m
+}
+
+func nodeRows(ctx context.Context, o Options) ([]Row, error) {
+	rc, rt, err := loopTarget(ctx, o, "raftnode")
+	if err != nil {
+		return nil, err
+	}
+	defer rc.stop()
+	ec, et, err := loopTarget(ctx, o, "etcd")
+	if err != nil {
+		return []Row{{Section: "node", Name: "raftnode vs etcd", Ours: "-", Ref: "etcd unavailable: " + err.Error()}}, nil
+	}
+	defer ec.stop()
+	d := 5 * time.Second
+	concs := []int{1, 16, 64}
+	if o.Quick {
+		d, concs = time.Second, []int{1, 16}
+	}
+	var rows []Row
+	i := 0
+	for _, kind := range []string{"write", "read"} {
+		for _, conc := range concs {
+			logf(o, "node: %s, %d clients, raftnode and etcd %s, %v each", kind, conc, o.EtcdVersion, d)
+			var r, e rate
+			var err1, err2 error
+			if i%2 == 0 {
+				r, err1 = bareLoop(ctx, rt.Opener(2*time.Second), conc, d, kind)
+				e, err2 = bareLoop(ctx, et.Opener(2*time.Second), conc, d, kind)
+			} else {
+				e, err2 = bareLoop(ctx, et.Opener(2*time.Second), conc, d, kind)
+				r, err1 = bareLoop(ctx, rt.Opener(2*time.Second), conc, d, kind)
+			}
+			i++
+			if err := cmpErr(err1, err2); err != nil {
+				return rows, err
+			}
+			goal := "≥ 1.0x"
+			if kind == "read" {
+				goal = "(no goal)"
+			}
+			rows = append(rows, Row{Section: "node", Name: fmt.Sprintf("raftnode vs etcd %s: %ss, %d clients", o.EtcdVersion, kind, conc),
+				Ours: r.String(), Ref: e.String(), Ratio: r.OpsPerSec / e.OpsPerSec, Goal: goal,
+				Command: "3 nodes on loopback, fsync on, clients spread over the nodes, a key per client (faultline-bench --only node)"})
+		}
+	}
+	return rows, nil
+}
+
+func cmpErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func bringupRows(ctx context.Context, o Options) ([]Row, error) {
+	var rows []Row
+	runtimes := []string{"process"}
+	if ok, _ := docker.Available(ctx); ok {
+		runtimes = append(runtimes, "docker")
+	}
+	n := 3
+	if o.Quick {
+		n = 1
+	}
+	for _, rtName := range runtimes {
+		if rtName == "docker" { // warm the image: bring-up is measured with it built
+			if _, err := bringup(ctx, o, rtName); err != nil {
+				return rows, err
+			}
+		}
+		var ds []time.Duration
+		for range n {
+			logf(o, "bring-up: %s, 5 nodes", rtName)
+			d, err := bringup(ctx, o, rtName)
+			if err != nil {
+				return rows, err
+			}
+			ds = append(ds, d)
+		}
+		goal := map[string]string{"process": "< 1 s", "docker": "< 2 s (warm image)"}[rtName]
+		rows = append(rows, Row{Section: "bring-up", Name: fmt.Sprintf("test start to first acknowledged operation, 5 nodes, %s (median of %d)", rtName, n),
+			Ours: secs(medianD(ds)), Ref: "-", Goal: goal,
+			Command: "faultline test --runtime " + rtName + " --nodes 5 --nemesis none --time-limit 2s: the first ok event's time"})
+	}
+	return rows, nil
+}
+
+// bringup runs a short test and returns the time of its first acknowledged operation
+// since the run's start.
+func bringup(ctx context.Context, o Options, rt string) (time.Duration, error) {
+	spec := harness.DefaultSpec()
+	spec.Runtime, spec.Nodes, spec.Nemesis = rt, 5, harness.List{}
+	spec.TimeLimit, spec.Recovery = harness.Duration(2*time.Second), 0
+	spec.Results, spec.Name, spec.Seed = filepath.Join(o.Dir, "runs"), "bringup-"+rt, 1
+	rs, err := spec.Resolve()
+	if err != nil {
+		return 0, err
+	}
+	out := harness.Run(ctx, rs, harness.Env{Stdout: discard{}, Stderr: discard{}})
+	if out.Err != nil {
+		return 0, fmt.Errorf("bring-up run on %s: %w", rt, out.Err)
+	}
+	events, _, err := history.ReadFile(filepath.Join(out.Dir, "history.jsonl"))
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range events {
+		if !e.IsNemesis() && e.Type == history.OK {
+			return time.Duration(e.Time), nil
+		}
+	}
+	return 0, fmt.Errorf("bring-up run on %s: no operation was acknowledged (%s)", rt, out.Dir)
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func medianD(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+// memoryRows records 1M operations (an invoke and a completion each) through the
+// recorder and history writer a run uses, and measures what it holds per operation.
+func memoryRows(ctx context.Context, o Options) ([]Row, error) {
+	n := 1_000_000
+	if o.Quick {
+		n = 100_000
+	}
+	logf(o, "memory: %s operations through the recorder", count(n))
+	w, err := history.CreateWriter(filepath.Join(o.Dir, "history.jsonl"), 0)
+	if err != nil {
+		return nil, err
+	}
+	runtime.GC()
+	before, heapBefore := rss(), heap()
+	rec := history.NewRecorder(time.Now(), w)
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		key := "r" + strconv.Itoa(i/200)
+		rec.Record(history.Event{Process: i % 10, Type: history.Invoke, F: "write", Key: key, Value: history.S1(strconv.Itoa(i)), Node: "n1"})
+		rec.Record(history.Event{Process: i % 10, Type: history.OK, F: "write", Key: key, Value: history.S1(strconv.Itoa(i)), Node: "n1"})
+	}
+	runtime.GC()
+	after, heapAfter := rss(), heap()
+	runtime.KeepAlive(rec)
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	perRSS := float64(after-before) / float64(n)
+	return []Row{{Section: "memory", Name: fmt.Sprintf("recorder: RSS added per recorded operation, %s operations (heap %.0f B/op)", count(n),
+		float64(heapAfter-heapBefore)/float64(n)),
+		Ours: fmt.Sprintf("%.0f B/op", perRSS), Ref: "-", Goal: "≤ 200 B/op",
+		Command: "history.Recorder + Writer, in process: " + strings.TrimSpace(fmt.Sprintf("%d invoke+ok pairs", n))}}, nil
+}
+
+// rss is this process's resident set, in bytes.
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+func heap() int64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}

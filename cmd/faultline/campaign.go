@@ -113,10 +113,10 @@ func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr 
 
 // runCount is `faultline test --count N`: the test as a campaign of one scenario that
 // must be valid in every run, so the exit code is the worst run's.
-func runCount(ctx context.Context, spec harness.Spec, stdout io.Writer) int {
+func runCount(ctx context.Context, spec harness.Spec, stdout, stderr io.Writer) int {
 	c := &campaign.Campaign{Name: spec.Name, Runs: spec.Count, Seed: spec.Seed,
 		Scenarios: []campaign.Scenario{{Name: spec.Name, Spec: spec, Expect: results.ExpectValid}}}
-	return runPlan(ctx, c, campaign.Options{Results: spec.Results, Parallel: 1, Failfast: spec.Failfast, Out: stdout}, spec.JUnit, stdout)
+	return runPlan(ctx, c, campaign.Options{Results: spec.Results, Parallel: 1, Failfast: spec.Failfast, Out: stdout}, spec.JUnit, stderr)
 }
 
 func runPlan(ctx context.Context, c *campaign.Campaign, opts campaign.Options, junit string, stderr io.Writer) int {

@@ -34,7 +34,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		stop() // a second signal now kills at once (nodes die with us; 'faultline clean' sweeps the rest)
 	}()
 	if spec.Count > 1 {
-		return runCount(ctx, spec, stdout)
+		return runCount(ctx, spec, stdout, stderr)
 	}
 	out := harness.Run(ctx, spec, harness.Env{Stdout: stdout, Stderr: stderr, Progress: progressRenderer(stderr)})
 	return out.ExitCode()

@@ -2,8 +2,10 @@ package history
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -78,4 +80,32 @@ func checkNumbered(t *testing.T, events []Event) {
 			t.Fatalf("event %d has type %q", i, e.Type)
 		}
 	}
+}
+
+// FuzzFastDecodeAgrees holds the fast line decoder to encoding/json: a line it accepts
+// decodes to exactly the event encoding/json makes of it.
+func FuzzFastDecodeAgrees(f *testing.F) {
+	for _, s := range []string{
+		`{"index":0,"time":1,"process":1,"type":"invoke","f":"read","key":"r1","value":null}`,
+		`{"index":7,"time":-3,"process":"nemesis","type":"ok","f":"start-partition","value":["one","n1>n2",3.5e2],"node":"n1,n2"}`,
+		`{"time":9,"type":"fail","process":12,"f":"cas","value":["1","2"],"error":"mismatch","index":2}`,
+		`{"index":1,"time":1,"process":1,"type":"ok","f":"read","value":"é\u00e9","Index":4}`,
+		` {"index":01,"time":1,"process":1,"type":"ok","f":"read","value":[]} `,
+		`{"index":1,"time":1,"process":-1,"type":"ok","value":1e400}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast Event
+		if !decodeFast(b, &fast, interner{}) {
+			return
+		}
+		var slow Event
+		if err := json.Unmarshal(b, &slow); err != nil {
+			t.Fatalf("fast accepted %q, encoding/json refuses it: %v", b, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fast %+v, encoding/json %+v", b, fast, slow)
+		}
+	})
 }

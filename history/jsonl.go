@@ -169,23 +169,39 @@ func ReadJSONL(r io.Reader) ([]Event, ReadInfo, error) {
 		info   ReadInfo
 	)
 	br := bufio.NewReaderSize(r, 1<<16)
+	names := interner{}
+	var long []byte // a line longer than the reader's buffer, put together
 	for lineNo := 1; ; lineNo++ {
-		line, err := br.ReadBytes('\n')
+		// ReadSlice, not ReadBytes: no copy of every line (the decoders copy what they
+		// keep); a line longer than the buffer is put together in long.
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return events, info, fmt.Errorf("read history line %d: %w", lineNo, err)
 		}
 		complete := len(line) > 0 && line[len(line)-1] == '\n'
 		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
 			var e Event
-			if perr := json.Unmarshal(trimmed, &e); perr != nil {
+			if decodeFast(trimmed, &e, names) {
+				events = append(events, e)
+				info.Lines++
+			} else if perr := json.Unmarshal(trimmed, &e); perr != nil {
 				if !complete {
 					info.Torn = true
 					return events, info, nil
 				}
 				return events, info, fmt.Errorf("%w: line %d: %v", ErrBadHistory, lineNo, perr)
+			} else {
+				events = append(events, e)
+				info.Lines++
 			}
-			events = append(events, e)
-			info.Lines++
 		}
 		if err != nil { // io.EOF
 			return events, info, nil

@@ -135,7 +135,11 @@ func (c *cluster) Kill(ctx context.Context, node string) error {
 		return nil
 	}
 	c.mark(c.down, node, true) // before the kill: the exit watcher must not see it as a crash
-	if err := c.rt.Kill(ctx, node); err != nil {
+	// The kill is finished even when ctx ends (the run's end): a SIGKILL sent and not
+	// waited for would leave a node dead and not marked down, reported as a crash.
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), signalTimeout)
+	defer cancel()
+	if err := c.rt.Kill(kctx, node); err != nil {
 		c.mark(c.down, node, !c.rt.Running(node))
 		return err
 	}
@@ -155,8 +159,15 @@ func (c *cluster) Start(ctx context.Context, node string) error {
 	return nil
 }
 
+// signalTimeout bounds a kill or a pause the run's end does not cut short.
+const signalTimeout = 10 * time.Second
+
+// Pause implements nemesis.Pauser. Like a kill, a pause is finished even when ctx ends,
+// so that a node frozen by it is known to be paused, and resumed.
 func (c *cluster) Pause(ctx context.Context, node string) error {
-	if err := c.rt.Pause(ctx, node); err != nil {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), signalTimeout)
+	defer cancel()
+	if err := c.rt.Pause(pctx, node); err != nil {
 		return err
 	}
 	c.setPaused(node, true)

@@ -252,3 +252,23 @@ func TestHealAllAddsBackARemovedMember(t *testing.T) {
 	assert.True(t, cl.rt.Running("n3"))
 	require.NoError(t, cl.Healthy(ctx), "every member back")
 }
+
+// A kill or a pause that the run's end cuts short is finished: the killed node is known
+// to be down (not reported as a crash), the paused one known to be paused (and resumed
+// by the heal). Seen: a kill injected as the nemesis's time ran out reported two nodes
+// as "exited by itself".
+func TestAKillOrPauseAtTheRunsEndIsFinished(t *testing.T) {
+	cl, _ := raftCluster(t, 3, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, cl.Kill(ctx, "n1"))
+	require.NoError(t, cl.Pause(ctx, "n2"))
+	time.Sleep(300 * time.Millisecond)
+	cl.CheckExits()
+	assert.Empty(t, cl.Exits(), "the harness killed n1: not a crash")
+	require.NoError(t, cl.HealAll(context.Background()))
+	for _, n := range []string{"n1", "n2", "n3"} {
+		assert.True(t, cl.rt.Running(n), "%s runs again", n)
+	}
+	assert.Empty(t, cl.marked(cl.paused), "no node is left paused")
+}

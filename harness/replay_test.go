@@ -58,7 +58,7 @@ func viewOf(t *testing.T, dir string, concurrency int) replayView {
 
 // A run replayed from its directory injects the same faults, in the same order, on the
 // same random nodes, at the same offsets (within 100 ms), and each client issues the same
-// operation kinds — also though the leader changed during the partitions and kills, so
+// operation kinds — also when the leader changes during the partitions and kills, so
 // that faults aimed at "the leader" hit other nodes in the replay.
 func TestReplayByRunDirectoryReproducesTheSchedule(t *testing.T) {
 	needNetns(t)
@@ -76,7 +76,10 @@ func TestReplayByRunDirectoryReproducesTheSchedule(t *testing.T) {
 	require.NoError(t, b.Err)
 
 	va, vb := viewOf(t, a.Dir, spec.Concurrency), viewOf(t, b.Dir, spec.Concurrency)
-	assert.GreaterOrEqual(t, va.leaders, 2, "the leader changed during the run: the case this pins")
+	// Whether the leader changes is the cluster's to decide (here it usually does, after
+	// the kills): nemesis's TestScheduleTimelineIsTheSeedsWhateverTheClusterAnswers pins
+	// a cluster whose leader changes at every question, deterministically.
+	t.Logf("leader changes seen: %d in the run, %d in its replay", va.leaders-1, vb.leaders-1)
 	n := min(len(va.faults), len(vb.faults)) - 1 // the last may be cut by the time limit
 	require.GreaterOrEqual(t, n, 5)
 	assert.Equal(t, va.faults[:n], vb.faults[:n], "the same faults, in order, on the same random nodes")

@@ -195,7 +195,8 @@ func (PauseFault) Inject(ctx context.Context, env Env) (Injection, error) {
 	}
 	for i, n := range nodes {
 		if err := p.Pause(ctx, n); err != nil {
-			_ = eachNode(context.WithoutCancel(ctx), nodes[:i], p.Resume)
+			// n too: a pause that failed half-way may have frozen it.
+			_ = eachNode(context.WithoutCancel(ctx), nodes[:i+1], p.Resume)
 			return Injection{}, fmt.Errorf("pause %s: %w", n, err)
 		}
 	}

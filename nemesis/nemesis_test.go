@@ -108,6 +108,8 @@ type fakeCluster struct {
 	partitioned bool
 	log         []string
 	failPause   bool
+	// freezeThenFail: a pause takes effect and reports an error (its wait cut short).
+	freezeThenFail bool
 }
 
 func (c *fakeCluster) Nodes() []string                             { return five }
@@ -120,6 +122,10 @@ func (c *fakeCluster) Partition(_ context.Context, _ Grudge) error { return c.pa
 func (c *fakeCluster) Pause(_ context.Context, n string) error {
 	if c.failPause {
 		return errors.New("freezer unavailable")
+	}
+	if c.freezeThenFail {
+		_ = c.set(n, "paused", "pause")
+		return errors.New("paused, but the answer was lost")
 	}
 	return c.set(n, "paused", "pause")
 }
@@ -412,5 +418,15 @@ func TestScheduleTimelineIsTheSeedsWhateverTheClusterAnswers(t *testing.T) {
 				assert.InDelta(t, a[i].offset, o.offset, float64(15*time.Millisecond), "seed %d fault %d %s starts on time", seed, i, a[i].what)
 			}
 		}
+	}
+}
+
+// A pause that fails after it froze its node is undone too: no node is left frozen.
+func TestAPauseThatFailsHalfWayIsUndone(t *testing.T) {
+	c := &fakeCluster{freezeThenFail: true}
+	for seed := range uint64(10) {
+		_, err := PauseFault{}.Inject(context.Background(), Env{Cluster: c, Rand: rand.New(rand.NewPCG(seed, 1))})
+		require.Error(t, err)
+		assert.Empty(t, c.down, "seed %d: every node it froze is resumed", seed)
 	}
 }

@@ -186,54 +186,41 @@ func (p *parser) str() ([]byte, bool) {
 	return nil, false
 }
 
-// int reads -?(0|[1-9][0-9]*) that fits an int64: what encoding/json puts in an int64.
+// int reads a JSON number that is an integer fitting an int64: what encoding/json puts
+// in an int64 (a fraction or an exponent is refused, as it refuses them).
 func (p *parser) int() (int64, bool) {
+	s, ok := p.number()
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// digits skips a run of decimal digits and returns how many there were.
+func (p *parser) digits() int {
 	start := p.i
-	p.eat('-')
-	digits := p.i
 	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
 		p.i++
 	}
-	if p.i == digits || (p.b[digits] == '0' && p.i > digits+1) {
-		return 0, false
-	}
-	switch p.peek() {
-	case '.', 'e', 'E':
-		return 0, false
-	}
-	n, err := strconv.ParseInt(string(p.b[start:p.i]), 10, 64)
-	return n, err == nil
+	return p.i - start
 }
 
 // number reads a JSON number and returns its text, as json.Number keeps it.
 func (p *parser) number() (string, bool) {
 	start := p.i
 	p.eat('-')
-	d := p.i
-	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-		p.i++
-	}
-	if p.i == d || (p.b[d] == '0' && p.i > d+1) {
+	if d := p.i; p.digits() == 0 || (p.b[d] == '0' && p.i > d+1) {
 		return "", false
 	}
-	if p.eat('.') {
-		f := p.i
-		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-			p.i++
-		}
-		if p.i == f {
-			return "", false
-		}
+	if p.eat('.') && p.digits() == 0 {
+		return "", false
 	}
 	if p.eat('e') || p.eat('E') {
 		if !p.eat('+') {
 			p.eat('-')
 		}
-		x := p.i
-		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-			p.i++
-		}
-		if p.i == x {
+		if p.digits() == 0 {
 			return "", false
 		}
 	}

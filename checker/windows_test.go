@@ -35,6 +35,14 @@ func TestFaultWindows(t *testing.T) {
 			},
 			want: []window{{fault: "start", value: `"cut"`, start: 1, end: 5}},
 		},
+		"combined": { // a nemesis.Combo: one start named by its kinds, one end
+			in: []history.Event{
+				nem(1, history.Invoke, "partition+clock", history.Value{}),
+				nem(2, history.OK, "partition+clock", history.L("start-partition", "leader", "n1|n2,n3", "clock-bump", "bump -5s")),
+				nem(7, history.Invoke, "heal-partition+clock", history.Value{}), nem(8, history.OK, "heal-partition+clock", history.Value{}),
+			},
+			want: []window{{fault: "partition+clock", value: "[start-partition leader n1|n2,n3 clock-bump bump -5s]", start: 1, end: 8}},
+		},
 		"none": {},
 	} {
 		t.Run(name, func(t *testing.T) {

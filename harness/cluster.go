@@ -378,52 +378,77 @@ func (c *cluster) HealAll(ctx context.Context) error {
 // variant of packet faults.
 func faultsFor(kinds []string, cl *cluster) (faults []nemesis.Fault, skipped map[string]string, err error) {
 	rt := cl.rt
-	unavailable := rt.Unavailable()
 	skipped = map[string]string{}
 	all := slices.Equal(kinds, []string{"all"})
 	if all {
 		kinds = nemesis.Kinds
 	}
 	for _, k := range kinds {
-		fs, err := nemesis.ByName([]string{k})
-		if err != nil {
-			return nil, nil, &UsageError{Msg: "nemesis: " + err.Error()}
-		}
-		why := cl.Unable(k)
-		bad := why != ""
-		for _, f := range fs {
-			if ok, w := f.Available(cl); !ok && !bad {
-				why, bad = w, true
-			}
-		}
+		fs, why, err := kindFaults(k, cl, skipped)
 		switch {
-		case bad && all:
+		case err != nil:
+			return nil, nil, err
+		case why != "" && all:
 			skipped[k] = why
 			continue
-		case bad:
+		case why != "":
 			return nil, nil, &UsageError{Msg: fmt.Sprintf("nemesis: %s is unavailable for %s on the %s runtime: %s",
 				k, cl.target.Name(), rt.Name(), why)}
-		}
-		if k == "packet" && !cl.target.Peers().Messages {
-			fs = []nemesis.Fault{nemesis.PacketFault{Stream: true}}
-		}
-		if k == "partition" {
-			var only []string
-			for _, s := range nemesis.Shapes {
-				if _, no := unavailable["partition:"+s]; !no {
-					only = append(only, s)
-				}
-			}
-			if len(only) < len(nemesis.Shapes) {
-				fs = []nemesis.Fault{nemesis.PartitionFault{Only: only}}
-			}
-			if ok, why := (nemesis.SnapshotPartitionFault{}).Available(cl); ok {
-				fs = append(fs, nemesis.SnapshotPartitionFault{}) // the schedule picks one of them each turn
-			} else if _, has := cl.target.(target.Snapshots); has {
-				skipped["partition:snapshot"] = why
-			}
 		}
 		faults = append(faults, fs...)
 	}
 	return faults, skipped, nil
+}
+
+// kindFaults returns the faults of one kind on this cluster, or why it cannot take them;
+// a variant it cannot take is noted in skipped. A combined kind ("partition+clock") is a
+// nemesis.Combo of each part's faults, unavailable if any part is.
+func kindFaults(k string, cl *cluster, skipped map[string]string) ([]nemesis.Fault, string, error) {
+	if parts := nemesis.SplitCombo(k); parts != nil {
+		var why string
+		c, err := nemesis.NewCombo(parts, func(part string) ([]nemesis.Fault, error) {
+			fs, w, err := kindFaults(part, cl, skipped)
+			if w != "" && why == "" {
+				why = part + ": " + w
+			}
+			return fs, err
+		})
+		if err != nil {
+			return nil, "", &UsageError{Msg: "nemesis: " + err.Error()}
+		}
+		return []nemesis.Fault{c}, why, nil
+	}
+	fs, err := nemesis.ByName([]string{k})
+	if err != nil {
+		return nil, "", &UsageError{Msg: "nemesis: " + err.Error()}
+	}
+	if why := cl.Unable(k); why != "" {
+		return nil, why, nil
+	}
+	for _, f := range fs {
+		if ok, why := f.Available(cl); !ok {
+			return nil, why, nil
+		}
+	}
+	if k == "packet" && !cl.target.Peers().Messages {
+		fs = []nemesis.Fault{nemesis.PacketFault{Stream: true}}
+	}
+	if k == "partition" {
+		unavailable := cl.rt.Unavailable()
+		var only []string
+		for _, s := range nemesis.Shapes {
+			if _, no := unavailable["partition:"+s]; !no {
+				only = append(only, s)
+			}
+		}
+		if len(only) < len(nemesis.Shapes) {
+			fs = []nemesis.Fault{nemesis.PartitionFault{Only: only}}
+		}
+		if ok, why := (nemesis.SnapshotPartitionFault{}).Available(cl); ok {
+			fs = append(fs, nemesis.SnapshotPartitionFault{}) // the schedule picks one of them each turn
+		} else if _, has := cl.target.(target.Snapshots); has {
+			skipped["partition:snapshot"] = why
+		}
+	}
+	return fs, "", nil
 }

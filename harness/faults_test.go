@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -271,4 +272,51 @@ func TestAKillOrPauseAtTheRunsEndIsFinished(t *testing.T) {
 		assert.True(t, cl.rt.Running(n), "%s runs again", n)
 	}
 	assert.Empty(t, cl.marked(cl.paused), "no node is left paused")
+}
+
+// A combined fault holds both of its parts on real nodes at once: the partition really
+// cuts a node off and the clock part's node really runs on a changed clock; its heal
+// undoes both.
+func TestACombinedFaultHoldsBothPartsAtOnce(t *testing.T) {
+	cl, rn := raftCluster(t, 3, false)
+	ctx := context.Background()
+	fs, _, err := faultsFor([]string{"partition+clock"}, cl)
+	require.NoError(t, err)
+	require.Len(t, fs, 1)
+	for seed := range uint64(3) {
+		inj, err := fs[0].Inject(ctx, nemesis.Env{Cluster: cl, Rand: rand.New(rand.NewPCG(seed, 9))})
+		require.NoError(t, err)
+		cut, clocked := 0, 0
+		for _, a := range cl.Nodes() {
+			ns, err := cl.rt.(runtime.NetworkRuntime).NetNS(a)
+			require.NoError(t, err)
+			for _, b := range cl.Nodes() {
+				if a != b && !reaches(t, ns, cl.rt.HostPort(b, raftnode.ClientPort)) {
+					cut++
+				}
+			}
+		}
+		// a strobe flips between its offset and true time: look a few times
+		for try := 0; try < 10 && clocked == 0; try++ {
+			for _, a := range cl.Nodes() {
+				if c, err := rn.Client(a).Clock(ctx); err == nil && c != (client.Clock{OffsetMS: 0, Rate: 1}) {
+					clocked++
+				}
+			}
+			time.Sleep(70 * time.Millisecond)
+		}
+		assert.Positive(t, cut, "seed %d: the partition cuts links (%v)", seed, inj.Value)
+		assert.Positive(t, clocked, "seed %d: a clock is changed meanwhile (%v)", seed, inj.Value)
+		require.NoError(t, inj.Heal(ctx))
+		for _, a := range cl.Nodes() {
+			c, err := rn.Client(a).Clock(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, client.Clock{OffsetMS: 0, Rate: 1}, c, "seed %d: %s's clock reset", seed, a)
+		}
+		ns, err := cl.rt.(runtime.NetworkRuntime).NetNS("n1")
+		require.NoError(t, err)
+		for _, b := range []string{"n2", "n3"} {
+			assert.True(t, reaches(t, ns, cl.rt.HostPort(b, raftnode.ClientPort)), "seed %d: healed, n1 reaches %s", seed, b)
+		}
+	}
 }

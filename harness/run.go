@@ -238,7 +238,9 @@ func (r *run) execute(ctx context.Context) (err error) {
 	for k, why := range skipped {
 		r.logf("nemesis: %s unavailable, left out of 'all': %s", k, why)
 	}
-	r.packetFaults = slices.ContainsFunc(faults, func(f nemesis.Fault) bool { return f.Name() == "packet" })
+	r.packetFaults = slices.ContainsFunc(faults, func(f nemesis.Fault) bool {
+		return f.Name() == "packet" || slices.Contains(nemesis.SplitCombo(f.Name()), "packet")
+	})
 	if err := r.writeTestJSON(faults, skipped); err != nil {
 		return err
 	}

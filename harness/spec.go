@@ -231,7 +231,7 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
 	fs.IntVar(&s.Nodes, "nodes", s.Nodes, "cluster size")
 	fs.StringVar(&s.Workload, "workload", s.Workload, strings.Join(Workloads, "|"))
 	fs.IntVar(&s.OpsPerKey, "ops-per-key", s.OpsPerKey, "retire a key after this many operations")
-	fs.StringVar(nemesis, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(NemesisKinds, ","))
+	fs.StringVar(nemesis, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(NemesisKinds, ",")+"; kinds joined by + are held together (partition+clock)")
 	fs.Var(&s.NemesisInterval, "nemesis-interval", "mean time from one fault's start to the next (each is held 50-90% of it)")
 	fs.Var(&s.TimeLimit, "time-limit", "how long the workload runs")
 	fs.IntVar(&s.Concurrency, "concurrency", s.Concurrency, "concurrent clients")
@@ -460,8 +460,20 @@ func resolveNemesis(in []string) ([]string, error) {
 				return nil, usagef("nemesis: all cannot be combined with %v", in)
 			}
 			return []string{"all"}, nil // expanded by the run to what its runtime can inject
+		case nemesis.SplitCombo(k) != nil:
+			if _, err := nemesis.NewCombo(nemesis.SplitCombo(k), func(part string) ([]nemesis.Fault, error) {
+				if !slices.Contains(NemesisKinds, part) {
+					return nil, fmt.Errorf("%q is not one of %s", part, strings.Join(NemesisKinds, ", "))
+				}
+				return nil, nil
+			}); err != nil {
+				return nil, usagef("nemesis: %v", err)
+			}
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
 		case !slices.Contains(NemesisKinds, k):
-			return nil, usagef("nemesis: %q is not one of none, all, %s", k, strings.Join(NemesisKinds, ", "))
+			return nil, usagef("nemesis: %q is not one of none, all, %s (or kinds joined by + to inject together)", k, strings.Join(NemesisKinds, ", "))
 		case !slices.Contains(out, k):
 			out = append(out, k)
 		}

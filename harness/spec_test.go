@@ -83,6 +83,16 @@ func TestNemesisAllAndNone(t *testing.T) {
 	assert.Error(t, err)
 }
 
+func TestNemesisCombinations(t *testing.T) {
+	s, err := ParseTestArgs([]string{"--nemesis", "partition+clock,kill"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, List{"partition+clock", "kill"}, s.Nemesis)
+	for _, bad := range []string{"partition+nope", "partition+partition", "kill+", "all+kill"} {
+		_, err := ParseTestArgs([]string{"--nemesis", bad}, io.Discard)
+		assert.Error(t, err, bad)
+	}
+}
+
 func TestReplayCommandRoundTrips(t *testing.T) {
 	for _, in := range [][]string{
 		{"--seed", "77", "--nodes", "3", "--nemesis", "kill", "--unsafe", "stale-read", "--rate", "50"},
@@ -90,6 +100,7 @@ func TestReplayCommandRoundTrips(t *testing.T) {
 		{"--recovery", "9s", "--check-timeout", "33s", "--op-timeout", "750ms"},
 		{"--target", "etcd", "--etcd-version", "v3.6.16", "--etcd-serializable-reads", "--nemesis", "partition,packet"},
 		{"--target", "etcd", "--etcd-binary", "/usr/bin/etcd"},
+		{"--unsafe", "lease-read", "--nemesis", "partition+clock,pause"},
 	} {
 		s, err := ParseTestArgs(in, io.Discard)
 		require.NoError(t, err, "%v", in)

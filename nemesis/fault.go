@@ -80,10 +80,18 @@ var Kinds = []string{"partition", "kill", "pause", "clock", "packet", "member", 
 	"rolling-upgrade", "rolling-downgrade", "maintenance"}
 
 // ByName returns the faults for the given kinds. A kind may be several faults: clock is a
-// bump, a skew and a strobe.
+// bump, a skew and a strobe. A combined kind ("partition+clock", see Combo) is one Combo.
 func ByName(kinds []string) ([]Fault, error) {
 	var out []Fault
 	for _, k := range kinds {
+		if parts := SplitCombo(k); parts != nil {
+			c, err := NewCombo(parts, func(part string) ([]Fault, error) { return ByName([]string{part}) })
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, c)
+			continue
+		}
 		switch k {
 		case "partition":
 			out = append(out, PartitionFault{})

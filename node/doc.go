@@ -73,9 +73,10 @@
 //     ReadIndex. Exposed by partitions (a cut-off node serves old values) and by plain lag.
 //   - lease-read: raft's ReadOnlyLeaseBased: the leader answers read indexes from its own
 //     commit index while it believes its lease (CheckQuorum, counted in ticks) is valid.
-//     Exposed by clock faults (a leader whose clock is slowed or jumped back keeps its
-//     lease after the others elected a new leader) and by pauses (a resumed old leader
-//     serves reads before it hears of the new term).
+//     Exposed by a partition and a clock fault at once (an isolated leader whose clock is
+//     slowed or set back keeps its lease after the others elected a new leader and wrote;
+//     alone, either fault lets it hear of the new term within a heartbeat), and, rarely,
+//     by pauses (a resumed old leader serves reads before it hears of the new term).
 //   - ack-before-commit: a put or append is acknowledged once its entry is in the log of
 //     the node the client asked, before it commits (on the leader: at append; on a
 //     follower: when the leader's append reaches it). CAS still waits for apply. Exposed

@@ -27,8 +27,8 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 	if r.rec == nil {
 		return checker.Unknown, -1, checker.Stats{}, nil
 	}
-	events := r.rec.Events()
 	r.phase = "checking"
+	events, herr := r.history()
 	res := checker.Check(ctx, events, checker.Options{Workload: r.spec.Workload, Timeout: r.spec.CheckTimeout.D()})
 	if c := r.consistency; c != nil {
 		v := checker.Unknown
@@ -46,6 +46,10 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 		res.MakeUnknown(checker.ReasonRunError, "the run ended in an error: "+out.Err.Error())
 	}
 	var errs []error
+	if herr != nil {
+		res.MakeUnknown(checker.ReasonRunError, herr.Error())
+		errs = append(errs, herr)
+	}
 	if err := results.WriteCheck(r.dir, res, events); err != nil {
 		errs = append(errs, fmt.Errorf("write results: %w", err))
 	}
@@ -70,6 +74,20 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 	}
 	r.summary(out, res, res.Verdict, events)
 	return res.Verdict, out.Violation, res.Stats, werr
+}
+
+// history reads the run's history back from history.jsonl (the recorder streams it there
+// and keeps nothing) and checks that it holds every event recorded: a history the disk
+// lost part of is no evidence.
+func (r *run) history() ([]history.Event, error) {
+	events, _, err := history.ReadFile(filepath.Join(r.dir, "history.jsonl"))
+	if err != nil {
+		return events, fmt.Errorf("read the history back: %w", err)
+	}
+	if n := r.rec.Len(); int64(len(events)) != n {
+		return events, fmt.Errorf("the history file holds %d of the %d events recorded", len(events), n)
+	}
+	return events, nil
 }
 
 func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, events []history.Event) {

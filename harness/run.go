@@ -204,7 +204,7 @@ func (r *run) open() error {
 	if err != nil {
 		return err
 	}
-	r.rec = history.NewRecorder(r.base, r.hw)
+	r.rec = history.NewStreamRecorder(r.base, r.hw)
 	return nil
 }
 

@@ -224,3 +224,22 @@ func TestLogTailPutsThePanicFirst(t *testing.T) {
 	assert.Contains(t, tail, "exit status 2")
 	assert.Equal(t, "  (no log)", logTail(t.TempDir(), 3))
 }
+
+// The run checks what is on disk: its history is read back from history.jsonl, and a
+// file that lost events the recorder handed it is no evidence.
+func TestTheHistoryIsReadBackWhole(t *testing.T) {
+	dir := t.TempDir()
+	w, err := history.CreateWriter(filepath.Join(dir, "history.jsonl"), 0)
+	require.NoError(t, err)
+	r := &run{dir: dir, rec: history.NewStreamRecorder(time.Now(), w)}
+	for i := range 3 {
+		r.rec.Record(history.Event{Process: i, Type: history.Invoke, F: "read", Key: "k"})
+	}
+	require.NoError(t, w.Close())
+	events, err := r.history()
+	require.NoError(t, err)
+	assert.Len(t, events, 3)
+	r.rec.Record(history.Event{Process: 0, Type: history.OK, F: "read", Key: "k"}) // the writer is closed: lost
+	_, err = r.history()
+	require.ErrorContains(t, err, "holds 3 of the 4 events")
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -114,4 +115,52 @@ func TestWriterAndRecorder(t *testing.T) {
 	_, _, err = ReadFile(filepath.Join(t.TempDir(), "missing"))
 	assert.Error(t, err)
 	assert.NoError(t, os.Remove(path))
+}
+
+// A stream recorder keeps nothing but counts: the history is the file, whole and in
+// order, and memory does not grow with it.
+func TestStreamRecorderKeepsNothingAndLosesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	w, err := CreateWriter(path, 5*time.Millisecond)
+	require.NoError(t, err)
+	rec := NewStreamRecorder(time.Now(), w)
+	assert.Equal(t, -1, rec.MaxProcess())
+	var wg sync.WaitGroup
+	for p := range 8 {
+		wg.Go(func() {
+			for range 50 {
+				rec.Record(Event{Process: p, Type: Invoke, F: "write", Value: S1("v")})
+			}
+		})
+	}
+	wg.Wait()
+	rec.Record(Event{Process: NemesisProcess, Type: Info, F: "heal"})
+	require.NoError(t, w.Close())
+	assert.Nil(t, rec.Events())
+	assert.Equal(t, int64(401), rec.Len())
+	assert.Equal(t, 7, rec.MaxProcess(), "the nemesis is no client")
+	got, _, err := ReadFile(path)
+	require.NoError(t, err)
+	require.Len(t, got, 401)
+	for i, e := range got {
+		assert.Equal(t, int64(i), e.Index)
+		if i > 0 {
+			assert.GreaterOrEqual(t, e.Time, got[i-1].Time)
+		}
+	}
+
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	before := m.HeapAlloc
+	w2, err := CreateWriter(filepath.Join(t.TempDir(), "h2.jsonl"), 5*time.Millisecond)
+	require.NoError(t, err)
+	rec2 := NewStreamRecorder(time.Now(), w2)
+	for i := range 200_000 {
+		rec2.Record(Event{Process: i % 10, Type: OK, F: "write", Key: "k", Value: S1("12345")})
+	}
+	require.NoError(t, w2.Close())
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	assert.Less(t, int64(m.HeapAlloc)-int64(before), int64(8<<20), "200k events recorded; the heap holds none of them")
 }

@@ -29,7 +29,7 @@ func FinalReads(ctx context.Context, cfg Config, open Opener, rec *history.Recor
 		return errors.New("workload: final reads need an opener and a recorder")
 	}
 	var next atomic.Int64
-	next.Store(int64(maxProcess(rec)))
+	next.Store(int64(rec.MaxProcess()))
 	newProcess := func() int { return int(next.Add(1)) }
 
 	var mu sync.Mutex
@@ -81,15 +81,6 @@ func finalRead(ctx context.Context, cfg Config, open Opener, rec *history.Record
 		sleep(ctx, finalBackoff, time.Time{})
 	}
 	return false
-}
-
-// maxProcess is the highest client process in rec, or -1.
-func maxProcess(rec *history.Recorder) int {
-	m := -1
-	for _, e := range rec.Events() {
-		m = max(m, e.Process)
-	}
-	return m
 }
 
 func abbreviate(keys []string, n int) string {

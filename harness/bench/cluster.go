@@ -252,7 +252,7 @@ func memoryRows(ctx context.Context, o Options) ([]Row, error) {
 	}
 	runtime.GC()
 	before, heapBefore := rss(), heap()
-	rec := history.NewRecorder(time.Now(), w)
+	rec := history.NewStreamRecorder(time.Now(), w) // as a run records
 	for i := range n {
 		if ctx.Err() != nil {
 			break
@@ -271,7 +271,7 @@ func memoryRows(ctx context.Context, o Options) ([]Row, error) {
 	return []Row{{Section: "memory", Name: fmt.Sprintf("recorder: RSS added per recorded operation, %s operations (heap %.0f B/op)", count(n),
 		float64(heapAfter-heapBefore)/float64(n)),
 		Ours: fmt.Sprintf("%.0f B/op", perRSS), Ref: "-", Goal: "≤ 200 B/op",
-		Command: "history.Recorder + Writer, in process: " + strings.TrimSpace(fmt.Sprintf("%d invoke+ok pairs", n))}}, nil
+		Command: "history.NewStreamRecorder + Writer (as a run records), in process: " + strings.TrimSpace(fmt.Sprintf("%d invoke+ok pairs", n))}}, nil
 }
 
 // rss is this process's resident set, in bytes.

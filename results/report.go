@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/faultline/faultline/checker"
@@ -237,12 +238,23 @@ func (page *reportPage) addExplanations(res checker.Result, failures []checker.K
 	page.Explanations, page.MoreExplanations = all[:n], all[n:]
 }
 
+// addPlots draws the latency and the throughput plot, side by side (each its own plot,
+// reading the same operations): drawing is most of the time `faultline check` takes on
+// a short history.
 func (page *reportPage) addPlots(s span, ops []checker.Operation, faults []faultView, leaders []leaderMark, plotFiles map[string][]byte) error {
-	for _, mk := range []struct {
+	kinds := []struct {
 		png, svg string
 		draw     func(span, []checker.Operation, *bands) (plotView, error)
-	}{{LatencyPlotFile, LatencySVGFile, latencyPlot}, {RatePlotFile, RateSVGFile, ratePlot}} {
-		v, err := mk.draw(s, ops, &bands{span: s, faults: faults, leaders: leaders})
+	}{{LatencyPlotFile, LatencySVGFile, latencyPlot}, {RatePlotFile, RateSVGFile, ratePlot}}
+	views := make([]plotView, len(kinds))
+	errs := make([]error, len(kinds))
+	var wg sync.WaitGroup
+	for i, mk := range kinds {
+		wg.Go(func() { views[i], errs[i] = mk.draw(s, ops, &bands{span: s, faults: faults, leaders: leaders}) })
+	}
+	wg.Wait()
+	for i, mk := range kinds {
+		v, err := views[i], errs[i]
 		if err != nil {
 			return err
 		}

@@ -20,7 +20,7 @@ func main() {
 	if filepath.Base(os.Args[0]) == "raftnode" {
 		os.Exit(runRaftnode(os.Args[1:]))
 	}
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(profiled(os.Stderr, func() int { return run(context.Background(), os.Args[1:], os.Stdout, os.Stderr) }))
 }
 
 const usage = `usage: faultline <command> [flags]

@@ -23,8 +23,12 @@
 //  2. Persist: a snapshot from the leader is written first (snap file, then a WAL holding
 //     only what follows it); then the Ready's entries and HardState are appended to the
 //     WAL with one write and one fsync; then they are given to raft's MemoryStorage.
-//     It is important that no messages be sent, and no client be acknowledged, until
-//     the entries and HardState of this Ready are on disk.
+//     No client is acknowledged, and a follower or candidate sends no message (a vote,
+//     an append's acknowledgement), until the entries and HardState of this Ready are
+//     on disk. The leader sends its messages before it writes (raft thesis §10.2.1, as
+//     etcd does): its appends reach the followers while it fsyncs, and its own entries
+//     commit only in a later Ready, after this one's write, so no entry is acknowledged
+//     before a majority, the leader included, has it on disk.
 //  3. Send the messages: each peer has a bounded queue and one sender goroutine that
 //     POSTs batches to <peer_url>/raft with a one-second timeout; a full queue or a
 //     failed POST is reported to raft as unreachable (and a snapshot's outcome with

@@ -34,8 +34,13 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil {
 		n.lead.Store(rd.SoftState.Lead)
 	}
-	// Steps 1-2: persist the snapshot, entries and HardState (fsync) before anything
-	// leaves this node.
+	// Steps 1-3: persist the snapshot, entries and HardState (fsync), and send the
+	// messages: a leader's while it writes (its appends need not wait for its own disk:
+	// what it commits comes out in a later Ready), anyone else's after.
+	lead := n.lead.Load() == n.cfg.ID
+	if lead {
+		n.tr.send(rd.Messages)
+	}
 	if err := n.persist(rd); err != nil {
 		return err
 	}
@@ -46,8 +51,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if n.cfg.Unsafe == AckBeforeCommit {
 		n.ackAppended(rd.Entries)
 	}
-	// Step 3: send messages.
-	n.tr.send(rd.Messages)
+	if !lead {
+		n.tr.send(rd.Messages)
+	}
 	// Step 4: apply committed entries; answer the clients waiting for them.
 	if err := n.apply(rd.CommittedEntries); err != nil {
 		return err

@@ -417,3 +417,38 @@ func TestSimulatedStoreWithActiveKeys(t *testing.T) {
 		require.Equal(t, Valid, res.Verdict, "seed %d: %s", cfg.Seed, res.Summary())
 	}
 }
+
+// A check that cannot finish stops on time: no more than a second past its deadline,
+// saying unknown and naming every key it could not decide.
+func TestACheckStopsOnTime(t *testing.T) {
+	var events []history.Event
+	for _, key := range []string{"a", "b", "c", "d"} {
+		for _, e := range hardHistory(22) {
+			e.Key, e.Process = key, e.Process+1000*int(key[0]-'a')
+			events = append(events, e)
+		}
+	}
+	for i := range events {
+		events[i].Index = int64(i)
+	}
+	t0 := time.Now()
+	res := Check(context.Background(), events, Options{Workload: "register", Timeout: time.Second})
+	took := time.Since(t0)
+	assert.Equal(t, Unknown, res.Verdict, res.Summary())
+	assert.ElementsMatch(t, []string{"a", "b", "c", "d"}, res.Linearizability.UnknownKeys)
+	assert.Less(t, took, 2*time.Second, "a 1 s check took %v", took)
+}
+
+// Explaining a key proved illegal keeps to the check's deadline too (it was given the
+// whole time limit again, and at least 10 s).
+func TestExplainingKeepsToTheDeadline(t *testing.T) {
+	p := pairOps(hardHistory(22))
+	keys := keyHistories("register", p.ops, p.ignored.keys)
+	for i := range keys {
+		keys[i].prepare()
+	}
+	t0 := time.Now()
+	explainFailures(context.Background(), linJob{model: "register", keys: keys, timeout: time.Millisecond,
+		deadline: time.Now()}, registerModel, keys, &LinResult{})
+	assert.Less(t, time.Since(t0), explainGrace+time.Second)
+}

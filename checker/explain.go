@@ -32,6 +32,10 @@ const maxContradictionDrawn = 40
 // simple stories (and the report's timeline), and the explanation says it is not drawn.
 const maxDrawnOps = 20000
 
+// explainGrace is how far past the check's deadline the explanation of keys proved
+// illegal may run.
+const explainGrace = 500 * time.Millisecond
+
 // explainFailures checks the failing keys again, verbosely, fills res.Failures with an
 // explanation per key and returns the data for the visualization.
 func explainFailures(ctx context.Context, job linJob, model porcupine.Model, failed []keyHistory, res *LinResult) *vizData {
@@ -94,10 +98,12 @@ func explainFailures(ctx context.Context, job linJob, model porcupine.Model, fai
 		return m.Step(state, input, output)
 	}
 	// The first pass proved these keys illegal; the verbose pass repeats their search
-	// with bookkeeping: give it the time limit again, and no less than a few seconds.
-	timeout := job.timeout
-	if timeout > 0 {
-		timeout = max(timeout, 10*time.Second)
+	// with bookkeeping, in what is left of the check's time (and explainGrace past it):
+	// a check never overruns its deadline to explain. A pass cut short still leaves its
+	// partial linearizations, and the explanation says less.
+	var timeout time.Duration
+	if !job.deadline.IsZero() {
+		timeout = max(time.Until(job.deadline), 0) + explainGrace
 	}
 	_, info := porcupine.CheckOperationsVerbose(search, all, timeout)
 	partials := info.PartialLinearizationsOperations()

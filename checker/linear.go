@@ -150,6 +150,9 @@ type linJob struct {
 	keys    []keyHistory
 	timeout time.Duration
 	faults  []window
+	// deadline is when the whole check must end (zero: never), explanations included:
+	// linearizable sets it from timeout and ctx.
+	deadline time.Time
 }
 
 // linearizable checks the keys against the model and explains the keys that fail. The
@@ -168,6 +171,7 @@ func linearizable(ctx context.Context, job linJob) (*LinResult, *vizData) {
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
 	}
+	job.deadline = deadline
 	res := &LinResult{Model: modelName, Keys: len(keys)}
 	outcomes := checkKeys(ctx, model, keys, deadline)
 	for _, k := range keys {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -362,10 +363,16 @@ func (r *run) start(ctx context.Context) error {
 		}
 		r.links, r.cl.links = lf, lf
 	}
-	for _, n := range names {
-		if err := r.cl.launch(ctx, n); err != nil {
-			return err
-		}
+	// All at once: a container's create and start take a docker daemon a few hundred
+	// milliseconds each, most of a docker run's bring-up when done one after another.
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Go(func() { errs[i] = r.cl.launch(ctx, n) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()

@@ -3,17 +3,21 @@
 //
 //	faultline-bench [--faultline bin/faultline] [--only checker,recorder,node,bringup,memory] [--quick]
 //	faultline-bench raw FILE      the reference checker: Porcupine called directly
+//	faultline-bench record N FILE stream|keep
+//	                              record N operations, print this process's memory (JSON)
 //
 // Called by the name "raftnode" (the raftnode target links it so), it runs raftnode.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +43,20 @@ func run() int {
 		}
 		fmt.Println(v)
 		return map[string]int{"ok": 0, "illegal": 1}[v] + map[bool]int{true: 2}[v == "unknown"]
+	}
+	if len(os.Args) == 5 && os.Args[1] == "record" {
+		n, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench record N FILE stream|keep:", err)
+			return 4
+		}
+		m, err := bench.RecordMemory(n, os.Args[3], os.Args[4])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench record:", err)
+			return 3
+		}
+		_ = json.NewEncoder(os.Stdout).Encode(m)
+		return 0
 	}
 	fs := flag.NewFlagSet("faultline-bench", flag.ContinueOnError)
 	fl := fs.String("faultline", "bin/faultline", "the faultline binary to measure")

@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -239,39 +241,83 @@ func medianD(ds []time.Duration) time.Duration {
 }
 
 // memoryRows records 1M operations (an invoke and a completion each) through the
-// recorder and history writer a run uses, and measures what it holds per operation.
+// recorder and history writer a run uses, in a process of its own (`faultline-bench
+// record`: RSS measured in this one would count what the sections before left), and
+// reports its peak RSS above what it had before it began, per operation; beside it, the
+// same with a recorder that keeps every event in memory, as runs did before.
 func memoryRows(ctx context.Context, o Options) ([]Row, error) {
 	n := 1_000_000
 	if o.Quick {
 		n = 100_000
 	}
-	logf(o, "memory: %s operations through the recorder", count(n))
-	w, err := history.CreateWriter(filepath.Join(o.Dir, "history.jsonl"), 0)
+	logf(o, "memory: %s operations through the recorder, in a process of its own", count(n))
+	var per [2]Memory
+	for i, mode := range []string{"stream", "keep"} {
+		out, err := exec.CommandContext(ctx, o.Self, "record", strconv.Itoa(n), filepath.Join(o.Dir, mode+".jsonl"), mode).Output()
+		if err != nil {
+			return nil, fmt.Errorf("faultline-bench record %s: %w", mode, err)
+		}
+		if err := json.Unmarshal(out, &per[i]); err != nil {
+			return nil, fmt.Errorf("faultline-bench record %s: %w", mode, err)
+		}
+	}
+	perOp := func(m Memory) string {
+		return fmt.Sprintf("%.0f B/op (heap %.0f)", float64(m.PeakRSS-m.RSSBefore)/float64(n), float64(m.Heap)/float64(n))
+	}
+	return []Row{{Section: "memory", Name: fmt.Sprintf("recorder: peak RSS added per recorded operation, %s operations (reference: keeping every event)", count(n)),
+		Ours: perOp(per[0]), Ref: perOp(per[1]), Ratio: float64(per[0].PeakRSS-per[0].RSSBefore) / float64(max(per[1].PeakRSS-per[1].RSSBefore, 1)),
+		Goal: "≤ 200 B/op", Command: fmt.Sprintf("faultline-bench record %d FILE stream|keep: history.NewStreamRecorder (as a run records) | NewRecorder, + Writer", n)}}, nil
+}
+
+// Memory is what `faultline-bench record` measured: its RSS before recording, its peak
+// RSS (VmHWM) after, and the heap the recorder holds at the end (after a GC).
+type Memory struct {
+	RSSBefore, PeakRSS, Heap int64
+}
+
+// RecordMemory records n operations (invoke and ok each) into a history file at path,
+// through a stream recorder (mode "stream") or one that keeps every event ("keep"), and
+// measures this process's memory: run it in a process of its own.
+func RecordMemory(n int, path, mode string) (Memory, error) {
+	w, err := history.CreateWriter(path, 0)
 	if err != nil {
-		return nil, err
+		return Memory{}, err
 	}
 	runtime.GC()
-	before, heapBefore := rss(), heap()
-	rec := history.NewStreamRecorder(time.Now(), w) // as a run records
+	m := Memory{RSSBefore: rss()}
+	heapBefore := heap()
+	rec := history.NewStreamRecorder(time.Now(), w)
+	if mode == "keep" {
+		rec = history.NewRecorder(time.Now(), w)
+	}
 	for i := range n {
-		if ctx.Err() != nil {
-			break
-		}
 		key := "r" + strconv.Itoa(i/200)
 		rec.Record(history.Event{Process: i % 10, Type: history.Invoke, F: "write", Key: key, Value: history.S1(strconv.Itoa(i)), Node: "n1"})
 		rec.Record(history.Event{Process: i % 10, Type: history.OK, F: "write", Key: key, Value: history.S1(strconv.Itoa(i)), Node: "n1"})
 	}
 	runtime.GC()
-	after, heapAfter := rss(), heap()
+	m.Heap = heap() - heapBefore
 	runtime.KeepAlive(rec)
 	if err := w.Close(); err != nil {
-		return nil, err
+		return m, err
 	}
-	perRSS := float64(after-before) / float64(n)
-	return []Row{{Section: "memory", Name: fmt.Sprintf("recorder: RSS added per recorded operation, %s operations (heap %.0f B/op)", count(n),
-		float64(heapAfter-heapBefore)/float64(n)),
-		Ours: fmt.Sprintf("%.0f B/op", perRSS), Ref: "-", Goal: "≤ 200 B/op",
-		Command: "history.NewStreamRecorder + Writer (as a run records), in process: " + strings.TrimSpace(fmt.Sprintf("%d invoke+ok pairs", n))}}, nil
+	m.PeakRSS = peakRSS()
+	return m, nil
+}
+
+// peakRSS is this process's peak resident set (VmHWM), in bytes.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // rss is this process's resident set, in bytes.

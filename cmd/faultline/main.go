@@ -18,7 +18,7 @@ var version = "dev"
 
 func main() {
 	if filepath.Base(os.Args[0]) == "raftnode" {
-		os.Exit(runRaftnode(os.Args[1:]))
+		os.Exit(profiled(os.Stderr, func() int { return runRaftnode(os.Args[1:]) }))
 	}
 	os.Exit(profiled(os.Stderr, func() int { return run(context.Background(), os.Args[1:], os.Stdout, os.Stderr) }))
 }

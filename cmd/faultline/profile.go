@@ -9,8 +9,9 @@ import (
 )
 
 // profiled runs f under the profiles the environment asks for: FAULTLINE_CPUPROFILE=FILE
-// writes a CPU profile of the whole command, FAULTLINE_MEMPROFILE=FILE a heap profile at
-// its end (go tool pprof reads both). They are how the performance work was measured.
+// writes a CPU profile of the whole command (or of a raftnode until it is stopped with
+// SIGTERM), FAULTLINE_MEMPROFILE=FILE a heap profile at its end (go tool pprof reads
+// both). They are how the performance work was measured.
 func profiled(stderr io.Writer, f func() int) int {
 	if path := os.Getenv("FAULTLINE_CPUPROFILE"); path != "" {
 		out, err := os.Create(path)

@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -80,6 +81,10 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		if err != nil {
 			return rows, err
 		}
+		// The node rows fsync thousands of times: flush what the sections before left
+		// dirty, so that its writeback does not slow the next section (bring-up in
+		// docker measured 2.04 s after the node rows, 1.42 s alone).
+		syscall.Sync()
 		so := o
 		so.Dir = dir
 		r, err := s.run(ctx, so)

@@ -146,11 +146,7 @@ func (c Combo) InjectTimeout(nodes int) time.Duration {
 	for _, p := range c.Parts {
 		var most time.Duration
 		for _, f := range p {
-			d := HealTimeout
-			if lf, ok := f.(interface{ InjectTimeout(nodes int) time.Duration }); ok {
-				d = lf.InjectTimeout(nodes)
-			}
-			most = max(most, d)
+			most = max(most, injectTimeout(f, nodes))
 		}
 		sum += most
 	}

@@ -155,11 +155,7 @@ func (s *Schedule) inject(ctx context.Context, st step) (Injection, error) {
 	f := st.fault
 	start, _ := f.Events()
 	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Invoke, F: start})
-	timeout := HealTimeout
-	if lf, ok := f.(interface{ InjectTimeout(nodes int) time.Duration }); ok {
-		timeout = lf.InjectTimeout(len(s.Cluster.Nodes()))
-	}
-	ictx, cancel := context.WithTimeout(ctx, timeout)
+	ictx, cancel := context.WithTimeout(ctx, injectTimeout(f, len(s.Cluster.Nodes())))
 	defer cancel()
 	note := func(f, node, value string) {
 		e := history.Event{Process: history.NemesisProcess, Type: history.Info, F: f, Node: node}
@@ -183,6 +179,15 @@ func (s *Schedule) inject(ctx context.Context, st step) (Injection, error) {
 	s.setActive(f.Name(), inj)
 	s.logf("nemesis: %s %v on %s", start, inj.Value, joinNodes(inj.Nodes))
 	return inj, nil
+}
+
+// injectTimeout bounds f's injection on a cluster of nodes: HealTimeout, unless the fault
+// says it needs longer (InjectTimeout: rolling faults, snapshot partitions).
+func injectTimeout(f Fault, nodes int) time.Duration {
+	if lf, ok := f.(interface{ InjectTimeout(nodes int) time.Duration }); ok {
+		return lf.InjectTimeout(nodes)
+	}
+	return HealTimeout
 }
 
 func (s *Schedule) heal(f Fault, inj Injection) error {

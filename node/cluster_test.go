@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/node/client"
 )
 
@@ -274,32 +275,9 @@ func (c *cluster) pause(id uint64) {
 	c.tb.Helper()
 	pid := c.nodes[id].cmd.Process.Pid
 	require.NoError(c.tb, c.nodes[id].cmd.Process.Signal(syscall.SIGSTOP))
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if allStopped(pid) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := procstat.WaitStopped(ctx, pid); err != nil {
+		c.tb.Fatalf("node %d did not stop: %v", id, err)
 	}
-	c.tb.Fatalf("node %d did not stop", id)
-}
-
-// allStopped reports whether every thread of pid is in the stopped state.
-func allStopped(pid int) bool {
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return false
-		}
-		// The state follows the parenthesized command name: "pid (comm) S ...".
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
-			return false
-		}
-	}
-	return true
 }

@@ -1,7 +1,6 @@
 package process
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/nemesis/netfilter"
@@ -287,8 +287,9 @@ func (r *ProcessRuntime) Stop(ctx context.Context, node string) error {
 	return p.wait(ctx)
 }
 
-// Pause implements Runtime with SIGSTOP, and returns once the kernel reports the process
-// stopped (signal delivery is asynchronous: a fault that claims a pause must be one).
+// Pause implements Runtime with SIGSTOP, and returns once the kernel reports every
+// thread of the process stopped (signal delivery is asynchronous, and a thread may run on
+// after kill(2) returns: a fault that claims a pause must be one).
 func (r *ProcessRuntime) Pause(ctx context.Context, node string) error {
 	if err := r.signal(node, syscall.SIGSTOP, true); err != nil {
 		return err
@@ -299,20 +300,10 @@ func (r *ProcessRuntime) Pause(ctx context.Context, node string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for {
-		st, err := procState(p.cmd.Process.Pid)
-		if err != nil {
-			return fmt.Errorf("pause %s: %w", node, err)
-		}
-		if st == 'T' || st == 't' {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pause %s: still in state %c after SIGSTOP: %w", node, st, ctx.Err())
-		case <-time.After(2 * time.Millisecond):
-		}
+	if err := procstat.WaitStopped(ctx, p.cmd.Process.Pid); err != nil {
+		return fmt.Errorf("pause %s: %w", node, err)
 	}
+	return nil
 }
 
 // State returns the state letter of the node's process (R, S, T for stopped, ...), as
@@ -322,20 +313,7 @@ func (r *ProcessRuntime) State(node string) (byte, error) {
 	if err != nil {
 		return 0, err
 	}
-	return procState(p.cmd.Process.Pid)
-}
-
-// procState returns the state letter of a process (R, S, T, Z, ...) from /proc.
-func procState(pid int) (byte, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("process state: %w", err)
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0, fmt.Errorf("process state: cannot parse /proc/%d/stat", pid)
-	}
-	return b[i+2], nil
+	return procstat.State(p.cmd.Process.Pid)
 }
 
 // Resume implements Runtime with SIGCONT.

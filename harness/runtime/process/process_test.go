@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/nemesis"
 )
@@ -100,9 +101,7 @@ func dialFrom(t *testing.T, rt *ProcessRuntime, node, peer string) error {
 }
 
 func stateOf(t *testing.T, rt *ProcessRuntime, node string) string {
-	p, err := rt.running(node)
-	require.NoError(t, err)
-	st, err := procState(p.cmd.Process.Pid)
+	st, err := rt.State(node)
 	require.NoError(t, err)
 	return string(st)
 }
@@ -132,7 +131,12 @@ func TestProcessRuntimePauseKillRestart(t *testing.T) {
 
 	require.NoError(t, rt.Pause(ctx, "n2"))
 	assert.Equal(t, "T", stateOf(t, rt, "n2"), "a paused node is stopped")
-	_, err := get(rt.HostPort("n2", 8001))
+	p, err := rt.running("n2")
+	require.NoError(t, err)
+	all, err := procstat.Stopped(p.cmd.Process.Pid)
+	require.NoError(t, err)
+	assert.True(t, all, "every thread of a paused node is stopped")
+	_, err = get(rt.HostPort("n2", 8001))
 	assert.Error(t, err, "a paused node answers nothing")
 	require.NoError(t, rt.Resume(ctx, "n2"))
 	s, err := get(rt.HostPort("n2", 8001))

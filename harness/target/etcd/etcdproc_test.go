@@ -14,6 +14,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/faultline/faultline/harness/procstat"
 )
 
 // testEtcdVersion is the release the client tests run against.
@@ -131,10 +133,21 @@ func (m *member) kill(t *testing.T) {
 	}
 }
 
+// signal sends sig to the member; for SIGSTOP it returns once every thread of it has
+// stopped (kill(2) only queues the signal: a thread left running can still answer a
+// request — CI saw a Put acknowledged "through" a SIGSTOP that had not yet landed).
 func (m *member) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	if err := m.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v to etcd %s: %v", sig, m.name, err)
+	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := procstat.WaitStopped(ctx, m.cmd.Process.Pid); err != nil {
+		t.Fatalf("etcd %s: %v", m.name, err)
 	}
 }
 

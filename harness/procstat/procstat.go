@@ -1,0 +1,85 @@
+// Package procstat reads the states of processes and their threads from /proc: what a
+// pause (SIGSTOP) must wait for before it can claim to be in force. kill(2) only queues
+// the signal; the process stops when each of its threads takes it, and on a loaded
+// machine a thread can run on for milliseconds after kill returns — long enough for a
+// "paused" server to answer a request. The state the kernel shows for the process
+// (/proc/PID/stat) is its leader thread's alone.
+package procstat
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+const proc = "/proc"
+
+// State returns the state letter (R, S, D, T, t, Z, ...) of pid's leader thread.
+func State(pid int) (byte, error) {
+	return stateOf(filepath.Join(proc, strconv.Itoa(pid), "stat"))
+}
+
+// Stopped reports whether every thread of pid is stopped (T, or t under a tracer).
+func Stopped(pid int) (bool, error) { return stopped(proc, pid) }
+
+// WaitStopped polls until every thread of pid is stopped, or ctx ends.
+func WaitStopped(ctx context.Context, pid int) error {
+	for {
+		ok, err := Stopped(pid)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			st, _ := State(pid)
+			return fmt.Errorf("process %d not stopped (leader in state %c): %w", pid, st, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+func stopped(root string, pid int) (bool, error) {
+	tasks, err := filepath.Glob(filepath.Join(root, strconv.Itoa(pid), "task", "*", "stat"))
+	if err != nil {
+		return false, fmt.Errorf("threads of %d: %w", pid, err)
+	}
+	if len(tasks) == 0 {
+		return false, fmt.Errorf("threads of %d: none in %s (has it exited?)", pid, root)
+	}
+	for _, f := range tasks {
+		st, err := stateOf(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a thread that exited since the glob
+		}
+		if err != nil {
+			return false, err
+		}
+		if st != 'T' && st != 't' {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// stateOf parses a stat file: "pid (comm) S ...", where comm may hold ") ", so the state
+// is the field after the last ')'.
+func stateOf(file string) (byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, fmt.Errorf("process state: %w", err)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, fmt.Errorf("process state: cannot parse %s", file)
+	}
+	return b[i+2], nil
+}

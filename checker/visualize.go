@@ -76,8 +76,8 @@ func faultWindows(nemesis []history.Event) []window {
 	)
 	for _, e := range nemesis {
 		last = max(last, e.Time)
-		if e.F == history.LeaderChange {
-			continue // an observation, not a fault
+		if history.IsMarker(e.F) {
+			continue // the run's own marks (its schedule's start, a leader seen): no fault
 		}
 		switch {
 		case open != nil && endsFault(e.F) && e.F != open.fault:

@@ -43,6 +43,16 @@ func TestFaultWindows(t *testing.T) {
 			},
 			want: []window{{fault: "partition+clock", value: "[start-partition leader n1|n2,n3 clock-bump bump -5s]", start: 1, end: 8}},
 		},
+		"markers": { // a run's own info events are observations: no fault starts at them
+			in: []history.Event{
+				nem(1, history.Info, history.NemesisStart, history.Value{}),
+				{Time: 2, Process: history.NemesisProcess, Type: history.Info, F: history.LeaderChange, Node: "n1"},
+				nem(3, history.Invoke, "start-partition", history.Value{}), nem(4, history.OK, "start-partition", history.L("one", "n1")),
+				nem(5, history.Invoke, "stop-partition", history.Value{}), nem(6, history.OK, "stop-partition", history.Value{}),
+				nem(7, history.Info, history.HealAll, history.Value{}),
+			},
+			want: []window{{fault: "start-partition", value: "[one n1]", start: 3, end: 6}},
+		},
 		"none": {},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -57,6 +57,13 @@ const NemesisStart = "nemesis-start"
 // node lead (Node): an observation, not a fault.
 const LeaderChange = "leader"
 
+// IsMarker reports whether f is one of the nemesis info events a run records about
+// itself (NemesisStart, HealAll, LeaderChange): marks on its timeline, never a fault's
+// start or end.
+func IsMarker(f string) bool {
+	return f == NemesisStart || f == HealAll || f == LeaderChange
+}
+
 // Mismatch is the Error of a cas that failed because the key held another value: a
 // definite, normal answer of a working system (not unavailability).
 const Mismatch = "mismatch"

@@ -342,19 +342,7 @@ func RecordMemory(n int, path, mode string) (Memory, error) {
 }
 
 // peakRSS is this process's peak resident set (VmHWM), in bytes.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func peakRSS() int64 { return vmHWM("self") << 10 }
 
 // rss is this process's resident set, in bytes.
 func rss() int64 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -75,6 +76,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		res.MakeUnknown(c.Code, c.Detail)
 	}
 	printCheck(stdout, res)
+	// The check's garbage (pairings, Porcupine's entries) is dead now; collecting it here
+	// sets the report's GC target from what is live (the history), not from the check's
+	// peak: 1M operations peaked at 1490 MB without this, 1260 MB with it, in the same time.
+	runtime.GC()
 	dir := a.out
 	if dir == "" {
 		dir = filepath.Dir(file)

@@ -23,6 +23,9 @@
 //  2. Persist: a snapshot from the leader is written first (snap file, then a WAL holding
 //     only what follows it); then the Ready's entries and HardState are appended to the
 //     WAL with one write and one fsync; then they are given to raft's MemoryStorage.
+//     A HardState that only moves the commit index is not written on its own (it goes
+//     with the next durable record): the commit index need not survive a crash, and an
+//     fsync there would sit between committing a write and applying it.
 //     No client is acknowledged, and a follower or candidate sends no message (a vote,
 //     an append's acknowledgement), until the entries and HardState of this Ready are
 //     on disk. The leader sends its messages before it writes (raft thesis §10.2.1, as

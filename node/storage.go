@@ -9,14 +9,16 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
 // Storage is the node's durable state in its data dir: the WAL ("wal") and the latest
 // snapshot ("snap"). Save makes a Ready's HardState and entries durable (one write and
-// one fsync); SaveSnapshot replaces the snapshot atomically; Rewrite replaces the WAL
-// after a compaction. Only the Ready loop calls these, so they need no ordering beyond
-// the mutex that guards against the background flusher.
+// one fsync), but for a HardState that only moves the commit index, which it defers (see
+// Save); SaveSnapshot replaces the snapshot atomically; Rewrite replaces the WAL after a
+// compaction. Only the Ready loop calls these, so they need no ordering beyond the mutex
+// that guards against the background flusher.
 //
 // In buffered mode (--unsafe ack-before-fsync) Save only appends to a user-space buffer
 // that a background goroutine writes and fsyncs every flushEvery: a SIGKILL loses it.
@@ -28,6 +30,11 @@ type Storage struct {
 	f       *os.File
 	pending []byte
 	err     error // a background flush error, reported by the next Save
+	// hs is the newest HardState given to Save or Rewrite; deferred says it is not yet
+	// in the WAL (it moved only the commit index).
+	hs       raftpb.HardState
+	deferred bool
+	syncs    int // fsyncs of the WAL, for tests
 
 	stop chan struct{}
 	done chan struct{}
@@ -86,7 +93,7 @@ func OpenStorage(dir string, buffered bool) (*Storage, Loaded, error) {
 		f.Close()
 		return nil, ld, err
 	}
-	s := &Storage{dir: dir, buffered: buffered, f: f, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Storage{dir: dir, buffered: buffered, f: f, hs: st.hs, stop: make(chan struct{}), done: make(chan struct{})}
 	if buffered {
 		go s.flusher()
 	} else {
@@ -109,6 +116,15 @@ func truncateSync(f *os.File, size int64) error {
 
 // Save appends a HardState and entries and makes them durable before returning (in
 // buffered mode: only buffers them).
+//
+// A HardState that changes nothing but the commit index, with no entries, is not written
+// at all: it is kept, and written with the next record that must be durable (or by
+// Close). The commit index need not survive a crash — a restarted node starts from the
+// one it has and learns the rest from the leader, and entries, term and vote are always
+// synced (raft.MustSync, as etcd's WAL does) — while syncing it would put an fsync on
+// every write's path: the leader's Ready that commits an entry comes before its apply.
+// Not writing it, rather than writing it unsynced, keeps the WAL's rule that everything
+// in it was fsynced, so damage anywhere but a torn final record is corruption.
 func (s *Storage) Save(hs raftpb.HardState, ents []raftpb.Entry) error {
 	if isEmptyHardState(hs) && len(ents) == 0 {
 		return nil
@@ -118,6 +134,17 @@ func (s *Storage) Save(hs raftpb.HardState, ents []raftpb.Entry) error {
 	if s.err != nil {
 		return s.err
 	}
+	if !s.buffered && len(ents) == 0 && !raft.MustSync(hs, s.hs, 0) {
+		s.hs, s.deferred = hs, true
+		return nil
+	}
+	if isEmptyHardState(hs) && s.deferred {
+		hs = s.hs // this Ready changed nothing: the newest HardState is the deferred one
+	}
+	if !isEmptyHardState(hs) {
+		s.hs = hs
+	}
+	s.deferred = false
 	buf, err := encodeState(s.pending, hs, ents)
 	if err != nil {
 		return err
@@ -137,6 +164,7 @@ func (s *Storage) flushLocked() error {
 		return fmt.Errorf("write wal: %w", err)
 	}
 	s.pending = s.pending[:0]
+	s.syncs++
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("fsync wal: %w", err)
 	}
@@ -179,6 +207,7 @@ func (s *Storage) Rewrite(hs raftpb.HardState, ents []raftpb.Entry) error {
 	if err != nil {
 		return err
 	}
+	s.hs, s.deferred = hs, false
 	path := filepath.Join(s.dir, "wal")
 	if err := writeFileSync(path, buf); err != nil {
 		return fmt.Errorf("rewrite wal: %w", err)
@@ -202,7 +231,14 @@ func (s *Storage) Close() error {
 	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.flushLocked()
+	var err error
+	if s.deferred {
+		s.pending, err = encodeState(s.pending, s.hs, nil)
+		s.deferred = false
+	}
+	if err == nil {
+		err = s.flushLocked()
+	}
 	if cerr := s.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close wal: %w", cerr)
 	}

@@ -156,3 +156,39 @@ func TestStorageBufferedLosesUnflushed(t *testing.T) {
 	defer s.Close()
 	assert.Len(t, ld.Entries, 3)
 }
+
+// A HardState that only moves the commit index is not fsynced on its own (raft.MustSync:
+// the commit index need not be durable; a restarted node learns it from the leader), so
+// the leader's commit Ready does not wait for the disk before it applies. It is written
+// with the next record that must be durable, and on Close.
+func TestStorageCommitOnlyHardStateIsNotSynced(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir)
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Vote: 1, Commit: 0}, ents(1, 1, 3)))
+	synced := s.syncs
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Vote: 1, Commit: 3}, nil))
+	assert.Equal(t, synced, s.syncs, "a commit-only HardState was fsynced")
+	// What a SIGKILL now would leave: the entries, the older commit index.
+	s2, ld := open(t, dir)
+	require.NoError(t, s2.Close())
+	assert.Equal(t, raftpb.HardState{Term: 1, Vote: 1, Commit: 0}, ld.HardState)
+	assert.Len(t, ld.Entries, 3)
+
+	// The next durable record carries it, even when its own Ready has no HardState.
+	require.NoError(t, s.Save(raftpb.HardState{}, ents(1, 4, 4)))
+	assert.Equal(t, synced+1, s.syncs)
+	s2, ld = open(t, dir)
+	require.NoError(t, s2.Close())
+	assert.Equal(t, raftpb.HardState{Term: 1, Vote: 1, Commit: 3}, ld.HardState)
+	assert.Len(t, ld.Entries, 4)
+
+	// A vote or a term is always synced; Close writes a deferred commit.
+	require.NoError(t, s.Save(raftpb.HardState{Term: 2, Vote: 2, Commit: 3}, nil))
+	assert.Equal(t, synced+2, s.syncs)
+	require.NoError(t, s.Save(raftpb.HardState{Term: 2, Vote: 2, Commit: 4}, nil))
+	assert.Equal(t, synced+2, s.syncs)
+	require.NoError(t, s.Close())
+	s, ld = open(t, dir)
+	defer s.Close()
+	assert.Equal(t, raftpb.HardState{Term: 2, Vote: 2, Commit: 4}, ld.HardState)
+}

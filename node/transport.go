@@ -48,8 +48,10 @@ type peer struct {
 	url  string
 	q    chan raftpb.Message
 	stop chan struct{}
-	hc   *http.Client
-	down bool // last send failed (owned by the sender goroutine; for logging)
+	// drain, closed by removePeer, says: send what is queued, then stop.
+	drain chan struct{}
+	hc    *http.Client
+	down  bool // last send failed (owned by the sender goroutine; for logging)
 }
 
 func newTransport(log *slog.Logger, rep reporter) *transport {
@@ -66,18 +68,21 @@ func (t *transport) setPeer(id uint64, url string) {
 		}
 		close(p.stop)
 	}
-	p := &peer{id: id, url: url, q: make(chan raftpb.Message, peerQueue), stop: make(chan struct{}),
+	p := &peer{id: id, url: url, q: make(chan raftpb.Message, peerQueue), stop: make(chan struct{}), drain: make(chan struct{}),
 		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, DisableCompression: true}}}
 	t.peers[id] = p
 	go t.run(p)
 }
 
-// removePeer stops the sender for id.
+// removePeer stops the sender for id once it has sent what is queued: the leader's last
+// messages to a member it removes carry the commit index that tells the member it is
+// out (the Ready that commits the removal queues them just before it is applied), and a
+// member that never hears it never leaves. Sending them is bounded by one POST's timeout.
 func (t *transport) removePeer(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p, ok := t.peers[id]; ok {
-		close(p.stop)
+		close(p.drain)
 		delete(t.peers, id)
 	}
 }
@@ -119,6 +124,9 @@ func (t *transport) run(p *peer) {
 		select {
 		case <-p.stop:
 			return
+		case <-p.drain:
+			p.sendQueued(t)
+			return
 		case m := <-p.q:
 			batch = append(batch, m)
 		}
@@ -132,6 +140,24 @@ func (t *transport) run(p *peer) {
 			}
 		}
 		t.post(p, batch)
+	}
+}
+
+// sendQueued sends, once, what is in the queue (a removed peer's last messages).
+func (p *peer) sendQueued(t *transport) {
+	var batch []raftpb.Message
+	for {
+		select {
+		case m := <-p.q:
+			if m.Type != raftpb.MsgSnap {
+				batch = append(batch, m)
+			}
+		default:
+			if len(batch) > 0 {
+				_ = t.postBatch(p, batch, peerTimeout)
+			}
+			return
+		}
 	}
 }
 

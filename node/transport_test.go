@@ -15,7 +15,7 @@ import (
 
 type nopReporter struct{}
 
-func (nopReporter) ReportUnreachable(uint64)                    {}
+func (nopReporter) ReportUnreachable(uint64)                   {}
 func (nopReporter) ReportSnapshot(uint64, raft.SnapshotStatus) {}
 
 // A removed peer still gets what was queued for it: the leader's Ready that commits a

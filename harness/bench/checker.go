@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/faultline/faultline/checker/sim"
+	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/history"
 )
 
@@ -44,7 +44,7 @@ func measure(ctx context.Context, args ...string) (proc, error) {
 	go func() {
 		var hwm int64
 		for {
-			if kb := vmHWM(strconv.Itoa(cmd.Process.Pid)); kb > 0 {
+			if kb := procstat.PeakRSS(cmd.Process.Pid); kb > 0 {
 				hwm = kb
 			}
 			select {
@@ -67,22 +67,6 @@ func measure(ctx context.Context, args ...string) (proc, error) {
 		return p, fmt.Errorf("%s: %w", quoted(args), err)
 	}
 	return p, nil
-}
-
-// vmHWM is the peak resident set of a process ("self", or a pid) in KiB, 0 when it
-// cannot be read (the process has exited).
-func vmHWM(pid string) int64 {
-	b, err := os.ReadFile("/proc/" + pid + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb
-		}
-	}
-	return 0
 }
 
 // porcupineDir finds the Porcupine module's directory (its test_data holds the Jepsen

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness"
+	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/harness/target"
 	"github.com/faultline/faultline/harness/target/etcd"
@@ -342,7 +343,7 @@ func RecordMemory(n int, path, mode string) (Memory, error) {
 }
 
 // peakRSS is this process's peak resident set (VmHWM), in bytes.
-func peakRSS() int64 { return vmHWM("self") << 10 }
+func peakRSS() int64 { return procstat.PeakRSS(os.Getpid()) << 10 }
 
 // rss is this process's resident set, in bytes.
 func rss() int64 {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -45,6 +46,23 @@ func WaitStopped(ctx context.Context, pid int) error {
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// PeakRSS returns pid's peak resident set (VmHWM) in KiB, or 0 when it cannot be read
+// (the process has exited). Unlike a child's rusage, it is the process's own: Go starts
+// children with vfork, and at exec Linux carries the parent's peak into ru_maxrss.
+func PeakRSS(pid int) int64 {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb
+		}
+	}
+	return 0
 }
 
 func stopped(root string, pid int) (bool, error) {

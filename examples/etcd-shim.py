@@ -18,7 +18,7 @@ state): faultline should catch it.
 
 Outcomes: a read's error is always "fail" (a read changes nothing). A write's error is
 "fail" only when etcd refused it before proposing it to raft (the messages below, from
-etcd's server source, as in harness/target/etcd/client.go) or when the connection was
+etcd's server source, as in harness/sut/etcd/client.go) or when the connection was
 refused (nothing was sent); any other error, a timeout above all, is "info".
 """
 

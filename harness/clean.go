@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/faultline/faultline/harness/netns"
 	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/harness/runtime/process"
+	"github.com/faultline/faultline/internal/netns"
 )
 
 // Clean removes whatever runs left behind on this host, and nothing of a run whose

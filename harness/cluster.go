@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
-	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/nemesis"
 )
 
@@ -21,7 +21,7 @@ import (
 // managed to do.
 type cluster struct {
 	rt     runtime.Runtime
-	target target.Target
+	target sut.Target
 	names  []string
 
 	mu      sync.Mutex
@@ -39,7 +39,7 @@ type cluster struct {
 	logTail func(node string) string
 }
 
-func newCluster(rt runtime.Runtime, t target.Target, names []string) *cluster {
+func newCluster(rt runtime.Runtime, t sut.Target, names []string) *cluster {
 	return &cluster{rt: rt, target: t, names: names, paused: map[string]bool{},
 		clocked: map[string]bool{}, removed: map[string]bool{}, down: map[string]bool{}}
 }
@@ -50,7 +50,7 @@ func (c *cluster) Unable(kind string) string {
 	if why, ok := c.rt.Unavailable()[kind]; ok {
 		return why
 	}
-	if u, ok := c.target.(target.Unable); ok {
+	if u, ok := c.target.(sut.Unable); ok {
 		if why, ok := u.Unable()[kind]; ok {
 			return why
 		}
@@ -58,11 +58,11 @@ func (c *cluster) Unable(kind string) string {
 	name := c.target.Name()
 	switch kind {
 	case "clock":
-		if _, ok := c.target.(target.Clocker); !ok {
+		if _, ok := c.target.(sut.Clocker); !ok {
 			return name + " has no clock hook (its nodes share the host kernel's clock)"
 		}
 	case "member", "rolling-replace":
-		if _, ok := c.target.(target.Members); !ok {
+		if _, ok := c.target.(sut.Members); !ok {
 			return name + " cannot change its membership here"
 		}
 	case "partition", "packet":
@@ -70,15 +70,15 @@ func (c *cluster) Unable(kind string) string {
 			return "the " + c.rt.Name() + " runtime gives nodes no network of their own"
 		}
 	case "rolling-upgrade", "rolling-downgrade":
-		if _, ok := c.target.(target.Upgrader); !ok {
+		if _, ok := c.target.(sut.Upgrader); !ok {
 			return name + " cannot run other releases here"
 		}
 	case "maintenance":
-		if _, ok := c.target.(target.Maintainer); !ok {
+		if _, ok := c.target.(sut.Maintainer); !ok {
 			return name + " has no maintenance operations"
 		}
 	case "partition:snapshot":
-		if _, ok := c.target.(target.Snapshots); !ok {
+		if _, ok := c.target.(sut.Snapshots); !ok {
 			return name + " cannot tell when a member needs a snapshot"
 		}
 	}
@@ -235,7 +235,7 @@ func (c *cluster) marked(set map[string]bool) []string {
 // SetClock implements nemesis.Clocker through the target's clock hook. A reset of a node
 // that is not running is done already: a node starts with a true clock.
 func (c *cluster) SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error {
-	clk, ok := c.target.(target.Clocker)
+	clk, ok := c.target.(sut.Clocker)
 	if !ok {
 		return fmt.Errorf("clock of %s: %s has no clock hook", node, c.target.Name())
 	}
@@ -272,8 +272,8 @@ func (c *cluster) HealPackets(ctx context.Context) error {
 	return c.links.HealPackets(ctx)
 }
 
-func (c *cluster) members() (target.Members, error) {
-	m, ok := c.target.(target.Members)
+func (c *cluster) members() (sut.Members, error) {
+	m, ok := c.target.(sut.Members)
 	if !ok {
 		return nil, fmt.Errorf("%s cannot change its membership", c.target.Name())
 	}
@@ -446,7 +446,7 @@ func kindFaults(k string, cl *cluster, skipped map[string]string) ([]nemesis.Fau
 		}
 		if ok, why := (nemesis.SnapshotPartitionFault{}).Available(cl); ok {
 			fs = append(fs, nemesis.SnapshotPartitionFault{}) // the schedule picks one of them each turn
-		} else if _, has := cl.target.(target.Snapshots); has {
+		} else if _, has := cl.target.(sut.Snapshots); has {
 			skipped["partition:snapshot"] = why
 		}
 	}

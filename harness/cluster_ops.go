@@ -6,15 +6,15 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/sut"
 )
 
 // The operators' faults through the cluster: releases (nemesis.Upgrader), maintenance
 // (nemesis.Maintainer) and snapshot catch-up (nemesis.Snapshotter), each where the
 // target has the capability (cluster.Unable says where it does not).
 
-func (c *cluster) upgrader() (target.Upgrader, error) {
-	u, ok := c.target.(target.Upgrader)
+func (c *cluster) upgrader() (sut.Upgrader, error) {
+	u, ok := c.target.(sut.Upgrader)
 	if !ok {
 		return nil, fmt.Errorf("%s cannot run other releases", c.target.Name())
 	}
@@ -62,7 +62,7 @@ func (c *cluster) Restart(ctx context.Context, node, version string) error {
 		return fmt.Errorf("start %s on %s: %w", node, version, err)
 	}
 	healthy := c.target.Ready
-	if m, ok := c.target.(target.Members); ok {
+	if m, ok := c.target.(sut.Members); ok {
 		healthy = m.Healthy
 	}
 	for { // a member that dies on its new release will not get healthy: say so at once
@@ -104,8 +104,8 @@ func (c *cluster) ClusterVersion(ctx context.Context) (string, error) {
 	return u.ClusterVersion(ctx)
 }
 
-func (c *cluster) maintainer() (target.Maintainer, error) {
-	m, ok := c.target.(target.Maintainer)
+func (c *cluster) maintainer() (sut.Maintainer, error) {
+	m, ok := c.target.(sut.Maintainer)
 	if !ok {
 		return nil, fmt.Errorf("%s has no maintenance operations", c.target.Name())
 	}
@@ -130,8 +130,8 @@ func (c *cluster) Defragment(ctx context.Context, node string) error {
 	return m.Defragment(ctx, node)
 }
 
-func (c *cluster) snapshots() (target.Snapshots, error) {
-	s, ok := c.target.(target.Snapshots)
+func (c *cluster) snapshots() (sut.Snapshots, error) {
+	s, ok := c.target.(sut.Snapshots)
 	if !ok {
 		return nil, fmt.Errorf("%s cannot tell when a member needs a snapshot", c.target.Name())
 	}

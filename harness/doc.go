@@ -1,6 +1,6 @@
 // Package harness runs one faultline test from spec to verdict, and is the only package
 // that imports all the others. It owns the run's lifecycle and the cleanup; the runtimes
-// nodes run in are harness/runtime's sub-packages, the targets harness/target's; fault
+// nodes run in are harness/runtime's sub-packages, the targets harness/sut's; fault
 // logic lives in nemesis, check logic in checker.
 //
 // # The run (Run, in run.go)
@@ -31,10 +31,10 @@
 // # Runtimes and targets
 //
 // A runtime.Runtime runs programs: process.ProcessRuntime (child processes, each in a
-// network namespace of its own on a bridge in a hub namespace; see harness/netns) and
+// network namespace of its own on a bridge in a hub namespace; see internal/netns) and
 // docker.DockerRuntime (FROM-scratch containers on a labelled bridge network). Both give
 // each node its own address and network namespace (runtime.NetworkRuntime), so one set
-// of fault code serves both, and neither knows any target. A target.Target knows one
+// of fault code serves both, and neither knows any target. A sut.Target knows one
 // system: raftnode (faultline's own node: command line, HTTP client, clock and membership
 // hooks) and etcd (real etcd 3.4–3.7, clientv3). The cluster type joins a runtime and a
 // target into the capabilities the nemesis asks for (Killer, Pauser, Partitioner,

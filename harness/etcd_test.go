@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/harness/runtime/process"
-	"github.com/faultline/faultline/harness/target"
-	"github.com/faultline/faultline/harness/target/etcd"
+	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/harness/sut/etcd"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/workload"
 )
@@ -44,7 +44,7 @@ func etcdCluster(t *testing.T, runtimeName string, n int, links bool) (*cluster,
 	t.Helper()
 	bin, version := etcdBinary(t)
 	var et *etcd.Target
-	cl := testCluster(t, runtimeName, n, links, func(env target.Env) target.Target {
+	cl := testCluster(t, runtimeName, n, links, func(env sut.Env) sut.Target {
 		et = etcd.New(etcd.Config{Binary: bin, Version: version}, env)
 		t.Cleanup(func() { _ = et.Close() })
 		return et
@@ -123,7 +123,7 @@ func testEtcdPartitionedLeaderLosesLeadership(t *testing.T, runtimeName string) 
 	require.NoError(t, cl.HealPartition(ctx))
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
+	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
 }
 
 func TestEtcdPauseStopsTheMemberAndKillRestartsOnItsData(t *testing.T) {
@@ -154,7 +154,7 @@ func TestEtcdPauseStopsTheMemberAndKillRestartsOnItsData(t *testing.T) {
 	require.NoError(t, cl.Start(ctx, "n3"))
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, et.Ready), "the restarted member rejoins")
+	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, et.Ready), "the restarted member rejoins")
 	c, _, err := et.Opener(5*time.Second)(ctx, 2) // process 2 talks to n3
 	require.NoError(t, err)
 	defer c.(interface{ Close() error }).Close()
@@ -195,11 +195,11 @@ func testEtcdPacketFaultsTakeEffectOnTheStreams(t *testing.T, runtimeName string
 	require.NoError(t, cl.HealPackets(ctx))
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
+	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
 }
 
 func TestEtcdHasNoClockHook(t *testing.T) {
-	et := etcd.New(etcd.Config{Binary: "/nonexistent/etcd"}, target.Env{Nodes: []string{"n1", "n2", "n3"}})
+	et := etcd.New(etcd.Config{Binary: "/nonexistent/etcd"}, sut.Env{Nodes: []string{"n1", "n2", "n3"}})
 	cl := newCluster(process.NewProcessRuntime("tclock", t.TempDir()), et, []string{"n1", "n2", "n3"})
 	_, _, err := faultsFor([]string{"clock"}, cl)
 	var ue *UsageError
@@ -225,7 +225,7 @@ func etcdUpgradeCluster(t *testing.T, runtimeName string) (*cluster, *etcd.Targe
 	bin36, err := etcd.Binary(ctx, "v3.6.16", func(line string) { t.Log(line) })
 	require.NoError(t, err)
 	var et *etcd.Target
-	cl := testCluster(t, runtimeName, 3, false, func(env target.Env) target.Target {
+	cl := testCluster(t, runtimeName, 3, false, func(env sut.Env) sut.Target {
 		et = etcd.New(etcd.Config{Binary: bin36, Version: "v3.6.16", Versions: []string{"v3.6.16", v37},
 			Binaries: map[string]string{"v3.6.16": bin36, v37: bin37}}, env)
 		t.Cleanup(func() { _ = et.Close() })
@@ -282,7 +282,7 @@ func TestEtcdMemberReplaced(t *testing.T) {
 func TestEtcdSnapshotPartitionSendsASnapshot(t *testing.T) {
 	bin, version := etcdBinary(t)
 	var et *etcd.Target
-	cl := testCluster(t, "process", 3, false, func(env target.Env) target.Target {
+	cl := testCluster(t, "process", 3, false, func(env sut.Env) sut.Target {
 		et = etcd.New(etcd.Config{Binary: bin, Version: version, SnapshotCount: 100, SnapshotCatchUpEntries: 50}, env)
 		t.Cleanup(func() { _ = et.Close() })
 		return et
@@ -324,5 +324,5 @@ func TestEtcdSnapshotPartitionSendsASnapshot(t *testing.T) {
 	assert.Contains(t, notes, "snapshot-sent "+node, "notes: %v", notes)
 	rctx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel2()
-	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, et.Ready))
+	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, et.Ready))
 }

@@ -18,10 +18,10 @@ import (
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/harness/runtime/process"
-	"github.com/faultline/faultline/harness/target"
-	"github.com/faultline/faultline/harness/target/raftnode"
+	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/harness/sut/raftnode"
+	"github.com/faultline/faultline/internal/linkproxy"
 	"github.com/faultline/faultline/nemesis"
-	"github.com/faultline/faultline/nemesis/linkproxy"
 	"github.com/faultline/faultline/node/client"
 )
 
@@ -34,7 +34,7 @@ func raftCluster(t *testing.T, n int, links bool) (*cluster, *raftnode.Target) {
 		t.Skip("starts a raftnode cluster: skipped in -short mode")
 	}
 	var rn *raftnode.Target
-	cl := testCluster(t, "process", n, links, func(env target.Env) target.Target {
+	cl := testCluster(t, "process", n, links, func(env sut.Env) sut.Target {
 		bin, err := raftnode.Bin(filepath.Join(env.Dir, "bin"))
 		require.NoError(t, err)
 		rn = raftnode.New(bin, "", env)
@@ -46,7 +46,7 @@ func raftCluster(t *testing.T, n int, links bool) (*cluster, *raftnode.Target) {
 // testCluster starts a cluster of the target mk makes, on the named runtime (process: in
 // network namespaces; docker: skipped without a daemon), with the link proxy when links
 // is set, and waits until it is ready. The test's cleanup removes all of it.
-func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(target.Env) target.Target) *cluster {
+func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(sut.Env) sut.Target) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -80,8 +80,8 @@ func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(ta
 		}
 		assert.NoError(t, rt.Close(ctx))
 	})
-	env := target.Env{Nodes: names, Reach: rt.HostPort, RunID: "test", Dir: dir, Logf: t.Logf}
-	var tg target.Target
+	env := sut.Env{Nodes: names, Reach: rt.HostPort, RunID: "test", Dir: dir, Logf: t.Logf}
+	var tg sut.Target
 	env.PeerReach = func(node string, port int) string {
 		if lf != nil && port == tg.Peers().Port {
 			return lf.PeerAddr(node)
@@ -102,7 +102,7 @@ func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(ta
 	}
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	require.NoError(t, target.Poll(rctx, 200*time.Millisecond, tg.Ready))
+	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, tg.Ready))
 	return cl
 }
 
@@ -172,7 +172,7 @@ func TestPacketLossOnEveryLinkStopsAndHeals(t *testing.T) {
 	assert.Error(t, err, "no quorum while every packet between nodes is lost")
 	require.NoError(t, cl.HealPackets(ctx))
 	assert.True(t, reaches(t, ns, cl.rt.HostPort("n2", raftnode.ClientPort)), "healed")
-	require.NoError(t, target.Poll(ctx, 200*time.Millisecond, rn.Ready))
+	require.NoError(t, sut.Poll(ctx, 200*time.Millisecond, rn.Ready))
 }
 
 // reaches reports whether an HTTP request from inside the namespace at ns gets any answer
@@ -212,7 +212,7 @@ func TestReplacedMemberHasANewIDAndTheSameData(t *testing.T) {
 	left, err := os.ReadDir(cl.rt.Env("n2").DataDir)
 	require.NoError(t, err)
 	assert.Empty(t, left, "and wiped")
-	require.NoError(t, target.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error { // n2 may have led
+	require.NoError(t, sut.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error { // n2 may have led
 		return rn.Client("n1").Put(ctx, "k0", "while n2 was out")
 	}))
 	require.NoError(t, cl.AddMember(ctx, "n2"))

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/node"
 )
 

@@ -9,12 +9,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/faultline/faultline/harness/netns"
 	"github.com/faultline/faultline/harness/runtime"
-	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/internal/linkproxy"
+	"github.com/faultline/faultline/internal/netfilter"
+	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/nemesis"
-	"github.com/faultline/faultline/nemesis/linkproxy"
-	"github.com/faultline/faultline/nemesis/netfilter"
 )
 
 // linkFaults puts the nemesis's packet faults on the peer links. Every node reaches its
@@ -68,7 +68,7 @@ func (s streamProxy) Set(links []linkproxy.Link, p nemesis.Packets) error {
 // startLinkFaults starts the run's link proxy in front of every node's peer port (the
 // target's Peers). It must run after the runtime's Prepare and before any node is
 // launched: from then on PeerAddr is where peers reach a node.
-func startLinkFaults(ctx context.Context, rt runtime.Runtime, peers target.Peers, names []string, seed int64, logf func(string, ...any)) (*linkFaults, error) {
+func startLinkFaults(ctx context.Context, rt runtime.Runtime, peers sut.Peers, names []string, seed int64, logf func(string, ...any)) (*linkFaults, error) {
 	nrt, ok := rt.(runtime.NetworkRuntime)
 	if !ok || !nrt.HostAddr().IsValid() {
 		return nil, fmt.Errorf("packet faults: the %s runtime gives the nodes no network of their own", rt.Name())

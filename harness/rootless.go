@@ -5,7 +5,7 @@ import (
 	"os"
 	"os/exec"
 
-	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/internal/netns"
 )
 
 // WantUserNS reports whether a run of spec should re-execute itself in an unprivileged

@@ -21,18 +21,18 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/faultline/faultline/checker"
-	"github.com/faultline/faultline/harness/netns"
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/harness/runtime/process"
-	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
 )
 
-// Exit codes of `faultline test` and `faultline check` (DESIGN.md).
+// Exit codes of `faultline test` and `faultline check` (docs/design.md).
 const (
 	ExitValid   = 0
 	ExitInvalid = 1
@@ -118,12 +118,12 @@ type run struct {
 	rec    *history.Recorder
 	hw     *history.Writer
 	rt     runtime.Runtime
-	target target.Target
+	target sut.Target
 	cl     *cluster
 	links  *linkFaults // the link proxy, when the run has packet faults
 	// consistency is the target's end-of-run check across members, if it has one
 	// and the run got that far.
-	consistency *target.ConsistencyResult
+	consistency *sut.ConsistencyResult
 	sched       *nemesis.Schedule
 	prog        *workload.Progress
 	phase       string
@@ -131,7 +131,7 @@ type run struct {
 	packetFaults bool
 }
 
-// Run executes one test: the lifecycle in DESIGN.md. It heals every fault and removes
+// Run executes one test: the lifecycle in docs/design.md. It heals every fault and removes
 // every node, namespace and rule it made before it returns, also when ctx is cancelled.
 // The history is on disk as the run goes.
 func Run(ctx context.Context, spec Spec, env Env) Outcome {
@@ -331,7 +331,7 @@ func (r *run) newTarget(ctx context.Context) error {
 	for i := range names {
 		names[i] = fmt.Sprintf("n%d", i+1)
 	}
-	env := target.Env{Nodes: names, Reach: r.rt.HostPort, RunID: r.id, Dir: r.dir, Logf: r.logf}
+	env := sut.Env{Nodes: names, Reach: r.rt.HostPort, RunID: r.id, Dir: r.dir, Logf: r.logf}
 	env.PeerReach = func(node string, port int) string {
 		if r.links != nil && port == r.target.Peers().Port {
 			return r.links.PeerAddr(node)
@@ -447,7 +447,7 @@ func (r *run) recover(ctx context.Context) error {
 	if err := workload.FinalReads(fctx, cfg, r.target.Opener(cfg.OpTimeout), r.rec, r.prog.Keys()); err != nil {
 		return err
 	}
-	if c, ok := r.target.(target.Consistency); ok {
+	if c, ok := r.target.(sut.Consistency); ok {
 		r.phase = "consistency"
 		cctx, cancel := context.WithTimeout(ctx, consistencyTimeout)
 		res := c.Consistent(cctx)

@@ -14,11 +14,11 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness/runtime/docker"
-	"github.com/faultline/faultline/harness/target/raftnode"
+	"github.com/faultline/faultline/harness/sut/raftnode"
 	"github.com/faultline/faultline/history"
 )
 
-// Whole runs of targets from files (harness/target/file): the shipped examples give the
+// Whole runs of targets from files (harness/sut/file): the shipped examples give the
 // verdicts their systems deserve, and bad target files and shims end runs with the
 // right exit code and a line that names the problem.
 

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
-	"github.com/faultline/faultline/harness/target/file"
+	"github.com/faultline/faultline/harness/sut/file"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
 )
@@ -156,7 +156,7 @@ func DefaultSpec() Spec {
 		Target: "raftnode", Runtime: "auto", Nodes: 5, Workload: "register", OpsPerKey: 200,
 		Nemesis: []string{"partition", "kill", "pause"}, NemesisInterval: Duration(5 * time.Second),
 		TimeLimit: Duration(60 * time.Second), Concurrency: 10, Keys: 8,
-		Results: "results", Recovery: Duration(5 * time.Second), CheckTimeout: Duration(60 * time.Second),
+		Results: results.DefaultDir, Recovery: Duration(5 * time.Second), CheckTimeout: Duration(60 * time.Second),
 		OpTimeout: Duration(2 * time.Second),
 	}
 }

@@ -9,17 +9,17 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/faultline/faultline/harness/target"
-	"github.com/faultline/faultline/harness/target/etcd"
-	"github.com/faultline/faultline/harness/target/file"
-	"github.com/faultline/faultline/harness/target/raftnode"
+	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/harness/sut/etcd"
+	"github.com/faultline/faultline/harness/sut/file"
+	"github.com/faultline/faultline/harness/sut/raftnode"
 )
 
 // newTarget makes the spec's target for env's nodes. Whatever it needs first (a binary
 // to build) it gets here, before any node runs, printing progress to w; a bad target
 // option (a version that does not exist, a binary that is not etcd) is a *UsageError,
 // a failed build an error.
-func newTarget(ctx context.Context, spec Spec, env target.Env, w io.Writer) (target.Target, error) {
+func newTarget(ctx context.Context, spec Spec, env sut.Env, w io.Writer) (sut.Target, error) {
 	switch spec.Target {
 	case "raftnode":
 		bin, err := raftnode.Bin(filepath.Join(env.Dir, "bin"))
@@ -124,7 +124,7 @@ func releaseParts(v string) [3]int {
 	return p
 }
 
-// failer is a target that can fail for good while the run goes on (harness/target/file:
+// failer is a target that can fail for good while the run goes on (harness/sut/file:
 // a client shim that died or answered garbage): Failed is closed then, and Failure
 // says why.
 type failer interface {
@@ -135,7 +135,7 @@ type failer interface {
 // stopOnFailure returns ctx, cancelled once t fails, and stop, which ends the watch and
 // returns err, or t's failure in its place (what made the run stop) if t failed. A
 // target that cannot fail gets ctx itself.
-func stopOnFailure(ctx context.Context, t target.Target) (context.Context, func(err error) error) {
+func stopOnFailure(ctx context.Context, t sut.Target) (context.Context, func(err error) error) {
 	f, ok := t.(failer)
 	if !ok {
 		return ctx, func(err error) error { return err }

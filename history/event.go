@@ -88,7 +88,7 @@ type wireEvent struct {
 
 var nemesisJSON = json.RawMessage(`"nemesis"`)
 
-// MarshalJSON encodes the event as one JSONL object (see DESIGN.md).
+// MarshalJSON encodes the event as one JSONL object (see docs/design.md).
 func (e Event) MarshalJSON() ([]byte, error) {
 	w := wireEvent{Index: e.Index, Time: e.Time, Type: e.Type, F: e.F, Key: e.Key,
 		Value: e.Value, Node: e.Node, Error: e.Error}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/faultline/faultline/harness/procstat"
+	"github.com/faultline/faultline/internal/procstat"
 	"github.com/faultline/faultline/node/client"
 )
 

@@ -1,4 +1,4 @@
-// Package results owns a run's directory: its layout (results/<test>/<timestamp>/, the
+// Package results owns a run's directory: its layout (runs/<test>/<timestamp>/ by default, the
 // latest link), and the files written into it — test.json, results.json, for an invalid
 // verdict linearizability.html, and for every run and check report.html with latency.png
 // and rate.png beside it — the JUnit report, and faultline serve, which browses a

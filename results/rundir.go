@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// DefaultDir is where runs and campaigns go when --results says nothing: runs/, not
+// results/, which is this Go package's own directory in faultline's repository.
+const DefaultDir = "runs"
+
 // NewRunDir creates root/<test>/<timestamp>/ for one run and points root/latest at it.
 // The timestamp is the run's base time in UTC, with a suffix if two runs share a second.
 func NewRunDir(root, test string, base time.Time) (string, error) {

@@ -34,7 +34,7 @@ func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr 
 	parallel := fs.Int("parallel", 0, "runs at a time (default: the file's, else 1)")
 	shard := fs.String("shard", "", "run only share i/n of the plan (e.g. 2/4); 'faultline campaign merge' joins the shards")
 	failfast := fs.Bool("failfast", false, "stop starting runs after the first that fails its expectation")
-	resultsDir := fs.String("results", "results", "where the campaign directory is made")
+	resultsDir := fs.String("results", results.DefaultDir, "where the campaign directory is made")
 	junit := fs.String("junit", "", "also copy the campaign's JUnit report (a case per run) here")
 	dry := fs.Bool("dry-run", false, "print the runs this campaign (or shard) would make, and make none")
 	set := map[string]string{}

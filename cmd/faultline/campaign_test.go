@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/results"
 )
 

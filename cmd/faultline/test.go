@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness"
-	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/internal/netns"
 )
 
 func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {

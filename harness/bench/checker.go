@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/checker/sim"
-	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/internal/procstat"
 )
 
 // proc is one whole-process measurement.

@@ -14,20 +14,20 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness"
-	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/harness/runtime/docker"
-	"github.com/faultline/faultline/harness/target"
-	"github.com/faultline/faultline/harness/target/etcd"
-	"github.com/faultline/faultline/harness/target/raftnode"
+	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/harness/sut/etcd"
+	"github.com/faultline/faultline/harness/sut/raftnode"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/internal/procstat"
 	"github.com/faultline/faultline/workload"
 )
 
 // loopTarget starts a 3-node cluster of the target on loopback and returns it with the
 // target (whose Opener the loops use).
-func loopTarget(ctx context.Context, o Options, name string) (*loopCluster, target.Target, error) {
+func loopTarget(ctx context.Context, o Options, name string) (*loopCluster, sut.Target, error) {
 	dir := filepath.Join(o.Dir, name)
-	var t target.Target
+	var t sut.Target
 	var ports []int
 	switch name {
 	case "raftnode":
@@ -163,11 +163,11 @@ func nodeRows(ctx context.Context, o Options) ([]Row, error) {
 // the current leader, 1 to the next node, and so on: one client is then on the leader in
 // both systems (a client on a follower pays a forwarding hop; which node leads is the
 // elections' to decide, and it made the one-client rows swing by a third from run to run).
-func fromLeader(ctx context.Context, c *loopCluster, t target.Target) (workload.Opener, error) {
+func fromLeader(ctx context.Context, c *loopCluster, t sut.Target) (workload.Opener, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var leader string
-	err := target.Poll(lctx, 100*time.Millisecond, func(ctx context.Context) error {
+	err := sut.Poll(lctx, 100*time.Millisecond, func(ctx context.Context) error {
 		l, err := t.Leader(ctx)
 		if err == nil && l == "" {
 			err = fmt.Errorf("no leader")

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
-	"github.com/faultline/faultline/harness/target"
+	"github.com/faultline/faultline/harness/sut"
 )
 
 // loopCluster runs a target's nodes as plain processes on loopback, each port of each
-// node mapped to a free port: the commands are the target's own (target.Node), so
+// node mapped to a free port: the commands are the target's own (sut.Node), so
 // the node is the one the harness runs, without namespaces or faults between the
 // clients and it — what a throughput comparison wants.
 type loopCluster struct {
@@ -28,7 +28,7 @@ type loopCluster struct {
 }
 
 // newLoopCluster picks the ports of n nodes for a target listening on ports.
-func newLoopCluster(dir string, n int, ports []int) (*loopCluster, target.Env, error) {
+func newLoopCluster(dir string, n int, ports []int) (*loopCluster, sut.Env, error) {
 	c := &loopCluster{dir: dir, ports: map[string]map[int]int{}}
 	for i := range n {
 		name := fmt.Sprintf("n%d", i+1)
@@ -37,13 +37,13 @@ func newLoopCluster(dir string, n int, ports []int) (*loopCluster, target.Env, e
 		for _, p := range ports {
 			free, err := freePort()
 			if err != nil {
-				return nil, target.Env{}, err
+				return nil, sut.Env{}, err
 			}
 			c.ports[name][p] = free
 		}
 	}
 	reach := func(node string, port int) string { return "127.0.0.1:" + strconv.Itoa(c.ports[node][port]) }
-	env := target.Env{Nodes: c.names, Reach: reach, PeerReach: reach, RunID: "bench", Dir: dir,
+	env := sut.Env{Nodes: c.names, Reach: reach, PeerReach: reach, RunID: "bench", Dir: dir,
 		Logf: func(string, ...any) {}}
 	return c, env, nil
 }
@@ -58,7 +58,7 @@ func freePort() (int, error) {
 }
 
 // start launches every node and waits until the target says the cluster is ready.
-func (c *loopCluster) start(ctx context.Context, t target.Target) error {
+func (c *loopCluster) start(ctx context.Context, t sut.Target) error {
 	for _, n := range c.names {
 		data := filepath.Join(c.dir, n, "data")
 		if err := os.MkdirAll(data, 0o755); err != nil {

@@ -21,7 +21,7 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/faultline/faultline/harness"
 	"github.com/faultline/faultline/results"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/faultline/faultline/harness"
 	"github.com/faultline/faultline/harness/faultlinetest"
-	"github.com/faultline/faultline/harness/netns"
+	"github.com/faultline/faultline/internal/netns"
 )
 
 // The test binary is raftnode's program too (the raftnode target runs it by that name).

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/internal/netfilter"
 	"github.com/faultline/faultline/nemesis"
-	"github.com/faultline/faultline/nemesis/netfilter"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )

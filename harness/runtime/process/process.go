@@ -15,11 +15,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/faultline/faultline/harness/netns"
-	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/internal/netfilter"
+	"github.com/faultline/faultline/internal/netns"
+	"github.com/faultline/faultline/internal/procstat"
 	"github.com/faultline/faultline/nemesis"
-	"github.com/faultline/faultline/nemesis/netfilter"
 )
 
 // ProcessRuntime runs each node as a child process. As root it gives each node its own

@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/faultline/faultline/harness/netns"
-	"github.com/faultline/faultline/harness/procstat"
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/internal/netns"
+	"github.com/faultline/faultline/internal/procstat"
 	"github.com/faultline/faultline/nemesis"
 )
 

@@ -1,0 +1,217 @@
+package file
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/sut"
+)
+
+// fakeNode answers like raftnode: GET /status names it and its leader, PUT /kv takes a
+// write, and every other call is recorded.
+type fakeNode struct {
+	id, leader string
+	status     int // of /status; 0: 200
+	mu         sync.Mutex
+	calls      []string // "METHOD /path body"
+}
+
+func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, strings.TrimSpace(r.Method+" "+r.URL.Path+" "+string(b)))
+	if r.URL.Path == "/status" {
+		if f.status != 0 {
+			w.WriteHeader(f.status)
+		}
+		fmt.Fprintf(w, `{"header": {"member_id": "m%s"}, "id": %s, "leader": %s}`, f.id, f.id, f.leader)
+		return
+	}
+	fmt.Fprint(w, "{}")
+}
+
+func (f *fakeNode) set(leader string, status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leader, f.status = leader, status
+}
+
+func (f *fakeNode) called() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string{}, f.calls...)
+}
+
+// stubPath puts stub programs named raftnode, etcd, hashiraft in $PATH.
+func stubPath(t *testing.T) string {
+	t.Helper()
+	bin := t.TempDir()
+	for _, p := range []string{"raftnode", "etcd", "hashiraft"} {
+		require.NoError(t, os.WriteFile(filepath.Join(bin, p), []byte("#!/bin/sh\n"), 0o755))
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	return bin
+}
+
+// fakeCluster is the raftnode-http example's target over three fake nodes, n2 leading.
+func fakeCluster(t *testing.T, vars map[string]string, logTail func(string) string) (*Target, map[string]*fakeNode) {
+	t.Helper()
+	stubPath(t)
+	f, err := Load("../../../examples/raftnode-http.yaml", vars)
+	require.NoError(t, err)
+	nodes, addrs := map[string]*fakeNode{}, map[string]string{}
+	for i, n := range []string{"n1", "n2", "n3"} {
+		nodes[n] = &fakeNode{id: strconv.Itoa(i + 1), leader: "2"}
+		srv := httptest.NewServer(nodes[n])
+		t.Cleanup(srv.Close)
+		addrs[n] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	env := sut.Env{Nodes: []string{"n1", "n2", "n3"}, Dir: t.TempDir(), RunID: "r1",
+		Reach:     func(n string, _ int) string { return addrs[n] },
+		PeerReach: func(n string, port int) string { return "peer-" + n + ":" + strconv.Itoa(port) },
+		Logf:      t.Logf}
+	tg := New(f, env, Options{LogTail: logTail})
+	t.Cleanup(func() { assert.NoError(t, tg.Close()) })
+	return tg, nodes
+}
+
+func nodeEnv(n string) runtime.NodeEnv {
+	return runtime.NodeEnv{Name: n, DataDir: "/data/" + n, Bind: func(p int) string { return "10.0.0.2:" + strconv.Itoa(p) }}
+}
+
+func TestNodeCommand(t *testing.T) {
+	tg, _ := fakeCluster(t, nil, nil)
+	assert.Equal(t, sut.Peers{Port: 7001, Messages: true}, tg.Peers())
+	assert.Equal(t, []int{8001, 7001}, tg.Ports(), "by port name: client, peer")
+	cmd := tg.Node(nodeEnv("n2"))
+	assert.Equal(t, "raftnode", filepath.Base(cmd.Program))
+	assert.True(t, filepath.IsAbs(cmd.Program), "found in $PATH")
+	assert.Equal(t, []string{"--id=2", "--peers=1=http://peer-n1:7001,2=http://peer-n2:7001,3=http://peer-n3:7001",
+		"--listen-peer=10.0.0.2:7001", "--listen-client=10.0.0.2:8001", "--data-dir=/data/n2"}, cmd.Args,
+		"peers at their PeerReach; elements that render empty are left out")
+
+	unsafe, _ := fakeCluster(t, map[string]string{"unsafe": "stale-read"}, nil)
+	assert.Contains(t, unsafe.Node(nodeEnv("n1")).Args, "--unsafe=stale-read", "a var given")
+}
+
+func TestLeaderAndReady(t *testing.T) {
+	tg, nodes := fakeCluster(t, nil, nil)
+	ctx := context.Background()
+	l, err := tg.Leader(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "n2", l, "the leader's raft id is its .ID")
+	require.NoError(t, tg.Ready(ctx))
+	assert.Contains(t, nodes["n2"].called(), `PUT /kv/faultline-ready {"value":"1"}`, "the write goes through the leader")
+	assert.NotContains(t, nodes["n1"].called(), `PUT /kv/faultline-ready {"value":"1"}`)
+
+	nodes["n3"].set("1", 0)
+	assert.ErrorContains(t, tg.Ready(ctx), "names leader n1, others n2")
+	l, err = tg.Leader(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "n2", l, "most nodes name n2")
+	nodes["n3"].set("0", 0)
+	assert.ErrorContains(t, tg.Ready(ctx), "n3 names no leader")
+	nodes["n3"].set("2", http.StatusServiceUnavailable)
+	assert.ErrorContains(t, tg.Ready(ctx), "n3 is not ready: GET http://")
+	assert.NoError(t, tg.Failure(), "no ready.timeout: the harness decides how long to wait")
+}
+
+func TestLeaderBySelfAndCommand(t *testing.T) {
+	tg, _ := fakeCluster(t, nil, nil)
+	tg.f.Hooks.Leader.Self = "header.member_id" // answers name members as etcd does: by an id of their own
+	for _, n := range tg.names {
+		tg.mu.Lock()
+		tg.ids[n] += 100 // so that only the learnt ids can match
+		tg.mu.Unlock()
+	}
+	tg.f.Hooks.Leader.Field = "header.member_id" // each names itself: a tie, the lowest wins
+	l, err := tg.Leader(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "n1", l)
+
+	f, err := Load(writeFile(t, strings.Replace(valid, "client:\n", "hooks:\n  leader: {command: [sh, -c, 'echo {{.Name}} | tr 1 3']}\nclient:\n", 1)), nil)
+	require.NoError(t, err)
+	cmdTarget := New(f, tg.env, Options{})
+	l, err = cmdTarget.Leader(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "n3", l, "n1 and n3 say n3, n2 says n2")
+}
+
+func TestReadyTimeoutFailsTheTarget(t *testing.T) {
+	tg, nodes := fakeCluster(t, nil, func(n string) string { return "  the tail of " + n + "'s log" })
+	tg.f.Ready.Timeout = Duration(50 * time.Millisecond)
+	nodes["n3"].set("2", http.StatusServiceUnavailable)
+	ctx := context.Background()
+	require.Error(t, tg.Ready(ctx))
+	time.Sleep(60 * time.Millisecond)
+	require.Error(t, tg.Ready(ctx))
+	<-tg.Failed()
+	msg := tg.Failure().Error()
+	assert.Contains(t, msg, "the cluster was not ready within 50ms (ready.timeout): n3 is not ready")
+	assert.Contains(t, msg, "the end of n3's log (nodes/n3/):\n  the tail of n3's log")
+}
+
+func TestHooks(t *testing.T) {
+	tg, nodes := fakeCluster(t, nil, nil)
+	ctx := context.Background()
+	assert.Empty(t, tg.Unable(), "raftnode-http has every hook")
+	require.NoError(t, tg.SetClock(ctx, "n1", 5*time.Second, 2))
+	assert.Contains(t, nodes["n1"].called(), `PUT /clock {"offset_ms": 5000, "rate": 2}`)
+
+	require.NoError(t, tg.Healthy(ctx))
+	require.NoError(t, tg.RemoveMember(ctx, "n3"))
+	assert.Contains(t, nodes["n2"].called(), `POST /members {"op": "remove", "id": 3}`, "through the leader")
+	require.NoError(t, tg.AddMember(ctx, "n3"))
+	assert.Contains(t, nodes["n2"].called(), `POST /members {"op": "add", "id": 4, "peer_url": "http://peer-n3:7001"}`)
+	require.NoError(t, tg.Joined(ctx, "n3"))
+	cmd := tg.Node(nodeEnv("n3"))
+	assert.Contains(t, cmd.Args, "--id=4", "a replaced member comes back under a new id")
+	assert.Contains(t, cmd.Args, "--join")
+	assert.Contains(t, tg.Node(nodeEnv("n1")).Args, "--peers=1=http://peer-n1:7001,2=http://peer-n2:7001,4=http://peer-n3:7001")
+	assert.NotContains(t, tg.Node(nodeEnv("n1")).Args, "--join")
+
+	bare, err := Load(writeFile(t, valid), nil)
+	require.NoError(t, err)
+	unable := New(bare, tg.env, Options{}).Unable()
+	assert.Contains(t, unable["clock"], "has no clock hook (hooks.clock)")
+	assert.Contains(t, unable["member"], "has no membership hooks")
+	assert.Contains(t, unable["rolling-replace"], "has no membership hooks")
+}
+
+func TestConfigFiles(t *testing.T) {
+	text := strings.Replace(valid, "nodes:\n", "nodes:\n  files:\n    node.json: '{\"name\": \"{{.Name}}\", \"peers\": \"{{.Cluster.Addrs}}\"}'\n", 1)
+	text = strings.Replace(text, "'{{.Vars.mode}}'", "'--config={{.Files.node.json}}'", 1)
+	f, err := Load(writeFile(t, text), nil)
+	require.Error(t, err, "a dotted name is not a field path")
+	text = strings.Replace(text, "node.json", "config", 2)
+	text = strings.Replace(text, "{{.Files.config.json}}", "{{.Files.config}}", 1)
+	f, err = Load(writeFile(t, text), nil)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	env := sut.Env{Nodes: []string{"n1", "n2"}, Dir: dir, Logf: t.Logf,
+		Reach: func(n string, p int) string { return n + ":" + strconv.Itoa(p) }, PeerReach: func(n string, p int) string { return n + ":" + strconv.Itoa(p) }}
+	cmd := New(f, env, Options{}).Node(runtime.NodeEnv{Name: "n2", DataDir: filepath.Join(dir, "data", "n2"), Bind: func(p int) string { return ":" + strconv.Itoa(p) }})
+	path := filepath.Join(dir, "files", "n2", "config")
+	assert.Contains(t, cmd.Args, "--config="+path)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var got map[string]string
+	require.NoError(t, json.Unmarshal(b, &got))
+	assert.Equal(t, map[string]string{"name": "n2", "peers": "n1:7001,n2:7001"}, got)
+}

@@ -54,10 +54,10 @@ func checkAppendKey(res *AppendResult, key string, ops []*op) bool {
 	for i := range ops {
 		o := ops[i]
 		switch {
-		case o.f == "append" && o.in.Kind == history.Str:
+		case o.f == history.OpAppend && o.in.Kind == history.Str:
 			appends = append(appends, o)
 			appended[o.in.S] = true
-		case o.f == "read" && !o.open() && o.out.Kind != history.Str:
+		case o.f == history.OpRead && !o.open() && o.out.Kind != history.Str:
 			reads = append(reads, o)
 		}
 	}

@@ -102,7 +102,7 @@ func BenchmarkRegister(b *testing.B) {
 			for range b.N {
 				stop := peakHeap()
 				t0 := time.Now()
-				res := Check(context.Background(), events, Options{Workload: "register", Timeout: 5 * time.Minute})
+				res := Check(context.Background(), events, Options{Model: "register", Timeout: 5 * time.Minute})
 				checkT += time.Since(t0)
 				checkPeak = max(checkPeak, stop())
 				if res.Verdict != Valid {

@@ -9,10 +9,28 @@ import (
 	"github.com/faultline/faultline/history"
 )
 
+// Model names the check a history gets: what each key is judged as. A workload names
+// the model of its histories (workload's registry).
+type Model string
+
+// The models Check knows.
+const (
+	// Register: each key a register (read, write, cas), checked for linearizability.
+	Register Model = "register"
+	// Append: each key a list (read, append), checked for linearizability and for lost,
+	// duplicated and reordered appends.
+	Append Model = "append"
+	// Set: each key a set (add, read), checked for lost, unexpected and stale elements.
+	Set Model = "set"
+)
+
+// Models lists the models Check knows.
+func Models() []Model { return []Model{Register, Append, Set} }
+
 // Options says how to check a history.
 type Options struct {
-	// Workload is "register", "append" or "set"; empty guesses it from the operations.
-	Workload string
+	// Model is the check; empty guesses it from the operations.
+	Model Model
 	// Timeout bounds the linearizability search (zero: no bound but ctx). Keys not
 	// decided in time make the verdict unknown.
 	Timeout time.Duration
@@ -28,9 +46,6 @@ type Options struct {
 // maxNotes bounds Result.Notes; a history malformed throughout says so soon enough.
 const maxNotes = 100
 
-// Workloads are the workloads Check knows.
-var Workloads = []string{"register", "append", "set"}
-
 // Check judges a history. It never fails: what it cannot judge makes the verdict
 // unknown, with the reasons in Result.UnknownBecause, and what it had to forgive is in
 // Result.Notes. A verdict is valid only if every checker found the history valid, the
@@ -40,9 +55,9 @@ var Workloads = []string{"register", "append", "set"}
 func Check(ctx context.Context, events []history.Event, opts Options) (res Result) {
 	start := time.Now()
 	p := pairOps(events)
-	res = Result{Workload: opts.Workload, Notes: p.notes}
-	if res.Workload == "" {
-		res.Workload = guessWorkload(p.ops)
+	res = Result{Model: opts.Model, Notes: p.notes}
+	if res.Model == "" {
+		res.Model = guessModel(p.ops)
 	}
 	stats := make(chan Stats, 1) // the stats are independent of the checks: overlap them
 	go func() { stats <- computeStats(p) }()
@@ -51,10 +66,10 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 	var reasons []Reason
 	bad := ignoredOps{}
 	bad.merge(p.ignored)
-	switch res.Workload {
-	case "register", "append":
+	switch res.Model {
+	case Register, Append:
 		model := "register"
-		if res.Workload == "append" {
+		if res.Model == Append {
 			model = "list"
 			res.Append = checkAppend(p.ops)
 			verdicts = append(verdicts, res.Append.Verdict)
@@ -72,7 +87,7 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 			viz.info.AddAnnotations(annotations(p.nemesis))
 			res.viz = viz
 		}
-	case "set":
+	case Set:
 		var notes []string
 		res.Set, notes = checkSet(p.ops, &bad)
 		res.Notes = append(res.Notes, notes...)
@@ -81,8 +96,8 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 			reasons = append(reasons, unreadReason(res.Set.NoFinalRead))
 		}
 	default:
-		res.Notes = append(res.Notes, fmt.Sprintf("unknown workload %q: nothing checked", res.Workload))
-		reasons = append(reasons, Reason{Code: ReasonUnknownWorkload, Detail: fmt.Sprintf("unknown workload %q: nothing checked", res.Workload)})
+		res.Notes = append(res.Notes, fmt.Sprintf("unknown model %q: nothing checked", res.Model))
+		reasons = append(reasons, Reason{Code: ReasonUnknownWorkload, Detail: fmt.Sprintf("unknown model %q: nothing checked", res.Model)})
 		verdicts = append(verdicts, Unknown)
 	}
 	if len(p.ops) == 0 {
@@ -90,7 +105,7 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 	}
 	floor := max(opts.MinEvidence, DefaultMinEvidence)
 	short := ""
-	if model := modelOf(res.Workload); model != "" || len(p.ops) == 0 { // an unknown workload has no evidence to weigh
+	if model := modelOf(res.Model); model != "" || len(p.ops) == 0 { // an unknown workload has no evidence to weigh
 		short = gatherEvidence(model, p.ops).shortfall(model, floor)
 	}
 	if short != "" {
@@ -123,17 +138,17 @@ func rank(code string) int {
 	return len(reasonRank)
 }
 
-// guessWorkload names the workload whose operations the history holds.
-func guessWorkload(ops []op) string {
+// guessModel names the model whose operations the history holds.
+func guessModel(ops []op) Model {
 	for _, o := range ops {
 		switch o.f {
-		case "add":
-			return "set"
-		case "append":
-			return "append"
+		case history.OpAdd:
+			return Set
+		case history.OpAppend:
+			return Append
 		}
 	}
-	return "register"
+	return Register
 }
 
 // keyHistories groups the operations by key, for the model; each key's porcupine

@@ -56,7 +56,7 @@ func TestFixtures(t *testing.T) {
 		{"set-bad.jsonl", "", Invalid, ""},
 	} {
 		t.Run(tc.file+"/"+tc.workload, func(t *testing.T) {
-			res := Check(context.Background(), readFixture(t, tc.file), Options{Workload: tc.workload, Timeout: 10 * time.Second})
+			res := Check(context.Background(), readFixture(t, tc.file), Options{Model: Model(tc.workload), Timeout: 10 * time.Second})
 			assert.Equal(t, tc.want, res.Verdict, res.Summary())
 			assert.Empty(t, res.Notes)
 			if tc.explain != "" {
@@ -79,7 +79,7 @@ func TestFixtures(t *testing.T) {
 }
 
 func TestRegisterFixtureDetails(t *testing.T) {
-	res := Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Workload: "register"})
+	res := Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Model: "register"})
 	l := res.Linearizability
 	require.NotNil(t, l)
 	assert.Equal(t, 2, l.Keys)
@@ -92,16 +92,16 @@ func TestRegisterFixtureDetails(t *testing.T) {
 
 func TestFirstViolation(t *testing.T) {
 	events := readFixture(t, "register-bad.jsonl")
-	res := Check(context.Background(), events, Options{Workload: "register"})
+	res := Check(context.Background(), events, Options{Model: "register"})
 	at, ok := res.FirstViolation(events)
 	require.True(t, ok)
 	assert.Equal(t, 50*time.Millisecond, at, "the stale read of k1 was invoked at 50 ms")
-	_, ok = Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Workload: "register"}).FirstViolation(events)
+	_, ok = Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Model: "register"}).FirstViolation(events)
 	assert.False(t, ok, "a valid history has none")
 }
 
 func TestSetFixtureDetails(t *testing.T) {
-	res := Check(context.Background(), readFixture(t, "set-ok.jsonl"), Options{Workload: "set"})
+	res := Check(context.Background(), readFixture(t, "set-ok.jsonl"), Options{Model: "set"})
 	s := res.Set
 	require.NotNil(t, s)
 	assert.Equal(t, 2, s.OK)
@@ -111,7 +111,7 @@ func TestSetFixtureDetails(t *testing.T) {
 }
 
 func TestVisualizationOfAViolation(t *testing.T) {
-	res := Check(context.Background(), readFixture(t, "register-bad.jsonl"), Options{Workload: "register"})
+	res := Check(context.Background(), readFixture(t, "register-bad.jsonl"), Options{Model: "register"})
 	require.Equal(t, Invalid, res.Verdict)
 	require.True(t, res.CanVisualize())
 	var b bytes.Buffer
@@ -124,7 +124,7 @@ func TestVisualizationOfAViolation(t *testing.T) {
 }
 
 func TestUnknownWithoutData(t *testing.T) {
-	res := Check(context.Background(), nil, Options{Workload: "register"})
+	res := Check(context.Background(), nil, Options{Model: "register"})
 	assert.Equal(t, Unknown, res.Verdict)
 	// A set with adds and no read proves nothing.
 	ev := readFixture(t, "set-ok.jsonl")
@@ -134,7 +134,7 @@ func TestUnknownWithoutData(t *testing.T) {
 			noRead = append(noRead, e)
 		}
 	}
-	res = Check(context.Background(), noRead, Options{Workload: "set"})
+	res = Check(context.Background(), noRead, Options{Model: "set"})
 	assert.Equal(t, Unknown, res.Verdict)
 	assert.Equal(t, []string{"s"}, res.Set.NoFinalRead)
 }
@@ -147,13 +147,13 @@ func TestSimulatedStore(t *testing.T) {
 		{Seed: 4, Ops: 500, Procs: 3, Info: 0},
 	} {
 		events := simulate(cfg)
-		res := Check(context.Background(), events, Options{Workload: "register", Timeout: time.Minute})
+		res := Check(context.Background(), events, Options{Model: "register", Timeout: time.Minute})
 		require.Equal(t, Valid, res.Verdict, "seed %d: %s", cfg.Seed, res.Summary())
 		assert.Empty(t, res.Notes)
 
 		idx := makeStale(events)
 		require.GreaterOrEqual(t, idx, int64(0), "seed %d has a read to make stale", cfg.Seed)
-		res = Check(context.Background(), events, Options{Workload: "register", Timeout: time.Minute})
+		res = Check(context.Background(), events, Options{Model: "register", Timeout: time.Minute})
 		require.Equal(t, Invalid, res.Verdict, "seed %d with a stale read", cfg.Seed)
 		require.Len(t, res.Linearizability.Failures, 1)
 		f := res.Linearizability.Failures[0]
@@ -165,13 +165,13 @@ func TestSimulatedStore(t *testing.T) {
 func TestTimeoutIsUnknown(t *testing.T) {
 	// One key, many concurrent indeterminate writes that were all read: a hard search.
 	events := hardHistory(22)
-	res := Check(context.Background(), events, Options{Workload: "register", Timeout: time.Millisecond})
+	res := Check(context.Background(), events, Options{Model: "register", Timeout: time.Millisecond})
 	assert.Equal(t, Unknown, res.Verdict, res.Summary())
 	assert.Equal(t, []string{"k"}, res.Linearizability.UnknownKeys)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res = Check(ctx, events, Options{Workload: "register"})
+	res = Check(ctx, events, Options{Model: "register"})
 	assert.Equal(t, Unknown, res.Verdict, "a cancelled check is unknown")
 }
 
@@ -203,11 +203,11 @@ func TestSimulatedListsAndSets(t *testing.T) {
 		{Seed: 14, Ops: 500, Procs: 4, Info: 0.1, Workload: "set"},
 	} {
 		events := simulate(cfg)
-		res := Check(context.Background(), events, Options{Workload: cfg.Workload, Timeout: time.Minute})
+		res := Check(context.Background(), events, Options{Model: Model(cfg.Workload), Timeout: time.Minute})
 		require.Equal(t, Valid, res.Verdict, "seed %d: %s", cfg.Seed, res.Summary())
 		assert.Empty(t, res.Notes)
 		require.GreaterOrEqual(t, corrupt(events, cfg.Workload), int64(0), "seed %d", cfg.Seed)
-		res = Check(context.Background(), events, Options{Workload: cfg.Workload, Timeout: time.Minute})
+		res = Check(context.Background(), events, Options{Model: Model(cfg.Workload), Timeout: time.Minute})
 		assert.Equal(t, Invalid, res.Verdict, "seed %d with a lost element: %s", cfg.Seed, res.Summary())
 	}
 }
@@ -240,7 +240,7 @@ func TestListLinearizabilityBeyondTheAppendChecker(t *testing.T) {
 		[]any{40, 2, "ok", "append", "k", "x"},
 		[]any{50, 1, "ok", "read", "k", []string{"x"}},
 	)
-	res := Check(context.Background(), events, Options{Workload: "append", Timeout: 10 * time.Second})
+	res := Check(context.Background(), events, Options{Model: "append", Timeout: 10 * time.Second})
 	assert.Equal(t, Valid, res.Append.Verdict)
 	assert.Equal(t, Invalid, res.Linearizability.Verdict)
 	assert.Equal(t, Invalid, res.Verdict)
@@ -261,7 +261,7 @@ func TestMalformedOperationsNeverCryWolf(t *testing.T) {
 		[]any{40, 1, "ok", "read", "k", "a"},
 		[]any{50, 2, "ok", "read", "k", "a"},
 	)
-	res := Check(context.Background(), events, Options{Workload: "register"})
+	res := Check(context.Background(), events, Options{Model: "register"})
 	assert.Equal(t, Unknown, res.Verdict, res.Summary())
 	assert.Len(t, res.Notes, 2, "the completion without an invoke and the odd write: %v", res.Notes)
 	assert.Equal(t, []string{"k"}, res.Linearizability.UnknownKeys)
@@ -295,7 +295,7 @@ func TestManyFailingKeys(t *testing.T) {
 			events = append(events, e)
 		}
 	}
-	res := Check(context.Background(), events, Options{Workload: "register", Timeout: 10 * time.Second})
+	res := Check(context.Background(), events, Options{Model: "register", Timeout: 10 * time.Second})
 	require.Equal(t, Invalid, res.Verdict)
 	require.Len(t, res.Linearizability.Failures, 12)
 	for _, f := range res.Linearizability.Failures {
@@ -313,7 +313,7 @@ func TestJepsenEtcdLogs(t *testing.T) {
 		f.Close()
 		require.NoError(t, err)
 		res := Check(context.Background(), events, Options{Timeout: time.Minute})
-		assert.Equal(t, "register", res.Workload)
+		assert.Equal(t, "register", string(res.Model))
 		assert.Equal(t, Invalid, res.Verdict, name)
 		assert.True(t, res.Stats.Untimed, "a log has no times")
 		require.Len(t, res.Linearizability.Failures, 1)
@@ -333,7 +333,7 @@ func TestSetElementSeenThenLost(t *testing.T) {
 		[]any{50, 2, "invoke", "read", "s", nil},
 		[]any{60, 2, "ok", "read", "s", []string{}},
 	)
-	res := Check(context.Background(), events, Options{Workload: "set"})
+	res := Check(context.Background(), events, Options{Model: "set"})
 	assert.Equal(t, Invalid, res.Verdict)
 	assert.Equal(t, []string{"a"}, res.Set.Lost)
 	assert.Contains(t, res.Explanations()[0], "the read by process 1 at 0.000s–0.000s had returned it")
@@ -350,7 +350,7 @@ func TestAppendElementSeenThenLost(t *testing.T) {
 		[]any{50, 3, "invoke", "read", "l", nil},
 		[]any{60, 3, "ok", "read", "l", []string{"a"}},
 	)
-	res := Check(context.Background(), events, Options{Workload: "append"})
+	res := Check(context.Background(), events, Options{Model: "append"})
 	assert.Equal(t, Invalid, res.Append.Verdict)
 	assert.Equal(t, []string{"l/b"}, res.Append.Lost)
 	assert.Equal(t, Invalid, res.Linearizability.Verdict)
@@ -371,7 +371,7 @@ func TestContradictoryListReadsFailWithoutSearch(t *testing.T) {
 		[]any{5, 101, "invoke", "read", "l", nil}, []any{6, 101, "ok", "read", "l", backward},
 		[]any{7, 102, "invoke", "read", "l", nil}, []any{8, 102, "ok", "read", "l", []string{"e1", "e1"}})
 	start := time.Now()
-	res := Check(context.Background(), ev(rows...), Options{Workload: "append", Timeout: time.Minute})
+	res := Check(context.Background(), ev(rows...), Options{Model: "append", Timeout: time.Minute})
 	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Equal(t, Invalid, res.Linearizability.Verdict)
 	require.Len(t, res.Linearizability.Failures, 1)
@@ -413,7 +413,7 @@ func TestSimulatedStoreWithActiveKeys(t *testing.T) {
 			keys[e.Key] = true
 		}
 		assert.Greater(t, len(keys), cfg.Ops/cfg.OpsPerKey, "keys rotate")
-		res := Check(context.Background(), events, Options{Workload: cmp.Or(cfg.Workload, "register"), Timeout: time.Minute})
+		res := Check(context.Background(), events, Options{Model: Model(cmp.Or(cfg.Workload, "register")), Timeout: time.Minute})
 		require.Equal(t, Valid, res.Verdict, "seed %d: %s", cfg.Seed, res.Summary())
 	}
 }
@@ -432,7 +432,7 @@ func TestACheckStopsOnTime(t *testing.T) {
 		events[i].Index = int64(i)
 	}
 	t0 := time.Now()
-	res := Check(context.Background(), events, Options{Workload: "register", Timeout: time.Second})
+	res := Check(context.Background(), events, Options{Model: "register", Timeout: time.Second})
 	took := time.Since(t0)
 	assert.Equal(t, Unknown, res.Verdict, res.Summary())
 	assert.ElementsMatch(t, []string{"a", "b", "c", "d"}, res.Linearizability.UnknownKeys)

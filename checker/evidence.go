@@ -35,13 +35,13 @@ type evidence struct {
 // opCounts counts the client operations of a history by how they ended.
 type opCounts struct{ total, ok, fail, info int }
 
-// modelOf names the model (or checker) that judges a workload's keys.
-func modelOf(workload string) string {
-	switch workload {
-	case "append":
+// modelOf names the inner model (or checker) that judges a model's keys.
+func modelOf(m Model) string {
+	switch m {
+	case Append:
 		return "list"
-	case "register", "set":
-		return workload
+	case Register, Set:
+		return string(m)
 	}
 	return ""
 }
@@ -51,11 +51,11 @@ func modelOf(workload string) string {
 func isUpdate(model string, o *op) bool {
 	switch model {
 	case "register":
-		return o.f == "write" && o.in.Kind == history.Str || o.f == "cas" && o.in.Kind == history.List && len(o.in.L) == 2
+		return o.f == history.OpWrite && o.in.Kind == history.Str || o.f == history.OpCAS && o.in.Kind == history.List && len(o.in.L) == 2
 	case "list":
-		return o.f == "append" && o.in.Kind == history.Str
+		return o.f == history.OpAppend && o.in.Kind == history.Str
 	case "set":
-		return o.f == "add" && o.in.Kind == history.Str
+		return o.f == history.OpAdd && o.in.Kind == history.Str
 	}
 	return false
 }
@@ -67,9 +67,9 @@ func isAckedRead(model string, o *op) bool {
 	}
 	switch model {
 	case "register":
-		return o.f == "read" && o.out.Kind != history.List || o.f == "cas" && o.in.Kind == history.List && len(o.in.L) == 2
+		return o.f == history.OpRead && o.out.Kind != history.List || o.f == history.OpCAS && o.in.Kind == history.List && len(o.in.L) == 2
 	case "list", "set":
-		return o.f == "read" && o.out.Kind != history.Str
+		return o.f == history.OpRead && o.out.Kind != history.Str
 	}
 	return false
 }
@@ -121,7 +121,7 @@ func (ev evidence) shortfall(model string, floor int) string {
 	if ev.ops.total == 0 {
 		return "no client operations in the history"
 	}
-	update := map[string]string{"register": "write", "list": "append", "set": "add"}[model]
+	update := map[string]string{"register": history.OpWrite, "list": history.OpAppend, "set": history.OpAdd}[model]
 	if update == "" {
 		update = "update"
 	}
@@ -129,7 +129,7 @@ func (ev evidence) shortfall(model string, floor int) string {
 	for _, c := range []struct {
 		n    int
 		noun string
-	}{{ev.updates, update}, {ev.reads, "read"}} {
+	}{{ev.updates, update}, {ev.reads, history.OpRead}} {
 		switch {
 		case c.n >= floor:
 		case c.n == 0:

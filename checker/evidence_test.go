@@ -73,7 +73,7 @@ func TestNoEvidenceIsUnknown(t *testing.T) {
 		)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := Check(context.Background(), tc.events, Options{Workload: tc.workload})
+			res := Check(context.Background(), tc.events, Options{Model: Model(tc.workload)})
 			assert.Equal(t, Unknown, res.Verdict, res.Summary())
 			require.NotEmpty(t, res.UnknownBecause)
 			assert.Equal(t, ReasonNoEvidence, res.UnknownBecause[0].Code, "the most fundamental reason first: %v", res.UnknownBecause)
@@ -89,12 +89,12 @@ func TestNoEvidenceIsUnknown(t *testing.T) {
 			assert.Equal(t, res.UnknownBecause, back.UnknownBecause)
 		})
 	}
-	res := Check(context.Background(), allFail, Options{Workload: "register"})
+	res := Check(context.Background(), allFail, Options{Model: "register"})
 	assert.Equal(t, "no acknowledged write and no acknowledged read: 0 of 15 ops were acknowledged (15 failed)", res.Why())
-	res = Check(context.Background(), allInfo, Options{Workload: "register"})
+	res = Check(context.Background(), allInfo, Options{Model: "register"})
 	assert.Equal(t, []string{ReasonNoEvidence, ReasonUnreadKeys}, codes(res.UnknownBecause))
 	assert.Equal(t, "no acknowledged write and no acknowledged read: 0 of 3 ops were acknowledged (3 indeterminate)", res.UnknownBecause[0].Detail)
-	res = Check(context.Background(), nil, Options{Workload: "register"})
+	res = Check(context.Background(), nil, Options{Model: "register"})
 	assert.Equal(t, "no client operations in the history", res.Why())
 }
 
@@ -107,7 +107,7 @@ func codes(rs []Reason) []string {
 }
 
 func TestValidHasNoReasons(t *testing.T) {
-	res := Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Workload: "register"})
+	res := Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Model: "register"})
 	require.Equal(t, Valid, res.Verdict)
 	assert.Empty(t, res.UnknownBecause)
 	assert.Empty(t, res.Why())
@@ -118,11 +118,11 @@ func TestValidHasNoReasons(t *testing.T) {
 }
 
 func TestMakeUnknown(t *testing.T) {
-	res := Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Workload: "register"})
+	res := Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Model: "register"})
 	res.MakeUnknown(ReasonInterrupted, "the check was interrupted")
 	assert.Equal(t, Unknown, res.Verdict)
 	assert.Equal(t, []Reason{{ReasonInterrupted, "the check was interrupted"}}, res.UnknownBecause)
-	res = Check(context.Background(), readFixture(t, "register-bad.jsonl"), Options{Workload: "register"})
+	res = Check(context.Background(), readFixture(t, "register-bad.jsonl"), Options{Model: "register"})
 	res.MakeUnknown(ReasonInterrupted, "the check was interrupted")
 	assert.Equal(t, Invalid, res.Verdict, "a violation found stays found")
 	assert.Empty(t, res.UnknownBecause)
@@ -135,11 +135,11 @@ func TestEvidenceFloorIsConfigurable(t *testing.T) {
 		[]any{30, 1, "invoke", "read", "k", nil},
 		[]any{40, 1, "ok", "read", "k", "a"},
 	)
-	assert.Equal(t, Valid, Check(context.Background(), events, Options{Workload: "register"}).Verdict)
-	res := Check(context.Background(), events, Options{Workload: "register", MinEvidence: 2})
+	assert.Equal(t, Valid, Check(context.Background(), events, Options{Model: "register"}).Verdict)
+	res := Check(context.Background(), events, Options{Model: "register", MinEvidence: 2})
 	assert.Equal(t, Unknown, res.Verdict, res.Summary())
 	assert.Equal(t, "only 1 acknowledged write, want at least 2 and only 1 acknowledged read, want at least 2: 2 of 2 ops were acknowledged", res.Why())
-	assert.Equal(t, Valid, Check(context.Background(), events, Options{Workload: "register", MinEvidence: -3}).Verdict, "below 1 is the default")
+	assert.Equal(t, Valid, Check(context.Background(), events, Options{Model: "register", MinEvidence: -3}).Verdict, "below 1 is the default")
 	// A successful cas is both a write and a read: it saw the value it expected.
 	events = append(events, ev(
 		[]any{50, 2, "invoke", "cas", "k", []string{"a", "b"}},
@@ -148,7 +148,7 @@ func TestEvidenceFloorIsConfigurable(t *testing.T) {
 	for i := range events {
 		events[i].Index = int64(i)
 	}
-	res = Check(context.Background(), events, Options{Workload: "register", MinEvidence: 2})
+	res = Check(context.Background(), events, Options{Model: "register", MinEvidence: 2})
 	assert.Equal(t, Valid, res.Verdict, res.Summary())
 }
 
@@ -160,7 +160,7 @@ func TestInvalidIsNeverDowngradedForLackOfEvidence(t *testing.T) {
 		[]any{30, 1, "invoke", "read", "k", nil},
 		[]any{40, 1, "ok", "read", "k", "z"},
 	)
-	res := Check(context.Background(), events, Options{Workload: "register"})
+	res := Check(context.Background(), events, Options{Model: "register"})
 	assert.Equal(t, Invalid, res.Verdict, res.Summary())
 }
 
@@ -180,7 +180,7 @@ func TestUnreadKeyIsUnknown(t *testing.T) {
 			[]any{50, 2, "invoke", f, "k2", "b"},
 			[]any{60, 2, "ok", f, "k2", "b"},
 		)
-		res := Check(context.Background(), events, Options{Workload: w})
+		res := Check(context.Background(), events, Options{Model: Model(w)})
 		assert.Equal(t, Unknown, res.Verdict, "%s: %s", w, res.Summary())
 		assert.Equal(t, []string{"k2"}, res.Linearizability.UnreadKeys)
 		assert.Equal(t, []string{ReasonUnreadKeys}, codes(res.UnknownBecause))
@@ -211,7 +211,7 @@ func TestIgnoredOperationsAreNeverValid(t *testing.T) {
 		{"register operations in a set history", "set", "", [][]any{{50, 2, "invoke", "add", "k", "b"}, {60, 2, "ok", "add", "k", "b"}, {70, 3, "invoke", "read", "k", nil}, {80, 3, "ok", "read", "k", []string{"b"}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := Check(context.Background(), ev(append(append([][]any{}, ok...), tc.extra...)...), Options{Workload: tc.workload, Timeout: 10 * time.Second})
+			res := Check(context.Background(), ev(append(append([][]any{}, ok...), tc.extra...)...), Options{Model: Model(tc.workload), Timeout: 10 * time.Second})
 			assert.Equal(t, Unknown, res.Verdict, res.Summary())
 			assert.NotEmpty(t, res.Notes)
 			assert.Equal(t, []string{ReasonMalformedOps}, codes(res.UnknownBecause))
@@ -235,7 +235,7 @@ func TestMispairedCompletionNeverCriesWolf(t *testing.T) {
 		[]any{50, 2, "invoke", "read", "k", nil},
 		[]any{60, 2, "ok", "read", "k", "a"},
 	)
-	res := Check(context.Background(), events, Options{Workload: "register"})
+	res := Check(context.Background(), events, Options{Model: "register"})
 	assert.Equal(t, Unknown, res.Verdict, res.Summary())
 }
 
@@ -253,15 +253,15 @@ func hardAcknowledged() []history.Event {
 }
 
 func TestUndecidedKeysSayWhy(t *testing.T) {
-	res := Check(context.Background(), hardAcknowledged(), Options{Workload: "register", Timeout: time.Millisecond})
+	res := Check(context.Background(), hardAcknowledged(), Options{Model: "register", Timeout: time.Millisecond})
 	require.Equal(t, Unknown, res.Verdict, res.Summary())
 	assert.Equal(t, []Reason{{ReasonUndecidedKeys, "1 key was not decided: the search ran out of time"}}, res.UnknownBecause)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res = Check(ctx, hardAcknowledged(), Options{Workload: "register"})
+	res = Check(ctx, hardAcknowledged(), Options{Model: "register"})
 	assert.Equal(t, "1 key was not decided: the check was cancelled", res.Why())
 
-	res = Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Workload: "queue"})
+	res = Check(context.Background(), readFixture(t, "register-ok.jsonl"), Options{Model: "queue"})
 	assert.Contains(t, codes(res.UnknownBecause), ReasonUnknownWorkload)
 }
 
@@ -271,7 +271,7 @@ func TestMalformedKeySkipsTheSearch(t *testing.T) {
 	events := hardAcknowledged()
 	events = append(events, history.Event{Index: int64(len(events)), Time: 2000, Process: 5000, Type: history.OK, F: "write", Key: "k", Value: history.S1("q")})
 	start := time.Now()
-	res := Check(context.Background(), events, Options{Workload: "register", Timeout: time.Minute})
+	res := Check(context.Background(), events, Options{Model: "register", Timeout: time.Minute})
 	assert.Less(t, time.Since(start), 10*time.Second)
 	assert.Equal(t, Unknown, res.Verdict)
 	assert.Equal(t, []string{"k"}, res.Linearizability.UnknownKeys)

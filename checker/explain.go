@@ -196,8 +196,8 @@ func writers(ops []*op, s regState) []*op {
 	for i := range ops {
 		o := ops[i]
 		switch {
-		case o.f == "write" && o.in.Kind == history.Str && o.in.S == s.v:
-		case o.f == "cas" && o.in.Kind == history.List && len(o.in.L) == 2 && o.in.L[1] == s.v:
+		case o.f == history.OpWrite && o.in.Kind == history.Str && o.in.S == s.v:
+		case o.f == history.OpCAS && o.in.Kind == history.List && len(o.in.L) == 2 && o.in.L[1] == s.v:
 		default:
 			continue
 		}
@@ -212,13 +212,13 @@ func registerStory(o *op, ops []*op) string {
 	var saw regState
 	var what string
 	switch {
-	case o.f == "read":
+	case o.f == history.OpRead:
 		s, err := regValue(o.out)
 		if err != nil {
 			return ""
 		}
 		saw, what = s, fmt.Sprintf("%s returned %s", o.describe(), s)
-	case o.f == "cas" && o.in.Kind == history.List && len(o.in.L) == 2:
+	case o.f == history.OpCAS && o.in.Kind == history.List && len(o.in.L) == 2:
 		saw = regState{set: true, v: o.in.L[0]}
 		what = fmt.Sprintf("%s succeeded expecting %s", o.describe(), saw)
 	default:
@@ -256,9 +256,9 @@ func staleStory(o *op, ops []*op, saw regState, ws []*op, what string) string {
 		}
 		var wrote regState
 		switch {
-		case w.f == "write" && w.in.Kind == history.Str:
+		case w.f == history.OpWrite && w.in.Kind == history.Str:
 			wrote = regState{set: true, v: w.in.S}
-		case w.f == "cas" && w.in.Kind == history.List && len(w.in.L) == 2:
+		case w.f == history.OpCAS && w.in.Kind == history.List && len(w.in.L) == 2:
 			wrote = regState{set: true, v: w.in.L[1]}
 		default:
 			continue
@@ -291,7 +291,7 @@ func wroteSaw(saw regState, ws []*op) string {
 
 // listStory explains a list read o that cannot follow what came before it, or "".
 func listStory(o *op, ops []*op) string {
-	if o.f != "read" || o.out.Kind == history.Str {
+	if o.f != history.OpRead || o.out.Kind == history.Str {
 		return ""
 	}
 	got := o.out.L
@@ -312,7 +312,7 @@ func listStory(o *op, ops []*op) string {
 	appended := map[string]bool{}
 	for i := range ops {
 		a := ops[i]
-		if a.f == "append" && a.in.Kind == history.Str {
+		if a.f == history.OpAppend && a.in.Kind == history.Str {
 			appended[a.in.S] = true
 		}
 	}
@@ -323,10 +323,10 @@ func listStory(o *op, ops []*op) string {
 	}
 	for i := range ops {
 		a := ops[i]
-		if a.f == "append" && !a.open() && a.ret < o.call && a.in.Kind == history.Str && !in[a.in.S] {
+		if a.f == history.OpAppend && !a.open() && a.ret < o.call && a.in.Kind == history.Str && !in[a.in.S] {
 			return fmt.Sprintf("%s, without %q, whose %s completed before the read began", what, a.in.S, a.describe())
 		}
-		if a.f == "read" && a != o && !a.open() && a.ret < o.call && !isPrefix(a.out.L, got) {
+		if a.f == history.OpRead && a != o && !a.open() && a.ret < o.call && !isPrefix(a.out.L, got) {
 			return fmt.Sprintf("%s, but the earlier %s had returned %s, which is not a prefix of it", what, a.describe(), brief(a.out.L))
 		}
 	}
@@ -338,14 +338,14 @@ func listStory(o *op, ops []*op) string {
 func missedPredecessor(o *op, ops []*op, in map[string]bool, what string) string {
 	first := map[string]*op{}
 	for _, a := range ops {
-		if a.f == "append" && a.in.Kind == history.Str && (first[a.in.S] == nil || a.call < first[a.in.S].call) {
+		if a.f == history.OpAppend && a.in.Kind == history.Str && (first[a.in.S] == nil || a.call < first[a.in.S].call) {
 			first[a.in.S] = a
 		}
 	}
 	for _, x := range o.out.L {
 		ax := first[x]
 		for _, a := range ops {
-			if a.f == "append" && !a.open() && a.in.Kind == history.Str && !in[a.in.S] && ax != nil && a.ret < ax.call {
+			if a.f == history.OpAppend && !a.open() && a.in.Kind == history.Str && !in[a.in.S] && ax != nil && a.ret < ax.call {
 				return fmt.Sprintf("%s, which holds %q but not %q, although the %s completed before the append of %q (%s) began",
 					what, x, a.in.S, a.describe(), x, ax.describe())
 			}

@@ -118,7 +118,7 @@ func checkAll(t *testing.T, events []history.Event) {
 	}
 	for _, w := range []string{"", "register", "append", "set"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		res := Check(ctx, events, Options{Workload: w, Timeout: 20 * time.Millisecond})
+		res := Check(ctx, events, Options{Model: Model(w), Timeout: 20 * time.Millisecond})
 		cancel()
 		switch res.Verdict {
 		case Valid:

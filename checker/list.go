@@ -144,10 +144,10 @@ func listOrder(ops []*op) (order []string, ordered, contradiction bool) {
 	unique := true
 	for _, o := range ops {
 		switch {
-		case o.f == "append" && o.in.Kind == history.Str:
+		case o.f == history.OpAppend && o.in.Kind == history.Str:
 			appended[o.in.S]++
 			unique = unique && appended[o.in.S] == 1
-		case o.f == "read" && !o.open() && len(o.out.L) > len(longest):
+		case o.f == history.OpRead && !o.open() && len(o.out.L) > len(longest):
 			longest = o.out.L
 		}
 	}
@@ -159,7 +159,7 @@ func listOrder(ops []*op) (order []string, ordered, contradiction bool) {
 		pos[e] = true
 	}
 	for _, o := range ops {
-		if o.f == "read" && !o.open() && !isPrefix(o.out.L, longest) {
+		if o.f == history.OpRead && !o.open() && !isPrefix(o.out.L, longest) {
 			return nil, false, unique
 		}
 	}
@@ -179,14 +179,14 @@ func listOps(ops []*op, order []string, ordered bool, bad *ignoredOps) (pops []p
 	for _, o := range ops {
 		var in, out any
 		switch {
-		case o.f == "read" && o.open():
+		case o.f == history.OpRead && o.open():
 			dropped++
 			continue
-		case o.f == "read" && o.out.Kind != history.Str && ordered:
+		case o.f == history.OpRead && o.out.Kind != history.Str && ordered:
 			in = &orderedInput{read: true, n: len(o.out.L), order: &order}
-		case o.f == "read" && o.out.Kind != history.Str:
+		case o.f == history.OpRead && o.out.Kind != history.Str:
 			in, out = &listInput{read: true}, &listOutput{read: joinList(o.out.L)}
-		case o.f == "append" && o.in.Kind == history.Str:
+		case o.f == history.OpAppend && o.in.Kind == history.Str:
 			p, read := pos[o.in.S]
 			if o.open() && !read {
 				dropped++
@@ -203,7 +203,7 @@ func listOps(ops []*op, order []string, ordered bool, bad *ignoredOps) (pops []p
 		default:
 			notes = append(notes, fmt.Sprintf("event %d: %s of %v on key %q is not a list operation; ignored", o.invIdx, o.f, o.in, o.key))
 			why := whyForeign
-			if o.f == "read" || o.f == "append" {
+			if o.f == history.OpRead || o.f == history.OpAppend {
 				why = whyShape
 			}
 			if o.guessed == "" { // else counted by the pairing

@@ -132,7 +132,7 @@ func registerOps(ops []*op, bad *ignoredOps) (pops []porcupine.Operation, kept [
 func registerOp(o *op) (regInput, regOutput, error) {
 	out := regOutput{unknown: o.open()}
 	switch o.f {
-	case "read":
+	case history.OpRead:
 		if !o.open() {
 			s, err := regValue(o.out)
 			if err != nil {
@@ -141,13 +141,13 @@ func registerOp(o *op) (regInput, regOutput, error) {
 			out.read = s
 		}
 		return regInput{kind: regRead}, out, nil
-	case "write":
+	case history.OpWrite:
 		if o.in.Kind != history.Str {
 			return regInput{}, out, fmt.Errorf("write of %v, not a string", o.in)
 		}
 		to := regState{set: true, v: o.in.S}
 		return regInput{kind: regWrite, to: to}, out, nil
-	case "cas":
+	case history.OpCAS:
 		if o.in.Kind != history.List || len(o.in.L) != 2 {
 			return regInput{}, out, fmt.Errorf("cas of %v, not [from to]", o.in)
 		}
@@ -165,11 +165,11 @@ var errNotRegister = errors.New("not a register operation")
 func observedValues(ops []*op) map[string]bool {
 	var seen map[string]bool
 	for _, o := range ops {
-		if o.open() && (o.f == "write" && o.in.Kind == history.Str || o.f == "cas" && len(o.in.L) == 2) {
+		if o.open() && (o.f == history.OpWrite && o.in.Kind == history.Str || o.f == history.OpCAS && len(o.in.L) == 2) {
 			if seen == nil {
 				seen = map[string]bool{}
 			}
-			if o.f == "write" {
+			if o.f == history.OpWrite {
 				seen[o.in.S] = false
 			} else {
 				seen[o.in.L[1]] = false
@@ -182,9 +182,9 @@ func observedValues(ops []*op) map[string]bool {
 	for _, o := range ops {
 		var v string
 		switch {
-		case o.f == "read" && !o.open() && o.out.Kind == history.Str:
+		case o.f == history.OpRead && !o.open() && o.out.Kind == history.Str:
 			v = o.out.S
-		case o.f == "cas" && o.in.Kind == history.List && len(o.in.L) == 2:
+		case o.f == history.OpCAS && o.in.Kind == history.List && len(o.in.L) == 2:
 			v = o.in.L[0]
 		default:
 			continue

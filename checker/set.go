@@ -53,19 +53,19 @@ func checkSet(ops []op, bad *ignoredOps) (res *SetResult, notes []string) {
 		}
 		for _, o := range m[k] {
 			switch {
-			case o.f == "add" && o.in.Kind == history.Str:
-			case o.f == "read" && (o.open() || o.out.Kind != history.Str):
+			case o.f == history.OpAdd && o.in.Kind == history.Str:
+			case o.f == history.OpRead && (o.open() || o.out.Kind != history.Str):
 				read = read || !o.open()
 			case o.guessed != "": // counted by the pairing
 			default:
 				why := whyForeign
-				if o.f == "add" || o.f == "read" {
+				if o.f == history.OpAdd || o.f == history.OpRead {
 					why = whyShape
 				}
 				bad.add(k, why)
 				res.Ignored++
 				v := o.in
-				if o.f == "read" {
+				if o.f == history.OpRead {
 					v = o.out
 				}
 				notes = append(notes, fmt.Sprintf("event %d: %s of %v on key %q is not a set operation; ignored", o.invIdx, o.f, v, k))
@@ -100,10 +100,10 @@ func checkSetKey(res *SetResult, key string, ops []*op, name func(string) string
 	added := map[string]bool{}
 	for _, o := range ops {
 		switch {
-		case o.f == "add" && o.in.Kind == history.Str:
+		case o.f == history.OpAdd && o.in.Kind == history.Str:
 			adds = append(adds, o)
 			added[o.in.S] = true
-		case o.f == "read" && !o.open() && o.out.Kind != history.Str:
+		case o.f == history.OpRead && !o.open() && o.out.Kind != history.Str:
 			reads = append(reads, o)
 		}
 	}

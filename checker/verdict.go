@@ -69,8 +69,8 @@ func (v *Verdict) UnmarshalJSON(b []byte) error {
 
 // Result is what Check found. Its JSON form is results.json.
 type Result struct {
-	Verdict  Verdict
-	Workload string
+	Verdict Verdict
+	Model   Model
 	// Linearizability is set for register and append histories.
 	Linearizability *LinResult
 	Set             *SetResult
@@ -173,7 +173,7 @@ func (r *Result) MakeUnknown(code, detail string) {
 type resultJSON struct {
 	Valid          Verdict        `json:"valid"`
 	UnknownBecause []Reason       `json:"unknown_because,omitempty"`
-	Workload       string         `json:"workload"`
+	Model          Model          `json:"model"`
 	Checkers       map[string]any `json:"checkers"`
 	Stats          Stats          `json:"stats"`
 	Notes          []string       `json:"notes,omitempty"`
@@ -196,7 +196,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	for _, e := range r.External {
 		c[e.Name] = e
 	}
-	return json.Marshal(resultJSON{Valid: r.Verdict, UnknownBecause: r.UnknownBecause, Workload: r.Workload,
+	return json.Marshal(resultJSON{Valid: r.Verdict, UnknownBecause: r.UnknownBecause, Model: r.Model,
 		Checkers: c, Stats: r.Stats, Notes: r.Notes, ElapsedMS: ms(r.Elapsed)})
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/anishathalye/porcupine"
@@ -54,8 +55,9 @@ type window struct {
 	start, end          int64
 }
 
-// endsFault reports whether a nemesis f heals a fault (stop-partition, start after a
-// kill, resume, clock-reset, member-add, heal…).
+// endsFault reports whether a Jepsen nemesis f heals a fault (stop-partition, start
+// after a kill, resume, …): Jepsen records both halves of a fault as :info, so only
+// their names tell them apart.
 func endsFault(f string) bool {
 	switch f {
 	case "start", "resume", "clock-reset", "member-add", "heal":
@@ -64,38 +66,48 @@ func endsFault(f string) bool {
 	return strings.HasPrefix(f, "stop") || strings.HasPrefix(f, "heal")
 }
 
-// faultWindows pairs the nemesis's starts and ends: faultline's (start-partition then
-// stop-partition, kill then start, …, each an invoke and a completion) and Jepsen's
-// (:start then :stop, each recorded as :info). A fault never healed lasts until the
-// last event of the nemesis.
+// faultWindows pairs the nemesis's starts and ends. faultline's schedule injects one
+// fault at a time and records each half as an invoke and its completion: the fault's
+// invoke, its ok (in force) or fail (never injected), notes (info), then its heal's
+// invoke and completion. So a window opens at an invoke and closes at the completion of
+// the next invoke, whatever the events are named: a kind added tomorrow needs nothing
+// here. Jepsen's nemesis records :info for both halves (:start then :stop, each twice),
+// paired by name (endsFault). A fault never healed lasts until the nemesis's last event.
 func faultWindows(nemesis []history.Event) []window {
 	var (
-		out  []window
-		open *window
-		last int64
+		out     []window
+		open    *window
+		healing string // the f of the open fault's heal, once invoked
+		last    int64
 	)
+	jepsen := !slices.ContainsFunc(nemesis, func(e history.Event) bool { return e.Type == history.Invoke })
 	for _, e := range nemesis {
 		last = max(last, e.Time)
 		if history.IsMarker(e.F) {
 			continue // the run's own marks (its schedule's start, a leader seen): no fault
 		}
+		if jepsen {
+			open = jepsenWindow(e, open, &out)
+			continue
+		}
 		switch {
-		case open != nil && endsFault(e.F) && e.F != open.fault:
-			if e.IsCompletion() {
-				open.end = e.Time
-				out = append(out, *open)
-				open = nil
-			}
-		case open == nil && (e.Type == history.Invoke || e.Type == history.Info) && (!endsFault(e.F) || e.F == "start"):
-			// Jepsen's nemesis records :info for both halves, and calls its fault :start.
-			open = &window{fault: e.F, start: e.Time, end: -1}
-		case open != nil && e.F == open.fault && (e.Type == history.OK || e.Type == history.Info):
+		case e.Type == history.Invoke && open == nil:
+			open, healing = &window{fault: e.F, start: e.Time, end: -1}, ""
+		case e.Type == history.Invoke:
+			healing = e.F
+		case e.Type == history.Info || open == nil:
+			// a note of a long fault
+		case healing != "" && e.F == healing:
+			open.end = e.Time
+			out = append(out, *open)
+			open = nil
+		case healing == "" && e.F == open.fault && e.Type == history.Fail:
+			open = nil // never injected
+		case healing == "" && e.F == open.fault:
 			if !e.Value.IsNone() {
 				open.value = e.Value.String()
 			}
 			open.nodes = e.Node
-		case open != nil && e.F == open.fault && e.Type == history.Fail:
-			open = nil // never injected
 		}
 	}
 	if open != nil {
@@ -103,4 +115,24 @@ func faultWindows(nemesis []history.Event) []window {
 		out = append(out, *open)
 	}
 	return out
+}
+
+// jepsenWindow takes one event of a Jepsen nemesis (every half recorded as :info, the
+// start twice, the end twice) and returns the window open after it, appending to out
+// the window it closed.
+func jepsenWindow(e history.Event, open *window, out *[]window) *window {
+	switch {
+	case open != nil && endsFault(e.F) && e.F != open.fault:
+		open.end = e.Time
+		*out = append(*out, *open)
+		return nil
+	case open == nil && !endsFault(e.F) || open == nil && e.F == "start":
+		return &window{fault: e.F, start: e.Time, end: -1}
+	case open != nil && e.F == open.fault:
+		if !e.Value.IsNone() {
+			open.value = e.Value.String()
+		}
+		open.nodes = e.Node
+	}
+	return open
 }

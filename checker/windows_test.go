@@ -53,6 +53,16 @@ func TestFaultWindows(t *testing.T) {
 			},
 			want: []window{{fault: "start-partition", value: "[one n1]", start: 3, end: 6}},
 		},
+		"any names": { // faultline's halves pair by their order, not their names: a kind the checker never heard of
+			in: []history.Event{
+				nem(1, history.Invoke, "power-loss", history.S1("all")), nem(2, history.OK, "power-loss", history.S1("n1,n2")),
+				{Time: 3, Process: history.NemesisProcess, Type: history.Info, F: "drop-unsynced", Node: "n1"},
+				nem(4, history.Invoke, "power-restore", history.Value{}), nem(5, history.OK, "power-restore", history.Value{}),
+				nem(6, history.Invoke, "resume", history.Value{}), nem(7, history.OK, "resume", history.S1("x")),
+				nem(8, history.Invoke, "stop", history.Value{}), nem(9, history.Fail, "stop", history.Value{}),
+			},
+			want: []window{{fault: "power-loss", value: `"n1,n2"`, start: 1, end: 5}, {fault: "resume", value: `"x"`, start: 6, end: 9}},
+		},
 		"none": {},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -131,7 +141,7 @@ func TestAHugeFailingKeyIsExplainedNotDrawn(t *testing.T) {
 	}
 	add(history.Event{Process: 1, Type: history.Invoke, F: "read", Key: "k"})
 	add(history.Event{Process: 1, Type: history.OK, F: "read", Key: "k", Value: history.S1("3")})
-	res := Check(context.Background(), evs, Options{Workload: "register"})
+	res := Check(context.Background(), evs, Options{Model: "register"})
 	require.Equal(t, Invalid, res.Verdict)
 	assert.False(t, res.CanVisualize(), "not drawn")
 	require.NotEmpty(t, res.Linearizability.Failures)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/runtime/process"
 	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/harness/sut/etcd"
@@ -22,7 +25,7 @@ import (
 // Faults observed to take effect on real etcd members (the newest 3.7, built once from
 // the module proxy and cached), on the process runtime in network namespaces.
 
-// etcdBinary returns the cached etcd build of DefaultEtcdVersion, building it the first
+// etcdBinary returns the cached etcd build of etcd.DefaultVersion, building it the first
 // time (about a minute).
 func etcdBinary(t *testing.T) (bin, version string) {
 	t.Helper()
@@ -31,7 +34,7 @@ func etcdBinary(t *testing.T) (bin, version string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin, err := etcd.Binary(ctx, DefaultEtcdVersion, func(line string) { t.Log(line) })
+	bin, err := etcd.Binary(ctx, etcd.DefaultVersion, func(line string) { t.Log(line) })
 	require.NoError(t, err)
 	version, err = etcd.BinaryVersion(ctx, bin)
 	require.NoError(t, err)
@@ -110,7 +113,7 @@ func testEtcdPartitionedLeaderLosesLeadership(t *testing.T, runtimeName string) 
 	others := slices.DeleteFunc(cl.Nodes(), func(n string) bool { return n == old })
 	g, err := nemesis.MakeGrudge("leader", append([]string{old}, others...), nil)
 	require.NoError(t, err)
-	require.NoError(t, cl.Partition(ctx, g))
+	require.NoError(t, cl.net.Partition(ctx, g, false))
 	newLeader := waitLeader(t, cl, old, 15*time.Second)
 	t.Logf("partitioned leader %s; the majority elected %s", old, newLeader)
 	require.NoError(t, etcdWrite(ctx, t, et, newLeader, "during", "x"), "the majority serves")
@@ -120,7 +123,7 @@ func testEtcdPartitionedLeaderLosesLeadership(t *testing.T, runtimeName string) 
 	err = etcdWrite(wctx, t, et, old, "stranded", "x")
 	cancel()
 	assert.Error(t, err, "the isolated old leader cannot commit")
-	require.NoError(t, cl.HealPartition(ctx))
+	require.NoError(t, cl.net.HealPartition(ctx))
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
@@ -179,9 +182,9 @@ func testEtcdPacketFaultsTakeEffectOnTheStreams(t *testing.T, runtimeName string
 		}
 	}
 	before := etcdWriteLatency(t, et, leader)
-	require.NoError(t, cl.Packets(ctx, out, nemesis.Packets{Delay: 300 * time.Millisecond}))
+	require.NoError(t, cl.links.Packets(ctx, out, nemesis.Packets{Delay: 300 * time.Millisecond}))
 	during := etcdWriteLatency(t, et, leader)
-	require.NoError(t, cl.HealPackets(ctx))
+	require.NoError(t, cl.links.HealPackets(ctx))
 	after := etcdWriteLatency(t, et, leader)
 	t.Logf("commit latency through the leader: %v before, %v with 300ms on its outgoing streams, %v after", before, during, after)
 	assert.GreaterOrEqual(t, during, 300*time.Millisecond, "a commit needs the delayed append to reach a follower")
@@ -189,34 +192,38 @@ func testEtcdPacketFaultsTakeEffectOnTheStreams(t *testing.T, runtimeName string
 
 	// A blackhole on the leader's outgoing streams is a one-way cut: the followers stop
 	// hearing it and elect another; the leader still hears them.
-	require.NoError(t, cl.Packets(ctx, out, nemesis.Packets{Blackhole: true}))
+	require.NoError(t, cl.links.Packets(ctx, out, nemesis.Packets{Blackhole: true}))
 	other := waitLeader(t, cl, leader, 20*time.Second)
 	t.Logf("blackholed %s's outgoing links: %s was elected", leader, other)
-	require.NoError(t, cl.HealPackets(ctx))
+	require.NoError(t, cl.links.HealPackets(ctx))
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
 }
 
 func TestEtcdHasNoClockHook(t *testing.T) {
-	et := etcd.New(etcd.Config{Binary: "/nonexistent/etcd"}, sut.Env{Nodes: []string{"n1", "n2", "n3"}})
-	cl := newCluster(process.NewProcessRuntime("tclock", t.TempDir()), et, []string{"n1", "n2", "n3"})
-	_, _, err := faultsFor([]string{"clock"}, cl)
+	fake := filepath.Join(t.TempDir(), "etcd") // an etcd that only says which release it is
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\necho 'etcd Version: 3.7.3'\n"), 0o755))
+	spec := DefaultSpec()
+	spec.Runtime = "memory" // any runtime: the clock is the target's to lack
+	require.NoError(t, spec.Set("etcd-binary", fake))
+	spec.Nemesis = List{"clock"}
+	_, err := NewPlan(context.Background(), spec)
 	var ue *UsageError
 	require.ErrorAs(t, err, &ue, "an explicit clock fault on etcd is bad input")
 	assert.Contains(t, err.Error(), "etcd has no clock hook")
-	faults, skipped, err := faultsFor([]string{"all"}, cl)
+	rs, err := spec.Resolve()
 	require.NoError(t, err)
+	caps := runtimeCaps(runtime.Abilities{Partition: true, Isolate: true, Links: true}).Union(rs.Options().Caps())
+	faults, skipped := nemesis.ChooseAll(3, caps)
 	assert.Contains(t, skipped, "clock", "all leaves clock out, saying why")
+	assert.Contains(t, skipped["packet:duplicate"], "streams", "etcd's peers keep streams")
 	for _, f := range faults {
-		assert.NotEqual(t, "clock", f.Name())
-		if f.Name() == "packet" {
-			assert.Equal(t, nemesis.PacketFault{Stream: true}, f, "etcd's peers keep streams")
-		}
+		assert.False(t, f.Has(nemesis.Clock))
 	}
 }
 
-// etcdUpgradeCluster starts 3 members on v3.6.16 that may move to DefaultEtcdVersion.
+// etcdUpgradeCluster starts 3 members on v3.6.16 that may move to etcd.DefaultVersion.
 func etcdUpgradeCluster(t *testing.T, runtimeName string) (*cluster, *etcd.Target) {
 	t.Helper()
 	bin37, v37 := etcdBinary(t)
@@ -242,16 +249,16 @@ func TestEtcdMemberUpgradedInPlace(t *testing.T) {
 		cl, et := etcdUpgradeCluster(t, runtimeName)
 		ctx := context.Background()
 		require.NoError(t, etcdWrite(ctx, t, et, "n1", "before", "v"))
-		assert.Equal(t, "v3.6.16", cl.MemberVersion("n2"))
-		require.NoError(t, cl.Restart(ctx, "n2", DefaultEtcdVersion))
-		assert.Equal(t, DefaultEtcdVersion, cl.MemberVersion("n2"))
+		assert.Equal(t, "v3.6.16", et.Version("n2"))
+		require.NoError(t, nemesis.Restart(ctx, cl.powers, "n2", etcd.DefaultVersion))
+		assert.Equal(t, etcd.DefaultVersion, et.Version("n2"))
 		c, _, err := et.Opener(5*time.Second)(ctx, 1) // process 1 talks to n2
 		require.NoError(t, err)
 		defer c.(interface{ Close() error }).Close()
 		v, ok, err := c.Read(ctx, "before")
 		require.NoError(t, err)
 		assert.True(t, ok && v == "v", "the upgraded member has its data")
-		cv, err := cl.ClusterVersion(ctx)
+		cv, err := et.ClusterVersion(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, "3.6.0", cv, "a mixed cluster runs at its lowest release")
 	})
@@ -264,11 +271,11 @@ func TestEtcdMemberReplaced(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	require.NoError(t, etcdWrite(ctx, t, et, "n1", "before", "v"))
-	require.NoError(t, cl.Healthy(ctx))
-	require.NoError(t, cl.RemoveMember(ctx, "n3"))
+	require.NoError(t, cl.powers.Members.Healthy(ctx))
+	require.NoError(t, nemesis.RemoveMember(ctx, cl.powers, "n3"))
 	assert.False(t, cl.rt.Running("n3"), "a removed member is stopped")
-	require.NoError(t, cl.AddMember(ctx, "n3"))
-	require.NoError(t, cl.Healthy(ctx))
+	require.NoError(t, nemesis.AddMember(ctx, cl.powers, "n3"))
+	require.NoError(t, cl.powers.Members.Healthy(ctx))
 	c, _, err := et.Opener(5*time.Second)(ctx, 2) // process 2 talks to n3
 	require.NoError(t, err)
 	defer c.(interface{ Close() error }).Close()
@@ -287,8 +294,8 @@ func TestEtcdSnapshotPartitionSendsASnapshot(t *testing.T) {
 		t.Cleanup(func() { _ = et.Close() })
 		return et
 	})
-	ok, why := nemesis.SnapshotPartitionFault{}.Available(cl)
-	require.True(t, ok, why)
+	fs, _, err := nemesis.Choose([]string{"partition:snapshot"}, 3, runtimeCaps(cl.rt.Abilities()).Union(implemented(et)))
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	wctx, stopWriting := context.WithCancel(ctx)
@@ -311,9 +318,8 @@ func TestEtcdSnapshotPartitionSendsASnapshot(t *testing.T) {
 		}
 	}()
 	var notes []string
-	env := nemesis.Env{Cluster: cl, Rand: rand.New(rand.NewPCG(1, 1)),
-		Note: func(f, n, _ string) { notes = append(notes, f+" "+n) }}
-	inj, err := nemesis.SnapshotPartitionFault{}.Inject(ctx, env)
+	env := nemesis.Env{Cluster: cl, Powers: cl.powers, Note: func(f, n, _ string) { notes = append(notes, f+" "+n) }}
+	inj, err := fs[0].Inject(ctx, env, rand.New(rand.NewPCG(1, 1)))
 	require.NoError(t, err)
 	require.Len(t, inj.Nodes, 1)
 	node := inj.Nodes[0]

@@ -66,8 +66,8 @@ func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(su
 		}
 		drt, err := docker.New(id, dir, "")
 		require.NoError(t, err)
-		if why := drt.Unavailable()["packet"]; why != "" && links {
-			t.Skip("packet faults unavailable in docker here: " + why)
+		if a := drt.Abilities(); !a.Links && links {
+			t.Skip("packet faults unavailable in docker here: " + a.Why)
 		}
 		rt = drt
 	default:
@@ -97,6 +97,11 @@ func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(su
 		require.NoError(t, err)
 		cl.links = lf
 	}
+	caps := runtimeCaps(rt.Abilities()).Union(implemented(tg))
+	if !links {
+		caps = withoutLinks(caps)
+	}
+	require.NoError(t, cl.assemble(caps))
 	for _, n := range names {
 		require.NoError(t, cl.launch(ctx, n))
 	}
@@ -105,6 +110,28 @@ func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(su
 	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, tg.Ready))
 	return cl
 }
+
+// implemented are the capabilities tg implements (a test's target, made without its
+// Options).
+func implemented(tg sut.Target) nemesis.Caps {
+	var caps []nemesis.Capability
+	for x, ok := range map[nemesis.Capability]bool{
+		nemesis.CapClock:     is[nemesis.Clocker](tg),
+		nemesis.CapMembers:   is[nemesis.Members](tg),
+		nemesis.CapUpgrade:   is[nemesis.Upgrader](tg),
+		nemesis.CapMaintain:  is[nemesis.Maintainer](tg),
+		nemesis.CapSnapshots: is[nemesis.Snapshotter](tg),
+		nemesis.CapMessages:  tg.Peers().Messages,
+		nemesis.CapStreams:   !tg.Peers().Messages,
+	} {
+		if ok {
+			caps = append(caps, x)
+		}
+	}
+	return nemesis.Can(caps...)
+}
+
+func is[T any](x any) bool { _, ok := x.(T); return ok }
 
 // writeLatency returns the median time of a few writes through node.
 func writeLatency(t *testing.T, rn *raftnode.Target, node string) time.Duration {
@@ -135,10 +162,10 @@ func TestPacketDelayTakesEffectAndHeals(t *testing.T) {
 			into = append(into, nemesis.Link{From: n, To: leader})
 		}
 	}
-	require.NoError(t, cl.Packets(ctx, into, nemesis.Packets{Delay: 300 * time.Millisecond}))
+	require.NoError(t, cl.links.Packets(ctx, into, nemesis.Packets{Delay: 300 * time.Millisecond}))
 	during := writeLatency(t, rn, leader)
 	assert.GreaterOrEqual(t, during, 300*time.Millisecond, "delayed acknowledgements slow every write (before: %v)", before)
-	require.NoError(t, cl.HealPackets(ctx))
+	require.NoError(t, cl.links.HealPackets(ctx))
 	after := writeLatency(t, rn, leader)
 	assert.Less(t, after, 150*time.Millisecond, "healed (before %v, during %v)", before, during)
 	st := cl.links.proxy.(messageProxy).Stats()
@@ -162,7 +189,7 @@ func TestPacketLossOnEveryLinkStopsAndHeals(t *testing.T) {
 			}
 		}
 	}
-	require.NoError(t, cl.Packets(ctx, all, nemesis.Packets{Loss: 1}))
+	require.NoError(t, cl.links.Packets(ctx, all, nemesis.Packets{Loss: 1}))
 	ns, err := cl.rt.(runtime.NetworkRuntime).NetNS("n1")
 	require.NoError(t, err)
 	assert.False(t, reaches(t, ns, cl.rt.HostPort("n2", raftnode.ClientPort)), "loss 100%: n1 cannot reach n2")
@@ -170,7 +197,7 @@ func TestPacketLossOnEveryLinkStopsAndHeals(t *testing.T) {
 	err = rn.Client(leader).Put(wctx, "lost", "x")
 	cancel()
 	assert.Error(t, err, "no quorum while every packet between nodes is lost")
-	require.NoError(t, cl.HealPackets(ctx))
+	require.NoError(t, cl.links.HealPackets(ctx))
 	assert.True(t, reaches(t, ns, cl.rt.HostPort("n2", raftnode.ClientPort)), "healed")
 	require.NoError(t, sut.Poll(ctx, 200*time.Millisecond, rn.Ready))
 }
@@ -187,7 +214,7 @@ func linkStat(l nemesis.Link) linkproxy.Link { return linkproxy.Link{From: l.Fro
 func TestClockFaultShowsInTheNode(t *testing.T) {
 	cl, rn := raftCluster(t, 3, false)
 	ctx := context.Background()
-	require.NoError(t, cl.SetClock(ctx, "n2", -30*time.Second, 0.5))
+	require.NoError(t, cl.powers.Clock.SetClock(ctx, "n2", -30*time.Second, 0.5))
 	got, err := rn.Client("n2").Clock(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, client.Clock{OffsetMS: -30000, Rate: 0.5}, got)
@@ -205,9 +232,9 @@ func TestReplacedMemberHasANewIDAndTheSameData(t *testing.T) {
 	for i := range 20 {
 		require.NoError(t, rn.Client("n1").Put(ctx, fmt.Sprintf("k%d", i), fmt.Sprint("v", i)))
 	}
-	require.NoError(t, cl.Healthy(ctx))
+	require.NoError(t, cl.powers.Members.Healthy(ctx))
 	oldID := rn.ID("n2")
-	require.NoError(t, cl.RemoveMember(ctx, "n2"))
+	require.NoError(t, nemesis.RemoveMember(ctx, cl.powers, "n2"))
 	assert.False(t, cl.rt.Running("n2"), "a removed member is stopped")
 	left, err := os.ReadDir(cl.rt.Env("n2").DataDir)
 	require.NoError(t, err)
@@ -215,7 +242,7 @@ func TestReplacedMemberHasANewIDAndTheSameData(t *testing.T) {
 	require.NoError(t, sut.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error { // n2 may have led
 		return rn.Client("n1").Put(ctx, "k0", "while n2 was out")
 	}))
-	require.NoError(t, cl.AddMember(ctx, "n2"))
+	require.NoError(t, nemesis.AddMember(ctx, cl.powers, "n2"))
 	newID := rn.ID("n2")
 	assert.NotEqual(t, oldID, newID, "back under a new id")
 	st, err := rn.Client("n2").Status(ctx)
@@ -236,7 +263,7 @@ func TestReplacedMemberHasANewIDAndTheSameData(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, v, "the new member has the others' data")
 	}
-	require.NoError(t, cl.Healthy(ctx))
+	require.NoError(t, cl.powers.Members.Healthy(ctx))
 }
 
 // A member fault cut short leaves a member out: HealAll brings it back (or says which
@@ -245,13 +272,13 @@ func TestHealAllAddsBackARemovedMember(t *testing.T) {
 	cl, _ := raftCluster(t, 3, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	require.NoError(t, cl.Healthy(ctx))
-	require.NoError(t, cl.RemoveMember(ctx, "n3"))
+	require.NoError(t, cl.powers.Members.Healthy(ctx))
+	require.NoError(t, nemesis.RemoveMember(ctx, cl.powers, "n3"))
 	assert.Equal(t, []string{"n3"}, cl.marked(cl.removed))
 	require.NoError(t, cl.HealAll(ctx))
 	assert.Empty(t, cl.marked(cl.removed))
 	assert.True(t, cl.rt.Running("n3"))
-	require.NoError(t, cl.Healthy(ctx), "every member back")
+	require.NoError(t, cl.powers.Members.Healthy(ctx), "every member back")
 }
 
 // A kill or a pause that the run's end cuts short is finished: the killed node is known
@@ -280,11 +307,11 @@ func TestAKillOrPauseAtTheRunsEndIsFinished(t *testing.T) {
 func TestACombinedFaultHoldsBothPartsAtOnce(t *testing.T) {
 	cl, rn := raftCluster(t, 3, false)
 	ctx := context.Background()
-	fs, _, err := faultsFor([]string{"partition+clock"}, cl)
+	fs, _, err := nemesis.Choose([]string{"partition+clock"}, 3, runtimeCaps(cl.rt.Abilities()).Union(implemented(cl.target)))
 	require.NoError(t, err)
 	require.Len(t, fs, 1)
 	for seed := range uint64(3) {
-		inj, err := fs[0].Inject(ctx, nemesis.Env{Cluster: cl, Rand: rand.New(rand.NewPCG(seed, 9))})
+		inj, err := fs[0].Inject(ctx, nemesis.Env{Cluster: cl, Powers: cl.powers}, rand.New(rand.NewPCG(seed, 9)))
 		require.NoError(t, err)
 		cut, clocked := 0, 0
 		for _, a := range cl.Nodes() {

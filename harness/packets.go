@@ -27,9 +27,10 @@ import (
 // link at once is done instead at the packet level, with nftables in the nodes'
 // namespaces (TCP then retransmits, as on a lossy network), one end of each pair.
 type linkFaults struct {
-	rt    runtime.NetworkRuntime
-	names []string
-	proxy peerProxy
+	rt       runtime.NetworkRuntime
+	names    []string
+	proxy    peerProxy
+	messages bool // the links carry one-way messages, not streams
 
 	lossy bool // nftables loss rules are in place
 }
@@ -110,8 +111,11 @@ func startLinkFaults(ctx context.Context, rt runtime.Runtime, peers sut.Peers, n
 		}
 		p = streamProxy{sp}
 	}
-	return &linkFaults{rt: nrt, names: names, proxy: p}, nil
+	return &linkFaults{rt: nrt, names: names, proxy: p, messages: peers.Messages}, nil
 }
+
+// Messages implements nemesis.Packeter.
+func (l *linkFaults) Messages() bool { return l.messages }
 
 // PeerAddr is host:port where the other nodes reach node's peer port: the proxy's
 // listener for it.

@@ -12,7 +12,9 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
+	"github.com/faultline/faultline/workload"
 )
 
 // check judges the recorded history, writes results.json (and the views of a violation)
@@ -30,7 +32,7 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 	}
 	r.phase = "checking"
 	events, herr := r.history()
-	res := checker.Check(ctx, events, checker.Options{Workload: r.spec.Workload, Timeout: r.spec.CheckTimeout.D()})
+	res := checker.Check(ctx, events, checker.Options{Model: modelOf(r.spec.Workload), Timeout: r.spec.CheckTimeout.D()})
 	runtime.GC() // the check's garbage is dead: the report's GC target starts from the history (see cmd/faultline check)
 	if c := r.consistency; c != nil {
 		v := checker.Unknown
@@ -98,8 +100,10 @@ func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, 
 	faults := map[string]int{}
 	for _, e := range events {
 		if e.IsNemesis() {
-			if e.Type == history.OK {
-				faults[e.F]++
+			if d, start, ok := nemesis.ByEvent(e.F); e.Type == history.OK && ok && start {
+				faults[string(d.Kind)]++
+			} else if e.Type == history.OK && strings.Contains(e.F, nemesis.ComboSep) && !strings.HasPrefix(e.F, "heal-") {
+				faults[e.F]++ // a combination
 			}
 			continue
 		}
@@ -122,7 +126,10 @@ func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, 
 		keys = append(keys, fmt.Sprintf("%s×%d", k, faults[k]))
 	}
 	slices.Sort(keys)
-	fmt.Fprintf(w, "faults:  %s\n", strings.Join(append(keys, ""), " "))
+	if len(keys) == 0 {
+		keys = []string{"none"}
+	}
+	fmt.Fprintf(w, "faults:  %s\n", strings.Join(keys, " "))
 	if r.cl != nil {
 		if exits := r.cl.Exits(); len(exits) > 0 {
 			fmt.Fprintf(w, "exits:   nodes that exited by themselves: %s (see their logs)\n", strings.Join(exits, ", "))
@@ -139,7 +146,7 @@ func ReplayCommand(s Spec) string {
 		nem = "none"
 	}
 	args := []string{"faultline", "test", "--target", s.Target, "--runtime", s.Runtime,
-		"--nodes", fmt.Sprint(s.Nodes), "--workload", s.Workload, "--nemesis", nem,
+		"--nodes", fmt.Sprint(s.Nodes), "--workload", string(s.Workload), "--nemesis", nem,
 		"--nemesis-interval", s.NemesisInterval.String(), "--time-limit", s.TimeLimit.String(),
 		"--concurrency", fmt.Sprint(s.Concurrency), "--keys", fmt.Sprint(s.Keys),
 		"--ops-per-key", fmt.Sprint(s.OpsPerKey), "--op-timeout", s.OpTimeout.String(),
@@ -147,31 +154,20 @@ func ReplayCommand(s Spec) string {
 	if s.Rate > 0 {
 		args = append(args, "--rate", fmt.Sprint(s.Rate))
 	}
-	if s.Unsafe != "" {
-		args = append(args, "--unsafe", s.Unsafe)
-	}
-	if s.EtcdVersion != "" {
-		args = append(args, "--etcd-version", s.EtcdVersion)
-	}
-	if s.EtcdBinary != "" {
-		args = append(args, "--etcd-binary", shellQuote(s.EtcdBinary))
-	}
-	if s.EtcdSerializableReads {
-		args = append(args, "--etcd-serializable-reads")
-	}
-	if len(s.UpgradeTo) > 0 {
-		args = append(args, "--upgrade-to", strings.Join(s.UpgradeTo, ","))
-	}
-	if s.EtcdSnapshotCount > 0 {
-		args = append(args, "--etcd-snapshot-count", fmt.Sprint(s.EtcdSnapshotCount))
-	}
-	if s.TargetFile != "" {
-		args = append(args, "--target-file", shellQuote(s.TargetFile))
-	}
-	if len(s.TargetVars) > 0 {
-		args = append(args, "--target-var", shellQuote(strings.Join(s.TargetVars, ",")))
+	if o := s.Options(); o != nil {
+		for _, a := range o.Args() {
+			args = append(args, shellQuote(a))
+		}
 	}
 	return strings.Join(args, " ")
+}
+
+// modelOf is the check a workload's histories get.
+func modelOf(k workload.Kind) checker.Model {
+	if d, ok := workload.Lookup(k); ok {
+		return d.Model
+	}
+	return ""
 }
 
 // shellQuote quotes s for a POSIX shell when it holds anything but safe characters.

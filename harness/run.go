@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log"
+	"maps"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -22,23 +24,12 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness/runtime"
-	"github.com/faultline/faultline/harness/runtime/docker"
-	"github.com/faultline/faultline/harness/runtime/process"
 	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
-)
-
-// Exit codes of `faultline test` and `faultline check` (docs/design.md).
-const (
-	ExitValid   = 0
-	ExitInvalid = 1
-	ExitUnknown = 2
-	ExitError   = 3
-	ExitUsage   = 4
 )
 
 // Timeouts of the run's phases that are not in the spec.
@@ -71,29 +62,30 @@ type Outcome struct {
 }
 
 // ExitCode maps the outcome to the exit code: invalid wins over everything (a violation
-// found is real even in a run that later broke), then harness errors, then the verdict.
-func (o Outcome) ExitCode() int {
+// found is real even in a run that later broke), then bad usage, then harness errors,
+// then the verdict.
+func (o Outcome) ExitCode() results.ExitCode {
 	var ue *UsageError
 	switch {
 	case o.Verdict == checker.Invalid:
-		return ExitInvalid
+		return results.ExitInvalid
 	case errors.As(o.Err, &ue):
-		return ExitUsage // found late (a fault the target cannot take), but bad input all the same
+		return results.ExitUsage
 	case o.Err != nil || o.Interrupted:
-		return ExitError
-	case o.Verdict == checker.Valid:
-		return ExitValid
+		return results.ExitError
 	default:
-		return ExitUnknown
+		return results.ExitFor(o.Verdict)
 	}
 }
 
-// Env is the run's I/O: where progress and the summary go, and the command line to
-// replay it. It is injected so that tests can drive whole runs.
+// Env is the run's I/O: where progress and the summary go. It is injected so that
+// tests can drive whole runs.
 type Env struct {
 	Stdout, Stderr io.Writer
 	// Progress is called about once a second with a one-line status; nil for none.
 	Progress func(Status)
+	// Version is the faultline version test.json records ("" for none).
+	Version string
 }
 
 // Status is the live view of a run, polled by the progress renderer.
@@ -108,6 +100,7 @@ type Status struct {
 
 // run holds one run's state while it goes.
 type run struct {
+	plan   *Plan
 	spec   Spec
 	env    Env
 	base   time.Time
@@ -131,19 +124,42 @@ type run struct {
 	packetFaults bool
 }
 
-// Run executes one test: the lifecycle in docs/design.md. It heals every fault and removes
+// Run executes one test: it makes the test's plan (NewPlan) and runs it (RunPlan). A
+// spec that cannot run is an Outcome whose Err says why, and nothing is made: no
+// directory, build or process.
+func Run(ctx context.Context, spec Spec, env Env) Outcome {
+	p, err := NewPlan(ctx, spec)
+	if err != nil {
+		return Outcome{Err: err, Violation: -1}
+	}
+	return RunPlan(ctx, p, env)
+}
+
+// RunPlan executes a planned test: the lifecycle in docs/design.md. It gets the target
+// ready (a build) before it makes the run's directory, heals every fault and removes
 // every node, namespace and rule it made before it returns, also when ctx is cancelled.
 // The history is on disk as the run goes.
-func Run(ctx context.Context, spec Spec, env Env) Outcome {
-	r := &run{spec: spec, env: env, base: time.Now(), id: newRunID()}
+func RunPlan(ctx context.Context, p *Plan, env Env) Outcome {
+	spec := p.Spec
 	out := Outcome{Violation: -1}
+	var prepared []string
+	if err := spec.Options().Prepare(ctx, func(line string) {
+		prepared = append(prepared, line)
+		fmt.Fprintln(env.Stderr, line)
+	}); err != nil {
+		out.Err = err
+		return out
+	}
+	r := &run{plan: p, spec: spec, env: env, base: time.Now(), id: newRunID()}
 	if err := r.open(); err != nil {
 		out.Err = err
-		fmt.Fprintf(env.Stderr, "faultline test: %v\n", err) // there is no run log to say it in
 		return out
 	}
 	out.Dir = r.dir
 	defer r.hw.Close()
+	for _, l := range prepared {
+		r.detailf("%s", l)
+	}
 	r.logf("faultline test %s: seed %d, run %s, results %s", spec.Name, spec.Seed, r.id, r.dir)
 
 	err := r.execute(ctx)
@@ -217,32 +233,26 @@ func (r *run) detailf(format string, args ...any) { r.detail.Printf(format, args
 // execute runs the phases from starting the nodes to stopping them. Every phase after
 // the runtime is prepared ends in teardown, whatever happens.
 func (r *run) execute(ctx context.Context) (err error) {
-	r.rt, err = r.newRuntime(ctx)
+	r.rt, err = r.newRuntime()
 	if err != nil {
 		return err
 	}
 	nem := "none"
-	if len(r.spec.Nemesis) > 0 {
-		nem = strings.Join(r.spec.Nemesis, ",")
+	if len(r.plan.Faults) > 0 {
+		nem = strings.Join(r.plan.FaultNames(), ",")
 	}
 	fmt.Fprintf(r.env.Stdout, "faultline test %s: %s on %s, %d nodes, workload %s, nemesis %s, %v, seed %d\n",
 		r.spec.Name, r.spec.Target, r.rt.Name(), r.spec.Nodes, r.spec.Workload, nem, r.spec.TimeLimit, r.spec.Seed)
-	if err := r.newTarget(ctx); err != nil {
+	if err := r.newTarget(); err != nil {
 		return err
 	}
 	ctx, stop := stopOnFailure(ctx, r.target) // a target that fails for good ends the run, and says why
 	defer func() { err = stop(err) }()
-	faults, skipped, err := faultsFor(r.spec.Nemesis, r.cl)
-	if err != nil {
-		return err
+	for _, k := range slices.Sorted(maps.Keys(r.plan.Skipped)) {
+		r.logf("nemesis: %s unavailable, left out: %s", k, r.plan.Skipped[k])
 	}
-	for k, why := range skipped {
-		r.logf("nemesis: %s unavailable, left out of 'all': %s", k, why)
-	}
-	r.packetFaults = slices.ContainsFunc(faults, func(f nemesis.Fault) bool {
-		return f.Name() == "packet" || slices.Contains(nemesis.SplitCombo(f.Name()), "packet")
-	})
-	if err := r.writeTestJSON(faults, skipped); err != nil {
+	r.packetFaults = r.plan.has(nemesis.Packet)
+	if err := r.writeTestJSON(); err != nil {
 		return err
 	}
 	defer func() {
@@ -258,87 +268,64 @@ func (r *run) execute(ctx context.Context) (err error) {
 	if err := r.start(ctx); err != nil {
 		return err
 	}
-	if err := r.load(ctx, faults); err != nil {
+	if err := r.load(ctx); err != nil {
 		return err
 	}
 	return r.recover(ctx)
 }
 
-// newRuntime makes the run's runtime: docker when asked, or with auto when a daemon
-// answers and this faultline can be put in a scratch image; else local processes.
-func (r *run) newRuntime(ctx context.Context) (runtime.Runtime, error) {
-	name, why := ResolveRuntime(ctx, r.spec.Runtime)
-	r.logf("runtime %s: %s", name, why)
-	switch name {
-	case "docker":
-		if r.spec.Runtime == "docker" {
-			if ok, why := docker.Available(ctx); !ok {
-				return nil, fmt.Errorf("runtime docker: %s", why)
-			}
-		}
-		return docker.New(r.id, r.dir, "")
-	case "process":
-		if netns.InUserNS() {
-			r.logf("runtime process: in an unprivileged user namespace of its own (%s=%s): namespaces, bridge and rules live and die with it",
-				netns.UserNSEnv, os.Getenv(netns.UserNSEnv))
-		}
-		return process.NewProcessRuntime(r.id, r.dir), nil
+// newRuntime makes the run's runtime, the plan's.
+func (r *run) newRuntime() (runtime.Runtime, error) {
+	r.logf("runtime %s: %s", r.plan.Runtime.Name, r.plan.Why)
+	if r.plan.Runtime.Name == "process" && netns.InUserNS() {
+		r.logf("runtime process: in an unprivileged user namespace of its own (%s=%s): namespaces, bridge and rules live and die with it",
+			netns.UserNSEnv, os.Getenv(netns.UserNSEnv))
 	}
-	return nil, &UsageError{Msg: "runtime: " + r.spec.Runtime + " is not one of " + strings.Join(Runtimes, ", ")}
+	return r.plan.Runtime.New(r.id, r.dir)
 }
 
-// ResolveRuntime says which runtime a spec's runtime names and why: auto is docker when
-// a Docker daemon answers (DOCKER_HOST and the usual environment are honoured) and this
-// faultline is a static binary that a FROM-scratch node image can hold; else process.
-func ResolveRuntime(ctx context.Context, runtime string) (name, why string) {
-	if runtime != "auto" {
-		return runtime, "asked for"
-	}
-	ok, why := docker.Available(ctx)
-	if !ok {
-		return "process", "auto: " + why
-	}
-	self, err := os.Executable()
-	if err == nil {
-		err = docker.CheckBinary(self)
-	}
+// ResolveRuntime says which runtime a spec's runtime names and why: auto is the
+// registered runtime of highest rank that can run here (docker when a daemon answers
+// and this faultline can be put in a scratch image), else process.
+func ResolveRuntime(ctx context.Context, name string) (string, string) {
+	n, why, err := runtime.Resolve(ctx, name)
 	if err != nil {
-		return "process", "auto: docker answers, but " + err.Error()
+		return name, err.Error()
 	}
-	return "docker", "auto: " + why
+	return n, why
 }
 
-func (r *run) writeTestJSON(faults []nemesis.Fault, skipped map[string]string) error {
-	var names []string
-	for _, f := range faults {
-		if !slices.Contains(names, f.Name()) {
-			names = append(names, f.Name())
-		}
+// writeTestJSON writes test.json: the plan, before any node starts.
+func (r *run) writeTestJSON() error {
+	spec, err := json.Marshal(r.spec)
+	if err != nil {
+		return fmt.Errorf("test.json: %w", err)
 	}
-	return results.WriteJSON(r.dir, "test.json", map[string]any{
-		"spec": r.spec, "run_id": r.id, "runtime": r.rt.Name(), "seed": r.spec.Seed,
-		"workload": r.spec.Workload, "nemesis_faults": names, "nemesis_unavailable": skipped,
-		"runtime_unavailable": r.rt.Unavailable(), "start_time": r.base.UTC().Format(time.RFC3339Nano),
-		"target": r.target.Describe(),
-		"replay": ReplayCommand(r.spec),
+	seed := r.spec.Seed
+	return results.WriteTestInfo(r.dir, results.TestInfo{
+		Name: r.spec.Name, RunID: r.id, Start: r.base.UTC(), Faultline: r.env.Version, Seed: &seed,
+		Runtime: r.rt.Name(), Workload: string(r.spec.Workload), Nodes: r.spec.Nodes,
+		Faults: r.plan.FaultNames(), Unavailable: r.plan.Skipped, Target: r.target.Describe(),
+		Replay: ReplayCommand(r.spec), Spec: spec,
 	})
 }
 
 // newTarget makes the run's target and the cluster the nemesis acts on (nothing runs
 // yet). Peers reach each other's peer port through the link proxy once there is one.
-func (r *run) newTarget(ctx context.Context) error {
+func (r *run) newTarget() error {
 	names := make([]string, r.spec.Nodes)
 	for i := range names {
 		names[i] = fmt.Sprintf("n%d", i+1)
 	}
-	env := sut.Env{Nodes: names, Reach: r.rt.HostPort, RunID: r.id, Dir: r.dir, Logf: r.logf}
+	env := sut.Env{Nodes: names, Reach: r.rt.HostPort, RunID: r.id, Dir: r.dir, Logf: r.logf,
+		OpTimeout: r.spec.OpTimeout.D(), LogTail: func(n string) string { return logTail(filepath.Join(r.dir, "nodes", n), 5) }}
 	env.PeerReach = func(node string, port int) string {
 		if r.links != nil && port == r.target.Peers().Port {
 			return r.links.PeerAddr(node)
 		}
 		return r.rt.HostPort(node, port)
 	}
-	t, err := newTarget(ctx, r.spec, env, r.env.Stderr)
+	t, err := r.spec.Options().New(env)
 	if err != nil {
 		return err
 	}
@@ -363,6 +350,9 @@ func (r *run) start(ctx context.Context) error {
 		}
 		r.links, r.cl.links = lf, lf
 	}
+	if err := r.cl.assemble(r.plan.needs()); err != nil {
+		return err
+	}
 	// All at once: a container's create and start take a docker daemon a few hundred
 	// milliseconds each, most of a docker run's bring-up when done one after another.
 	errs := make([]error, len(names))
@@ -384,11 +374,11 @@ func (r *run) start(ctx context.Context) error {
 }
 
 // load runs the workload and the nemesis schedule together for the time limit.
-func (r *run) load(ctx context.Context, faults []nemesis.Fault) error {
+func (r *run) load(ctx context.Context) error {
 	r.phase = "running"
 	seed := uint64(r.spec.Seed)
-	r.sched = &nemesis.Schedule{Faults: faults, Interval: r.spec.NemesisInterval.D(), Cluster: r.cl,
-		Rand: mrand.New(mrand.NewPCG(seed, 0x6e656d65)), Rec: r.rec, Log: r.logf}
+	r.sched = &nemesis.Schedule{Faults: r.plan.Faults, Interval: r.spec.NemesisInterval.D(), Cluster: r.cl,
+		Powers: r.cl.powers, Rand: mrand.New(mrand.NewPCG(seed, 0x6e656d65)), Rec: r.rec, Log: r.logf}
 	cfg := r.workloadConfig()
 	r.prog = cfg.Progress
 	stopProgress := r.progressLoop(ctx)
@@ -410,7 +400,7 @@ func (r *run) load(ctx context.Context, faults []nemesis.Fault) error {
 		return r.sched.Run(nctx)
 	})
 	err := g.Wait()
-	r.logf("workload and nemesis stopped; faults injected: %v", r.sched.Counts())
+	r.logf("workload and nemesis stopped; faults injected: %s", r.sched.Summary())
 	return err
 }
 
@@ -490,8 +480,8 @@ func (r *run) teardown(ctx context.Context) error {
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	var errs []error
-	if r.cl != nil && ctx.Err() != nil {
-		errs = append(errs, r.cl.HealPartition(tctx))
+	if r.cl != nil && r.cl.net != nil && ctx.Err() != nil {
+		errs = append(errs, r.cl.net.HealPartition(tctx))
 	}
 	// The link proxy goes first: a delivery in flight must not dial into a network
 	// already torn down.

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,7 +11,9 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/harness/sut/etcd"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/results"
 )
 
 // Whole runs against real etcd: the newest 3.7 (built once from the module proxy and
@@ -32,13 +33,10 @@ func TestRunEtcdIsValidUnderFaults(t *testing.T) {
 	assert.Equal(t, checker.Valid, o.Verdict)
 	fs := nemesisFs(readEvents(t, o.Dir))
 	assert.True(t, fs["start-partition"] && fs["kill"] && fs["pause"] && fs["start-packet"], "every kind was injected: %v", fs)
-	var tj struct {
-		Target map[string]any `json:"target"`
-	}
-	b, err := os.ReadFile(filepath.Join(o.Dir, "test.json"))
+	info, ok, err := results.ReadTestInfo(o.Dir)
 	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(b, &tj))
-	assert.Equal(t, DefaultEtcdVersion, tj.Target["version"], "test.json records the etcd version")
+	require.True(t, ok)
+	assert.Equal(t, etcd.DefaultVersion, info.Target.Version, "test.json records the etcd version")
 	assert.FileExists(t, filepath.Join(o.Dir, "nodes", "n1", "etcd.log"))
 	assert.Contains(t, out, "etcd on process")
 	assert.Empty(t, leftovers(t, o.Dir))
@@ -49,11 +47,11 @@ func TestRunEtcdSerializableReadsAreCaught(t *testing.T) {
 	var o Outcome
 	for _, seed := range []string{"41", "42", "43"} {
 		spec := etcdSpec(t, "process", "--etcd-serializable-reads", "--nemesis", "partition", "--seed", seed)
-		if o, _ = runE2E(t, context.Background(), spec); o.ExitCode() == ExitInvalid {
+		if o, _ = runE2E(t, context.Background(), spec); o.ExitCode() == results.ExitInvalid {
 			break
 		}
 	}
-	require.Equal(t, ExitInvalid, o.ExitCode(), "serializable reads under partitions were not caught in 3 runs")
+	require.Equal(t, results.ExitInvalid, o.ExitCode(), "serializable reads under partitions were not caught in 3 runs")
 	assert.FileExists(t, filepath.Join(o.Dir, "linearizability.html"))
 	assert.Empty(t, leftovers(t, o.Dir))
 }

@@ -14,8 +14,10 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/harness/sut/file"
 	"github.com/faultline/faultline/harness/sut/raftnode"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/results"
 )
 
 // Whole runs of targets from files (harness/sut/file): the shipped examples give the
@@ -77,13 +79,13 @@ func caught(t *testing.T, file, brokenVar string) {
 	var o Outcome
 	for _, seed := range []string{"11", "12", "13"} {
 		if o, _ = runFile(t, "process", file, "--target-var", brokenVar, "--nemesis", "partition", "--seed", seed,
-			"--time-limit", "20s"); o.ExitCode() == ExitInvalid {
+			"--time-limit", "20s"); o.ExitCode() == results.ExitInvalid {
 			t.Logf("%s with %s, partition, seed %s: %s (exit %d)", file, brokenVar, seed, o.Verdict, o.ExitCode())
 			break
 		}
 		t.Logf("%s with %s, partition, seed %s: %s (exit %d): not caught this time", file, brokenVar, seed, o.Verdict, o.ExitCode())
 	}
-	require.Equal(t, ExitInvalid, o.ExitCode(), "%s with %s under partitions was not caught in 3 runs", file, brokenVar)
+	require.Equal(t, results.ExitInvalid, o.ExitCode(), "%s with %s under partitions was not caught in 3 runs", file, brokenVar)
 	assert.FileExists(t, filepath.Join(o.Dir, "linearizability.html"))
 }
 
@@ -161,16 +163,16 @@ client:
 	}
 	for _, c := range []struct {
 		name, file string
-		exit       int
+		exit       results.ExitCode
 		want       string
 		run        bool // a whole run (cluster started)
 	}{
-		{"unknown field", strings.Replace(good, "nodes:\n  command:", "nodes:\n  commnd:", 1), ExitUsage, `line 4: unknown field "commnd"`, false},
-		{"template does not render", strings.Replace(good, "{{.ID}}", "{{.Id}}", 1), ExitUsage, `template "--id={{.Id}}" does not render`, false},
-		{"command not found", strings.Replace(good, "[raftnode,", "[raftnoed,", 1), ExitUsage, `program "raftnoed" not found in $PATH`, false},
-		{"node never ready", strings.Replace(good, "[raftnode,", "[sh, -c, 'exec sleep 600',", 1), ExitError, "the cluster was not ready within 3s (ready.timeout): n1 is not ready", true},
-		{"shim answers garbage", shim("echo garbage; sleep 10"), ExitError, `answered "garbage" to {"id":2`, true},
-		{"shim dies", shim("exit 7"), ExitError, "exited (exit status 7) with an operation outstanding", true},
+		{"unknown field", strings.Replace(good, "nodes:\n  command:", "nodes:\n  commnd:", 1), results.ExitUsage, `line 4: unknown field "commnd"`, false},
+		{"template does not render", strings.Replace(good, "{{.ID}}", "{{.Id}}", 1), results.ExitUsage, `template "--id={{.Id}}" does not render`, false},
+		{"command not found", strings.Replace(good, "[raftnode,", "[raftnoed,", 1), results.ExitUsage, `program "raftnoed" not found in $PATH`, false},
+		{"node never ready", strings.Replace(good, "[raftnode,", "[sh, -c, 'exec sleep 600',", 1), results.ExitError, "the cluster was not ready within 3s (ready.timeout): n1 is not ready", true},
+		{"shim answers garbage", shim("echo garbage; sleep 10"), results.ExitError, `answered "garbage" to {"id":2`, true},
+		{"shim dies", shim("exit 7"), results.ExitError, "exited (exit status 7) with an operation outstanding", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			onPath(t, false, false)
@@ -184,15 +186,15 @@ client:
 				require.ErrorAs(t, err, &ue, "found before anything runs")
 				assert.Contains(t, err.Error(), c.want)
 				assert.NotContains(t, err.Error(), "\n", "one line")
-				// And found by the run as well (a file changed after the spec was read).
+				// A file edited after the spec was read does not change the run: the spec
+				// carries the text it read (and test.json records it, for a replay).
 				require.NoError(t, os.WriteFile(p, []byte(good), 0o644))
 				spec, err = ParseTestArgs(args, &bytes.Buffer{})
 				require.NoError(t, err)
 				require.NoError(t, os.WriteFile(p, []byte(c.file), 0o644))
-				o := Run(context.Background(), spec, Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}})
-				assert.Equal(t, c.exit, o.ExitCode())
-				assert.ErrorContains(t, o.Err, c.want)
-				t.Logf("exit %d: %v", o.ExitCode(), o.Err)
+				plan, err := NewPlan(context.Background(), spec)
+				require.NoError(t, err, "the plan runs the text as it was read")
+				assert.Equal(t, good, plan.Spec.Options().(*file.Options).Text)
 				return
 			}
 			require.NoError(t, err)
@@ -234,22 +236,27 @@ func TestParseTargetFile(t *testing.T) {
 	assert.Contains(t, replay, "--target-var unsafe=stale-read")
 
 	spec := filepath.Join(t.TempDir(), "spec.yaml")
-	require.NoError(t, os.WriteFile(spec, []byte("target-file: "+ex+"\ntarget-vars: [unsafe=lease-read]\n"), 0o644))
+	require.NoError(t, os.WriteFile(spec, []byte("target-file: "+ex+"\ntarget-var: [unsafe=lease-read]\n"), 0o644))
 	s, err = ParseTestArgs([]string{"-f", spec}, &bytes.Buffer{})
 	require.NoError(t, err)
-	assert.Equal(t, List{"unsafe=lease-read"}, s.TargetVars, "the YAML keys")
+	assert.Equal(t, List{"unsafe=lease-read"}, s.Options().(*file.Options).Vars, "the flags as YAML keys")
+	require.NoError(t, os.WriteFile(spec, []byte("file: {file: "+ex+", vars: [unsafe=lease-read]}\n"), 0o644))
+	s, err = ParseTestArgs([]string{"-f", spec}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, "file", s.Target)
+	assert.Equal(t, List{"unsafe=lease-read"}, s.Options().(*file.Options).Vars, "the target's section")
 
 	for want, args := range map[string][]string{
-		"give one of them":            {"--target", "etcd", "--target-file", ex},
-		"only for --target etcd":      {"--target-file", ex, "--etcd-version", "v3.7.3"},
-		"a target file sets":          {"--target-file", ex, "--unsafe", "stale-read"},
-		"file needs --target-file":    {"--target", "file"},
-		"target-var: only with":       {"--target-var", "a=b"},
-		"is not NAME=VALUE":           {"--target-file", ex, "--target-var", "unsafe"},
-		"declares no such var":        {"--target-file", ex, "--target-var", "mood=x"},
-		"and --target raftnode: give": {"--target", "raftnode", "--target-file", ex},
-		"no such file or directory":   {"--target-file", "nope.yaml"},
-		"target: \"zk\" is not one ":  {"--target", "zk"},
+		"give one of them":                           {"--target", "etcd", "--target-file", ex},
+		"options of several targets are given":       {"--target-file", ex, "--etcd-version", "v3.7.3"},
+		"several targets are given (file, raftnode)": {"--target-file", ex, "--unsafe", "stale-read"},
+		"file needs --target-file":                   {"--target", "file"},
+		"file needs --target-file FILE":              {"--target-var", "a=b"},
+		"is not NAME=VALUE":                          {"--target-file", ex, "--target-var", "unsafe"},
+		"declares no such var":                       {"--target-file", ex, "--target-var", "mood=x"},
+		"and the target is raftnode: give":           {"--target", "raftnode", "--target-file", ex},
+		"no such file or directory":                  {"--target-file", "nope.yaml"},
+		"target: \"zk\" is not one ":                 {"--target", "zk"},
 	} {
 		_, err := ParseTestArgs(args, &bytes.Buffer{})
 		var ue *UsageError

@@ -21,6 +21,7 @@ import (
 	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/harness/runtime/process"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/results"
 )
 
 // Whole runs, end to end: real raftnodes (this test binary, called raftnode), real faults,
@@ -108,7 +109,7 @@ func TestRunCorrectNodeIsValid(t *testing.T) {
 	o, out := runE2E(t, context.Background(), spec)
 	require.NoError(t, o.Err)
 	assert.Equal(t, checker.Valid, o.Verdict)
-	assert.Equal(t, ExitValid, o.ExitCode())
+	assert.Equal(t, results.ExitValid, o.ExitCode())
 	for _, f := range []string{"test.json", "history.jsonl", "results.json", "faultline.log", "nodes/n1/raftnode.log"} {
 		assert.FileExists(t, filepath.Join(o.Dir, f))
 	}
@@ -133,11 +134,11 @@ func TestRunCatchesStaleReads(t *testing.T) {
 	var out string
 	for _, seed := range []string{"11", "12", "13"} {
 		spec := e2eSpec(t, "process", "--nemesis", "partition", "--unsafe", "stale-read", "--seed", seed, "--time-limit", "20s")
-		if o, out = runE2E(t, context.Background(), spec); o.ExitCode() == ExitInvalid {
+		if o, out = runE2E(t, context.Background(), spec); o.ExitCode() == results.ExitInvalid {
 			break
 		}
 	}
-	require.Equal(t, ExitInvalid, o.ExitCode(), "stale reads under partitions were not caught in 3 runs")
+	require.Equal(t, results.ExitInvalid, o.ExitCode(), "stale reads under partitions were not caught in 3 runs")
 	assert.FileExists(t, filepath.Join(o.Dir, "linearizability.html"))
 	assert.Contains(t, out, "first:   the earliest operation blamed")
 	var res struct {
@@ -169,13 +170,13 @@ func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 	defer timer.Stop()
 	o, _ := runE2E(t, ctx, spec)
 	assert.True(t, o.Interrupted)
-	assert.Equal(t, ExitError, o.ExitCode(), "an interrupted run is not a verdict")
+	assert.Equal(t, results.ExitError, o.ExitCode(), "an interrupted run is not a verdict")
 	assert.NotEqual(t, checker.Valid, o.Verdict, "a cut-short run proves less than it seems")
 	assert.Empty(t, leftovers(t, o.Dir), "interrupted after %v", after)
 	events, _, err := history.ReadFile(filepath.Join(o.Dir, "history.jsonl"))
 	require.NoError(t, err, "the history of an interrupted run is readable")
 	assert.NotEmpty(t, events)
-	res := checker.Check(context.Background(), events, checker.Options{Workload: "register"})
+	res := checker.Check(context.Background(), events, checker.Options{Model: checker.Register})
 	assert.NotEqual(t, checker.Invalid, res.Verdict, "and a correct node's prefix checks out")
 
 	// results.json and JUnit tell the run's verdict, and why, not the checker's alone.

@@ -8,54 +8,46 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/faultline/faultline/harness/sut/file"
+	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
+	"github.com/faultline/faultline/workload"
 )
 
 // Spec is one test, as the user asked for it (flags and YAML keys share these names).
 // Resolve fills in defaults and validates it; a resolved Spec is written to test.json
 // and is enough to replay the run.
+//
+// What is a target's own (etcd's version, raftnode's deliberate bug, a target file) is
+// that target's section (sut.Options), under its name: "etcd: {version: v3.7.3}" in a
+// spec file and in test.json; its flags keep their names (--etcd-version), and a spec
+// file may give them as top-level keys (etcd-version: v3.7.3).
 type Spec struct {
-	Name            string   `yaml:"name" json:"name"`
-	Target          string   `yaml:"target" json:"target"`
-	Runtime         string   `yaml:"runtime" json:"runtime"`
-	Nodes           int      `yaml:"nodes" json:"nodes"`
-	Workload        string   `yaml:"workload" json:"workload"`
-	OpsPerKey       int      `yaml:"ops-per-key" json:"ops_per_key"`
-	Nemesis         List     `yaml:"nemesis" json:"nemesis"`
-	NemesisInterval Duration `yaml:"nemesis-interval" json:"nemesis_interval"`
-	TimeLimit       Duration `yaml:"time-limit" json:"time_limit"`
-	Concurrency     int      `yaml:"concurrency" json:"concurrency"`
-	Rate            float64  `yaml:"rate" json:"rate"`
-	Keys            int      `yaml:"keys" json:"keys"`
-	Seed            int64    `yaml:"seed" json:"seed"`
-	Unsafe          string   `yaml:"unsafe" json:"unsafe,omitempty"`
-	// EtcdVersion is the etcd release to build and run (target etcd); EtcdBinary a
-	// given etcd server binary instead (e.g. Debian's /usr/bin/etcd).
-	EtcdVersion string `yaml:"etcd-version" json:"etcd_version,omitempty"`
-	EtcdBinary  string `yaml:"etcd-binary" json:"etcd_binary,omitempty"`
-	// EtcdSerializableReads makes the workload's reads serializable: known unsafe.
-	EtcdSerializableReads bool `yaml:"etcd-serializable-reads" json:"etcd_serializable_reads,omitempty"`
-	// UpgradeTo is the rest of the upgrade path after the release the cluster starts on
-	// (rolling-upgrade and rolling-downgrade move along it), oldest first.
-	UpgradeTo List `yaml:"upgrade-to" json:"upgrade_to,omitempty"`
-	// EtcdSnapshotCount is etcd's --snapshot-count (0: etcd's default): small, it makes
-	// a member cut off for a while catch up from a snapshot.
-	EtcdSnapshotCount int `yaml:"etcd-snapshot-count" json:"etcd_snapshot_count,omitempty"`
-	// TargetFile is a target file (docs/target-file.md): any system as the target
-	// (target "file"); TargetVars set its vars, NAME=VALUE.
-	TargetFile string `yaml:"target-file" json:"target_file,omitempty"`
-	TargetVars List   `yaml:"target-vars" json:"target_vars,omitempty"`
-	Results    string `yaml:"results" json:"results"`
-	JUnit      string `yaml:"junit" json:"junit,omitempty"`
+	Name string `yaml:"name" json:"name"`
+	// Target names a registered target; empty: the one whose section is given, else the
+	// default (sut.Default).
+	Target          string        `yaml:"target" json:"target"`
+	Runtime         string        `yaml:"runtime" json:"runtime"`
+	Nodes           int           `yaml:"nodes" json:"nodes"`
+	Workload        workload.Kind `yaml:"workload" json:"workload"`
+	OpsPerKey       int           `yaml:"ops-per-key" json:"ops_per_key"`
+	Nemesis         List          `yaml:"nemesis" json:"nemesis"`
+	NemesisInterval Duration      `yaml:"nemesis-interval" json:"nemesis_interval"`
+	TimeLimit       Duration      `yaml:"time-limit" json:"time_limit"`
+	Concurrency     int           `yaml:"concurrency" json:"concurrency"`
+	Rate            float64       `yaml:"rate" json:"rate"`
+	Keys            int           `yaml:"keys" json:"keys"`
+	Seed            int64         `yaml:"seed" json:"seed"`
+	Results         string        `yaml:"results" json:"results"`
+	JUnit           string        `yaml:"junit" json:"junit,omitempty"`
 	// Recovery is how long the healed cluster gets before the final reads.
 	Recovery Duration `yaml:"recovery" json:"recovery"`
 	// CheckTimeout bounds the linearizability check; expiry gives "unknown".
@@ -71,37 +63,14 @@ type Spec struct {
 	// valid. Neither is part of one run's spec (test.json leaves them out).
 	Count    int  `yaml:"count" json:"-"`
 	Failfast bool `yaml:"failfast" json:"-"`
+
+	// sections holds the targets' sections, by target name, made on first use.
+	sections map[string]sut.Options
 }
 
 // List is a list of names that YAML may give as a sequence or as one comma-separated
 // string ("partition, kill").
-type List []string
-
-// Set implements flag.Value: a comma-separated list.
-func (l *List) Set(s string) error { *l = splitList(s); return nil }
-
-// String implements flag.Value.
-func (l *List) String() string { return strings.Join(*l, ",") }
-
-// UnmarshalYAML accepts a sequence of scalars or a comma-separated scalar.
-func (l *List) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		*l = splitList(n.Value)
-		return nil
-	case yaml.SequenceNode:
-		out := List{}
-		for _, c := range n.Content {
-			if c.Kind != yaml.ScalarNode {
-				return fmt.Errorf("line %d: want a name, got a nested value", c.Line)
-			}
-			out = append(out, c.Value)
-		}
-		*l = out
-		return nil
-	}
-	return fmt.Errorf("line %d: want a list or a comma-separated string", n.Line)
-}
+type List = sut.List
 
 // Duration is a time.Duration that reads and writes as "5s" in YAML and JSON.
 type Duration time.Duration
@@ -125,6 +94,15 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalJSON writes "5s".
 func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
 
+// UnmarshalJSON reads "5s" (test.json).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"5s\"", b)
+	}
+	return d.Set(s)
+}
+
 // Set implements flag.Value.
 func (d *Duration) Set(s string) error {
 	v, err := time.ParseDuration(s)
@@ -135,25 +113,10 @@ func (d *Duration) Set(s string) error {
 	return nil
 }
 
-// Choices that Resolve accepts.
-var (
-	Targets   = []string{"raftnode", "etcd", "file"}
-	Runtimes  = []string{"auto", "docker", "process"}
-	Workloads = []string{"register", "set", "append"}
-	// NemesisKinds are the fault families --nemesis accepts; "all" means every one
-	// available for the target and runtime, "none" none.
-	NemesisKinds = nemesis.Kinds
-	UnsafeModes  = []string{"stale-read", "lease-read", "ack-before-commit", "ack-before-fsync"}
-)
-
-// DefaultEtcdVersion is the etcd release --target etcd builds when no version or binary
-// is given: the newest 3.7 at the time of writing.
-const DefaultEtcdVersion = "v3.7.3"
-
 // DefaultSpec is what a test runs when neither flags nor YAML say otherwise.
 func DefaultSpec() Spec {
 	return Spec{
-		Target: "raftnode", Runtime: "auto", Nodes: 5, Workload: "register", OpsPerKey: 200,
+		Runtime: "auto", Nodes: 5, Workload: workload.Register, OpsPerKey: 200,
 		Nemesis: []string{"partition", "kill", "pause"}, NemesisInterval: Duration(5 * time.Second),
 		TimeLimit: Duration(60 * time.Second), Concurrency: 10, Keys: 8,
 		Results: results.DefaultDir, Recovery: Duration(5 * time.Second), CheckTimeout: Duration(60 * time.Second),
@@ -161,34 +124,87 @@ func DefaultSpec() Spec {
 	}
 }
 
+// Section returns target's section of the spec (its defaults until something sets
+// them), or nil for a target that is not registered.
+func (s *Spec) Section(target string) sut.Options {
+	if o, ok := s.sections[target]; ok {
+		return o
+	}
+	f, ok := sut.Lookup(target)
+	if !ok {
+		return nil
+	}
+	if s.sections == nil {
+		s.sections = map[string]sut.Options{}
+	}
+	o := f.Options()
+	s.sections[target] = o
+	return o
+}
+
+// Options returns the section of the spec's target (resolved: see Resolve).
+func (s *Spec) Options() sut.Options { return s.Section(s.Target) }
+
+// clone returns a copy of s whose sections are its own.
+func (s Spec) clone() Spec {
+	out := s
+	out.sections = nil
+	for name, o := range s.sections {
+		b, _ := json.Marshal(o)
+		c := out.Section(name)
+		_ = json.Unmarshal(b, c)
+	}
+	return out
+}
+
 // UsageError is a bad flag or spec: nothing was started, exit code 4.
-type UsageError struct{ Msg string }
+type UsageError = results.UsageError
 
-func (e *UsageError) Error() string { return e.Msg }
+func usagef(format string, args ...any) error { return results.Usagef(format, args...) }
 
-func usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
-
-// ParseTestArgs reads `faultline test` arguments: defaults, then the YAML file given by -f,
-// then the flags given explicitly. It returns a resolved spec or a *UsageError.
+// ParseTestArgs reads `faultline test` arguments: defaults, then the YAML file given by -f
+// (or the spec of the run --replay names), then the flags given explicitly. It returns a
+// resolved spec or a *UsageError; with --dry-run, dry is set.
 func ParseTestArgs(args []string, stderr io.Writer) (Spec, error) {
+	spec, _, err := parseTestArgs(args, stderr)
+	return spec, err
+}
+
+// TestArgs are the flags of `faultline test` that are not the spec's.
+type TestArgs struct {
+	// DryRun prints the run's plan and runs nothing.
+	DryRun bool
+}
+
+// ParseTest is ParseTestArgs, also returning the flags that are not the spec's.
+func ParseTest(args []string, stderr io.Writer) (Spec, TestArgs, error) {
+	return parseTestArgs(args, stderr)
+}
+
+func parseTestArgs(args []string, stderr io.Writer) (Spec, TestArgs, error) {
 	spec := DefaultSpec()
+	var ta TestArgs
 	fs := flag.NewFlagSet("faultline test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var file, replay, nemesis string
+	fs.SetOutput(io.Discard) // a bad flag is one line, said by the caller; -h prints them all
+	var file, replay, nem string
 	fs.StringVar(&file, "f", "", "YAML spec file (flags given explicitly override it)")
 	fs.StringVar(&replay, "replay", "", "a run directory: run its spec again, same seed and schedule (flags given explicitly override it)")
-	bindFlags(fs, &spec, &nemesis)
+	fs.BoolVar(&ta.DryRun, "dry-run", false, "print the run's plan (runtime, target, faults with their variants) and run nothing")
+	bindFlags(fs, &spec, &nem)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return spec, err
+			fs.SetOutput(stderr)
+			fmt.Fprintln(stderr, "usage: faultline test [-f spec.yaml | --replay RUNDIR] [--dry-run] [flags]")
+			fs.PrintDefaults()
+			return spec, ta, err
 		}
-		return spec, usagef("test: %v", err)
+		return spec, ta, usagef("%v (faultline test -h lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
-		return spec, usagef("test: unexpected argument %q", fs.Arg(0))
+		return spec, ta, usagef("test: unexpected argument %q", fs.Arg(0))
 	}
 	if file != "" && replay != "" {
-		return spec, usagef("test: -f %s and --replay %s: give one of them", file, replay)
+		return spec, ta, usagef("test: -f %s and --replay %s: give one of them", file, replay)
 	}
 	if file != "" || replay != "" {
 		var from Spec
@@ -199,53 +215,84 @@ func ParseTestArgs(args []string, stderr io.Writer) (Spec, error) {
 			from, err = LoadReplay(replay)
 		}
 		if err != nil {
-			return spec, err
+			return spec, ta, err
 		}
 		spec = from
 		// Flags given explicitly override the file: parse them again on top of it.
 		fs2 := flag.NewFlagSet("faultline test", flag.ContinueOnError)
 		fs2.SetOutput(io.Discard)
-		nemesis = ""
-		bindFlags(fs2, &spec, &nemesis)
+		nem = ""
+		bindFlags(fs2, &spec, &nem)
 		fs2.String("f", "", "")
 		fs2.String("replay", "", "")
+		fs2.Bool("dry-run", false, "")
 		if err := fs2.Parse(args); err != nil {
-			return spec, usagef("test: %v", err)
+			return spec, ta, usagef("test: %v", err)
 		}
 	}
-	if nemesis != "" {
-		spec.Nemesis = splitList(nemesis)
+	if nem != "" {
+		spec.Nemesis = sut.SplitList(nem)
 	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "target" })
-	if explicit && spec.TargetFile != "" && spec.Target != "file" {
-		return spec, usagef("target-file: %s and --target %s: give one of them", spec.TargetFile, spec.Target)
+	// A target's flag given for another target than --target names is a mistake.
+	owner := flagOwners()
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if t, ok := owner[f.Name]; ok && spec.Target != "" && t != spec.Target && err == nil {
+			err = usagef("--%s is an option of target %s, and the target is %s: give one of them", f.Name, t, spec.Target)
+		}
+	})
+	if err != nil {
+		return spec, ta, err
 	}
-	return spec.Resolve()
+	spec, err = spec.Resolve()
+	return spec, ta, err
 }
 
-func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
+// Set sets the spec's key name to value as its flag would (--nodes 3, --unsafe
+// stale-read, --etcd-version v3.6.16): the spec's own keys and every target's.
+func (s *Spec) Set(name, value string) error {
+	fs := flag.NewFlagSet("spec", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var nem string
+	bindFlags(fs, s, &nem)
+	if err := fs.Set(name, value); err != nil {
+		return usagef("%s: %v", name, err)
+	}
+	if name == "nemesis" {
+		s.Nemesis = sut.SplitList(nem)
+	}
+	return nil
+}
+
+// flagOwners maps every target flag to its target.
+func flagOwners() map[string]string {
+	out := map[string]string{}
+	for _, f := range sut.Factories() {
+		fs := flag.NewFlagSet(f.Name, flag.ContinueOnError)
+		f.Options().Flags(fs)
+		fs.VisitAll(func(fl *flag.Flag) { out[fl.Name] = f.Name })
+	}
+	return out
+}
+
+func bindFlags(fs *flag.FlagSet, s *Spec, nem *string) {
 	fs.StringVar(&s.Name, "name", s.Name, "test name (default: target-workload)")
-	fs.StringVar(&s.Target, "target", s.Target, "system under test: "+strings.Join(Targets, "|"))
-	fs.StringVar(&s.Runtime, "runtime", s.Runtime, "where nodes run: "+strings.Join(Runtimes, "|"))
+	fs.StringVar(&s.Target, "target", s.Target, "system under test: "+strings.Join(sut.Names(), "|")+" (default "+sut.Default()+")")
+	fs.StringVar(&s.Runtime, "runtime", s.Runtime, "where nodes run: auto|"+strings.Join(runtime.Names(), "|"))
 	fs.IntVar(&s.Nodes, "nodes", s.Nodes, "cluster size")
-	fs.StringVar(&s.Workload, "workload", s.Workload, strings.Join(Workloads, "|"))
+	fs.Func("workload", strings.Join(workload.Names(), "|")+" (default "+string(s.Workload)+")", func(v string) error {
+		s.Workload = workload.Kind(v)
+		return nil
+	})
 	fs.IntVar(&s.OpsPerKey, "ops-per-key", s.OpsPerKey, "retire a key after this many operations")
-	fs.StringVar(nemesis, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(NemesisKinds, ",")+"; kinds joined by + are held together (partition+clock)")
+	fs.StringVar(nem, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(nemesis.KindNames(), ",")+
+		"; kind:variant picks a variant (kill:all, partition:leader); kinds joined by + act together on the same nodes (partition:leader+clock:slow)")
 	fs.Var(&s.NemesisInterval, "nemesis-interval", "mean time from one fault's start to the next (each is held 50-90% of it)")
 	fs.Var(&s.TimeLimit, "time-limit", "how long the workload runs")
 	fs.IntVar(&s.Concurrency, "concurrency", s.Concurrency, "concurrent clients")
 	fs.Float64Var(&s.Rate, "rate", s.Rate, "total ops/s, 0 = as fast as possible")
 	fs.IntVar(&s.Keys, "keys", s.Keys, "concurrently active keys")
 	fs.Int64Var(&s.Seed, "seed", s.Seed, "random seed (0 = pick one and print it)")
-	fs.StringVar(&s.Unsafe, "unsafe", s.Unsafe, "raftnode's deliberate bug: "+strings.Join(UnsafeModes, "|"))
-	fs.StringVar(&s.EtcdVersion, "etcd-version", s.EtcdVersion, "etcd release to build from the Go module proxy and run (target etcd; default "+DefaultEtcdVersion+")")
-	fs.StringVar(&s.EtcdBinary, "etcd-binary", s.EtcdBinary, "an etcd server binary to run instead of building one (e.g. /usr/bin/etcd)")
-	fs.BoolVar(&s.EtcdSerializableReads, "etcd-serializable-reads", s.EtcdSerializableReads, "serializable reads (known unsafe: stale reads), to prove they are caught")
-	fs.Var(&s.UpgradeTo, "upgrade-to", "releases to upgrade to, in order, comma-separated (rolling-upgrade; target etcd)")
-	fs.IntVar(&s.EtcdSnapshotCount, "etcd-snapshot-count", s.EtcdSnapshotCount, "etcd's --snapshot-count (0: its default)")
-	fs.StringVar(&s.TargetFile, "target-file", s.TargetFile, "a target file: any system as the target (docs/target-file.md)")
-	fs.Var(&s.TargetVars, "target-var", "the target file's vars, NAME=VALUE, comma-separated")
 	fs.StringVar(&s.Results, "results", s.Results, "results directory")
 	fs.StringVar(&s.JUnit, "junit", s.JUnit, "also write a JUnit XML report here")
 	fs.Var(&s.Recovery, "recovery", "time the healed cluster gets before final reads")
@@ -253,6 +300,9 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nemesis *string) {
 	fs.Var(&s.OpTimeout, "op-timeout", "how long a client waits for one operation (expiry: indeterminate)")
 	fs.IntVar(&s.Count, "count", s.Count, "run the test N times, seeds counting up from --seed; exit code: the worst run's")
 	fs.BoolVar(&s.Failfast, "failfast", s.Failfast, "with --count: stop after the first run that is not valid")
+	for _, f := range sut.Factories() {
+		s.Section(f.Name).Flags(fs)
+	}
 }
 
 // LoadSpec reads a YAML spec on top of the defaults; unknown keys are errors.
@@ -263,104 +313,205 @@ func LoadSpec(path string) (Spec, error) {
 		return spec, usagef("spec: %v", err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	if err := dec.Decode(&spec); err != nil && !errors.Is(err, io.EOF) {
 		return spec, usagef("spec %s: %v", path, err)
 	}
 	return spec, nil
 }
 
-// LoadReplay reads the resolved spec of the run in dir (its test.json), to run it again:
-// the same seed, hence the same fault schedule and the same operations per client (see
-// the README's "Replay"). The runtime is the one the run had, also when its spec said
-// auto.
-func LoadReplay(dir string) (Spec, error) {
-	b, err := os.ReadFile(filepath.Join(dir, results.TestFile))
-	if err != nil {
-		return Spec{}, usagef("replay: %s is not a run directory: %v", dir, err)
+// UnmarshalYAML reads a spec's mapping on top of s: its own keys (strictly: an unknown
+// key is an error naming its line), a target's section under the target's name, and a
+// target's flags as top-level keys.
+func (s *Spec) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a spec is a mapping of keys to values", n.Line)
 	}
-	var tj struct {
-		Spec    *Spec  `json:"spec"`
-		Runtime string `json:"runtime"`
+	keys := specKeys()
+	owner := flagOwners()
+	common := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch {
+		case slices.Contains(keys, k.Value):
+			common.Content = append(common.Content, k, v)
+		case s.Section(k.Value) != nil:
+			if err := decodeStrict(v, s.Section(k.Value)); err != nil {
+				return fmt.Errorf("line %d: %s: %w", k.Line, k.Value, err)
+			}
+		case owner[k.Value] != "":
+			if err := s.setFlag(owner[k.Value], k.Value, v); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("line %d: unknown key %q (keys: %s; a target's section: %s)", k.Line, k.Value,
+				strings.Join(keys, ", "), strings.Join(sut.Names(), ", "))
+		}
 	}
-	spec := DefaultSpec()
-	tj.Spec = &spec
-	if err := json.Unmarshal(b, &tj); err != nil {
-		return Spec{}, usagef("replay: %s: %v", filepath.Join(dir, results.TestFile), err)
-	}
-	if spec.Seed == 0 {
-		return Spec{}, usagef("replay: %s records no seed", filepath.Join(dir, results.TestFile))
-	}
-	if slices.Contains(Runtimes, tj.Runtime) {
-		spec.Runtime = tj.Runtime
-	}
-	spec.JUnit = "" // the original's report is not the replay's to overwrite
-	return spec, nil
+	type plain Spec // no UnmarshalYAML: the fields' own
+	p := (*plain)(s)
+	return common.Decode(p)
 }
 
-// UnmarshalJSON reads "5s" (test.json).
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration %s: want a string like \"5s\"", b)
+// setFlag sets target's flag name to a YAML value: a scalar, or a sequence (a list).
+func (s *Spec) setFlag(target, name string, v *yaml.Node) error {
+	fs := flag.NewFlagSet(target, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	s.Section(target).Flags(fs)
+	val := v.Value
+	if v.Kind == yaml.SequenceNode {
+		var parts []string
+		for _, c := range v.Content {
+			parts = append(parts, c.Value)
+		}
+		val = strings.Join(parts, ",")
 	}
-	return d.Set(s)
+	if err := fs.Set(name, val); err != nil {
+		return fmt.Errorf("line %d: %s: %w", v.Line, name, err)
+	}
+	return nil
 }
 
-func splitList(s string) []string {
+// specKeys are the YAML keys of Spec's own fields.
+func specKeys() []string {
 	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
+	t := reflect.TypeFor[Spec]()
+	for i := range t.NumField() {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" && k != "-" {
+			out = append(out, k)
 		}
 	}
 	return out
 }
 
-// Resolve validates the spec, names the first bad field, and fills in derived defaults
-// (name, seed). It never starts anything.
-func (s Spec) Resolve() (Spec, error) {
-	oneOf := func(field, v string, allowed []string) error {
-		if !slices.Contains(allowed, v) {
-			return usagef("%s: %q is not one of %s", field, v, strings.Join(allowed, ", "))
-		}
-		return nil
-	}
-	if s.TargetFile != "" && s.Target == "raftnode" { // the default: a target file says otherwise
-		s.Target = "file"
-	}
-	for _, c := range []struct {
-		field, v string
-		allowed  []string
-	}{{"target", s.Target, Targets}, {"runtime", s.Runtime, Runtimes}, {"workload", s.Workload, Workloads}} {
-		if err := oneOf(c.field, c.v, c.allowed); err != nil {
-			return s, err
-		}
-	}
-	if s.Unsafe != "" {
-		if err := oneOf("unsafe", s.Unsafe, UnsafeModes); err != nil {
-			return s, err
-		}
-		if s.Target == "file" {
-			return s, usagef("unsafe: %s is one of raftnode's deliberate bugs; a target file sets its system's own unsafe settings (e.g. with a var: --target-var)", s.Unsafe)
-		}
-		if s.Target != "raftnode" {
-			return s, usagef("unsafe: %s is one of raftnode's deliberate bugs; target %s has none (etcd: --etcd-serializable-reads)", s.Unsafe, s.Target)
-		}
-	}
-	switch {
-	case s.Target != "etcd" && (s.EtcdVersion != "" || s.EtcdBinary != "" || s.EtcdSerializableReads || len(s.UpgradeTo) > 0 || s.EtcdSnapshotCount != 0):
-		return s, usagef("etcd-version/etcd-binary/etcd-serializable-reads/upgrade-to/etcd-snapshot-count: only for --target etcd, not %s", s.Target)
-	case s.EtcdSnapshotCount < 0:
-		return s, usagef("etcd-snapshot-count: %d must not be negative", s.EtcdSnapshotCount)
-	case s.EtcdVersion != "" && s.EtcdBinary != "":
-		return s, usagef("etcd-version %s and etcd-binary %s: give one of them", s.EtcdVersion, s.EtcdBinary)
-	case s.Target == "etcd" && s.EtcdBinary == "" && s.EtcdVersion == "":
-		s.EtcdVersion = DefaultEtcdVersion
-	}
-	fileName, err := s.resolveTargetFile()
+// decodeStrict decodes n into v, an unknown key being an error.
+func decodeStrict(n *yaml.Node, v any) error {
+	b, err := yaml.Marshal(n)
 	if err != nil {
-		return s, err
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// specJSON is a Spec as test.json holds it: its own fields and its target's section.
+type specJSON struct {
+	plainSpec
+	Sections map[string]json.RawMessage `json:"-"`
+}
+
+type plainSpec Spec
+
+// MarshalJSON writes the spec's fields and, under its target's name, the target's
+// section.
+func (s Spec) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(plainSpec(s))
+	if err != nil {
+		return nil, err
+	}
+	o := s.Options()
+	if o == nil {
+		return b, nil
+	}
+	sec, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m[s.Target] = sec
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads a spec written by MarshalJSON on top of s.
+func (s *Spec) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, (*plainSpec)(s)); err != nil {
+		return err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	for name, raw := range m {
+		if o := s.Section(name); o != nil {
+			if err := json.Unmarshal(raw, o); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// LoadReplay reads the resolved spec of the run in dir (its test.json), to run it again:
+// the same seed, hence the same fault schedule and the same operations per client (see
+// the README's "Replay"), and the same target (a target file as it was then). The
+// runtime is the one the run had, also when its spec said auto.
+func LoadReplay(dir string) (Spec, error) {
+	info, ok, err := results.ReadTestInfo(dir)
+	switch {
+	case err != nil:
+		return Spec{}, usagef("replay: %s: %v", dir, err)
+	case !ok:
+		return Spec{}, usagef("replay: %s is not a run directory: it has no %s", dir, results.TestFile)
+	}
+	spec := DefaultSpec()
+	if err := json.Unmarshal(info.Spec, &spec); err != nil {
+		return Spec{}, usagef("replay: %s: the spec: %v", dir, err)
+	}
+	if spec.Seed == 0 {
+		return Spec{}, usagef("replay: %s records no seed", dir)
+	}
+	if _, ok := runtime.Lookup(info.Runtime); ok {
+		spec.Runtime = info.Runtime
+	}
+	spec.JUnit = "" // the original's report is not the replay's to overwrite
+	return spec, nil
+}
+
+// Resolve validates the spec, names the first bad field, and fills in derived defaults
+// (target, name, seed; the target's section). It starts nothing: a target may only ask
+// a program it is given what it is (etcd --version).
+func (s Spec) Resolve() (Spec, error) {
+	s = s.clone()
+	given := func() []string {
+		var out []string
+		for name, o := range s.sections {
+			if o.Given() {
+				out = append(out, name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}()
+	switch {
+	case s.Target == "" && len(given) > 1:
+		return s, usagef("options of several targets are given (%s): say which one is the target (--target)", strings.Join(given, ", "))
+	case s.Target == "" && len(given) == 1:
+		s.Target = given[0] // --target-file alone: the file target
+	case s.Target == "":
+		s.Target = sut.Default()
+	}
+	if _, ok := sut.Lookup(s.Target); !ok {
+		return s, usagef("target: %q is not one of %s", s.Target, strings.Join(sut.Names(), ", "))
+	}
+	for _, name := range given {
+		if name != s.Target {
+			return s, usagef("%s: options of target %s, and the target is %s (%s)", name, name, s.Target,
+				strings.Join(s.Section(name).Args(), " "))
+		}
+	}
+	if _, ok := workload.Lookup(s.Workload); !ok {
+		return s, usagef("workload: %q is not one of %s", s.Workload, strings.Join(workload.Names(), ", "))
+	}
+	if s.Runtime != "auto" {
+		if _, ok := runtime.Lookup(s.Runtime); !ok {
+			return s, usagef("runtime: %q is not one of auto, %s", s.Runtime, strings.Join(runtime.Names(), ", "))
+		}
 	}
 	switch {
 	case s.Nodes < 1 || s.Nodes > 9:
@@ -386,18 +537,22 @@ func (s Spec) Resolve() (Spec, error) {
 	case s.Count < 0:
 		return s, usagef("count: %d must not be negative", s.Count)
 	}
+	o := s.Options()
+	if err := o.Resolve(sut.Common{Nodes: s.Nodes, Workload: s.Workload}); err != nil {
+		return s, err
+	}
+	if why := sut.Supports(o, s.Workload); why != "" {
+		return s, usagef("workload: %s cannot run on target %s: %s", s.Workload, o.Label(), why)
+	}
 	nem, err := resolveNemesis(s.Nemesis)
 	if err != nil {
 		return s, err
 	}
 	s.Nemesis = nem
-	if s.Name == "" && fileName != "" {
-		s.Name = fileName + "-" + s.Workload
-	}
 	if s.Name == "" {
-		s.Name = s.Target + "-" + s.Workload
-		if s.Unsafe != "" {
-			s.Name += "-" + s.Unsafe
+		s.Name = o.Label() + "-" + string(s.Workload)
+		if u := o.KnownUnsafe(); u != "" {
+			s.Name += "-" + u
 		}
 	}
 	if strings.ContainsAny(s.Name, "/\\") || s.Name == "." || s.Name == ".." {
@@ -409,77 +564,28 @@ func (s Spec) Resolve() (Spec, error) {
 	return s, nil
 }
 
-// resolveTargetFile checks the target file and its vars (target file), and returns the
-// system's name in it ("" for another target).
-func (s Spec) resolveTargetFile() (string, error) {
-	switch {
-	case s.Target == "file" && s.TargetFile == "":
-		return "", usagef("target: file needs --target-file FILE")
-	case s.Target != "file" && s.TargetFile != "":
-		return "", usagef("target-file: %s and --target %s: give one of them", s.TargetFile, s.Target)
-	case s.Target != "file" && len(s.TargetVars) > 0:
-		return "", usagef("target-var: only with --target-file")
-	case s.Target != "file":
-		return "", nil
-	}
-	vars, err := targetVars(s.TargetVars)
-	if err != nil {
-		return "", err
-	}
-	f, err := file.Load(s.TargetFile, vars)
-	if err != nil {
-		return "", usagef("%v", err)
-	}
-	return f.Name, nil
-}
-
-// targetVars reads NAME=VALUE pairs.
-func targetVars(l List) (map[string]string, error) {
-	vars := map[string]string{}
-	for _, kv := range l {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, usagef("target-var: %q is not NAME=VALUE", kv)
-		}
-		vars[k] = v
-	}
-	return vars, nil
-}
-
+// resolveNemesis checks the --nemesis entries: none, all, or entries nemesis.Parse
+// reads (kinds, kind:variant, kinds joined by +). Whether the run's cluster can take
+// them is its plan's to say.
 func resolveNemesis(in []string) ([]string, error) {
-	var out []string
+	out := []string{}
 	for _, k := range in {
 		switch {
-		case k == "none":
+		case k == "none" || k == "all":
 			if len(in) > 1 {
-				return nil, usagef("nemesis: none cannot be combined with %v", in)
+				return nil, usagef("nemesis: %s cannot be combined with %v", k, in)
 			}
-			return []string{}, nil
-		case k == "all":
-			if len(in) > 1 {
-				return nil, usagef("nemesis: all cannot be combined with %v", in)
+			if k == "all" {
+				return []string{"all"}, nil // spelt out by the plan, for what its cluster can take
 			}
-			return []string{"all"}, nil // expanded by the run to what its runtime can inject
-		case nemesis.SplitCombo(k) != nil:
-			if _, err := nemesis.NewCombo(nemesis.SplitCombo(k), func(part string) ([]nemesis.Fault, error) {
-				if !slices.Contains(NemesisKinds, part) {
-					return nil, fmt.Errorf("%q is not one of %s", part, strings.Join(NemesisKinds, ", "))
-				}
-				return nil, nil
-			}); err != nil {
+			return out, nil
+		case slices.Contains(out, k):
+		default:
+			if _, err := nemesis.Parse(k); err != nil {
 				return nil, usagef("nemesis: %v", err)
 			}
-			if !slices.Contains(out, k) {
-				out = append(out, k)
-			}
-		case !slices.Contains(NemesisKinds, k):
-			return nil, usagef("nemesis: %q is not one of none, all, %s (or kinds joined by + to inject together)", k, strings.Join(NemesisKinds, ", "))
-		case !slices.Contains(out, k):
 			out = append(out, k)
 		}
-	}
-	if out == nil {
-		out = []string{}
 	}
 	return out, nil
 }

@@ -44,6 +44,16 @@ type Event struct {
 	Error string
 }
 
+// The F of clients' operations: one vocabulary for the workloads that issue them and
+// the checkers that read them.
+const (
+	OpRead   = "read"   // a key's value (register), or its list or set
+	OpWrite  = "write"  // a register's new value
+	OpCAS    = "cas"    // compare and set: Value [from, to]
+	OpAppend = "append" // append a value to a key's list
+	OpAdd    = "add"    // add an element to a key's set
+)
+
 // HealAll is the F of the nemesis info event a run records once every fault is healed,
 // before its final reads: a run's history without one is partial (the run was cut
 // short before its end).

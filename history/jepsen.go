@@ -212,7 +212,7 @@ func jepsenEvents(ops []jepsenOp) ([]Event, error) {
 // cas, [k [from to]]).
 func isTuple(o jepsenOp) bool {
 	v := o.value
-	return v.kind == ednVector && len(v.items) == 2 && (o.f != "cas" || v.items[1].kind == ednVector)
+	return v.kind == ednVector && len(v.items) == 2 && (o.f != OpCAS || v.items[1].kind == ednVector)
 }
 
 // jepsenValue converts a client value: nil, a scalar, or a collection of scalars.

@@ -10,12 +10,33 @@ import (
 	"github.com/faultline/faultline/history"
 )
 
-// Clocker changes a node's clock through the target's clock hook: the node's time runs at
-// rate times real time, offset from it. SetClock(ctx, n, 0, 1) resets it. Processes and
-// containers share the host kernel's clock, so a target without such a hook cannot take
-// clock faults at all.
-type Clocker interface {
-	SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error
+// clock changes nodes' clocks through the target's clock hook, and resets them at the
+// heal. Processes and containers share the host kernel's clock, so a target without a
+// hook cannot take clock faults.
+var clockDef = &Def{
+	Kind: Clock, Doc: "change nodes' clocks (the target's clock hook), reset them at the heal",
+	Needs: []Capability{CapClock},
+	Variants: []Variant{
+		{Name: "bump", Weight: 2, Start: "clock-bump", Doc: "jump the clocks of the leader, one node or a majority by ±5 s to ±2 min"},
+		{Name: "slow", Weight: 1, Start: "clock-skew", Doc: "make clocks run slow (0.1-0.5 of real time): leases last too long"},
+		{Name: "fast", Weight: 1, Start: "clock-skew", Doc: "make clocks run fast (2-5 times real time): timeouts fire early"},
+		{Name: "strobe", Weight: 2, Start: "clock-strobe", Doc: "flip one node's clock back and forth by ±5 s to ±2 min every 10-200 ms"},
+	},
+	Start: "clock-bump", End: "clock-reset", Verb: "clock changed", Healed: "clock reset",
+	Family: "clock", Color: "#f4e79e",
+	Inject: injectClock,
+}
+
+func injectClock(ctx context.Context, env Env, v Variant) (Injection, error) {
+	switch v.Name {
+	case "bump":
+		return injectClockBump(ctx, env)
+	case "slow", "fast":
+		return injectClockSkew(ctx, env, v.Name == "slow")
+	case "strobe":
+		return injectClockStrobe(ctx, env)
+	}
+	return Injection{}, fmt.Errorf("clock: unknown variant %q", v.Name)
 }
 
 // Bounds of the clock faults.
@@ -30,18 +51,11 @@ const (
 // trusts.
 var clockTargets = []string{"leader", "leader", "one", "majority"}
 
-// ClockBumpFault jumps the clocks of the leader, one node or a majority by ±5 s to
-// ±2 min, and resets them on heal. On raftnode a backward jump stalls the node's timers
-// (raft ticks) until its time catches up, a forward one fires what fell due, and the
-// reset re-arms them.
-type ClockBumpFault struct{}
-
-func (ClockBumpFault) Name() string                       { return "clock" }
-func (ClockBumpFault) Events() (string, string)           { return "clock-bump", "clock-reset" }
-func (ClockBumpFault) Available(c Cluster) (bool, string) { return hasClock(c) }
-
-// Inject bumps each chosen node's clock by the same offset.
-func (ClockBumpFault) Inject(ctx context.Context, env Env) (Injection, error) {
+// injectClockBump jumps the clocks of the leader, one node or a majority by the same
+// offset of ±5 s to ±2 min. On raftnode a backward jump stalls the node's timers (raft
+// ticks) until its time catches up, a forward one fires what fell due, and the reset
+// re-arms them.
+func injectClockBump(ctx context.Context, env Env) (Injection, error) {
 	nodes, err := pickNodes(ctx, env, clockTargets[env.Rand.IntN(len(clockTargets))])
 	if err != nil {
 		return Injection{}, err
@@ -53,23 +67,16 @@ func (ClockBumpFault) Inject(ctx context.Context, env Env) (Injection, error) {
 	return setClocks(ctx, env, nodes, off, 1, fmt.Sprintf("bump %v", off))
 }
 
-// ClockSkewFault makes the clocks of the leader, one node or a majority run slow (0.1-0.5
-// of real time) or fast (2-5 times), and resets them on heal.
-type ClockSkewFault struct{}
-
-func (ClockSkewFault) Name() string                       { return "clock" }
-func (ClockSkewFault) Events() (string, string)           { return "clock-skew", "clock-reset" }
-func (ClockSkewFault) Available(c Cluster) (bool, string) { return hasClock(c) }
-
-// Inject sets each chosen node's clock rate.
-func (ClockSkewFault) Inject(ctx context.Context, env Env) (Injection, error) {
+// injectClockSkew makes the clocks of the leader, one node or a majority run slow
+// (0.1-0.5 of real time) or fast (2-5 times).
+func injectClockSkew(ctx context.Context, env Env, slow bool) (Injection, error) {
 	nodes, err := pickNodes(ctx, env, clockTargets[env.Rand.IntN(len(clockTargets))])
 	if err != nil {
 		return Injection{}, err
 	}
-	rate := 0.1 + 0.4*env.Rand.Float64()
-	if env.Rand.IntN(2) == 0 {
-		rate = 2 + 3*env.Rand.Float64()
+	rate := 2 + 3*env.Rand.Float64()
+	if slow {
+		rate = 0.1 + 0.4*env.Rand.Float64()
 	}
 	rate = math.Round(rate*100) / 100
 	return setClocks(ctx, env, nodes, 0, rate, fmt.Sprintf("rate %.2f", rate))
@@ -77,7 +84,7 @@ func (ClockSkewFault) Inject(ctx context.Context, env Env) (Injection, error) {
 
 // setClocks sets every node's clock; on a failure it resets the ones it set.
 func setClocks(ctx context.Context, env Env, nodes []string, off time.Duration, rate float64, what string) (Injection, error) {
-	c := env.Cluster.(Clocker)
+	c := env.Powers.Clock
 	for i, n := range nodes {
 		if err := c.SetClock(ctx, n, off, rate); err != nil {
 			_ = resetClocks(context.WithoutCancel(ctx), c, nodes[:i])
@@ -92,19 +99,12 @@ func resetClocks(ctx context.Context, c Clocker, nodes []string) error {
 	return eachNode(ctx, nodes, func(ctx context.Context, n string) error { return c.SetClock(ctx, n, 0, 1) })
 }
 
-// ClockStrobeFault flips one node's (or the leader's) clock back and forth between its
+// injectClockStrobe flips one node's (or the leader's) clock back and forth between its
 // real time and an offset of ±5 s to ±2 min, every 10-200 ms, until healed, then resets
-// it: time that runs backwards and forwards by turns.
-type ClockStrobeFault struct{}
-
-func (ClockStrobeFault) Name() string                       { return "clock" }
-func (ClockStrobeFault) Events() (string, string)           { return "clock-strobe", "clock-reset" }
-func (ClockStrobeFault) Available(c Cluster) (bool, string) { return hasClock(c) }
-
-// Inject starts the strobe; heal stops it and resets the clock. A strobe step that fails
-// (the node died under another fault's heal, say) ends the strobe early; the heal reports it.
-func (ClockStrobeFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	c := env.Cluster.(Clocker)
+// it: time that runs backwards and forwards by turns. A strobe step that fails (the node
+// died under another fault's heal, say) ends the strobe early; the heal reports it.
+func injectClockStrobe(ctx context.Context, env Env) (Injection, error) {
+	c := env.Powers.Clock
 	nodes, err := pickNodes(ctx, env, []string{"leader", "one"}[env.Rand.IntN(2)])
 	if err != nil {
 		return Injection{}, err
@@ -154,8 +154,4 @@ func (ClockStrobeFault) Inject(ctx context.Context, env Env) (Injection, error) 
 		return err
 	}
 	return Injection{Nodes: nodes, Value: history.S1(fmt.Sprintf("strobe %v every %v", off, period)), Heal: heal}, nil
-}
-
-func hasClock(c Cluster) (bool, string) {
-	return has[Clocker](c, "clock", "the target has no clock hook, and its nodes share the host kernel's clock")
 }

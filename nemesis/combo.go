@@ -6,72 +6,25 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/faultline/faultline/history"
 )
 
-// ComboSep joins the kinds of a combined fault: "partition+clock".
-const ComboSep = "+"
-
-// SplitCombo returns the kinds of a combined kind ("partition+clock" gives partition and
-// clock), or nil when k is a single kind.
-func SplitCombo(k string) []string {
-	if !strings.Contains(k, ComboSep) {
-		return nil
-	}
-	return strings.Split(k, ComboSep)
-}
-
-// Combo is several faults in force at once: each turn it injects one fault of each part,
-// in order, holds them together and heals them in the reverse order. Some bugs need two
-// faults at the same time: a leader whose lease outlives its leadership serves stale
-// reads only while it is cut off from the new leader (a partition) and believes its
-// lease too long (a clock slowed or set back); either fault alone lets it hear of the new
-// term at once.
+// inject applies the turn: its one kind, or every kind of a combination, in order, held
+// together and healed in the reverse order. Some bugs need two faults at once: a leader
+// whose lease outlives its leadership serves stale reads only while it is cut off from
+// the new leader (a partition) and believes its lease too long (its clock slowed).
 //
-// A combination is one fault in the history: its start event is named Kind (the parts'
-// start events are not recorded), its end "heal-"+Kind, its value lists every part's
-// value after its start event's name, and its nodes are every node a part touched.
-type Combo struct {
-	Kind string
-	// Parts holds, for each kind of the combination, the faults it may give (clock: a
-	// bump, a skew or a strobe; one of them, at random, each turn).
-	Parts [][]Fault
-}
-
-func (c Combo) Name() string             { return c.Kind }
-func (c Combo) Events() (string, string) { return c.Kind, "heal-" + c.Kind }
-
-// Available says whether every part can be injected.
-func (c Combo) Available(cl Cluster) (bool, string) {
-	for _, p := range c.Parts {
-		for _, f := range p {
-			if ok, why := f.Available(cl); !ok {
-				return false, why
-			}
-		}
-	}
-	return true, ""
-}
-
-// Inject injects a fault of each part in turn. Every random number a part needs is drawn
-// before the first part is injected (each part's variant and the seed of its own
-// stream), so what the cluster answers one part changes nothing the others draw. If a
+// The first part of a combination chooses the nodes; every later part acts on them (its
+// Focus): partition:leader+clock:slow slows the clock of the leader it isolated, not of
+// a node of its own drawing. Each part draws from a stream of its own, seeded by the
+// turn, so what the cluster answers one part changes nothing the others draw.
+//
+// A combination is one fault in the history: its start event is named after it (the
+// parts' start events are not recorded), its end "heal-" and its name, its value lists
+// every part's start event and value, and its nodes are every node a part touched. If a
 // part fails, the parts injected before it are healed and nothing is left applied.
-func (c Combo) Inject(ctx context.Context, env Env) (Injection, error) {
-	type draw struct {
-		f    Fault
-		seed uint64
-	}
-	draws := make([]draw, len(c.Parts))
-	for i, p := range c.Parts {
-		if len(p) == 0 {
-			return Injection{}, fmt.Errorf("%s: part %d has no fault", c.Kind, i+1)
-		}
-		draws[i] = draw{f: p[env.Rand.IntN(len(p))], seed: env.Rand.Uint64()}
-	}
+func (t turn) inject(ctx context.Context, env Env) (Injection, error) {
 	var (
 		done  []Injection
 		nodes []string
@@ -80,28 +33,41 @@ func (c Combo) Inject(ctx context.Context, env Env) (Injection, error) {
 	healAll := func(ctx context.Context) error {
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
-			if done[i].Heal == nil {
-				continue
-			}
 			if err := done[i].Heal(ctx); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		return errors.Join(errs...)
 	}
-	for _, d := range draws {
+	for i, p := range t.fault.Parts {
 		penv := env
-		penv.Rand = rand.New(rand.NewPCG(d.seed, faultStream))
-		inj, err := d.f.Inject(ctx, penv)
+		penv.Rand = rand.New(rand.NewPCG(t.seeds[i], faultStream))
+		if i > 0 {
+			penv.Focus = done[0].focus()
+		}
+		v := t.variants[i]
+		var inj Injection
+		err := guard("inject "+string(p.Def.Kind), func() (err error) { // a panic undoes the parts before it too
+			inj, err = p.Def.Inject(ctx, penv, v)
+			return err
+		})
+		if err == nil && inj.Heal == nil {
+			inj.Heal = healed
+		}
 		if err != nil {
 			if herr := healAll(context.WithoutCancel(ctx)); herr != nil {
 				err = errors.Join(err, fmt.Errorf("undo the parts before it: %w", herr))
 			}
-			return Injection{}, fmt.Errorf("%s: %w", d.f.Name(), err)
+			if len(t.fault.Parts) > 1 {
+				err = fmt.Errorf("%s:%s: %w", p.Def.Kind, v.Name, err)
+			}
+			return Injection{}, err
+		}
+		if len(t.fault.Parts) == 1 {
+			return inj, nil
 		}
 		done = append(done, inj)
-		start, _ := d.f.Events()
-		value = append(value, start)
+		value = append(value, cmpOr(v.Start, p.Def.Start))
 		switch inj.Value.Kind {
 		case history.Str:
 			value = append(value, inj.Value.S)
@@ -114,41 +80,5 @@ func (c Combo) Inject(ctx context.Context, env Env) (Injection, error) {
 			}
 		}
 	}
-	return Injection{Nodes: sorted(nodes), Value: history.L(value...), Heal: healAll}, nil
-}
-
-// NewCombo returns the combination of the given kinds, each part's faults from faults
-// (ByName, or a cluster's own choice of variants). A combination needs two or more
-// distinct kinds, none of them a combination itself.
-func NewCombo(kinds []string, faults func(kind string) ([]Fault, error)) (Combo, error) {
-	kind := strings.Join(kinds, ComboSep)
-	if len(kinds) < 2 {
-		return Combo{}, fmt.Errorf("combined fault %q needs two kinds or more", kind)
-	}
-	c := Combo{Kind: kind}
-	for i, k := range kinds {
-		if k == "" || slices.Contains(kinds[:i], k) {
-			return Combo{}, fmt.Errorf("combined fault %q: each kind once, none empty", kind)
-		}
-		fs, err := faults(k)
-		if err != nil {
-			return Combo{}, fmt.Errorf("combined fault %q: %w", kind, err)
-		}
-		c.Parts = append(c.Parts, fs)
-	}
-	return c, nil
-}
-
-// InjectTimeout bounds the injection of a combination by the sum of its parts' bounds
-// (the longest variant of each part).
-func (c Combo) InjectTimeout(nodes int) time.Duration {
-	var sum time.Duration
-	for _, p := range c.Parts {
-		var most time.Duration
-		for _, f := range p {
-			most = max(most, injectTimeout(f, nodes))
-		}
-		sum += most
-	}
-	return sum
+	return Injection{Nodes: sorted(nodes), Value: history.L(value...), Focus: done[0].focus(), Heal: healAll}, nil
 }

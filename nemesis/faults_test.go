@@ -3,233 +3,248 @@ package nemesis
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
-	"slices"
-	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// hookCluster is a fake cluster with the clock, membership and packet hooks; it keeps
-// the state those hooks set so tests can see a fault take effect and be undone.
-type hookCluster struct {
-	fakeCluster
-	mu       sync.Mutex
-	clocks   map[string][2]float64 // node → offset (s), rate
-	sets     int                   // SetClock calls
-	members  []string
-	steps    []string
-	links    map[Link]Packets
-	unhealth error
-	// slowRemove: the next removal takes effect at once but is confirmed only when its
-	// ctx ends.
-	slowRemove bool
-}
-
-func newHookCluster() *hookCluster {
-	return &hookCluster{clocks: map[string][2]float64{}, members: slices.Clone(five), links: map[Link]Packets{}}
-}
-
-func (c *hookCluster) SetClock(_ context.Context, n string, off time.Duration, rate float64) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sets++
-	if off == 0 && rate == 1 {
-		delete(c.clocks, n)
-	} else {
-		c.clocks[n] = [2]float64{off.Seconds(), rate}
-	}
-	return nil
-}
-
-func (c *hookCluster) Healthy(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.members) != len(five) {
-		return errors.New("a member short")
-	}
-	return c.unhealth
-}
-
-func (c *hookCluster) RemoveMember(ctx context.Context, n string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.members = slices.DeleteFunc(c.members, func(m string) bool { return m == n })
-	c.steps = append(c.steps, "remove "+n)
-	if c.slowRemove {
-		c.slowRemove = false // once
-		// The removal takes effect, but its confirmation outlasts ctx: what a run's end
-		// does to a removal through a busy cluster.
-		c.mu.Unlock()
-		<-ctx.Done()
-		c.mu.Lock()
-		return fmt.Errorf("remove %s: %w", n, ctx.Err())
-	}
-	return nil
-}
-
-func (c *hookCluster) AddMember(_ context.Context, n string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.members = append(c.members, n)
-	c.steps = append(c.steps, "add "+n)
-	return nil
-}
-
-func (c *hookCluster) Packets(_ context.Context, links []Link, p Packets) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.links)
-	for _, l := range links {
-		c.links[l] = p
-	}
-	return nil
-}
-
-func (c *hookCluster) HealPackets(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.links)
-	return nil
-}
-
-func env(c Cluster, seed uint64) Env { return Env{Cluster: c, Rand: rand.New(rand.NewPCG(seed, 1))} }
-
 func TestClockFaultsTakeEffectAndReset(t *testing.T) {
-	ctx := context.Background()
-	for _, f := range []Fault{ClockBumpFault{}, ClockSkewFault{}, ClockStrobeFault{}} {
-		for seed := range uint64(8) {
-			c := newHookCluster()
-			inj, err := f.Inject(ctx, env(c, seed))
-			require.NoError(t, err)
-			time.Sleep(30 * time.Millisecond)
-			c.mu.Lock()
-			changed := len(c.clocks)
-			for _, n := range inj.Nodes {
-				cl, ok := c.clocks[n]
-				if _, strobe := f.(ClockStrobeFault); strobe {
-					continue // may be at either end of its flip right now
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		for _, variant := range []string{"bump", "slow", "fast", "strobe"} {
+			for seed := range uint64(8) {
+				c := newFake()
+				inj, err := inject(t, ctx, c, "clock:"+variant, seed)
+				require.NoError(t, err)
+				time.Sleep(30 * time.Millisecond)
+				c.mu.Lock()
+				changed := len(c.clocks)
+				for _, n := range inj.Nodes {
+					cl, ok := c.clocks[n]
+					if variant == "strobe" {
+						continue // may be at either end of its flip right now
+					}
+					require.True(t, ok, "%s: %s's clock changed", variant, n)
+					off, rate := cl[0], cl[1]
+					switch variant {
+					case "bump":
+						assert.True(t, rate == 1 && off >= -120 && off <= 120 && (off <= -5 || off >= 5), "%v", cl)
+					case "slow":
+						assert.True(t, off == 0 && rate >= 0.1 && rate <= 0.5, "%v", cl)
+					case "fast":
+						assert.True(t, off == 0 && rate >= 2 && rate <= 5, "%v", cl)
+					}
 				}
-				require.True(t, ok, "%T: %s's clock changed", f, n)
-				off, rate := cl[0], cl[1]
-				assert.True(t, off != 0 && rate == 1 && off >= -120 && off <= 120 && (off <= -5 || off >= 5) ||
-					off == 0 && (rate >= 0.1 && rate <= 0.5 || rate >= 2 && rate <= 5), "%v", cl)
+				c.mu.Unlock()
+				if variant != "strobe" {
+					assert.Equal(t, len(inj.Nodes), changed, "only the chosen nodes")
+				}
+				require.NoError(t, inj.Heal(ctx))
+				assert.Empty(t, c.clocks, "every clock reset")
 			}
-			c.mu.Unlock()
-			if _, strobe := f.(ClockStrobeFault); !strobe {
-				assert.Equal(t, len(inj.Nodes), changed, "only the chosen nodes")
-			}
-			require.NoError(t, inj.Heal(ctx))
-			assert.Empty(t, c.clocks, "every clock reset")
 		}
-	}
+	})
 }
 
 func TestClockStrobeFlips(t *testing.T) {
-	c := newHookCluster()
-	inj, err := ClockStrobeFault{}.Inject(context.Background(), env(c, 1))
-	require.NoError(t, err)
-	time.Sleep(500 * time.Millisecond) // at most 200 ms a flip
-	require.NoError(t, inj.Heal(context.Background()))
-	assert.GreaterOrEqual(t, c.sets, 4, "set, flips, reset")
-	assert.Empty(t, c.clocks)
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		inj, err := inject(t, context.Background(), c, "clock:strobe", 1)
+		require.NoError(t, err)
+		time.Sleep(500 * time.Millisecond) // at most 200 ms a flip
+		require.NoError(t, inj.Heal(context.Background()))
+		assert.GreaterOrEqual(t, c.sets, 4, "set, flips, reset")
+		assert.Empty(t, c.clocks)
+	})
 }
 
 func TestMemberFaultRemovesThenAddsBack(t *testing.T) {
-	c := newHookCluster()
-	inj, err := MemberFault{}.Inject(context.Background(), env(c, 2))
-	require.NoError(t, err)
-	require.Len(t, inj.Nodes, 1)
-	assert.Len(t, c.members, 4)
-	assert.NotContains(t, c.members, inj.Nodes[0])
-	require.NoError(t, inj.Heal(context.Background()))
-	assert.ElementsMatch(t, five, c.members)
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		inj, err := inject(t, context.Background(), c, "member", 2)
+		require.NoError(t, err)
+		require.Len(t, inj.Nodes, 1)
+		n := inj.Nodes[0]
+		assert.Len(t, c.members, 4)
+		assert.NotContains(t, c.members, n)
+		assert.Contains(t, c.log, "kill "+n, "a removed member that does not exit is stopped")
+		assert.Contains(t, c.log, "wipe "+n, "and its data wiped")
+		require.NoError(t, inj.Heal(context.Background()))
+		assert.ElementsMatch(t, five, c.members)
+		assert.True(t, c.Running(n), "the new member runs")
 
-	c.unhealth = errors.New("n3 lags")
-	_, err = MemberFault{}.Inject(context.Background(), env(c, 2))
-	assert.ErrorContains(t, err, "n3 lags", "no member is taken from an unhealthy cluster")
-	assert.ElementsMatch(t, five, c.members)
+		c.unhealth = errors.New("n3 lags")
+		_, err = inject(t, context.Background(), c, "member", 2)
+		assert.ErrorContains(t, err, "n3 lags", "no member is taken from an unhealthy cluster")
+		assert.ElementsMatch(t, five, c.members)
+
+		c = newFake()
+		inj, err = inject(t, context.Background(), c, "member:leader", 2)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"n2"}, inj.Nodes, "member:leader replaces the leader")
+	})
 }
 
 // A removal cut short by the end of the run may have taken effect: the member is added
 // back all the same, never left out of the cluster (seen on etcd in Docker: the leader's
 // own removal outlasted a 6 s run, and the cluster ended a member short and unknown).
 func TestAMemberRemovalCutShortIsHealed(t *testing.T) {
-	for _, f := range []Fault{MemberFault{}, RollingReplaceFault{}} {
-		c := newHookCluster()
-		c.slowRemove = true
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		inj, err := f.Inject(ctx, env(c, 2))
-		cancel()
-		if err == nil && inj.Heal != nil {
-			require.NoError(t, inj.Heal(context.Background()))
+	synctest.Test(t, func(t *testing.T) {
+		for _, entry := range []string{"member", "rolling-replace"} {
+			c := newFake()
+			c.slowRemove = true
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			inj, err := inject(t, ctx, c, entry, 2)
+			cancel()
+			if err == nil && inj.Heal != nil {
+				require.NoError(t, inj.Heal(context.Background()))
+			}
+			assert.ElementsMatch(t, five, c.members, "%s: every member is back (steps %v, err %v)", entry, c.steps, err)
 		}
-		assert.ElementsMatch(t, five, c.members, "%s: every member is back (steps %v, err %v)", f.Name(), c.steps, err)
-	}
+	})
 }
 
 func TestRollingReplaceReplacesEveryMemberInTurn(t *testing.T) {
-	c := newHookCluster()
-	var notes []string
-	e := env(c, 3)
-	e.Note = func(f, n, _ string) { notes = append(notes, f+" "+n) }
-	inj, err := RollingReplaceFault{}.Inject(context.Background(), e)
-	require.NoError(t, err)
-	assert.ElementsMatch(t, five, inj.Nodes)
-	require.Len(t, c.steps, 10)
-	for i, n := range inj.Nodes {
-		assert.Equal(t, []string{"remove " + n, "add " + n}, c.steps[2*i:2*i+2], "one member out at a time")
-		assert.Equal(t, []string{"replace-remove " + n, "replace-add " + n}, notes[2*i:2*i+2])
-	}
-	assert.ElementsMatch(t, five, c.members)
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		var notes []string
+		inj, err := injectWith(context.Background(), c, c, fault(t, c, "rolling-replace"), 3,
+			func(f, n, _ string) { notes = append(notes, f+" "+n) })
+		require.NoError(t, err)
+		assert.ElementsMatch(t, five, inj.Nodes)
+		require.Len(t, c.steps, 10)
+		for i, n := range inj.Nodes {
+			assert.Equal(t, []string{"remove " + n, "add " + n}, c.steps[2*i:2*i+2], "one member out at a time")
+			assert.Equal(t, []string{"replace-remove " + n, "replace-add " + n}, notes[2*i:2*i+2])
+		}
+		assert.ElementsMatch(t, five, c.members)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	inj, err = RollingReplaceFault{}.Inject(ctx, env(newHookCluster(), 3))
-	require.NoError(t, err, "cut short by its context, it reports what it did")
-	assert.Empty(t, inj.Nodes)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		inj, err = inject(t, ctx, newFake(), "rolling-replace", 3)
+		require.NoError(t, err, "cut short by its context, it reports what it did")
+		assert.Empty(t, inj.Nodes)
+	})
 }
 
 func TestPacketFaultDegradesLinksOneWay(t *testing.T) {
-	shapes := map[string]bool{}
-	for seed := range uint64(30) {
-		c := newHookCluster()
-		inj, err := PacketFault{}.Inject(context.Background(), env(c, seed))
-		require.NoError(t, err)
-		require.NotEmpty(t, c.links)
-		for l, p := range c.links {
-			assert.NotEqual(t, l.From, l.To)
-			assert.NotEqual(t, Packets{}, p)
-			assert.True(t, p.Loss <= 1 && p.Duplicate <= 1 && p.Reorder <= 1 && p.Delay <= time.Second)
-		}
-		switch len(c.links) {
-		case 4: // out of or into one node: the reverse links are untouched
-			for l := range c.links {
-				_, rev := c.links[Link{From: l.To, To: l.From}]
-				assert.False(t, rev, "%v is one-way", l)
+	for _, streams := range []bool{false, true} {
+		shapes := map[string]bool{}
+		kinds := map[string]bool{}
+		for seed := range uint64(40) {
+			c := newFake()
+			c.streams = streams
+			inj, err := inject(t, context.Background(), c, "packet", seed)
+			require.NoError(t, err)
+			require.NotEmpty(t, c.links)
+			for l, p := range c.links {
+				assert.NotEqual(t, l.From, l.To)
+				assert.NotEqual(t, Packets{}, p)
+				assert.True(t, p.Loss <= 1 && p.Duplicate <= 1 && p.Reorder <= 1 && p.Delay <= time.Second)
+				if streams {
+					assert.Zero(t, p.Duplicate+p.Reorder, "no message faults on streams")
+				} else {
+					assert.True(t, p.Rate == 0 && !p.Blackhole, "no stream faults on messages")
+				}
+				kinds[p.String()[:4]] = true
 			}
-			shapes["one-way"] = true
-		case 20:
-			shapes["all"] = true
-		default:
-			t.Fatalf("%d links degraded", len(c.links))
+			switch len(c.links) {
+			case 4: // out of or into one node: the reverse links are untouched
+				for l := range c.links {
+					_, rev := c.links[Link{From: l.To, To: l.From}]
+					assert.False(t, rev, "%v is one-way", l)
+				}
+				shapes["one-way"] = true
+			case 20:
+				shapes["all"] = true
+			default:
+				t.Fatalf("%d links degraded", len(c.links))
+			}
+			require.NoError(t, inj.Heal(context.Background()))
+			assert.Empty(t, c.links)
 		}
-		require.NoError(t, inj.Heal(context.Background()))
-		assert.Empty(t, c.links)
+		assert.Len(t, shapes, 2)
+		assert.Len(t, kinds, 4, "streams %v: every variant comes up: %v", streams, kinds)
 	}
-	assert.Len(t, shapes, 2)
 }
 
-func TestAvailabilityOfHooks(t *testing.T) {
-	for _, f := range []Fault{ClockBumpFault{}, ClockSkewFault{}, ClockStrobeFault{}, MemberFault{}, RollingReplaceFault{}, PacketFault{}} {
-		ok, why := f.Available(&fakeCluster{})
-		assert.False(t, ok, "%T needs its hook", f)
-		assert.NotEmpty(t, why)
-		ok, _ = f.Available(newHookCluster())
-		assert.True(t, ok, "%T", f)
+// A variant named is the variant injected, every time: kill:all kills every node,
+// pause:leader pauses the leader, partition:majorities-ring makes that shape.
+func TestANamedVariantIsInjectedEveryTime(t *testing.T) {
+	ctx := context.Background()
+	for seed := range uint64(20) {
+		c := newFake()
+		inj, err := inject(t, ctx, c, "kill:all", seed)
+		require.NoError(t, err)
+		assert.Len(t, c.down, 5, "kill:all kills all")
+		assert.Equal(t, "all", inj.Value.S)
+		require.NoError(t, inj.Heal(ctx))
+
+		c = newFake()
+		inj, err = inject(t, ctx, c, "pause:leader", seed)
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"n2": "paused"}, c.down)
+		require.NoError(t, inj.Heal(ctx))
+
+		c = newFake()
+		inj, err = inject(t, ctx, c, "partition:majorities-ring", seed)
+		require.NoError(t, err)
+		assert.Equal(t, "majorities-ring", inj.Value.L[0])
+		for _, x := range five {
+			assert.Len(t, sees(c.grudge, five, x), 3, "%s sees a majority", x)
+		}
+		require.NoError(t, inj.Heal(ctx))
 	}
+}
+
+// In a combination the first part chooses the nodes and the later ones act on them:
+// partition:leader+clock:slow slows the isolated leader's clock, whatever the seed.
+func TestTheKindsOfACombinationActOnTheSameNodes(t *testing.T) {
+	ctx := context.Background()
+	for seed := range uint64(30) {
+		c := newFake()
+		c.leader = five[seed%5]
+		inj, err := inject(t, ctx, c, "partition:leader+clock:slow", seed)
+		require.NoError(t, err)
+		require.Len(t, c.clocks, 1, "seed %d", seed)
+		cl, ok := c.clocks[c.leader]
+		assert.True(t, ok, "seed %d: the isolated leader's clock is slowed: %v", seed, c.clocks)
+		assert.Less(t, cl[1], 1.0)
+		assert.ElementsMatch(t, others(c.leader), c.grudge[c.leader], "the leader is cut off from all")
+		require.NoError(t, inj.Heal(ctx))
+
+		c = newFake()
+		inj, err = inject(t, ctx, c, "partition:halves+kill", seed)
+		require.NoError(t, err)
+		side := sees(c.grudge, five, "n1")
+		if len(side) > 2 {
+			side = sees(c.grudge, five, "n5")
+		}
+		assert.Len(t, c.down, len(side), "the kill takes the partition's smaller side")
+		for _, n := range side {
+			assert.Equal(t, "killed", c.down[n])
+		}
+		require.NoError(t, inj.Heal(ctx))
+
+		c = newFake()
+		inj, err = inject(t, ctx, c, "pause:majority+partition", seed)
+		require.NoError(t, err)
+		for n := range c.down {
+			assert.Len(t, c.grudge[n], 5-len(c.down), "a paused node is cut off from the unpaused ones")
+		}
+		require.NoError(t, inj.Heal(ctx))
+	}
+}
+
+func others(n string) []string {
+	var out []string
+	for _, m := range five {
+		if m != n {
+			out = append(out, m)
+		}
+	}
+	return out
 }

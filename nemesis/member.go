@@ -9,61 +9,57 @@ import (
 	"github.com/faultline/faultline/history"
 )
 
-// Membership changes the cluster's membership the way an operator replacing machines
-// does: remove a member through the cluster, wipe it, add it back as a new member.
-type Membership interface {
-	// Healthy returns nil when every member answers, all agree on the leader and the
-	// membership, and none lags far behind: a member can then be taken out without
-	// risking the quorum. It waits (within ctx) for the cluster to get there.
-	Healthy(ctx context.Context) error
-	// RemoveMember removes node from the membership through another member, waits until
-	// it is stopped, and wipes its data.
-	RemoveMember(ctx context.Context, node string) error
-	// AddMember adds node back as a new member (a new id, an empty data dir), starts it
-	// and waits until it has caught up with the leader.
-	AddMember(ctx context.Context, node string) error
+// member replaces one member: removed through the cluster and wiped at the injection,
+// added back as a new member (a new id, an empty data dir) at the heal. The cluster runs
+// a member short in between.
+var memberDef = &Def{
+	Kind: Member, Doc: "replace a member: remove it and wipe its data, add it back as a new member at the heal",
+	Needs: []Capability{CapMembers, CapKill},
+	Variants: []Variant{
+		{Name: "one", Weight: 1, Doc: "replace a random member"},
+		{Name: "leader", Weight: 0, Doc: "replace the leader (a random member when none is known)"},
+	},
+	Start: "member-remove", End: "member-add", Verb: "removed", Healed: "added back as a new member",
+	Family: "member", Color: "#bce4b5",
+	Timeout: func(int) time.Duration { return 2 * MemberStepTimeout },
+	Inject:  injectMember,
 }
 
-// MemberFault replaces one random member: removed and wiped at injection, added back as
-// a new member at heal. The cluster runs one member short in between.
-type MemberFault struct{}
-
-func (MemberFault) Name() string                       { return "member" }
-func (MemberFault) Events() (string, string)           { return "member-remove", "member-add" }
-func (MemberFault) Available(c Cluster) (bool, string) { return hasMembership(c) }
-
-// Inject checks the cluster is healthy, then removes a random member.
-func (MemberFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	m := env.Cluster.(Membership)
-	nodes, err := pickNodes(ctx, env, "one")
+// injectMember checks the cluster is healthy, then removes the chosen member.
+func injectMember(ctx context.Context, env Env, v Variant) (Injection, error) {
+	m := env.Powers.Members
+	nodes, err := pickNodes(ctx, env, v.Name)
 	if err != nil {
 		return Injection{}, err
 	}
+	n := nodes[0]
 	if err := m.Healthy(ctx); err != nil {
 		return Injection{}, fmt.Errorf("before removing a member: %w", err)
 	}
-	if err := removeMember(ctx, m, nodes[0]); err != nil {
+	if err := removeMember(ctx, env.Powers, n); err != nil {
 		return Injection{}, err
 	}
-	heal := func(ctx context.Context) error { return m.AddMember(ctx, nodes[0]) }
-	return Injection{Nodes: nodes, Value: history.S1("replace"), Heal: heal}, nil
+	heal := func(ctx context.Context) error { return addMember(ctx, env.Powers, n) }
+	return Injection{Nodes: []string{n}, Value: history.S1("replace"), Heal: heal}, nil
 }
 
-// RollingReplaceFault replaces every member in turn, each one only once the cluster is
-// healthy again: the live-upgrade pattern of a control plane replacing its etcd members.
-// Each step is recorded (replace-remove, replace-add) as it happens.
-type RollingReplaceFault struct{}
-
-func (RollingReplaceFault) Name() string { return "rolling-replace" }
-func (RollingReplaceFault) Events() (string, string) {
-	return "start-rolling-replace", "stop-rolling-replace"
+// rolling-replace replaces every member in turn, each only once the cluster is healthy
+// again: the live-upgrade pattern of a control plane replacing its etcd members.
+var rollingReplaceDef = &Def{
+	Kind: RollingReplace, Doc: "replace every member in turn, each once the cluster is healthy again",
+	Needs:    []Capability{CapMembers, CapKill},
+	Variants: []Variant{{Name: "all", Weight: 1, Doc: "every member, in a seeded order"}},
+	Start:    "start-rolling-replace", End: "stop-rolling-replace", Verb: "replaced", Healed: "ended",
+	Family: "member", Color: "#bce4b5",
+	Timeout: func(nodes int) time.Duration { return time.Duration(2*nodes+1) * MemberStepTimeout },
+	Inject:  injectRollingReplace,
 }
-func (RollingReplaceFault) Available(c Cluster) (bool, string) { return hasMembership(c) }
 
-// Inject runs the whole replacement. A member it removed is always added back, also when
-// ctx ends; a replacement cut short by ctx is an injection of the members done so far.
-func (RollingReplaceFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	m := env.Cluster.(Membership)
+// injectRollingReplace runs the whole replacement, each step recorded (replace-remove,
+// replace-add) as it happens. A member it removed is always added back, also when ctx
+// ends; a replacement cut short by ctx is an injection of the members done so far.
+func injectRollingReplace(ctx context.Context, env Env, _ Variant) (Injection, error) {
+	m := env.Powers.Members
 	order := slices.Clone(env.Cluster.Nodes())
 	env.Rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	var done []string
@@ -77,54 +73,90 @@ func (RollingReplaceFault) Inject(ctx context.Context, env Env) (Injection, erro
 			}
 			return Injection{}, fmt.Errorf("before replacing %s: %w", n, err)
 		}
-		if err := replace(ctx, env, m, n); err != nil {
+		if err := replace(ctx, env, n); err != nil {
 			return Injection{}, err
 		}
 		done = append(done, n)
 	}
 	return Injection{Nodes: done, Value: history.S1(fmt.Sprintf("%d of %d members replaced", len(done), len(order))),
-		Heal: func(context.Context) error { return nil }}, nil
+		Heal: healed}, nil
 }
 
 // replace removes n and adds it back, the latter on a context of its own: the cluster
 // is never left a member short.
-func replace(ctx context.Context, env Env, m Membership, n string) error {
+func replace(ctx context.Context, env Env, n string) error {
 	env.note("replace-remove", n)
-	if err := removeMember(ctx, m, n); err != nil {
+	if err := removeMember(ctx, env.Powers, n); err != nil {
 		return err
 	}
 	env.note("replace-add", n)
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), MemberStepTimeout)
 	defer cancel()
-	return m.AddMember(actx, n)
+	return addMember(actx, env.Powers, n)
 }
 
-// removeMember removes n. A removal cut short by ctx (the run's end) may have taken
-// effect all the same, with only its confirmation lost: it is finished on a context of
-// its own, so that the caller adds n back as after any removal, rather than leave the
-// cluster a member short. A removal that failed for another reason (refused, the
-// cluster unhealthy) changed nothing and is returned as is.
-func removeMember(ctx context.Context, m Membership, n string) error {
-	err := m.RemoveMember(ctx, n)
-	if err == nil || ctx.Err() == nil {
-		return err
+// removedExitWait bounds the wait for a removed member to exit by itself before it is
+// killed.
+const removedExitWait = 10 * time.Second
+
+// removeMember removes n through the cluster, waits for it to exit (a removed member
+// may; one that does not is killed), and wipes its data. A removal cut short by ctx (the
+// run's end) may have taken effect all the same, with only its confirmation lost: it is
+// finished on a context of its own, so that the caller adds n back as after any removal,
+// rather than leave the cluster a member short. A removal that failed for another
+// reason (refused, the cluster unhealthy) changed nothing and is returned as is.
+func removeMember(ctx context.Context, p Powers, n string) error {
+	err := p.Members.RemoveMember(ctx, n)
+	if err != nil && ctx.Err() != nil {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), MemberStepTimeout)
+		defer cancel()
+		if ferr := p.Members.RemoveMember(fctx, n); ferr != nil {
+			return fmt.Errorf("remove member %s: %w; finishing the removal after the run's end: %w", n, err, ferr)
+		}
+	} else if err != nil {
+		return fmt.Errorf("remove member %s: %w", n, err)
 	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), MemberStepTimeout)
-	defer cancel()
-	if ferr := m.RemoveMember(fctx, n); ferr != nil {
-		return fmt.Errorf("%w; finishing the removal after the run's end: %w", err, ferr)
+	deadline := time.Now().Add(removedExitWait)
+	for p.Nodes.Running(n) && time.Now().Before(deadline) && Sleep(ctx, 50*time.Millisecond) {
+	}
+	ctx = context.WithoutCancel(ctx) // removed: the rest is done whatever happens
+	if p.Nodes.Running(n) {
+		if err := p.Nodes.Kill(ctx, n); err != nil {
+			return fmt.Errorf("stop removed member %s: %w", n, err)
+		}
+	}
+	if err := p.Nodes.Wipe(ctx, n); err != nil {
+		return fmt.Errorf("wipe removed member %s: %w", n, err)
 	}
 	return nil
 }
 
+// addMember adds n back as a new member, starts it empty as a joining member, and waits
+// until it has caught up.
+func addMember(ctx context.Context, p Powers, n string) error {
+	if err := p.Members.AddMember(ctx, n); err != nil {
+		return fmt.Errorf("add member %s: %w", n, err)
+	}
+	if p.Nodes.Running(n) {
+		if err := p.Nodes.Kill(ctx, n); err != nil {
+			return fmt.Errorf("add member %s: %w", n, err)
+		}
+	}
+	if err := p.Nodes.Start(ctx, n); err != nil {
+		return fmt.Errorf("add member %s: %w", n, err)
+	}
+	if err := p.Members.Joined(ctx, n); err != nil {
+		return fmt.Errorf("add member %s: catching up: %w", n, err)
+	}
+	return nil
+}
+
+// AddMember adds n back as a new member, the way a member fault's heal does: what the
+// run's final heal calls for a member a fault removed and did not add back.
+func AddMember(ctx context.Context, p Powers, n string) error { return addMember(ctx, p, n) }
+
+// RemoveMember removes n, stops it and wipes its data, the way a member fault does.
+func RemoveMember(ctx context.Context, p Powers, n string) error { return removeMember(ctx, p, n) }
+
 // MemberStepTimeout bounds one removal or addition of a member (catching up included).
 const MemberStepTimeout = time.Minute
-
-// InjectTimeout gives a rolling replacement time for every member's two steps.
-func (RollingReplaceFault) InjectTimeout(nodes int) time.Duration {
-	return time.Duration(2*nodes+1) * MemberStepTimeout
-}
-
-func hasMembership(c Cluster) (bool, string) {
-	return has[Membership](c, "member", "the target cannot change its membership")
-}

@@ -2,14 +2,13 @@ package nemesis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/faultline/faultline/history"
 )
-
-var five = []string{"n1", "n2", "n3", "n4", "n5"}
 
 func seeded(seed uint64) func(int, func(i, j int)) { return rand.New(rand.NewPCG(seed, seed)).Shuffle }
 
@@ -101,64 +98,12 @@ func TestLeaderShapeIsolatesLeader(t *testing.T) {
 	assert.ElementsMatch(t, []string{"n1", "n2"}, g["n3"])
 }
 
-// fakeCluster records what faults do to it.
-type fakeCluster struct {
-	mu          sync.Mutex
-	down        map[string]string // node → "killed" | "paused"
-	partitioned bool
-	log         []string
-	failPause   bool
-	// freezeThenFail: a pause takes effect and reports an error (its wait cut short).
-	freezeThenFail bool
-}
-
-func (c *fakeCluster) Nodes() []string                             { return five }
-func (c *fakeCluster) Leader(context.Context) (string, error)      { return "n2", nil }
-func (c *fakeCluster) Kill(_ context.Context, n string) error      { return c.set(n, "killed", "kill") }
-func (c *fakeCluster) Start(_ context.Context, n string) error     { return c.set(n, "", "start") }
-func (c *fakeCluster) Resume(_ context.Context, n string) error    { return c.set(n, "", "resume") }
-func (c *fakeCluster) HealPartition(_ context.Context) error       { return c.part(false) }
-func (c *fakeCluster) Partition(_ context.Context, _ Grudge) error { return c.part(true) }
-func (c *fakeCluster) Pause(_ context.Context, n string) error {
-	if c.failPause {
-		return errors.New("freezer unavailable")
-	}
-	if c.freezeThenFail {
-		_ = c.set(n, "paused", "pause")
-		return errors.New("paused, but the answer was lost")
-	}
-	return c.set(n, "paused", "pause")
-}
-
-func (c *fakeCluster) set(n, state, what string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.down == nil {
-		c.down = map[string]string{}
-	}
-	if state == "" {
-		delete(c.down, n)
-	} else {
-		c.down[n] = state
-	}
-	c.log = append(c.log, what+" "+n)
-	return nil
-}
-
-func (c *fakeCluster) part(on bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.partitioned = on
-	c.log = append(c.log, fmt.Sprint("partition ", on))
-	return nil
-}
-
 func runSchedule(t *testing.T, c *fakeCluster, seed uint64, d time.Duration) ([]history.Event, error) {
 	t.Helper()
-	faults, err := ByName([]string{"partition", "kill", "pause"})
+	faults, _, err := Choose([]string{"partition", "kill", "pause"}, 5, c.caps())
 	require.NoError(t, err)
 	rec := history.NewRecorder(time.Now(), nil)
-	s := &Schedule{Faults: faults, Interval: 10 * time.Millisecond, Cluster: c,
+	s := &Schedule{Faults: faults, Interval: 10 * time.Millisecond, Cluster: c, Powers: c.powers(),
 		Rand: rand.New(rand.NewPCG(seed, 0)), Rec: rec}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -167,44 +112,53 @@ func runSchedule(t *testing.T, c *fakeCluster, seed uint64, d time.Duration) ([]
 }
 
 func TestScheduleHealsEverythingAndRecordsPairs(t *testing.T) {
-	c := &fakeCluster{}
-	events, err := runSchedule(t, c, 42, 300*time.Millisecond)
-	require.NoError(t, err)
-	assert.Empty(t, c.down, "every killed or paused node is back")
-	assert.False(t, c.partitioned, "the partition is healed")
-	require.NotEmpty(t, events)
-	open := map[string]bool{}
-	fs := map[string]bool{}
-	assert.Equal(t, history.NemesisStart, events[0].F, "the schedule's start comes first")
-	for _, e := range events[1:] {
-		require.True(t, e.IsNemesis())
-		fs[e.F] = true
-		if e.Type == history.Invoke {
-			open[e.F] = true
-		} else {
-			assert.Equal(t, history.OK, e.Type, "%+v", e)
-			delete(open, e.F)
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		events, err := runSchedule(t, c, 42, 300*time.Millisecond)
+		require.NoError(t, err)
+		assert.Empty(t, c.down, "every killed or paused node is back")
+		assert.False(t, c.partitioned, "the partition is healed")
+		require.NotEmpty(t, events)
+		open := map[string]bool{}
+		fs := map[string]bool{}
+		assert.Equal(t, history.NemesisStart, events[0].F, "the schedule's start comes first")
+		for _, e := range events[1:] {
+			require.True(t, e.IsNemesis())
+			fs[e.F] = true
+			if e.Type == history.Invoke {
+				open[e.F] = true
+			} else {
+				assert.Equal(t, history.OK, e.Type, "%+v", e)
+				delete(open, e.F)
+			}
 		}
-	}
-	assert.Empty(t, open, "every invoke has its completion")
-	assert.True(t, fs["start-partition"] && fs["stop-partition"] && fs["kill"] && fs["start"] && fs["pause"] && fs["resume"], "%v", fs)
+		assert.Empty(t, open, "every invoke has its completion")
+		assert.True(t, fs["start-partition"] && fs["stop-partition"] && fs["kill"] && fs["start"] && fs["pause"] && fs["resume"], "%v", fs)
+	})
+}
+
+// newSchedule is a schedule of entries on c, driven step by step by the tests.
+func newSchedule(t *testing.T, c *fakeCluster, seed uint64, interval time.Duration, entries ...string) *Schedule {
+	t.Helper()
+	faults, _, err := Choose(entries, 5, c.caps())
+	require.NoError(t, err)
+	return &Schedule{Faults: faults, Interval: interval, Cluster: c, Powers: c.powers(),
+		Rand: rand.New(rand.NewPCG(seed, 0)), Rec: history.NewRecorder(time.Now(), nil)}
 }
 
 func TestScheduleIsDeterministicBySeed(t *testing.T) {
 	seq := func(seed uint64) []string {
-		c := &fakeCluster{}
-		faults, _ := ByName([]string{"partition", "kill", "pause"})
-		s := &Schedule{Faults: faults, Interval: time.Millisecond, Cluster: c,
-			Rand: rand.New(rand.NewPCG(seed, 0)), Rec: history.NewRecorder(time.Now(), nil)}
+		c := newFake()
+		s := newSchedule(t, c, seed, time.Millisecond, "partition", "kill", "pause")
 		// Drive the same steps Run takes, without its timing.
 		var steps []string
 		for range 20 {
 			st := s.next()
 			inj, err := s.inject(context.Background(), st)
 			require.NoError(t, err)
-			require.NoError(t, s.heal(st.fault, inj))
+			require.NoError(t, s.heal(st.turn, inj))
 			// What was injected where (kills run in parallel: the fake's log order is not).
-			steps = append(steps, fmt.Sprint(st.quiet, st.hold, st.fault.Name(), inj.Nodes, inj.Value))
+			steps = append(steps, fmt.Sprint(st.quiet, st.hold, st.turn.fault.Name, st.turn.value(), inj.Nodes, inj.Value))
 		}
 		return steps
 	}
@@ -212,141 +166,136 @@ func TestScheduleIsDeterministicBySeed(t *testing.T) {
 	assert.NotEqual(t, seq(7), seq(8))
 }
 
-func TestScheduleTakesEveryKindEachRound(t *testing.T) {
-	faults, err := ByName([]string{"partition", "kill", "pause"})
-	require.NoError(t, err)
-	s := &Schedule{Faults: faults, Interval: 5 * time.Second, Rand: rand.New(rand.NewPCG(3, 0))}
+func TestScheduleTakesEveryEntryEachRound(t *testing.T) {
+	s := newSchedule(t, newFake(), 3, 5*time.Second, "partition", "kill", "pause")
 	var elapsed time.Duration
 	for round := range 10 {
 		seen := map[string]bool{}
-		for range faults {
+		for range s.Faults {
 			st := s.next()
 			assert.GreaterOrEqual(t, st.quiet, time.Second)
 			assert.Less(t, st.quiet, 2*time.Second)
 			assert.GreaterOrEqual(t, st.hold, 2500*time.Millisecond)
 			assert.Less(t, st.hold, 4500*time.Millisecond)
-			seen[st.fault.Name()] = true
+			seen[st.turn.fault.Name] = true
 			if round == 0 {
 				elapsed += st.quiet + st.hold
 			}
 		}
-		assert.Len(t, seen, len(faults), "round %d has every kind once", round)
+		assert.Len(t, seen, len(s.Faults), "round %d has every entry once", round)
 	}
 	// The third fault of the first round starts within 3 quiet times and 2 holds.
 	assert.Less(t, elapsed, 3*2*time.Second+3*4500*time.Millisecond)
 }
 
-func TestScheduleWeighsKindsNotVariants(t *testing.T) {
-	faults, err := ByName([]string{"clock", "pause"})
-	require.NoError(t, err)
-	s := &Schedule{Faults: faults, Interval: time.Second, Rand: rand.New(rand.NewPCG(9, 0))}
+func TestScheduleWeighsEntriesNotVariants(t *testing.T) {
+	s := newSchedule(t, newFake(), 9, time.Second, "clock", "pause")
 	counts := map[string]int{}
-	variants := map[Fault]bool{}
-	for range 100 {
+	variants := map[string]int{}
+	for range 200 {
 		st := s.next()
-		counts[st.fault.Name()]++
-		variants[st.fault] = true
+		counts[st.turn.fault.Name]++
+		if st.turn.fault.Name == "clock" {
+			variants[st.turn.value()]++
+		}
 	}
-	assert.Equal(t, map[string]int{"clock": 50, "pause": 50}, counts, "each kind once a round")
-	assert.Len(t, variants, 4, "every clock variant comes up")
+	assert.Equal(t, map[string]int{"clock": 100, "pause": 100}, counts, "each entry once a round")
+	assert.Len(t, variants, 4, "every clock variant comes up: %v", variants)
+	assert.Greater(t, variants["bump"], variants["slow"], "by weight: %v", variants)
 }
 
 func TestFailedInjectionStopsTheScheduleLoudly(t *testing.T) {
-	c := &fakeCluster{failPause: true}
-	faults := []Fault{PauseFault{}}
-	rec := history.NewRecorder(time.Now(), nil)
-	s := &Schedule{Faults: faults, Interval: time.Millisecond, Cluster: c, Rand: rand.New(rand.NewPCG(1, 1)), Rec: rec}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.Run(ctx)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "freezer unavailable")
-	evs := rec.Events()
-	require.Len(t, evs, 3, "start, invoke, fail")
-	assert.Equal(t, history.Fail, evs[2].Type, "the history never claims a fault that was not injected")
-	assert.Empty(t, c.down)
-}
-
-func TestAvailability(t *testing.T) {
-	type onlyNodes struct{ Cluster }
-	bare := onlyNodes{&fakeCluster{}}
-	for _, f := range []Fault{KillFault{}, PauseFault{}, PartitionFault{}} {
-		ok, why := f.Available(bare)
-		assert.False(t, ok, f.Name())
-		assert.NotEmpty(t, why)
-		ok, _ = f.Available(&fakeCluster{})
-		assert.True(t, ok, f.Name())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		c.failPause = true
+		s := newSchedule(t, c, 1, time.Millisecond, "pause")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := s.Run(ctx)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "freezer unavailable")
+		evs := s.Rec.(*history.Recorder).Events()
+		require.Len(t, evs, 3, "start, invoke, fail")
+		assert.Equal(t, history.Fail, evs[2].Type, "the history never claims a fault that was not injected")
+		assert.Empty(t, c.down)
+	})
 }
 
 // panicky is a fault whose Inject or Heal panics.
-type panicky struct{ inInject bool }
-
-func (panicky) Name() string                     { return "panicky" }
-func (panicky) Events() (string, string)         { return "start-panicky", "stop-panicky" }
-func (panicky) Available(Cluster) (bool, string) { return true, "" }
-func (p panicky) Inject(context.Context, Env) (Injection, error) {
-	if p.inInject {
-		panic("inject went wrong")
-	}
-	return Injection{Heal: func(context.Context) error { panic("heal went wrong") }}, nil
+func panicky(inInject bool) *Fault {
+	d := &Def{Kind: "panicky", Start: "start-panicky", End: "stop-panicky", Variants: []Variant{{Name: "x", Weight: 1}},
+		Inject: func(context.Context, Env, Variant) (Injection, error) {
+			if inInject {
+				panic("inject went wrong")
+			}
+			return Injection{Heal: func(context.Context) error { panic("heal went wrong") }}, nil
+		}}
+	return &Fault{Name: "panicky", Parts: []Part{{Def: d, Variants: d.Variants}}}
 }
 
 func TestAPanickingFaultIsAnErrorNotACrash(t *testing.T) {
-	for _, inInject := range []bool{true, false} {
-		rec := history.NewRecorder(time.Now(), nil)
-		s := &Schedule{Faults: []Fault{panicky{inInject}}, Interval: time.Millisecond, Cluster: &fakeCluster{},
-			Rand: rand.New(rand.NewPCG(1, 1)), Rec: rec}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := s.Run(ctx)
-		cancel()
-		require.Error(t, err, "inInject %v", inInject)
-		assert.Contains(t, err.Error(), "panicked")
-		evs := rec.Events()
-		last := evs[len(evs)-1]
-		assert.Equal(t, history.Fail, last.Type, "the failed step is recorded: %+v", last)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		for _, inInject := range []bool{true, false} {
+			rec := history.NewRecorder(time.Now(), nil)
+			s := &Schedule{Faults: []*Fault{panicky(inInject)}, Interval: time.Millisecond, Cluster: newFake(),
+				Rand: rand.New(rand.NewPCG(1, 1)), Rec: rec}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := s.Run(ctx)
+			cancel()
+			require.Error(t, err, "inInject %v", inInject)
+			assert.Contains(t, err.Error(), "panicked")
+			evs := rec.Events()
+			last := evs[len(evs)-1]
+			assert.Equal(t, history.Fail, last.Type, "the failed step is recorded: %+v", last)
+		}
+	})
 }
 
 // Faults are held and healed in a defer: a schedule cancelled while a fault is held
 // heals it before Run returns.
 func TestACancelledScheduleHealsTheFaultInForce(t *testing.T) {
-	c := &fakeCluster{}
-	rec := history.NewRecorder(time.Now(), nil)
-	s := &Schedule{Faults: []Fault{KillFault{}}, Interval: 2 * time.Second, Cluster: c, Rand: rand.New(rand.NewPCG(1, 1)), Rec: rec}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- s.Run(ctx) }()
-	require.Eventually(t, func() bool { return s.Active() != "" }, 5*time.Second, time.Millisecond, "a kill is in force")
-	cancel()
-	require.NoError(t, <-done)
-	assert.Empty(t, c.down, "every killed node was started again")
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		s := newSchedule(t, c, 1, 2*time.Second, "kill")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- s.Run(ctx) }()
+		time.Sleep(1100 * time.Millisecond) // past the longest quiet time: the kill is in force
+		synctest.Wait()
+		require.NotEmpty(t, s.Active(), "a kill is in force")
+		require.NotEmpty(t, c.down)
+		cancel()
+		require.NoError(t, <-done)
+		assert.Empty(t, c.down, "every killed node was started again")
+	})
 }
 
 // leaderless is a cluster that knows no leader.
-type leaderless struct{ fakeCluster }
+type leaderless struct{ *fakeCluster }
 
-func (*leaderless) Leader(context.Context) (string, error) { return "", nil }
+func (leaderless) Leader(context.Context) (string, error) { return "", nil }
 
 // A partition draws the same random numbers whether or not a leader is known, so a seed
 // gives the same schedule after it (issue: a "leader" partition that found no leader
 // fell back to "one" and drew more).
 func TestPartitionDrawsTheSameWhateverTheCluster(t *testing.T) {
+	c := newFake()
 	for seed := range uint64(20) {
-		next := func(c Cluster) uint64 {
-			env := Env{Cluster: c, Rand: rand.New(rand.NewPCG(seed, 7))}
-			_, err := PartitionFault{Shape: "leader"}.Inject(context.Background(), env)
+		next := func(cl Cluster) uint64 {
+			env := Env{Cluster: cl, Powers: c.powers(), Rand: rand.New(rand.NewPCG(seed, 7))}
+			v, _ := partitionDef.Variant("leader")
+			_, err := injectPartition(context.Background(), env, v)
 			require.NoError(t, err)
 			return env.Rand.Uint64()
 		}
-		assert.Equal(t, next(&fakeCluster{}), next(&leaderless{}), "seed %d", seed)
+		assert.Equal(t, next(c), next(leaderless{c}), "seed %d", seed)
 	}
 }
 
 // wanderingLeader names another leader, or none, each time it is asked, and is slow to
 // answer: a cluster whose leader changes while faults are injected.
 type wanderingLeader struct {
-	fakeCluster
+	*fakeCluster
 	calls atomic.Int64
 }
 
@@ -367,21 +316,25 @@ type planned struct {
 	offset time.Duration
 }
 
-func timeline(t *testing.T, c Cluster, seed uint64) []planned {
+func timeline(t *testing.T, cl Cluster, seed uint64) []planned {
 	t.Helper()
-	faults, err := ByName([]string{"partition", "kill", "pause"})
+	c := newFake()
+	faults, _, err := Choose([]string{"partition", "kill", "pause"}, 5, c.caps())
 	require.NoError(t, err)
 	rec := history.NewRecorder(time.Now(), nil)
-	s := &Schedule{Faults: faults, Interval: 40 * time.Millisecond, Cluster: c,
+	s := &Schedule{Faults: faults, Interval: 40 * time.Millisecond, Cluster: cl, Powers: c.powers(),
 		Rand: rand.New(rand.NewPCG(seed, 0)), Rec: rec}
 	ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
 	defer cancel()
 	require.NoError(t, s.Run(ctx))
-	var begin int64 = -1
+	var begin, invoked int64 = -1, 0
 	var out []planned
 	for _, e := range rec.Events() {
 		if e.F == history.NemesisStart {
 			begin = e.Time
+		}
+		if e.Type == history.Invoke {
+			invoked = e.Time // an injection's ok follows its invoke
 		}
 		if e.Type != history.OK || e.Value.IsNone() {
 			continue // heals have no value: their times follow the starts
@@ -395,7 +348,7 @@ func timeline(t *testing.T, c Cluster, seed uint64) []planned {
 		if variant != "leader" {
 			what += " " + detail + " on " + e.Node // drawn at random: must be the same nodes
 		}
-		out = append(out, planned{what: what, offset: time.Duration(e.Time - begin)})
+		out = append(out, planned{what: what, offset: time.Duration(invoked - begin)})
 	}
 	return out
 }
@@ -403,29 +356,32 @@ func timeline(t *testing.T, c Cluster, seed uint64) []planned {
 // Replay by seed: the same faults, in order, on the same randomly drawn nodes, at the
 // same offsets, whether the cluster knows its leader, or its leader changes, or it has
 // none (issue: a leader partition that found no leader drew more numbers, and every
-// fault after it diverged).
+// fault after it diverged). In a bubble of synthetic time the offsets are exact: a
+// cluster that is slow to answer moves no fault after it.
 func TestScheduleTimelineIsTheSeedsWhateverTheClusterAnswers(t *testing.T) {
 	for _, seed := range []uint64{3, 4} {
-		a := timeline(t, &fakeCluster{}, seed)
-		b := timeline(t, &wanderingLeader{}, seed)
-		c := timeline(t, &leaderless{}, seed)
-		n := min(len(a), len(b), len(c)) - 1 // the last may be cut by the deadline
-		require.GreaterOrEqual(t, n, 8, "enough faults to compare")
-		for i := range n {
-			assert.Equal(t, a[i].what, b[i].what, "seed %d fault %d", seed, i)
-			assert.Equal(t, a[i].what, c[i].what, "seed %d fault %d", seed, i)
-			for _, o := range []planned{b[i], c[i]} {
-				assert.InDelta(t, a[i].offset, o.offset, float64(15*time.Millisecond), "seed %d fault %d %s starts on time", seed, i, a[i].what)
+		synctest.Test(t, func(t *testing.T) {
+			a := timeline(t, newFake(), seed)
+			b := timeline(t, &wanderingLeader{fakeCluster: newFake()}, seed)
+			c := timeline(t, leaderless{newFake()}, seed)
+			n := min(len(a), len(b), len(c)) - 1 // the last may be cut by the deadline
+			require.GreaterOrEqual(t, n, 8, "enough faults to compare")
+			for i := range n {
+				assert.Equal(t, a[i].what, b[i].what, "seed %d fault %d", seed, i)
+				assert.Equal(t, a[i].what, c[i].what, "seed %d fault %d", seed, i)
+				assert.Equal(t, a[i].offset, b[i].offset, "seed %d fault %d %s starts on time", seed, i, a[i].what)
+				assert.Equal(t, a[i].offset, c[i].offset, "seed %d fault %d %s starts on time", seed, i, a[i].what)
 			}
-		}
+		})
 	}
 }
 
 // A pause that fails after it froze its node is undone too: no node is left frozen.
 func TestAPauseThatFailsHalfWayIsUndone(t *testing.T) {
-	c := &fakeCluster{freezeThenFail: true}
 	for seed := range uint64(10) {
-		_, err := PauseFault{}.Inject(context.Background(), Env{Cluster: c, Rand: rand.New(rand.NewPCG(seed, 1))})
+		c := newFake()
+		c.freezeThenFail = true
+		_, err := inject(t, context.Background(), c, "pause", seed)
 		require.Error(t, err)
 		assert.Empty(t, c.down, "seed %d: every node it froze is resumed", seed)
 	}

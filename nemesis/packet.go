@@ -54,60 +54,60 @@ func (p Packets) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// Packeter degrades links: Packets replaces the packet faults in force with p on these
-// links (the others are healthy); HealPackets makes every link healthy.
-type Packeter interface {
-	Packets(ctx context.Context, links []Link, p Packets) error
-	HealPackets(ctx context.Context) error
+// packet degrades some links for a while, one way: a link's reverse is untouched. On
+// links of one-way messages (raftnode's) the faults are delay with jitter, loss,
+// duplication and reordering; on long-lived TCP streams (etcd's rafthttp), where
+// nothing can overtake anything, delay with jitter, loss, a throughput limit and a
+// blackhole (the link carries nothing). Each acts on the links out of one node, into
+// one node, or between every pair.
+var packetDef = &Def{
+	Kind: Packet, Doc: "degrade links between nodes one way (the run's link proxy), heal them at the end",
+	Needs: []Capability{CapLinks}, MinNodes: 2,
+	Variants: []Variant{
+		{Name: "delay", Weight: 1, Doc: "delay each message (each byte of a stream) by 50-500 ms with jitter"},
+		{Name: "loss", Weight: 1, Doc: "lose 10-50% of the messages (of the packets, on streams: between every pair)"},
+		{Name: "duplicate", Weight: 1, Needs: []Capability{CapMessages}, Doc: "deliver 20-80% of the messages twice"},
+		{Name: "reorder", Weight: 1, Needs: []Capability{CapMessages}, Doc: "hold 20-60% of the messages back 20-100 ms, so later ones overtake them"},
+		{Name: "rate", Weight: 1, Needs: []Capability{CapStreams}, Doc: "limit a stream to 4-64 KiB/s"},
+		{Name: "blackhole", Weight: 1, Needs: []Capability{CapStreams}, Doc: "a stream carries nothing (held, not lost: a one-way cut)"},
+	},
+	Start: "start-packet", End: "stop-packet", Verb: "packet faults", Healed: "healed",
+	Family: "packet", Color: "#f8cfa4",
+	Inject: injectPacket,
 }
 
-// PacketFault degrades some links for a while: delays with jitter, loss, duplication or
-// reordering (one of them, chosen at random), on the links out of one node, into one
-// node, or between every pair. One-way faults are real: a link's reverse is untouched.
-//
-// With Stream set, the links are long-lived TCP streams (etcd's rafthttp) rather than
-// one-way messages: the faults are then delay with jitter, a throughput limit, a
-// blackhole (the link carries nothing), or packet loss between every pair.
-type PacketFault struct {
-	Stream bool
-}
-
-func (PacketFault) Name() string             { return "packet" }
-func (PacketFault) Events() (string, string) { return "start-packet", "stop-packet" }
-func (PacketFault) Available(c Cluster) (bool, string) {
-	return has[Packeter](c, "packet", "this runtime cannot delay or drop packets of nodes")
-}
-
-// Inject picks the faults and the links and applies them.
-func (f PacketFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	pk := env.Cluster.(Packeter)
+// injectPacket picks the links (out of a node, into it, or between all; the node is the
+// Focus a combination gave it, if any) and the fault's figures, and applies them.
+func injectPacket(ctx context.Context, env Env, v Variant) (Injection, error) {
+	pk := env.Powers.Links
 	nodes := env.Cluster.Nodes()
-	if len(nodes) < 2 {
-		return Injection{}, fmt.Errorf("packet faults need at least 2 nodes")
-	}
 	ms := func(lo, hi int) time.Duration { return time.Duration(lo+env.Rand.IntN(hi-lo+1)) * time.Millisecond }
 	var p Packets
-	kind := env.Rand.IntN(4)
-	switch {
-	case kind == 0:
+	switch v.Name {
+	case "delay":
 		p.Delay = ms(50, 500)
 		p.Jitter = p.Delay / time.Duration(2+env.Rand.IntN(4))
-	case kind == 1:
+	case "loss":
 		p.Loss = float64(10+env.Rand.IntN(41)) / 100
-	case kind == 2 && f.Stream:
+	case "rate":
 		p.Rate = int64(4+env.Rand.IntN(61)) << 10 // 4-64 KiB/s
-	case kind == 2:
+	case "duplicate":
 		p.Duplicate = float64(20+env.Rand.IntN(61)) / 100
-	case f.Stream:
+	case "blackhole":
 		p.Blackhole = true
-	default:
+	case "reorder":
 		p.Reorder = float64(20+env.Rand.IntN(41)) / 100
 		p.ReorderBy = ms(20, 100)
+	default:
+		return Injection{}, fmt.Errorf("packet: unknown variant %q", v.Name)
 	}
 	centre := nodes[env.Rand.IntN(len(nodes))]
+	if len(env.Focus) > 0 {
+		centre = env.Focus[0]
+	}
 	var links []Link
 	shape := []string{"out of", "into", "between all"}[env.Rand.IntN(3)]
-	if f.Stream && p.Loss > 0 {
+	if !pk.Messages() && p.Loss > 0 {
 		shape = "between all" // on streams, loss is done in the kernel, on every link
 	}
 	for _, a := range nodes {

@@ -14,60 +14,114 @@ import (
 // symmetric: if a drops b, b drops a.
 type Grudge map[string][]string
 
-// Shapes are the partition shapes PartitionFault chooses from.
-var Shapes = []string{"one", "leader", "halves", "random-halves", "majorities-ring", "bridge"}
-
-// PartitionFault cuts the network into a shape chosen at random from Shapes.
-type PartitionFault struct {
-	// Shape fixes the shape; empty picks one at random each time, from Only if it is
-	// set (a runtime that can make some shapes only), else from Shapes.
-	Shape string
-	Only  []string
+// shapeDocs are the partition shapes, each a variant of partition.
+var shapeDocs = []struct {
+	name, doc string
+	min       int // the smallest cluster the shape cuts anything in
+}{
+	{"one", "isolate one random node", 2},
+	{"leader", "isolate the leader (a random node when none is known)", 2},
+	{"halves", "cut the cluster in two halves, by name", 2},
+	{"random-halves", "cut the cluster in two random halves", 2},
+	{"majorities-ring", "a ring in which every node sees a majority, no two the same", 4},
+	{"bridge", "two sides that do not see each other, and one node that sees both", 3},
 }
 
-func (PartitionFault) Name() string             { return "partition" }
-func (PartitionFault) Events() (string, string) { return "start-partition", "stop-partition" }
-func (PartitionFault) Available(c Cluster) (bool, string) {
-	if len(c.Nodes()) < 2 {
-		return false, "a partition needs at least 2 nodes"
+// Shapes are the partition shapes MakeGrudge makes.
+var Shapes = func() []string {
+	out := make([]string, len(shapeDocs))
+	for i, s := range shapeDocs {
+		out[i] = s.name
 	}
-	return has[Partitioner](c, "partition", "this runtime cannot partition nodes")
-}
+	return out
+}()
 
-// Inject computes a grudge of the chosen shape and applies it.
-func (f PartitionFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	p := env.Cluster.(Partitioner)
-	shape := f.Shape
-	if shape == "" {
-		from := Shapes
-		if len(f.Only) > 0 {
-			from = f.Only
+// partition cuts the network. The shapes that isolate single nodes need only CapIsolate
+// (a runtime that can take a node off the network); the others need any grudge
+// (CapPartition). The snapshot variant, where the target can tell, holds a follower cut
+// off until it must be caught up by a snapshot.
+var partitionDef = &Def{
+	Kind: Partition, Doc: "cut the network between nodes, heal it at the end",
+	MinNodes: 2,
+	Variants: func() []Variant {
+		var out []Variant
+		for _, s := range shapeDocs {
+			need := CapPartition
+			if s.name == "one" || s.name == "leader" {
+				need = CapIsolate
+			}
+			out = append(out, Variant{Name: s.name, Doc: s.doc, Weight: 1, Needs: []Capability{need}, MinNodes: s.min})
 		}
-		shape = from[env.Rand.IntN(len(from))]
+		return append(out, Variant{Name: "snapshot", Weight: len(shapeDocs), MinNodes: 3,
+			Doc:     "isolate a follower until the leader must send it a snapshot (where the target can tell)",
+			Needs:   []Capability{CapIsolate, CapSnapshots},
+			Timeout: func(int) time.Duration { return SnapshotPartitionTimeout }})
+	}(),
+	Start: "start-partition", End: "stop-partition", Verb: "partitioned", Healed: "healed",
+	Family: "partition", Color: "#f4b6b6",
+	Inject: injectPartition,
+}
+
+// injectPartition computes a grudge of the variant's shape (or one that isolates the
+// Focus a combination gave it) and applies it.
+func injectPartition(ctx context.Context, env Env, v Variant) (Injection, error) {
+	if v.Name == "snapshot" {
+		return injectSnapshotPartition(ctx, env)
 	}
+	p := env.Powers.Net
+	shape := v.Name
 	// Every random draw is taken before the cluster is asked anything, and the same
 	// number of them whatever it answers: the schedule after this fault must not depend
 	// on whether a leader was known (replay by seed).
 	nodes := slices.Clone(env.Cluster.Nodes())
 	env.Rand.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
-	if shape == "leader" {
-		if l, _ := env.Cluster.Leader(ctx); l != "" {
-			nodes = append([]string{l}, slices.DeleteFunc(nodes, func(n string) bool { return n == l })...)
-		} // else: no leader known: nodes[0], at random, stands in
+	var (
+		g     Grudge
+		focus []string
+		err   error
+	)
+	switch {
+	case len(env.Focus) > 0:
+		shape, focus = "isolate", slices.Clone(env.Focus)
+		g = isolate(focus, slices.DeleteFunc(nodes, func(n string) bool { return slices.Contains(focus, n) }))
+	default:
+		if shape == "leader" {
+			if l, _ := env.Cluster.Leader(ctx); l != "" {
+				nodes = append([]string{l}, slices.DeleteFunc(nodes, func(n string) bool { return n == l })...)
+			} // else: no leader known: nodes[0], at random, stands in
+		}
+		g, err = MakeGrudge(shape, nodes, func(int, func(i, j int)) {}) // already shuffled
+		if err != nil {
+			return Injection{}, err
+		}
+		focus = nodes[:1] // the isolated node, the bridge, a node of the ring
+		if shape == "halves" || shape == "random-halves" {
+			focus = g.smallerSide(nodes)
+		}
 	}
-	g, err := MakeGrudge(shape, nodes, func(int, func(i, j int)) {}) // already shuffled
-	if err != nil {
-		return Injection{}, err
-	}
-	if err := p.Partition(ctx, g); err != nil {
+	if err := p.Partition(ctx, g, false); err != nil {
 		_ = p.HealPartition(context.WithoutCancel(ctx))
 		return Injection{}, fmt.Errorf("partition %s: %w", shape, err)
 	}
-	return Injection{
-		Nodes: nodes,
-		Value: history.L(shape, g.String()),
-		Heal:  p.HealPartition,
-	}, nil
+	return Injection{Nodes: sorted(slices.Clone(env.Cluster.Nodes())), Focus: sorted(focus),
+		Value: history.L(shape, g.String()), Heal: p.HealPartition}, nil
+}
+
+// smallerSide returns the nodes on the smaller side of a two-sided grudge over nodes
+// (the side of nodes[0] on a tie).
+func (g Grudge) smallerSide(nodes []string) []string {
+	var a, b []string
+	for _, n := range nodes {
+		if n == nodes[0] || !slices.Contains(g[nodes[0]], n) {
+			a = append(a, n)
+		} else {
+			b = append(b, n)
+		}
+	}
+	if len(b) < len(a) {
+		return b
+	}
+	return a
 }
 
 // MakeGrudge computes a partition of the given shape. For "leader", nodes[0] is the node
@@ -156,53 +210,16 @@ func (g Grudge) String() string {
 	return strings.Join(parts, " ")
 }
 
-// Resetter partitions like Partitioner, but refuses TCP with resets instead of dropping
-// it: established connections die at once on both ends, with what they had in flight,
-// instead of stalling and delivering it all when the partition heals.
-type Resetter interface {
-	PartitionReset(ctx context.Context, g Grudge) error
-}
-
-// Snapshotter tells whether a member cut off from the others must be caught up with a
-// snapshot rather than log entries, and whether it was.
-type Snapshotter interface {
-	// MarkSnapshots notes how many snapshots have been sent to node so far.
-	MarkSnapshots(ctx context.Context, node string) error
-	// SnapshotDue reports whether node is so far behind that the leader will send it a
-	// snapshot once it can reach it.
-	SnapshotDue(ctx context.Context, node string) (bool, error)
-	// SnapshotSent reports whether node was sent a snapshot since the mark.
-	SnapshotSent(ctx context.Context, node string) (bool, error)
-}
-
 // SnapshotPartitionTimeout bounds the wait for the isolated follower to fall behind.
 const SnapshotPartitionTimeout = 2 * time.Minute
 
-// SnapshotPartitionFault isolates one follower and holds the partition until the leader
-// can no longer catch it up from its log, so that healing makes the leader send it a
-// snapshot: the path where etcd served old watch events to such a member (fixed in
+// injectSnapshotPartition isolates a random follower and holds the partition until the
+// leader can no longer catch it up from its log, so that healing makes the leader send
+// it a snapshot: the path where etcd served old watch events to such a member (fixed in
 // 3.6.2) and where a snapshot applied during a defragmentation corrupted data (3.6.5).
 // Healing waits (a little) for the snapshot and records whether it was sent.
-type SnapshotPartitionFault struct{}
-
-func (SnapshotPartitionFault) Name() string             { return "partition" }
-func (SnapshotPartitionFault) Events() (string, string) { return "start-partition", "stop-partition" }
-func (SnapshotPartitionFault) Available(c Cluster) (bool, string) {
-	if len(c.Nodes()) < 3 {
-		return false, "a snapshot partition needs a follower to spare: at least 3 nodes"
-	}
-	if ok, why := has[Partitioner](c, "partition", "this runtime cannot partition nodes"); !ok {
-		return false, why
-	}
-	return has[Snapshotter](c, "partition:snapshot", "the target cannot tell when a member needs a snapshot")
-}
-
-// InjectTimeout gives the follower time to fall behind.
-func (SnapshotPartitionFault) InjectTimeout(int) time.Duration { return SnapshotPartitionTimeout }
-
-// Inject isolates a random follower and waits until a snapshot is due for it.
-func (SnapshotPartitionFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	p, s := env.Cluster.(Partitioner), env.Cluster.(Snapshotter)
+func injectSnapshotPartition(ctx context.Context, env Env) (Injection, error) {
+	p, s := env.Powers.Net, env.Powers.Snapshots
 	pick := env.Rand.Uint64() // one draw, whatever the cluster answers (replay by seed)
 	leader, _ := env.Cluster.Leader(ctx)
 	followers := slices.DeleteFunc(slices.Clone(env.Cluster.Nodes()), func(n string) bool { return n == leader })
@@ -215,14 +232,9 @@ func (SnapshotPartitionFault) Inject(ctx context.Context, env Env) (Injection, e
 	if err != nil {
 		return Injection{}, err
 	}
-	// Resets, not drops, where the cluster can: a stalled stream would deliver what the
-	// leader had already sent when the partition heals, and the follower would catch up
-	// from it with no snapshot.
-	partition := p.Partition
-	if r, ok := env.Cluster.(Resetter); ok {
-		partition = r.PartitionReset
-	}
-	if err := partition(ctx, g); err != nil {
+	// Resets, not drops: a stalled stream would deliver what the leader had already sent
+	// when the partition heals, and the follower would catch up from it with no snapshot.
+	if err := p.Partition(ctx, g, true); err != nil {
 		_ = p.HealPartition(context.WithoutCancel(ctx))
 		return Injection{}, fmt.Errorf("snapshot partition of %s: %w", node, err)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,31 +25,31 @@ type Recorder interface {
 // Schedule runs faults one after another. Interval is the mean time from one fault's
 // start to the next one's: each fault is held for a random 50-90% of Interval and
 // followed by a quiet time of 20-40% of Interval, in which the cluster may recover. The
-// kinds (fault names) are taken in rounds, each round a seeded shuffle of all of them, so
-// that every kind asked for is injected early, also in a short run (with k kinds, all k
-// have started within k·Interval·(0.4+0.9)), and each kind equally often; a kind with
-// several faults (clock: bump, skew, strobe) gives one of them, at random, each turn.
+// faults (the --nemesis entries) are taken in rounds, each round a seeded shuffle of all
+// of them, so that every fault asked for is injected early, also in a short run (with k
+// faults, all k have started within k·Interval·(0.4+0.9)), and each equally often; a
+// fault that may take several variants (clock: bump, slow, fast, strobe) draws one each
+// turn, by the variants' weights.
 type Schedule struct {
-	Faults   []Fault
+	Faults   []*Fault
 	Interval time.Duration
 	Cluster  Cluster
+	Powers   Powers
 	Rand     *rand.Rand
 	Rec      Recorder
 	// Log receives one line per fault injected and healed; may be nil.
 	Log func(format string, args ...any)
 
-	bag    []string // the kinds left in the current round
+	bag    []*Fault // the faults left in the current round
 	mu     sync.Mutex
 	active string
 	counts map[string]int
 }
 
-// step is one fault of a schedule: wait quiet, inject fault, hold it, heal it. seed
-// seeds the fault's own random stream.
+// step is one fault of a schedule: wait quiet, inject the turn, hold it, heal it.
 type step struct {
 	quiet, hold time.Duration
-	fault       Fault
-	seed        uint64
+	turn        turn
 }
 
 // faultStream is the PCG stream of a fault's own random numbers.
@@ -59,22 +61,13 @@ const faultStream = 0x6661756c74
 // it, the steps after it are the same.
 func (s *Schedule) next() step {
 	if len(s.bag) == 0 {
-		for _, f := range s.Faults {
-			if !slices.Contains(s.bag, f.Name()) {
-				s.bag = append(s.bag, f.Name())
-			}
-		}
+		s.bag = slices.Clone(s.Faults)
 		s.Rand.Shuffle(len(s.bag), func(i, j int) { s.bag[i], s.bag[j] = s.bag[j], s.bag[i] })
 	}
-	kind := s.bag[0]
+	f := s.bag[0]
 	s.bag = s.bag[1:]
-	var of []Fault
-	for _, f := range s.Faults {
-		if f.Name() == kind {
-			of = append(of, f)
-		}
-	}
-	return step{quiet: s.fraction(0.2, 0.4), hold: s.fraction(0.5, 0.9), fault: of[s.Rand.IntN(len(of))], seed: s.Rand.Uint64()}
+	quiet, hold := s.fraction(0.2, 0.4), s.fraction(0.5, 0.9)
+	return step{quiet: quiet, hold: hold, turn: f.draw(s.Rand)}
 }
 
 // fraction returns a duration uniformly in [lo·Interval, hi·Interval).
@@ -133,7 +126,7 @@ func (s *Schedule) Run(ctx context.Context) error {
 // in a defer: whatever happens while it is held, the heal runs.
 func (s *Schedule) hold(ctx context.Context, st step, inj Injection, until time.Time) (err error) {
 	defer func() {
-		if herr := s.heal(st.fault, inj); herr != nil && err == nil {
+		if herr := s.heal(st.turn, inj); herr != nil && err == nil {
 			err = herr
 		}
 	}()
@@ -152,10 +145,11 @@ func guard(what string, f func() error) (err error) {
 }
 
 func (s *Schedule) inject(ctx context.Context, st step) (Injection, error) {
-	f := st.fault
-	start, _ := f.Events()
-	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Invoke, F: start})
-	ictx, cancel := context.WithTimeout(ctx, injectTimeout(f, len(s.Cluster.Nodes())))
+	t := st.turn
+	name := t.fault.Name
+	start, _ := t.events()
+	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Invoke, F: start, Value: history.S1(t.value())})
+	ictx, cancel := context.WithTimeout(ctx, t.timeout(len(s.Cluster.Nodes())))
 	defer cancel()
 	note := func(f, node, value string) {
 		e := history.Event{Process: history.NemesisProcess, Type: history.Info, F: f, Node: node}
@@ -166,43 +160,35 @@ func (s *Schedule) inject(ctx context.Context, st step) (Injection, error) {
 		s.logf("nemesis: %s %s %s", f, node, value)
 	}
 	var inj Injection
-	err := guard("inject "+f.Name(), func() (err error) {
-		inj, err = f.Inject(ictx, Env{Cluster: s.Cluster, Rand: rand.New(rand.NewPCG(st.seed, faultStream)), Note: note})
+	err := guard("inject "+name, func() (err error) {
+		inj, err = t.inject(ictx, Env{Cluster: s.Cluster, Powers: s.Powers, Note: note})
 		return err
 	})
 	if err != nil {
 		s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Fail, F: start, Error: err.Error()})
-		return inj, fmt.Errorf("inject %s: %w", f.Name(), err)
+		return inj, fmt.Errorf("inject %s: %w", name, err)
 	}
 	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.OK, F: start,
 		Value: inj.Value, Node: joinNodes(inj.Nodes)})
-	s.setActive(f.Name(), inj)
+	s.setActive(name, inj)
 	s.logf("nemesis: %s %v on %s", start, inj.Value, joinNodes(inj.Nodes))
 	return inj, nil
 }
 
-// injectTimeout bounds f's injection on a cluster of nodes: HealTimeout, unless the fault
-// says it needs longer (InjectTimeout: rolling faults, snapshot partitions).
-func injectTimeout(f Fault, nodes int) time.Duration {
-	if lf, ok := f.(interface{ InjectTimeout(nodes int) time.Duration }); ok {
-		return lf.InjectTimeout(nodes)
-	}
-	return HealTimeout
-}
-
-func (s *Schedule) heal(f Fault, inj Injection) error {
-	_, end := f.Events()
+func (s *Schedule) heal(t turn, inj Injection) error {
+	name := t.fault.Name
+	_, end := t.events()
 	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Invoke, F: end, Node: joinNodes(inj.Nodes)})
 	hctx, cancel := context.WithTimeout(context.Background(), HealTimeout)
 	defer cancel()
 	err := errors.New("no heal")
 	if inj.Heal != nil {
-		err = guard("heal "+f.Name(), func() error { return inj.Heal(hctx) })
+		err = guard("heal "+name, func() error { return inj.Heal(hctx) })
 	}
 	s.setActive("", Injection{})
 	if err != nil {
 		s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Fail, F: end, Error: err.Error()})
-		return fmt.Errorf("heal %s: %w", f.Name(), err)
+		return fmt.Errorf("heal %s: %w", name, err)
 	}
 	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.OK, F: end, Node: joinNodes(inj.Nodes)})
 	s.logf("nemesis: %s on %s", end, joinNodes(inj.Nodes))
@@ -214,6 +200,20 @@ func (s *Schedule) Active() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.active
+}
+
+// Summary says how many times each fault was injected, sorted: "kill:all×2, pause×1";
+// "none" for none.
+func (s *Schedule) Summary() string {
+	counts := s.Counts()
+	if len(counts) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, counts[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Counts returns how many times each fault was injected.
@@ -261,15 +261,4 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func joinNodes(nodes []string) string {
-	out := ""
-	for i, n := range nodes {
-		if i > 0 {
-			out += ","
-		}
-		out += n
-	}
-	return out
 }

@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,27 +11,6 @@ import (
 	"github.com/faultline/faultline/history"
 )
 
-// Upgrader moves members to other releases of the system one at a time, on their data,
-// while the cluster serves: the live upgrade of a Kubernetes control plane's etcd.
-type Upgrader interface {
-	// Healthy is Membership's: every member answers and agrees; it waits for that.
-	Healthy(ctx context.Context) error
-	// UpgradePath are the releases in upgrade order; the cluster started on the first.
-	UpgradePath() []string
-	// MemberVersion is the release node runs.
-	MemberVersion(node string) string
-	// Restart stops node gracefully, makes it run release version on its data, starts
-	// it and waits until the cluster is healthy again. A node it stopped is started again
-	// (on version) even when ctx ends.
-	Restart(ctx context.Context, node, version string) error
-	// PrepareDowngrade readies the cluster for its members going back to version
-	// (etcd's downgrade API); an error when the releases cannot.
-	PrepareDowngrade(ctx context.Context, version string) error
-	// ClusterVersion is the version the cluster as a whole reports running at
-	// (major.minor for etcd).
-	ClusterVersion(ctx context.Context) (string, error)
-}
-
 // UpgradeStepTimeout bounds one member's restart on another release.
 const UpgradeStepTimeout = 2 * time.Minute
 
@@ -38,42 +18,31 @@ const UpgradeStepTimeout = 2 * time.Minute
 // variable for tests).
 var clusterVersionWait = time.Minute
 
-func hasUpgrader(c Cluster) (bool, string) {
-	ok, why := has[Upgrader](c, "rolling-upgrade", "the target cannot change its members' releases")
-	if ok && len(c.(Upgrader).UpgradePath()) < 2 {
-		return false, "no release to upgrade to (give --upgrade-to)"
-	}
-	return ok, why
-}
-
-// RollingUpgradeFault moves every member to the next release of the upgrade path, one
-// member at a time in a seeded order, each only once the cluster is healthy again; the
+// rolling-upgrade moves every member to the next release of the upgrade path, one member
+// at a time in a seeded order, each only once the cluster is healthy again; the
 // mixed-version window lasts from the first member's restart to the last's. Each
 // member's restart is recorded as it happens (upgrade-member, with the release), and
 // the cluster version is checked to advance to the new release's at the end. A turn
 // finds the cluster one release further than the last; once every member runs the last
 // release of the path, a turn is a no-op that says so.
-type RollingUpgradeFault struct{}
-
-func (RollingUpgradeFault) Name() string { return "rolling-upgrade" }
-func (RollingUpgradeFault) Events() (string, string) {
-	return "start-rolling-upgrade", "stop-rolling-upgrade"
-}
-func (RollingUpgradeFault) Available(c Cluster) (bool, string) { return hasUpgrader(c) }
-
-// InjectTimeout gives every member its restart.
-func (RollingUpgradeFault) InjectTimeout(nodes int) time.Duration {
-	return time.Duration(nodes+1) * UpgradeStepTimeout
+var rollingUpgradeDef = &Def{
+	Kind: RollingUpgrade, Doc: "move every member, one at a time, to the next release of the upgrade path",
+	Needs:    []Capability{CapUpgrade, CapKill},
+	Variants: []Variant{{Name: "next", Weight: 1, Doc: "every member one release further"}},
+	Start:    "start-rolling-upgrade", End: "stop-rolling-upgrade", Verb: "upgraded", Healed: "ended",
+	Family: "upgrade", Color: "#a8e0dc",
+	Timeout: func(nodes int) time.Duration { return time.Duration(nodes+1) * UpgradeStepTimeout },
+	Inject:  injectRollingUpgrade,
 }
 
-// Inject upgrades every member one release along the path.
-func (RollingUpgradeFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	u := env.Cluster.(Upgrader)
-	path := u.UpgradePath()
+// injectRollingUpgrade upgrades every member one release along the path.
+func injectRollingUpgrade(ctx context.Context, env Env, _ Variant) (Injection, error) {
+	u := env.Powers.Upgrade
+	path := u.Versions()
 	order := shuffled(env)
 	lowest := len(path) - 1
 	for _, n := range order {
-		lowest = min(lowest, slices.Index(path, u.MemberVersion(n)))
+		lowest = min(lowest, slices.Index(path, u.Version(n)))
 	}
 	if lowest < 0 {
 		return Injection{}, fmt.Errorf("a member runs a release that is not on the path %v", path)
@@ -81,39 +50,36 @@ func (RollingUpgradeFault) Inject(ctx context.Context, env Env) (Injection, erro
 	if lowest == len(path)-1 {
 		return noop(fmt.Sprintf("every member runs %s, the last release of the path", path[lowest])), nil
 	}
-	return roll(ctx, env, u, order, path[lowest], path[lowest+1], "upgrade-member")
+	return roll(ctx, env, order, path[lowest], path[lowest+1], "upgrade-member")
 }
 
-// RollingDowngradeFault moves every member back one release along the upgrade path (when
-// all run the same one, above the first), after readying the cluster for it; as
-// RollingUpgradeFault otherwise. Releases that cannot downgrade make it fail loudly.
-type RollingDowngradeFault struct{}
-
-func (RollingDowngradeFault) Name() string { return "rolling-downgrade" }
-func (RollingDowngradeFault) Events() (string, string) {
-	return "start-rolling-downgrade", "stop-rolling-downgrade"
-}
-func (RollingDowngradeFault) Available(c Cluster) (bool, string) { return hasUpgrader(c) }
-
-// InjectTimeout gives every member its restart.
-func (RollingDowngradeFault) InjectTimeout(nodes int) time.Duration {
-	return time.Duration(nodes+2) * UpgradeStepTimeout
+// rolling-downgrade moves every member back one release along the upgrade path (when all
+// run the same one, above the first), after readying the cluster for it; as
+// rolling-upgrade otherwise. Releases that cannot downgrade make it fail loudly.
+var rollingDowngradeDef = &Def{
+	Kind: RollingDowngrade, Doc: "move every member, one at a time, back one release of the upgrade path",
+	Needs:    []Capability{CapUpgrade, CapKill},
+	Variants: []Variant{{Name: "previous", Weight: 1, Doc: "every member one release back"}},
+	Start:    "start-rolling-downgrade", End: "stop-rolling-downgrade", Verb: "downgraded", Healed: "ended",
+	Family: "upgrade", Color: "#a8e0dc",
+	Timeout: func(nodes int) time.Duration { return time.Duration(nodes+2) * UpgradeStepTimeout },
+	Inject:  injectRollingDowngrade,
 }
 
-// Inject downgrades every member one release back along the path.
-func (RollingDowngradeFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	u := env.Cluster.(Upgrader)
-	path := u.UpgradePath()
+// injectRollingDowngrade downgrades every member one release back along the path.
+func injectRollingDowngrade(ctx context.Context, env Env, _ Variant) (Injection, error) {
+	u := env.Powers.Upgrade
+	path := u.Versions()
 	order := shuffled(env)
 	highest := 0
 	for _, n := range order {
-		highest = max(highest, slices.Index(path, u.MemberVersion(n)))
+		highest = max(highest, slices.Index(path, u.Version(n)))
 	}
 	if highest == 0 {
 		return noop(fmt.Sprintf("every member runs %s, the first release of the path", path[0])), nil
 	}
 	for _, n := range order {
-		if v := u.MemberVersion(n); v != path[highest] {
+		if v := u.Version(n); v != path[highest] {
 			return noop(fmt.Sprintf("members run different releases (%s: %s): no downgrade mid-upgrade", n, v)), nil
 		}
 	}
@@ -125,16 +91,17 @@ func (RollingDowngradeFault) Inject(ctx context.Context, env Env) (Injection, er
 		return Injection{}, fmt.Errorf("downgrade to %s: %w", to, err)
 	}
 	env.note("downgrade-enabled", "", to)
-	return roll(ctx, env, u, order, path[highest], to, "downgrade-member")
+	return roll(ctx, env, order, path[highest], to, "downgrade-member")
 }
 
 // roll restarts every member not yet on to, in order, each once the cluster is healthy,
 // then waits for the cluster version to follow. Cut short by ctx, it is an injection of
 // the members done so far (none is left stopped: Restart sees to that).
-func roll(ctx context.Context, env Env, u Upgrader, order []string, from, to, note string) (Injection, error) {
+func roll(ctx context.Context, env Env, order []string, from, to, note string) (Injection, error) {
+	u := env.Powers.Upgrade
 	var done []string
 	for _, n := range order {
-		if u.MemberVersion(n) == to {
+		if u.Version(n) == to {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -148,7 +115,7 @@ func roll(ctx context.Context, env Env, u Upgrader, order []string, from, to, no
 		}
 		env.note(note, n, to)
 		sctx, cancel := context.WithTimeout(ctx, UpgradeStepTimeout)
-		err := u.Restart(sctx, n, to)
+		err := Restart(sctx, env.Powers, n, to)
 		cancel()
 		if err != nil {
 			return Injection{}, fmt.Errorf("move %s from %s to %s: %w", n, from, to, err)
@@ -164,13 +131,43 @@ func roll(ctx context.Context, env Env, u Upgrader, order []string, from, to, no
 		env.note("cluster-version", "", cv)
 		value += ", cluster version " + cv
 	}
-	return Injection{Nodes: done, Value: history.S1(value), Heal: func(context.Context) error { return nil }}, nil
+	return Injection{Nodes: done, Value: history.S1(value), Heal: healed}, nil
+}
+
+// Restart stops node gracefully (as an operator's rollout does), makes it run release
+// version, starts it on its data (on a context of its own: a member is never left
+// stopped), and waits until the cluster is healthy again. A member that dies on its new
+// release will not get healthy: that is said at once, with the end of its log.
+func Restart(ctx context.Context, p Powers, node, version string) error {
+	if err := p.Nodes.Stop(ctx, node); err != nil {
+		return fmt.Errorf("stop %s: %w", node, err)
+	}
+	if err := p.Upgrade.SetVersion(node, version); err != nil {
+		return errors.Join(err, p.Nodes.Start(context.WithoutCancel(ctx), node))
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	err := p.Nodes.Start(sctx, node)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start %s on %s: %w", node, version, err)
+	}
+	for {
+		if !p.Nodes.Running(node) {
+			return fmt.Errorf("%s exited after starting on %s; the end of its log:\n%s", node, version, p.Nodes.LogTail(node))
+		}
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := p.Upgrade.Healthy(hctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 func countOn(u Upgrader, nodes []string, version string) int {
 	n := 0
 	for _, m := range nodes {
-		if u.MemberVersion(m) == version {
+		if u.Version(m) == version {
 			n++
 		}
 	}
@@ -212,37 +209,27 @@ func shuffled(env Env) []string {
 
 // noop is the injection of a turn that had nothing to do, saying why.
 func noop(why string) Injection {
-	return Injection{Value: history.S1(why), Heal: func(context.Context) error { return nil }}
+	return Injection{Value: history.S1(why), Heal: healed}
 }
 
-// Maintainer runs the maintenance its operators schedule while the system serves.
-type Maintainer interface {
-	// Compact discards history before a recent revision and returns it.
-	Compact(ctx context.Context) (int64, error)
-	// Defragment rewrites node's storage (blocking it meanwhile).
-	Defragment(ctx context.Context, node string) error
+// maintenance compacts the keyspace to a recent revision and defragments the leader,
+// one member, a majority or all (what a careless cron does), one after another, while
+// clients run: the operations etcd's operators run on a schedule, and where etcd has had
+// corruption bugs (a snapshot applied during a defragmentation, fixed in 3.6.5). There
+// is nothing to heal: each step is recorded (compact, defragment) as it is done.
+var maintenanceDef = &Def{
+	Kind: Maintenance, Doc: "compact the keyspace, then defragment members one after another",
+	Needs:    []Capability{CapMaintain},
+	Variants: nodeVariants("compact, then defragment", map[string]int{"one": 1, "leader": 1, "majority": 1, "all": 1}),
+	Start:    "start-maintenance", End: "stop-maintenance", Verb: "maintained", Healed: "ended",
+	Family: "maintenance", Color: "#e2d6bf",
+	Inject: injectMaintenance,
 }
 
-// maintenanceTargets weighs defragmenting one member; all is what a careless cron does.
-var maintenanceTargets = []string{"one", "leader", "majority", "all"}
-
-// MaintenanceFault compacts the keyspace to a recent revision and defragments the
-// leader, one member, a majority or all, one after another, while clients run: the
-// operations etcd's operators run on a schedule, and where etcd has had corruption bugs
-// (a snapshot applied during a defragmentation, fixed in 3.6.5). There is nothing to
-// heal: each step is recorded (compact, defragment) as it is done.
-type MaintenanceFault struct{}
-
-func (MaintenanceFault) Name() string             { return "maintenance" }
-func (MaintenanceFault) Events() (string, string) { return "start-maintenance", "stop-maintenance" }
-func (MaintenanceFault) Available(c Cluster) (bool, string) {
-	return has[Maintainer](c, "maintenance", "the target has no maintenance operations")
-}
-
-// Inject compacts, then defragments the chosen members in turn.
-func (MaintenanceFault) Inject(ctx context.Context, env Env) (Injection, error) {
-	m := env.Cluster.(Maintainer)
-	target := maintenanceTargets[env.Rand.IntN(len(maintenanceTargets))]
+// injectMaintenance compacts, then defragments the chosen members in turn.
+func injectMaintenance(ctx context.Context, env Env, v Variant) (Injection, error) {
+	m := env.Powers.Maintain
+	target := v.Name
 	nodes, err := pickNodes(ctx, env, target)
 	if err != nil {
 		return Injection{}, err
@@ -259,5 +246,5 @@ func (MaintenanceFault) Inject(ctx context.Context, env Env) (Injection, error) 
 		}
 	}
 	return Injection{Nodes: nodes, Value: history.L(fmt.Sprintf("compact %d", rev), "defragment "+target),
-		Heal: func(context.Context) error { return nil }}, nil
+		Heal: healed}, nil
 }

@@ -144,7 +144,7 @@ type reportFacts struct {
 func readReport(t *testing.T, ctx context.Context) reportFacts {
 	t.Helper()
 	var colors []string
-	for _, c := range faultColors {
+	for _, c := range faultColors() {
 		colors = append(colors, fmt.Sprintf("rgb(%d, %d, %d)", c.R, c.G, c.B))
 	}
 	cj, err := json.Marshal(colors)

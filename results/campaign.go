@@ -77,10 +77,10 @@ type CampaignRun struct {
 	Scenario string `json:"scenario"`
 	Seed     int64  `json:"seed"`
 	// Dir is the run directory, relative to the campaign directory when it is inside it.
-	Dir     string `json:"dir"`
-	Verdict string `json:"verdict"`
-	Exit    int    `json:"exit_code"`
-	Error   string `json:"error,omitempty"`
+	Dir     string   `json:"dir"`
+	Verdict string   `json:"verdict"`
+	Exit    ExitCode `json:"exit_code"`
+	Error   string   `json:"error,omitempty"`
 	// FirstAnomaly is when the earliest operation blamed was invoked, since the run's
 	// start (invalid runs that name one; else absent).
 	FirstAnomaly *Seconds `json:"first_anomaly_s,omitempty"`
@@ -175,19 +175,19 @@ func (r CampaignRow) failed() string {
 // did not make every run it planned, else 2 when a run of a scenario that must be valid
 // was unknown (no green without evidence), else 0. Unknown runs of a scenario that
 // must be caught count only as not caught.
-func (ix CampaignIndex) Exit() int {
+func (ix CampaignIndex) Exit() ExitCode {
 	rows := ix.Rows()
 	if slices.ContainsFunc(rows, func(r CampaignRow) bool { return r.Failed != "" }) {
-		return 1
+		return ExitInvalid
 	}
 	incomplete := ix.StoppedEarly == "" && len(ix.Missing()) > 0
 	if ix.Interrupted != "" || incomplete || slices.ContainsFunc(rows, func(r CampaignRow) bool { return r.Errors > 0 }) {
-		return 3
+		return ExitError
 	}
 	if slices.ContainsFunc(rows, func(r CampaignRow) bool { return r.Expect != ExpectInvalid && r.Unknown > 0 }) {
-		return 2
+		return ExitUnknown
 	}
-	return 0
+	return ExitValid
 }
 
 // Missing lists the planned runs that have no result.
@@ -242,7 +242,7 @@ func PrintCampaignTable(w io.Writer, ix CampaignIndex) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "exit code %d\n", ix.Exit())
+	fmt.Fprintf(w, "exit code %d\n", int(ix.Exit()))
 }
 
 // WriteCampaign writes campaign.json, table.txt and junit.xml into dir, each through a
@@ -365,7 +365,7 @@ func campaignJUnit(ix CampaignIndex) ([]byte, error) {
 		s := &all.Suites[i]
 		c := junitCase{Name: fmt.Sprintf("seed %d", r.Seed), Class: s.Name, Time: float64(r.Duration),
 			Properties: []junitProperty{{"dir", r.Dir}, {"verdict", r.Verdict}}}
-		msg := fmt.Sprintf("%s (exit %d), expected %s: %s", r.Verdict, r.Exit, expect[r.Scenario], r.Dir)
+		msg := fmt.Sprintf("%s (exit %d), expected %s: %s", r.Verdict, int(r.Exit), expect[r.Scenario], r.Dir)
 		switch e := expect[r.Scenario]; {
 		case r.Exit >= 3:
 			c.Error = &junitFailure{Message: "harness error: " + r.Error, Text: msg}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/nemesis"
 )
 
 // Names of the files WriteReport writes in a run directory.
@@ -294,8 +295,10 @@ func spanOf(events []history.Event, untimed bool) (span, func(int64) string) {
 func faultViews(events []history.Event) ([]faultView, []leaderMark) {
 	var faults []faultView
 	for i, w := range checker.FaultWindows(events) {
-		kind := strings.TrimPrefix(w.Fault, "start-")
-		if kind == "start" {
+		kind := strings.TrimPrefix(w.Fault, "start-") // a combination's, or a Jepsen nemesis's
+		if d, _, ok := nemesis.ByEvent(w.Fault); ok {
+			kind = string(d.Kind)
+		} else if kind == "start" {
 			kind = "fault" // Jepsen's nemesis names its one fault :start
 		}
 		value := strings.TrimSuffix(strings.TrimPrefix(w.Value, "["), "]") // a list, or

@@ -3,6 +3,7 @@ package results
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -40,8 +41,9 @@ func (page *reportPage) addFacts(dir string, res checker.Result, events []histor
 		add("run id", info.RunID)
 		add("target", info.TargetLabel())
 		add("runtime", info.Runtime)
+		spec := info.SpecKeys()
 		for _, k := range []string{"nodes", "concurrency", "keys", "ops_per_key", "rate", "time_limit", "nemesis_interval"} {
-			add(strings.ReplaceAll(k, "_", " "), specValue(info.Spec[k]))
+			add(strings.ReplaceAll(k, "_", " "), specValue(spec[k]))
 		}
 		add("faults", strings.Join(info.Faults, ", "))
 		for _, k := range slices.Sorted(maps.Keys(info.Unavailable)) {
@@ -51,14 +53,18 @@ func (page *reportPage) addFacts(dir string, res checker.Result, events []histor
 			add("seed", fmt.Sprint(*info.Seed))
 		}
 		page.Replay = info.Replay
-		for _, k := range slices.Sorted(maps.Keys(info.Spec)) {
-			page.Spec = append(page.Spec, fact{k, specValue(info.Spec[k])})
+		for _, k := range slices.Sorted(maps.Keys(spec)) {
+			page.Spec = append(page.Spec, fact{k, specValue(spec[k])})
 		}
-		for _, k := range slices.Sorted(maps.Keys(info.Target)) {
-			page.Spec = append(page.Spec, fact{"target " + k, specValue(info.Target[k])})
+		var target map[string]any
+		if b, err := json.Marshal(info.Target); err == nil && json.Unmarshal(b, &target) == nil {
+			delete(target, "file_text") // the file itself is in test.json; the page says where
+			for _, k := range slices.Sorted(maps.Keys(target)) {
+				page.Spec = append(page.Spec, fact{"target " + k, specValue(target[k])})
+			}
 		}
 	}
-	add("workload", res.Workload)
+	add("model", string(res.Model))
 	add("history", opts.History)
 	s, _ := spanOf(events, res.Stats.Untimed)
 	add("events", fmt.Sprint(len(events)))

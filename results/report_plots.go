@@ -22,6 +22,7 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/nemesis"
 )
 
 // Bounds on what a plot draws, so that the report of a long run stays small and fast:
@@ -69,7 +70,7 @@ type faultView struct {
 // touched — for a partition, its shape and sides, which say more.
 func (f faultView) Label() string {
 	what := f.Nodes
-	if v := f.Value; v != "" && (f.Kind == "partition" || what == "") {
+	if v := f.Value; v != "" && (f.Kind == string(nemesis.Partition) || what == "") {
 		what = v
 	}
 	return strings.TrimSpace(f.ID + " " + f.Kind + " " + what)
@@ -89,39 +90,41 @@ var (
 	colorLead = color.RGBA{R: 0x6a, G: 0x3d, B: 0x9a, A: 0xff}
 )
 
-// faultColors shade fault windows by kind. Each is its own color so that a reader of
-// the SVG (or the browser test) can find the windows by it.
-var faultColors = map[string]color.RGBA{
-	"partition":   {R: 0xf4, G: 0xb6, B: 0xb6, A: 0xff},
-	"kill":        {R: 0xc9, G: 0xc3, B: 0xe6, A: 0xff},
-	"pause":       {R: 0xb6, G: 0xd7, B: 0xf4, A: 0xff},
-	"clock":       {R: 0xf4, G: 0xe7, B: 0x9e, A: 0xff},
-	"packet":      {R: 0xf8, G: 0xcf, B: 0xa4, A: 0xff},
-	"member":      {R: 0xbc, G: 0xe4, B: 0xb5, A: 0xff},
-	"upgrade":     {R: 0xa8, G: 0xe0, B: 0xdc, A: 0xff},
-	"maintenance": {R: 0xe2, G: 0xd6, B: 0xbf, A: 0xff},
-	"fault":       {R: 0xdd, G: 0xdd, B: 0xdd, A: 0xff},
-}
+// faultGrey shades a fault the registry does not name (a Jepsen nemesis's).
+const faultGrey = "#dddddd"
 
-// faultFamily is the color family of a fault kind (clock-bump → clock).
-func faultFamily(kind string) string {
-	switch kind {
-	case "partition", "kill", "pause", "packet", "maintenance":
-		return kind
-	case "clock-bump", "clock-skew", "clock-strobe":
-		return "clock"
-	case "member-remove", "rolling-replace":
-		return "member"
-	case "rolling-upgrade", "rolling-downgrade":
-		return "upgrade"
-	}
-	return "fault"
-}
-
-// FaultColor is the CSS color of a fault kind's shading, as on the plots.
+// faultColor is the CSS color of the shading of a fault of this kind: its family's,
+// from nemesis's registry (a combination takes its first kind's). Each family has its
+// own color, so that a reader of the SVG (or the browser test) can find the windows by
+// it.
 func faultColor(kind string) string {
-	c := faultColors[faultFamily(kind)]
-	return fmt.Sprintf("#%02x%02x%02x", c.R, c.G, c.B)
+	first, _, _ := strings.Cut(kind, nemesis.ComboSep)
+	first, _, _ = strings.Cut(first, nemesis.VariantSep)
+	if d, ok := nemesis.Lookup(nemesis.Kind(first)); ok {
+		return d.Color
+	}
+	return faultGrey
+}
+
+// faultColors are every color a fault's shading may have.
+func faultColors() []color.RGBA {
+	out := []color.RGBA{rgba(faultGrey)}
+	for _, d := range nemesis.Kinds() {
+		if c := rgba(d.Color); !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// rgba reads a "#rrggbb" color.
+func rgba(hex string) color.RGBA {
+	var c color.RGBA
+	if _, err := fmt.Sscanf(hex, "#%02x%02x%02x", &c.R, &c.G, &c.B); err != nil {
+		return color.RGBA{R: 0xdd, G: 0xdd, B: 0xdd, A: 0xff}
+	}
+	c.A = 0xff
+	return c
 }
 
 // bands draws the fault windows, shaded over the whole height of the data area and
@@ -149,7 +152,7 @@ func (b *bands) Plot(c draw.Canvas, p *plot.Plot) {
 	for _, f := range b.faults {
 		x0, x1 := x(b.span.secs(f.Start)), x(b.span.secs(f.End))
 		x0, x1 = max(x0, c.Min.X), min(max(x1, x0+1), c.Max.X) // at least a point wide
-		c.FillPolygon(faultColors[faultFamily(f.Kind)], []vg.Point{
+		c.FillPolygon(rgba(faultColor(f.Kind)), []vg.Point{
 			{X: x0, Y: c.Min.Y}, {X: x1, Y: c.Min.Y}, {X: x1, Y: c.Max.Y}, {X: x0, Y: c.Max.Y}})
 	}
 	for _, f := range b.faults { // labels after every shading, so that none covers one

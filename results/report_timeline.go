@@ -10,6 +10,7 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/nemesis"
 )
 
 // Bounds on the HTML timelines, so that a long run's page stays small.
@@ -49,42 +50,20 @@ func place(s span, a, b int64) (string, string) {
 	return pctString(l), pctString(math.Max(r-l, minBarWidthPct))
 }
 
-// laneVerb says what a fault of this kind did to a node.
+// laneVerb says what a fault of this kind did to a node: the kind's verb (nemesis's
+// registry), or the kind itself for one the registry does not name (a combination, a
+// Jepsen nemesis's fault).
 func laneVerb(kind string) string {
-	switch kind {
-	case "partition":
-		return "partitioned"
-	case "kill":
-		return "killed"
-	case "pause":
-		return "paused"
-	case "clock-bump", "clock-skew", "clock-strobe":
-		return strings.Replace(kind, "-", " ", 1) + "ed"
-	case "member-remove":
-		return "removed"
-	case "packet":
-		return "packet faults"
-	case "rolling-replace":
-		return "replaced"
-	case "rolling-upgrade":
-		return "upgraded"
-	case "rolling-downgrade":
-		return "downgraded"
+	if d, ok := nemesis.Lookup(nemesis.Kind(kind)); ok {
+		return d.Verb
 	}
 	return kind
 }
 
 // laneHeal says what the end of a fault of this kind did to a node.
 func laneHeal(kind string) string {
-	switch kind {
-	case "kill":
-		return "restarted"
-	case "pause":
-		return "resumed"
-	case "member-remove":
-		return "added back as a new member"
-	case "partition", "packet":
-		return "healed"
+	if d, ok := nemesis.Lookup(nemesis.Kind(kind)); ok {
+		return d.Healed
 	}
 	return "ended"
 }
@@ -319,20 +298,20 @@ func opLabel(o *checker.Operation) string {
 		return "nil"
 	}
 	switch o.F {
-	case "write":
+	case history.OpWrite:
 		return "w " + val(o.In)
-	case "read":
+	case history.OpRead:
 		if o.Status != history.OK {
 			return "r ?"
 		}
 		return "r " + val(o.Out)
-	case "cas":
+	case history.OpCAS:
 		if o.In.Kind == history.List && len(o.In.L) == 2 {
 			return "cas " + o.In.L[0] + "→" + o.In.L[1]
 		}
-	case "append":
+	case history.OpAppend:
 		return "app " + val(o.In)
-	case "add":
+	case history.OpAdd:
 		return "add " + val(o.In)
 	}
 	return o.F + " " + val(o.In)
@@ -344,7 +323,7 @@ func opTitle(o *checker.Operation, fmtT func(int64) string) string {
 		s += " on " + o.Node
 	}
 	s += fmt.Sprintf(": %s %s", o.F, o.In)
-	if o.Status == history.OK && o.F == "read" {
+	if o.Status == history.OK && o.F == history.OpRead {
 		s += " → " + o.Out.String()
 	}
 	s += fmt.Sprintf(", %s; invoked %s (event %d)", o.Status, fmtT(o.Call), o.Invoke)

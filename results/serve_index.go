@@ -78,7 +78,7 @@ func readCampaignRow(dir, rel string) (campaignRow, bool) {
 	if err != nil {
 		return campaignRow{}, false
 	}
-	c := campaignRow{Path: rel, Name: ix.Name, Shard: ix.Shard, Stamp: path.Base(rel), Runs: len(ix.Runs), Planned: len(ix.Planned), Exit: ix.Exit()}
+	c := campaignRow{Path: rel, Name: ix.Name, Shard: ix.Shard, Stamp: path.Base(rel), Runs: len(ix.Runs), Planned: len(ix.Planned), Exit: int(ix.Exit())}
 	if t, err := time.Parse("20060102T150405Z", strings.SplitN(c.Stamp, "-", 2)[0]); err == nil {
 		c.Start = t
 	}
@@ -225,7 +225,7 @@ func readRun(dir, rel string) runRow {
 	if info, ok, _ := ReadTestInfo(dir); ok {
 		r.Test = cmp.Or(info.Name, r.Test)
 		r.Target, r.Runtime, r.Workload, r.Faults = info.TargetLabel(), info.Runtime, info.Workload, info.Faults
-		r.TargetName, _ = info.Target["name"].(string)
+		r.TargetName = info.Target.Name
 		if !info.Start.IsZero() {
 			r.Start = info.Start
 		}
@@ -234,14 +234,15 @@ func readRun(dir, rel string) runRow {
 		var res struct {
 			Valid          checker.Verdict  `json:"valid"`
 			UnknownBecause []checker.Reason `json:"unknown_because"`
-			Workload       string           `json:"workload"`
+			Workload       string           `json:"workload"` // results.json of an older faultline
+			Model          string           `json:"model"`
 			Stats          struct {
 				Counts map[string]map[string]int `json:"counts"`
 			} `json:"stats"`
 		}
 		if json.Unmarshal(b, &res) == nil {
 			r.Verdict = string(res.Valid)
-			r.Workload = cmp.Or(r.Workload, res.Workload)
+			r.Workload = cmp.Or(r.Workload, res.Model, res.Workload)
 			for _, by := range res.Stats.Counts {
 				for _, n := range by {
 					r.Ops += n

@@ -15,39 +15,52 @@ import (
 // TestFile is the name of the run's resolved spec in its directory.
 const TestFile = "test.json"
 
-// TestInfo is what reports and the run browser read of a run's test.json. Every field
-// may be missing (a run of an older faultline, a directory made by hand): the zero
-// value is "not said".
+// TestInfo is a run's test.json: what the run was asked and what it resolved, written
+// once before any node starts and read by --replay, reports, faultline serve, check and
+// campaigns. A test.json of an older faultline may lack fields: the zero value is "not
+// said".
 type TestInfo struct {
-	Name     string
-	RunID    string
-	Runtime  string
-	Workload string
-	Seed     *int64
-	Start    time.Time
-	Replay   string
-	// Faults are the fault kinds the nemesis could inject (nemesis_faults, else the
-	// spec's nemesis list); Unavailable those it left out, and why.
-	Faults      []string
-	Unavailable map[string]string
-	// Target is the target's own description: name, version, binary, unsafe mode, …
-	Target map[string]any
-	// Spec is the resolved spec as written, every key.
-	Spec map[string]any
+	Name  string    `json:"name"`
+	RunID string    `json:"run_id"`
+	Start time.Time `json:"start_time"`
+	// Faultline is the version of the faultline that ran it.
+	Faultline string `json:"faultline,omitempty"`
+	Seed      *int64 `json:"seed"`
+	// Runtime is the runtime the run had (what auto resolved to).
+	Runtime  string `json:"runtime"`
+	Workload string `json:"workload"`
+	Nodes    int    `json:"nodes,omitempty"`
+	// Faults are the --nemesis entries the run could inject, resolved ("all" spelt out);
+	// Unavailable those it left out, and why.
+	Faults      []string          `json:"nemesis_faults"`
+	Unavailable map[string]string `json:"nemesis_unavailable,omitempty"`
+	Target      TargetInfo        `json:"target"`
+	// Replay is the command line that runs the test again.
+	Replay string `json:"replay"`
+	// Spec is the resolved spec, every key (the harness's Spec in its JSON form): what
+	// --replay runs again.
+	Spec json.RawMessage `json:"spec"`
 }
 
-type testJSON struct {
-	Spec        map[string]any    `json:"spec"`
-	RunID       string            `json:"run_id"`
-	Runtime     string            `json:"runtime"`
-	Seed        *int64            `json:"seed"`
-	Workload    string            `json:"workload"`
-	Faults      []string          `json:"nemesis_faults"`
-	Unavailable map[string]string `json:"nemesis_unavailable"`
-	Start       string            `json:"start_time"`
-	Target      map[string]any    `json:"target"`
-	Replay      string            `json:"replay"`
+// TargetInfo is what a run records of its target: enough to name it, to tell which
+// release ran, and to run it again as it ran.
+type TargetInfo struct {
+	Name string `json:"name"`
+	// Version is the release the cluster started on; Versions the upgrade path.
+	Version  string   `json:"version,omitempty"`
+	Versions []string `json:"versions,omitempty"`
+	Binary   string   `json:"binary,omitempty"`
+	// Unsafe names a setting known to break the system's guarantees.
+	Unsafe   string `json:"unsafe,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	// File is a target file's path, FileText its text as the run read it: a replay
+	// runs the text, not the file as it may have been edited since.
+	File     string `json:"file,omitempty"`
+	FileText string `json:"file_text,omitempty"`
 }
+
+// WriteTestInfo writes dir/test.json.
+func WriteTestInfo(dir string, info TestInfo) error { return WriteJSON(dir, TestFile, info) }
 
 // ReadTestInfo reads dir/test.json. ok is false when there is none; a test.json that
 // cannot be read or parsed is an error.
@@ -59,62 +72,45 @@ func ReadTestInfo(dir string) (info TestInfo, ok bool, err error) {
 	if err != nil {
 		return TestInfo{}, false, fmt.Errorf("read %s: %w", TestFile, err)
 	}
-	var t testJSON
-	if err := json.Unmarshal(b, &t); err != nil {
+	if err := json.Unmarshal(b, &info); err != nil {
 		return TestInfo{}, false, fmt.Errorf("parse %s: %w", TestFile, err)
 	}
-	info = TestInfo{RunID: t.RunID, Runtime: t.Runtime, Workload: t.Workload, Seed: t.Seed, Replay: t.Replay,
-		Faults: t.Faults, Unavailable: t.Unavailable, Target: t.Target, Spec: t.Spec}
-	info.Name, _ = t.Spec["name"].(string)
+	spec := info.SpecKeys()
+	if info.Name == "" {
+		info.Name, _ = spec["name"].(string)
+	}
 	if info.Workload == "" {
-		info.Workload, _ = t.Spec["workload"].(string)
+		info.Workload, _ = spec["workload"].(string)
 	}
-	if info.Runtime == "" {
-		info.Runtime, _ = t.Spec["runtime"].(string)
-	}
-	if info.Faults == nil {
-		if l, ok := t.Spec["nemesis"].([]any); ok {
-			for _, f := range l {
-				if s, ok := f.(string); ok {
-					info.Faults = append(info.Faults, s)
-				}
-			}
-		}
-	}
-	if info.Target == nil {
-		if name, ok := t.Spec["target"].(string); ok {
-			info.Target = map[string]any{"name": name}
-		}
-	}
-	if ts, err := time.Parse(time.RFC3339Nano, t.Start); err == nil {
-		info.Start = ts
+	if info.Target.Name == "" {
+		info.Target.Name, _ = spec["target"].(string)
 	}
 	return info, true, nil
+}
+
+// SpecKeys returns the spec's keys and values, for a page that lists them all (nil
+// when there is no spec).
+func (t TestInfo) SpecKeys() map[string]any {
+	var m map[string]any
+	_ = json.Unmarshal(t.Spec, &m)
+	return m
 }
 
 // TargetLabel names the target and its version in a few words: "etcd v3.7.3",
 // "etcd v3.6.16 → v3.7.3", "raftnode (unsafe stale-read)".
 func (t TestInfo) TargetLabel() string {
-	name, _ := t.Target["name"].(string)
-	if name == "" {
+	if t.Target.Name == "" {
 		return ""
 	}
-	var versions []string
-	if vs, ok := t.Target["versions"].([]any); ok {
-		for _, v := range vs {
-			if s, ok := v.(string); ok && s != "" {
-				versions = append(versions, s)
-			}
-		}
-	}
-	if v, ok := t.Target["version"].(string); ok && v != "" && !slices.Contains(versions, v) {
+	versions := slices.Clone(t.Target.Versions)
+	if v := t.Target.Version; v != "" && !slices.Contains(versions, v) {
 		versions = append([]string{v}, versions...)
 	}
-	s := name
+	s := t.Target.Name
 	if len(versions) > 0 {
 		s += " " + strings.Join(versions, " → ")
 	}
-	if u, ok := t.Target["unsafe"].(string); ok && u != "" {
+	if u := t.Target.Unsafe; u != "" {
 		s += " (unsafe " + u + ")"
 	}
 	return s

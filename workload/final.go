@@ -63,7 +63,8 @@ func FinalReads(ctx context.Context, cfg Config, open Opener, rec *history.Recor
 // finalRead reads key until a read is ok, each attempt on a new process. It reports
 // whether one was.
 func finalRead(ctx context.Context, cfg Config, open Opener, rec *history.Recorder, key string, newProcess func() int) bool {
-	o := op{f: "read", key: key, list: cfg.Workload != "register"}
+	d, _ := Lookup(cfg.Workload)
+	o := op{f: history.OpRead, key: key, list: d != nil && d.List}
 	for ctx.Err() == nil {
 		sess := session{process: newProcess()}
 		c, node, err := open(ctx, sess.process)

@@ -35,7 +35,7 @@ func TestFinalReads(t *testing.T) {
 			rec.Record(history.Event{Process: 41, Type: history.Invoke, F: "read", Key: "r0"})
 			rec.Record(history.Event{Process: 41, Type: history.Info, F: "read", Key: "r0"})
 			rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Info, F: "heal-all"})
-			cfg := Config{Workload: tc.workload, Concurrency: 2, Progress: NewProgress()}
+			cfg := Config{Workload: Kind(tc.workload), Concurrency: 2, Progress: NewProgress()}
 			require.NoError(t, FinalReads(ctx, cfg, store.Opener(3), rec, tc.keys))
 			ok, _, _ := cfg.Progress.Counts()
 			assert.EqualValues(t, len(tc.keys), ok)

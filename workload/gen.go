@@ -22,32 +22,14 @@ type op struct {
 // return a result.
 func (o op) invokeValue() history.Value {
 	switch o.f {
-	case "read":
+	case history.OpRead:
 		return history.Value{}
-	case "cas":
+	case history.OpCAS:
 		return history.L(o.from, o.arg)
 	default:
 		return history.S1(o.arg)
 	}
 }
-
-// weighted is one entry of an operation mix.
-type weighted struct {
-	f      string
-	weight int
-}
-
-// mixes are the workloads: the share of each operation, in percent.
-var mixes = map[string][]weighted{
-	"register": {{"read", 50}, {"write", 30}, {"cas", 20}},
-	"append":   {{"read", 50}, {"append", 50}},
-	// Set reads return the whole set, which only grows: keep them rare during the
-	// run; the final reads are what the set checker relies on.
-	"set": {{"read", 1}, {"add", 99}},
-}
-
-// prefixes name each workload's keys: r0, r1, … for registers.
-var prefixes = map[string]string{"register": "r", "append": "a", "set": "s"}
 
 // recentValues is how many recent values of a key a cas may expect.
 const recentValues = 4
@@ -63,7 +45,7 @@ const neverWritten = "0"
 // shared by all workers (the key in each slot, its value counter, its recent values),
 // so they match across runs when the interleaving does — always with one worker.
 type generator struct {
-	mix     []weighted
+	mix     []Weighted
 	total   int
 	prefix  string
 	list    bool
@@ -83,13 +65,13 @@ type slot struct {
 }
 
 func newGenerator(cfg Config) *generator {
-	g := &generator{mix: mixes[cfg.Workload], prefix: prefixes[cfg.Workload],
-		list: cfg.Workload != "register", slots: make([]slot, max(cfg.Keys, 1))}
-	if cfg.Workload != "set" {
+	d, _ := Lookup(cfg.Workload) // normalize checked it
+	g := &generator{mix: d.Mix, prefix: d.Prefix, list: d.List, slots: make([]slot, max(cfg.Keys, 1))}
+	if d.Rotate {
 		g.rotate = cfg.OpsPerKey
 	}
 	for _, w := range g.mix {
-		g.total += w.weight
+		g.total += w.Weight
 	}
 	for i := range g.slots {
 		g.slots[i] = g.freshSlot()
@@ -106,21 +88,21 @@ func (g *generator) freshSlot() slot {
 // next returns the next operation for the worker whose rand is r.
 func (g *generator) next(r *rand.Rand) op {
 	n, w, pick := r.IntN(len(g.slots)), r.IntN(g.total), r.IntN(recentValues)
-	f := g.mix[len(g.mix)-1].f
+	f := g.mix[len(g.mix)-1].F
 	for _, m := range g.mix {
-		if w < m.weight {
-			f = m.f
+		if w < m.Weight {
+			f = m.F
 			break
 		}
-		w -= m.weight
+		w -= m.Weight
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := &g.slots[n]
-	o := op{f: f, key: s.key, slot: n, list: g.list && f == "read"}
+	o := op{f: f, key: s.key, slot: n, list: g.list && f == history.OpRead}
 	switch f {
-	case "read":
-	case "cas":
+	case history.OpRead:
+	case history.OpCAS:
 		o.from = neverWritten
 		if s.nrecent > 0 {
 			o.from = s.recent[(s.nrecent-1-pick%min(s.nrecent, recentValues))%recentValues]
@@ -128,7 +110,7 @@ func (g *generator) next(r *rand.Rand) op {
 		o.arg = s.fresh()
 	default:
 		o.arg = s.fresh()
-		if f == "write" {
+		if f == history.OpWrite {
 			s.remember(o.arg)
 		}
 	}
@@ -142,7 +124,7 @@ func (g *generator) next(r *rand.Rand) op {
 // done feeds an op's outcome back: values read and swapped in are what later cas
 // operations on the key expect.
 func (g *generator) done(o op, t history.Type, result history.Value) {
-	if t != history.OK || (o.f != "cas" && (o.f != "read" || o.list || result.Kind != history.Str)) {
+	if t != history.OK || (o.f != history.OpCAS && (o.f != history.OpRead || o.list || result.Kind != history.Str)) {
 		return
 	}
 	g.mu.Lock()
@@ -151,7 +133,7 @@ func (g *generator) done(o op, t history.Type, result history.Value) {
 	if s.key != o.key {
 		return // retired meanwhile
 	}
-	if o.f == "cas" {
+	if o.f == history.OpCAS {
 		s.remember(o.arg)
 	} else {
 		s.remember(result.S)

@@ -22,7 +22,7 @@ func TestGeneratorKeysAndValues(t *testing.T) {
 		{"set", 2, 5, []string{"read", "add"}},
 	} {
 		t.Run(tc.workload, func(t *testing.T) {
-			cfg, err := Config{Workload: tc.workload, Keys: tc.keys, OpsPerKey: tc.per}.normalize()
+			cfg, err := Config{Workload: Kind(tc.workload), Keys: tc.keys, OpsPerKey: tc.per}.normalize()
 			require.NoError(t, err)
 			g := newGenerator(cfg)
 			r := workerRand(1, 0)

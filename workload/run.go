@@ -129,7 +129,7 @@ func (s *session) do(ctx context.Context, rec *history.Recorder, timeout time.Du
 	result, err := apply(octx, s.client, o)
 	cancel()
 	ev.Type, ev.Error = classify(err)
-	if ev.Type == history.OK || o.f != "read" {
+	if ev.Type == history.OK || o.f != history.OpRead {
 		ev.Value = result
 	}
 	rec.Record(ev)
@@ -159,7 +159,7 @@ func apply(ctx context.Context, c Client, o op) (v history.Value, err error) {
 		}
 	}()
 	switch o.f {
-	case "read":
+	case history.OpRead:
 		if o.list {
 			l, err := c.ReadList(ctx, o.key)
 			if err != nil {
@@ -172,9 +172,9 @@ func apply(ctx context.Context, c Client, o op) (v history.Value, err error) {
 			return history.Value{}, err
 		}
 		return history.S1(v), nil
-	case "write":
+	case history.OpWrite:
 		return o.invokeValue(), c.Write(ctx, o.key, o.arg)
-	case "cas":
+	case history.OpCAS:
 		return o.invokeValue(), c.CAS(ctx, o.key, o.from, o.arg)
 	default: // append, add
 		return o.invokeValue(), c.Append(ctx, o.key, o.arg)

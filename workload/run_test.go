@@ -149,9 +149,9 @@ func TestSeededDeterminism(t *testing.T) {
 		require.NoError(t, err)
 		return rec.Events()
 	}
-	for _, wl := range Workloads {
+	for _, wl := range Names() {
 		t.Run(wl+" one worker: the whole history", func(t *testing.T) {
-			cfg := Config{Workload: wl, Concurrency: 1, Keys: 3, OpsPerKey: 10, TimeLimit: 60 * time.Millisecond, Seed: 11}
+			cfg := Config{Workload: Kind(wl), Concurrency: 1, Keys: 3, OpsPerKey: 10, TimeLimit: 60 * time.Millisecond, Seed: 11}
 			a, b := run(t, cfg, 0), run(t, cfg, 0)
 			prefixEqual(t, a, b, 100, project)
 			cfg.Seed = 12

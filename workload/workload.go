@@ -36,7 +36,7 @@ type Opener func(ctx context.Context, process int) (c Client, node string, err e
 
 // Config is one workload run. Zero fields take the defaults named beside them.
 type Config struct {
-	Workload    string        // "register" (default) | "set" | "append"
+	Workload    Kind          // a workload of the registry; default Register
 	Concurrency int           // concurrent logical clients (workers); default 10
 	Rate        float64       // total ops/s across workers; 0 = as fast as possible
 	TimeLimit   time.Duration // stop issuing new ops after this; 0 = until ctx ends
@@ -51,15 +51,12 @@ type Config struct {
 
 // Defaults for the zero fields of a Config.
 const (
-	DefaultWorkload    = "register"
+	DefaultWorkload    = Register
 	DefaultConcurrency = 10
 	DefaultKeys        = 8
 	DefaultOpsPerKey   = 200
 	DefaultOpTimeout   = 2 * time.Second
 )
-
-// Workloads lists the workload names Config.Workload accepts.
-var Workloads = []string{"register", "set", "append"}
 
 // normalize fills in defaults and rejects what cannot run.
 func (c Config) normalize() (Config, error) {
@@ -79,8 +76,8 @@ func (c Config) normalize() (Config, error) {
 		c.OpTimeout = DefaultOpTimeout
 	}
 	switch {
-	case mixes[c.Workload] == nil:
-		return c, fmt.Errorf("workload: unknown workload %q (want one of %v)", c.Workload, Workloads)
+	case !known(c.Workload):
+		return c, fmt.Errorf("workload: unknown workload %q (want one of %v)", c.Workload, Names())
 	case c.Concurrency < 0 || c.Keys < 0 || c.OpsPerKey < 0:
 		return c, fmt.Errorf("workload: concurrency %d, keys %d and ops per key %d must not be negative",
 			c.Concurrency, c.Keys, c.OpsPerKey)
@@ -136,3 +133,5 @@ func classify(err error) (history.Type, string) {
 		return history.Info, err.Error()
 	}
 }
+
+func known(k Kind) bool { _, ok := Lookup(k); return ok }

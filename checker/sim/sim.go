@@ -85,11 +85,11 @@ func simGenerate(cfg Config, r *rand.Rand) []*simOp {
 			o.f = map[string]string{"append": "append", "set": "add"}[cfg.Workload]
 			o.in = history.S1(fmt.Sprintf("e%d", i))
 		case x < 5, cfg.Workload != "":
-			o.f = "read"
+			o.f = history.OpRead
 		case x < 8:
-			o.f, o.in = "write", history.S1(fmt.Sprintf("v%d", i))
+			o.f, o.in = history.OpWrite, history.S1(fmt.Sprintf("v%d", i))
 		default:
-			o.f, o.in = "cas", history.L("", fmt.Sprintf("v%d", i))
+			o.f, o.in = history.OpCAS, history.L("", fmt.Sprintf("v%d", i))
 		}
 		if r.Float64() < cfg.Info {
 			o.info, o.apply = true, r.IntN(2) == 0
@@ -106,7 +106,7 @@ func simGenerate(cfg Config, r *rand.Rand) []*simOp {
 			keys = (cfg.Ops + cfg.OpsPerKey - 1) / cfg.OpsPerKey
 		}
 		for k := range keys {
-			ops = append(ops, &simOp{proc: next + k, f: "read", key: fmt.Sprintf("k%d", k), call: end, ret: end + 5, lp: end + 2})
+			ops = append(ops, &simOp{proc: next + k, f: history.OpRead, key: fmt.Sprintf("k%d", k), call: end, ret: end + 5, lp: end + 2})
 		}
 	}
 	return ops
@@ -123,21 +123,21 @@ func simApply(cfg Config, r *rand.Rand, ops []*simOp) {
 		cur, effect := state[o.key], !o.info || o.apply
 		o.status = history.OK
 		switch o.f {
-		case "read":
+		case history.OpRead:
 			o.out = cur
 			if cfg.Workload != "" {
 				o.out = history.L(slices.Clone(cur.L)...)
 			}
-		case "append", "add":
+		case history.OpAppend, history.OpAdd:
 			if effect {
 				state[o.key] = history.L(append(slices.Clone(cur.L), o.in.S)...)
 			}
-		case "write":
+		case history.OpWrite:
 			if effect {
 				state[o.key] = o.in
 			}
 			recent[o.key] = append(recent[o.key], o.in.S)
-		case "cas":
+		case history.OpCAS:
 			from := "none"
 			if rc := recent[o.key]; len(rc) > 0 {
 				from = rc[max(0, len(rc)-1-r.IntN(2))]
@@ -162,7 +162,7 @@ func simEvents(ops []*simOp) []history.Event {
 	var events []history.Event
 	for _, o := range ops {
 		done := history.Event{Time: o.ret, Process: o.proc, Type: o.status, F: o.f, Key: o.key, Value: o.in}
-		if o.status == history.OK && o.f == "read" {
+		if o.status == history.OK && o.f == history.OpRead {
 			done.Value = o.out
 		}
 		events = append(events, history.Event{Time: o.call, Process: o.proc, Type: history.Invoke, F: o.f, Key: o.key, Value: o.in}, done)

@@ -2,11 +2,13 @@
 // references (package harness/bench), one table of ratios.
 //
 //	faultline-bench [--faultline bin/faultline] [--only checker,recorder,node,bringup,memory] [--quick]
+//	                [--ours 'TEST FLAGS'] [--reference 'TEST FLAGS']
 //	faultline-bench raw FILE      the reference checker: Porcupine called directly
 //	faultline-bench record N FILE stream|keep
 //	                              record N operations, print this process's memory (JSON)
 //
-// Called by the name "raftnode" (the raftnode target links it so), it runs raftnode.
+// Called by the name of a node program a target registered (the raftnode target links
+// it so), it runs that program.
 package main
 
 import (
@@ -22,14 +24,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/faultline/faultline/harness"
 	"github.com/faultline/faultline/harness/bench"
-	"github.com/faultline/faultline/node"
+	"github.com/faultline/faultline/harness/sut"
 )
 
 func main() {
-	if filepath.Base(os.Args[0]) == "raftnode" {
-		os.Exit(node.Main(context.Background(), os.Args[1:], os.Stderr))
+	if prog, ok := sut.Program(filepath.Base(os.Args[0])); ok {
+		os.Exit(prog(os.Args[1:]))
 	}
 	os.Exit(run())
 }
@@ -62,7 +63,8 @@ func run() int {
 	fl := fs.String("faultline", "bin/faultline", "the faultline binary to measure")
 	only := fs.String("only", "", "comma-separated sections: checker,recorder,node,bringup,memory (default: all)")
 	quick := fs.Bool("quick", false, "shorter measurements: a smoke test of the bench, not figures")
-	etcdVersion := fs.String("etcd-version", harness.DefaultEtcdVersion, "the etcd release of the node rows")
+	ours := fs.String("ours", "", "the flags of `faultline test` that name the system of the recorder and node rows (default: its default target)")
+	reference := fs.String("reference", "--target etcd", "the flags of `faultline test` that name the system the node rows measure against")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 4
 	}
@@ -87,7 +89,8 @@ func run() int {
 	defer os.RemoveAll(dir)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	o := bench.Options{Faultline: faultline, Self: self, Dir: dir, Quick: *quick, EtcdVersion: *etcdVersion, Log: os.Stderr}
+	o := bench.Options{Faultline: faultline, Self: self, Dir: dir, Quick: *quick, Log: os.Stderr,
+		Ours: strings.Fields(*ours), Reference: strings.Fields(*reference)}
 	if *only != "" {
 		o.Only = strings.Split(*only, ",")
 	}

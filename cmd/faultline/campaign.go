@@ -18,7 +18,7 @@ import (
 
 // runCampaign runs a campaign file (or, as "zoo", the shipped bug zoo): many runs, one
 // table, one exit code (results.CampaignIndex.Exit).
-func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) results.ExitCode {
 	if cmd == "faultline campaign" && len(args) > 0 && args[0] == "merge" {
 		return runMerge(args[1:], stdout, stderr)
 	}
@@ -66,11 +66,11 @@ func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr 
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return results.ExitValid
 		}
-		return harness.ExitUsage
+		return results.ExitUsage
 	}
-	usage := func(err error) int { fmt.Fprintf(stderr, "%s: %v\n", cmd, err); return harness.ExitUsage }
+	usage := func(err error) results.ExitCode { fmt.Fprintf(stderr, "%s: %v\n", cmd, err); return results.ExitUsage }
 	if fs.NArg() > 0 {
 		return usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
@@ -103,7 +103,7 @@ func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr 
 		for _, p := range plan {
 			fmt.Fprintf(stdout, "%4d  %s  seed %d\n", p.Index, c.Scenarios[p.Scenario].Name, p.Seed)
 		}
-		return 0
+		return results.ExitValid
 	}
 	if code, done := intoUserNS(ctx, c.Scenarios[0].Spec, cmd, stderr); done {
 		return code
@@ -113,31 +113,31 @@ func runCampaign(ctx context.Context, cmd string, args []string, stdout, stderr 
 
 // runCount is `faultline test --count N`: the test as a campaign of one scenario that
 // must be valid in every run, so the exit code is the worst run's.
-func runCount(ctx context.Context, spec harness.Spec, stdout, stderr io.Writer) int {
+func runCount(ctx context.Context, spec harness.Spec, stdout, stderr io.Writer) results.ExitCode {
 	c := &campaign.Campaign{Name: spec.Name, Runs: spec.Count, Seed: spec.Seed,
 		Scenarios: []campaign.Scenario{{Name: spec.Name, Spec: spec, Expect: results.ExpectValid}}}
 	return runPlan(ctx, c, campaign.Options{Results: spec.Results, Parallel: 1, Failfast: spec.Failfast, Out: stdout}, spec.JUnit, stderr)
 }
 
-func runPlan(ctx context.Context, c *campaign.Campaign, opts campaign.Options, junit string, stderr io.Writer) int {
+func runPlan(ctx context.Context, c *campaign.Campaign, opts campaign.Options, junit string, stderr io.Writer) results.ExitCode {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ix, dir, err := c.Run(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "campaign %s: %v\n", c.Name, err)
-		return harness.ExitError
+		return results.ExitError
 	}
 	if junit != "" {
 		if err := copyFile(dir+"/"+results.CampaignJUnitFile, junit); err != nil {
 			fmt.Fprintf(stderr, "campaign %s: junit: %v\n", c.Name, err)
-			return harness.ExitError
+			return results.ExitError
 		}
 	}
 	return ix.Exit()
 }
 
 // runMerge joins shard directories into one campaign directory.
-func runMerge(args []string, stdout, stderr io.Writer) int {
+func runMerge(args []string, stdout, stderr io.Writer) results.ExitCode {
 	fs := flag.NewFlagSet("faultline campaign merge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("o", "", "the merged campaign directory (default: merged-<name> beside the first shard)")
@@ -148,42 +148,42 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return results.ExitValid
 		}
-		return harness.ExitUsage
+		return results.ExitUsage
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "faultline campaign merge: which shard directories?")
-		return harness.ExitUsage
+		return results.ExitUsage
 	}
 	dirs := fs.Args()
 	if *out == "" {
 		first, err := results.ReadCampaign(dirs[0])
 		if err != nil {
 			fmt.Fprintf(stderr, "faultline campaign merge: %v\n", err)
-			return harness.ExitUsage
+			return results.ExitUsage
 		}
 		*out = dirs[0] + "/../merged-" + first.Name
 	}
 	ix, err := results.MergeCampaigns(*out, dirs)
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline campaign merge: %v\n", err)
-		return harness.ExitUsage
+		return results.ExitUsage
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fmt.Fprintf(stderr, "faultline campaign merge: %v\n", err)
-		return harness.ExitError
+		return results.ExitError
 	}
 	if err := results.WriteCampaign(*out, ix); err != nil {
 		fmt.Fprintf(stderr, "faultline campaign merge: %v\n", err)
-		return harness.ExitError
+		return results.ExitError
 	}
 	fmt.Fprintf(stdout, "campaign %s: merged %d shards (%s) into %s\n\n", ix.Name, len(dirs), strings.Join(ix.Shards, ", "), *out)
 	results.PrintCampaignTable(stdout, ix)
 	if *junit != "" {
 		if err := copyFile(*out+"/"+results.CampaignJUnitFile, *junit); err != nil {
 			fmt.Fprintf(stderr, "faultline campaign merge: junit: %v\n", err)
-			return harness.ExitError
+			return results.ExitError
 		}
 	}
 	return ix.Exit()

@@ -38,7 +38,7 @@ scenarios:
     spec: {unsafe: stale-read, nemesis: partition}
     min-detection: 0
 `), 0o644))
-	camp := func(args ...string) (int, string, string) {
+	camp := func(args ...string) (results.ExitCode, string, string) {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), append([]string{"campaign", "-f", file}, args...), &out, &errb)
 		ix, err := results.ReadCampaign(lastDir(t, &out))
@@ -56,13 +56,13 @@ scenarios:
 	assert.Equal(t, whole, verdicts(ix), "the merged shards found what the whole campaign found, seed by seed")
 	assert.Equal(t, wholeCode, code)
 	assert.Contains(t, out.String(), "merged 2 shards (1/2, 2/2)")
-	assert.Equal(t, 0, wholeCode, "the correct node valid; the stale row gates nothing (min-detection 0):\n%s", whole)
+	assert.Equal(t, results.ExitValid, wholeCode, "the correct node valid; the stale row gates nothing (min-detection 0):\n%s", whole)
 	assert.FileExists(t, filepath.Join(dir, "whole.xml"))
 
 	var cout bytes.Buffer
 	code = run(context.Background(), []string{"test", "--runtime", "process", "--nodes", "3", "--time-limit", "3s", "--nemesis", "kill",
 		"--recovery", "1s", "--count", "2", "--seed", "9", "--results", filepath.Join(dir, "count")}, &cout, &cout)
-	assert.Equal(t, 0, code, cout.String())
+	assert.Equal(t, results.ExitValid, code, cout.String())
 	cix, err := results.ReadCampaign(lastDir(t, &cout))
 	require.NoError(t, err)
 	assert.Len(t, cix.Runs, 2)
@@ -111,7 +111,7 @@ func TestCIExamplesCommandLinesParse(t *testing.T) {
 			}
 			var out bytes.Buffer
 			code := run(context.Background(), append(args, "--dry-run"), &out, &out)
-			assert.Equal(t, 0, code, "%s: faultline %s\n%s", f, strings.Join(args, " "), out.String())
+			assert.Equal(t, results.ExitValid, code, "%s: faultline %s\n%s", f, strings.Join(args, " "), out.String())
 			n++
 		}
 	}

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	wl "github.com/faultline/faultline/workload"
 	"io"
 	"os"
 	"os/signal"
@@ -19,15 +19,6 @@ import (
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/results"
-)
-
-// Exit codes of faultline check (the same as faultline test's).
-const (
-	checkValid   = 0
-	checkInvalid = 1
-	checkUnknown = 2
-	checkError   = 3
-	checkUsage   = 4
 )
 
 // DefaultCheckTimeout bounds the linearizability search of faultline check.
@@ -47,7 +38,7 @@ type checkArgs struct {
 // It prints the verdict (with why, when it is unknown) and a summary, writes
 // results.json, report.html (and linearizability.html for a violation) next to the
 // history or into --out, and the JUnit report to --junit, and returns the exit code.
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) results.ExitCode {
 	a, code := parseCheckArgs(args, stderr)
 	if code >= 0 {
 		return code
@@ -57,18 +48,22 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	file, workload, err := locateHistory(a.path, a.workload)
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline check: %v\n", err)
-		return checkUsage
+		return results.ExitUsage
 	}
 	events, info, err := readHistory(file, a.format)
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline check: %s: %v\n", file, err)
-		return checkUsage
+		return results.ExitUsage
 	}
 	fmt.Fprintf(stdout, "faultline check %s: %d events\n", file, len(events))
 	if info.Torn {
 		fmt.Fprintf(stdout, "note:    the last line was torn (a crash mid-write) and was dropped; the rest is checked\n")
 	}
-	res := checker.Check(ctx, events, checker.Options{Workload: workload, Timeout: a.timeout, MinEvidence: a.minEvidence})
+	var model checker.Model
+	if d, ok := wl.Lookup(wl.Kind(workload)); ok {
+		model = d.Model
+	}
+	res := checker.Check(ctx, events, checker.Options{Model: model, Timeout: a.timeout, MinEvidence: a.minEvidence})
 	if ctx.Err() != nil {
 		res.MakeUnknown(checker.ReasonInterrupted, "the check was interrupted")
 	}
@@ -86,17 +81,17 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		fmt.Fprintf(stderr, "faultline check: %v\n", err)
-		return checkError
+		return results.ExitError
 	}
 	if err := results.WriteCheck(dir, res, events); err != nil {
 		fmt.Fprintf(stderr, "faultline check: %v\n", err)
-		return checkError
+		return results.ExitError
 	}
 	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(dir, results.ResultsFile))
 	report, err := results.WriteReport(dir, res, events, results.ReportOptions{RunDir: filepath.Dir(file), History: file})
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline check: %v\n", err)
-		return checkError
+		return results.ExitError
 	}
 	fmt.Fprintf(stdout, "report:  %s\n", report)
 	if a.junit != "" {
@@ -107,29 +102,23 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err := results.WriteJUnit(a.junit, res, results.JUnitInfo{Suite: suite, Report: report,
 			Results: filepath.Join(dir, results.ResultsFile), Time: res.Elapsed}); err != nil {
 			fmt.Fprintf(stderr, "faultline check: %v\n", err)
-			return checkError
+			return results.ExitError
 		}
 		fmt.Fprintf(stdout, "junit:   %s\n", a.junit)
 	}
 	if res.CanVisualize() {
 		fmt.Fprintf(stdout, "view:    %s\n", filepath.Join(dir, results.VisualizationFile))
 	}
-	switch res.Verdict {
-	case checker.Valid:
-		return checkValid
-	case checker.Invalid:
-		return checkInvalid
-	}
-	return checkUnknown
+	return results.ExitFor(res.Verdict)
 }
 
 // parseCheckArgs parses flags and the one path, which may come before or after them. It
 // returns an exit code >= 0 when the command should stop there.
-func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, int) {
+func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, results.ExitCode) {
 	var a checkArgs
 	fs := flag.NewFlagSet("faultline check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&a.workload, "workload", "", "register|append|set (default: from the run's test.json, or guessed from the operations)")
+	fs.StringVar(&a.workload, "workload", "", strings.Join(wl.Names(), "|")+" (default: from the run's test.json, or guessed from the operations)")
 	fs.StringVar(&a.format, "format", "", "jsonl|jepsen-edn|jepsen-log (default: from the file's extension)")
 	fs.StringVar(&a.out, "out", "", "write results.json and report.html here (default: next to the history)")
 	fs.StringVar(&a.junit, "junit", "", "also write a JUnit XML report here: a case per checker, and the verdict")
@@ -145,7 +134,7 @@ func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, int) {
 			if errors.Is(err, flag.ErrHelp) {
 				return a, 0
 			}
-			return a, checkUsage
+			return a, results.ExitUsage
 		}
 		if fs.NArg() == 0 {
 			break
@@ -155,8 +144,8 @@ func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, int) {
 	switch {
 	case len(paths) != 1:
 		fmt.Fprintf(stderr, "faultline check: want one FILE or RUNDIR, got %d\n", len(paths))
-	case a.workload != "" && !slices.Contains(checker.Workloads, a.workload):
-		fmt.Fprintf(stderr, "faultline check: --workload %q is not one of %s\n", a.workload, strings.Join(checker.Workloads, ", "))
+	case a.workload != "" && !known(a.workload):
+		fmt.Fprintf(stderr, "faultline check: --workload %q is not one of %s\n", a.workload, strings.Join(wl.Names(), ", "))
 	case !slices.Contains([]string{"", "jsonl", "jepsen-edn", "jepsen-log"}, a.format):
 		fmt.Fprintf(stderr, "faultline check: --format %q is not jsonl, jepsen-edn or jepsen-log\n", a.format)
 	case a.timeout < 0:
@@ -167,7 +156,7 @@ func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, int) {
 		a.path = paths[0]
 		return a, -1
 	}
-	return a, checkUsage
+	return a, results.ExitUsage
 }
 
 // locateHistory resolves a run directory to its history.jsonl and, unless given, the
@@ -185,17 +174,15 @@ func locateHistory(path, workload string) (string, string, error) {
 		return "", "", fmt.Errorf("%s is a directory without a history.jsonl", path)
 	}
 	if workload == "" {
-		if b, err := os.ReadFile(filepath.Join(path, "test.json")); err == nil {
-			var t struct {
-				Workload string `json:"workload"`
-			}
-			if json.Unmarshal(b, &t) == nil && slices.Contains(checker.Workloads, t.Workload) {
-				workload = t.Workload
-			}
+		if info, ok, _ := results.ReadTestInfo(path); ok && known(info.Workload) {
+			workload = info.Workload
 		}
 	}
 	return file, workload, nil
 }
+
+// known reports whether w names a workload.
+func known(w string) bool { _, ok := wl.Lookup(wl.Kind(w)); return ok }
 
 // readHistory reads a history in the given format, or the one its extension suggests.
 func readHistory(file, format string) ([]history.Event, history.ReadInfo, error) {
@@ -226,7 +213,7 @@ func readHistory(file, format string) ([]history.Event, history.ReadInfo, error)
 // printCheck prints the verdict, with why on the same line when it is unknown
 // ("verdict: UNKNOWN — no acknowledged read: …"), then the summary and the first notes.
 func printCheck(w io.Writer, res checker.Result) {
-	fmt.Fprintf(w, "workload: %s\n", res.Workload)
+	fmt.Fprintf(w, "model:   %s\n", res.Model)
 	summary := res.Summary()
 	if why := res.Why(); why != "" {
 		fmt.Fprintf(w, "verdict: %s — %s\n", strings.ToUpper(string(res.Verdict)), why)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/history"
+	"github.com/faultline/faultline/results"
 )
 
 // copyFixture copies a fixture of another package into a fresh directory, as name.
@@ -27,7 +28,7 @@ func copyFixture(t *testing.T, from, name string) string {
 	return path
 }
 
-func check(t *testing.T, args ...string) (int, string, string) {
+func check(t *testing.T, args ...string) (results.ExitCode, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := runCheck(context.Background(), args, &out, &errb)
@@ -38,13 +39,13 @@ func TestCheckVerdicts(t *testing.T) {
 	for _, tc := range []struct {
 		fixture, name string
 		args          []string
-		code          int
+		code          results.ExitCode
 		out           []string
 	}{
-		{"checker/testdata/register-ok.jsonl", "history.jsonl", nil, 0, []string{"verdict: VALID", "workload: register"}},
+		{"checker/testdata/register-ok.jsonl", "history.jsonl", nil, 0, []string{"verdict: VALID", "model:   register"}},
 		{"checker/testdata/register-bad.jsonl", "history.jsonl", nil, 1, []string{"verdict: INVALID", `returned "a"`, "linearizability.html"}},
 		{"checker/testdata/set-bad.jsonl", "h.jsonl", []string{"--workload", "set"}, 1, []string{`"b" was lost`}},
-		{"checker/testdata/append-ok.jsonl", "h.jsonl", nil, 0, []string{"workload: append"}},
+		{"checker/testdata/append-ok.jsonl", "h.jsonl", nil, 0, []string{"model:   append"}},
 		{"history/testdata/etcd_000.log", "jepsen.log", nil, 1, []string{"verdict: INVALID"}},
 		{"history/testdata/etcd_001.log", "history.txt", []string{"--format", "jepsen-log"}, 1, []string{"verdict: INVALID"}},
 		{"history/testdata/independent.edn", "history.edn", nil, 0, []string{"2 keys"}},
@@ -75,7 +76,7 @@ func TestCheckRunDirAndOut(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.json"), []byte(`{"workload":"set","seed":1}`), 0o644))
 	out := filepath.Join(t.TempDir(), "out")
 	code, stdout, _ := check(t, "--out", out, dir)
-	assert.Equal(t, 2, code, "a run that never healed is partial: %s", stdout)
+	assert.Equal(t, results.ExitUnknown, code, "a run that never healed is partial: %s", stdout)
 	assert.Contains(t, stdout, "the history is partial")
 
 	events, _, err := history.ReadFile(path) // the run's end, as a whole run records it
@@ -85,8 +86,8 @@ func TestCheckRunDirAndOut(t *testing.T) {
 	fmt.Fprintf(f, `{"index":%d,"time":%d,"process":"nemesis","type":"info","f":"heal-all"}`+"\n", len(events), events[len(events)-1].Time+1)
 	require.NoError(t, f.Close())
 	code, stdout, stderr := check(t, "--out", out, dir)
-	assert.Equal(t, 0, code, stdout+stderr)
-	assert.Contains(t, stdout, "workload: set")
+	assert.Equal(t, results.ExitValid, code, stdout+stderr)
+	assert.Contains(t, stdout, "model:   set")
 	assert.FileExists(t, filepath.Join(out, "results.json"))
 	assert.NoFileExists(t, filepath.Join(dir, "results.json"))
 
@@ -94,7 +95,7 @@ func TestCheckRunDirAndOut(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "results.json"),
 		[]byte(`{"valid":"unknown","unknown_because":[{"code":"run_error","detail":"the run ended in an error: boom"}]}`), 0o644))
 	code, stdout, _ = check(t, dir)
-	assert.Equal(t, 2, code, stdout)
+	assert.Equal(t, results.ExitUnknown, code, stdout)
 	assert.Contains(t, stdout, "boom")
 }
 
@@ -106,7 +107,7 @@ func TestCheckTornLastLine(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	code, out, _ := check(t, path)
-	assert.Equal(t, 0, code, out)
+	assert.Equal(t, results.ExitValid, code, out)
 	assert.Contains(t, out, "torn")
 }
 
@@ -132,7 +133,7 @@ func TestCheckUnknownOnTimeout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "history.jsonl")
 	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
 	code, out, errs := check(t, "--timeout", "1ms", path)
-	assert.Equal(t, 2, code, out+errs)
+	assert.Equal(t, results.ExitUnknown, code, out+errs)
 	assert.Contains(t, out, "verdict: UNKNOWN")
 }
 
@@ -155,15 +156,15 @@ func TestCheckBadInput(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out, errs := check(t, args...)
-			assert.Equal(t, 4, code, out+errs)
+			assert.Equal(t, results.ExitUsage, code, out+errs)
 			assert.NotEmpty(t, errs)
 		})
 	}
 	code, _, errs := check(t, bad)
-	assert.Equal(t, 4, code)
+	assert.Equal(t, results.ExitUsage, code)
 	assert.Contains(t, errs, "line 2")
 	code, _, _ = check(t, "-h")
-	assert.Equal(t, 0, code)
+	assert.Equal(t, results.ExitValid, code)
 }
 
 func TestCheckCannotWriteResults(t *testing.T) {
@@ -171,7 +172,7 @@ func TestCheckCannotWriteResults(t *testing.T) {
 	blocker := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(blocker, nil, 0o644))
 	code, out, errs := check(t, "--out", filepath.Join(blocker, "sub"), path)
-	assert.Equal(t, 3, code, out+errs)
+	assert.Equal(t, results.ExitError, code, out+errs)
 	assert.Contains(t, out, "verdict: VALID", "the verdict is printed before the write fails")
 }
 
@@ -218,7 +219,7 @@ func TestCheckNoEvidenceIsUnknown(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "o"+name)
 			code, stdout, stderr := check(t, "--workload", "register", "--out", out, trustHistory(t, tc.fail))
-			assert.Equal(t, 2, code, "no evidence is no pass:\n"+stdout+stderr)
+			assert.Equal(t, results.ExitUnknown, code, "no evidence is no pass:\n"+stdout+stderr)
 			assert.Contains(t, stdout, "verdict: UNKNOWN — "+tc.why)
 			assert.Equal(t, 1, strings.Count(stdout, tc.why), "the reason once, on the verdict line:\n%s", stdout)
 			b, err := os.ReadFile(filepath.Join(out, "results.json"))
@@ -241,9 +242,9 @@ func TestCheckNoEvidenceIsUnknown(t *testing.T) {
 func TestCheckMinEvidence(t *testing.T) {
 	path := copyFixture(t, "checker/testdata/register-ok.jsonl", "history.jsonl")
 	code, out, errs := check(t, "--min-evidence", "1000", path)
-	assert.Equal(t, 2, code, out+errs)
+	assert.Equal(t, results.ExitUnknown, code, out+errs)
 	assert.Contains(t, out, "verdict: UNKNOWN — only ")
 	code, out, errs = check(t, "--min-evidence", "0", path)
-	assert.Equal(t, 4, code, out+errs)
+	assert.Equal(t, results.ExitUsage, code, out+errs)
 	assert.Contains(t, errs, "--min-evidence")
 }

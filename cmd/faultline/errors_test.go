@@ -11,14 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/results"
 	"github.com/stretchr/testify/assert"
 )
 
-// TestMain lets the test binary run as raftnode, as faultline does when the harness links
-// it under that name, so tests can drive whole runs in-process.
+// TestMain lets the test binary run as a node program (raftnode), as faultline does when
+// the harness links it under that name, so tests can drive whole runs in-process.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == "raftnode" {
-		os.Exit(runRaftnode(os.Args[1:]))
+	if prog, ok := sut.Program(filepath.Base(os.Args[0])); ok {
+		os.Exit(prog(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
@@ -30,13 +32,18 @@ func TestErrorsAreOneLineAndTheRightExitCode(t *testing.T) {
 	if err := os.WriteFile(spec, []byte("nodes: 3\nflood: yes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// An etcd that only says which release it is: enough for a plan, which runs nothing.
+	fakeEtcd := filepath.Join(t.TempDir(), "etcd")
+	if err := os.WriteFile(fakeEtcd, []byte("#!/bin/sh\necho 'etcd Version: 3.4.23'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
-		code int
+		code results.ExitCode
 		says string
-		// run: the case starts a run (a results directory, maybe a runtime): needs root,
-		// or faultline would re-execute itself in a user namespace.
+		// run: the case plans a run (its runtime's abilities): needs root, or faultline
+		// would re-execute itself in a user namespace (where the plan is made).
 		run  bool
 		need string // a file the case needs
 		env  []string
@@ -47,8 +54,20 @@ func TestErrorsAreOneLineAndTheRightExitCode(t *testing.T) {
 		{name: "unknown flag", args: []string{"test", "--frobnicate"}, code: 4, says: "frobnicate"},
 		{name: "spec file missing", args: []string{"test", "-f", "/nonexistent/spec.yaml"}, code: 4, says: "/nonexistent/spec.yaml"},
 		{name: "spec file unknown key", args: []string{"test", "-f", spec}, code: 4, says: "flood"},
-		{name: "unsafe mode on etcd", args: []string{"test", "--target", "etcd", "--unsafe", "stale-read"}, code: 4, says: "has none"},
-		{name: "etcd flag on raftnode", args: []string{"test", "--etcd-version", "v3.7.3"}, code: 4, says: "only for --target etcd"},
+		{name: "unsafe mode on etcd", args: []string{"test", "--target", "etcd", "--unsafe", "stale-read"}, code: 4, says: "--unsafe is an option of target raftnode, and the target is etcd"},
+		{name: "etcd flag on raftnode", args: []string{"test", "--target", "raftnode", "--etcd-version", "v3.7.3"}, code: 4, says: "--etcd-version is an option of target etcd"},
+		{name: "a fault the target cannot take", args: []string{"test", "--nemesis", "maintenance", "--runtime", "process"}, code: 4,
+			says: "maintenance is unavailable: raftnode has no maintenance operations (target raftnode, runtime process)", run: true},
+		{name: "an unknown variant", args: []string{"test", "--nemesis", "kill:bogus"}, code: 4, says: "its variants are one, leader, minority, majority, all"},
+		{name: "a variant the target cannot take", args: []string{"test", "--target", "etcd", "--etcd-binary", fakeEtcd, "--nemesis", "packet:duplicate", "--runtime", "process"},
+			code: 4, says: "packet:duplicate", run: true},
+		{name: "a combination with a part unavailable", args: []string{"test", "--target", "etcd", "--etcd-binary", fakeEtcd, "--nemesis", "partition:leader+clock:slow", "--runtime", "process"},
+			code: 4, says: "etcd has no clock hook", run: true},
+		{name: "an unknown workload", args: []string{"test", "--workload", "queue"}, code: 4, says: `workload: "queue" is not one of register, set, append`},
+		{name: "an unknown runtime", args: []string{"test", "--runtime", "vm"}, code: 4, says: `runtime: "vm" is not one of auto,`},
+		{name: "an upgrade path not newer", args: []string{"test", "--target", "etcd", "--etcd-version", "v3.6.16", "--upgrade-to", "v3.5.35"}, code: 4, says: "not newer than v3.6.16"},
+		{name: "a target file missing", args: []string{"test", "--target-file", "/nonexistent/t.yaml"}, code: 4, says: "/nonexistent/t.yaml"},
+		{name: "a target var undeclared", args: []string{"test", "--target-file", "../../examples/raftnode-http.yaml", "--target-var", "nope=1"}, code: 4, says: "declares no such var"},
 		{name: "campaign without a file", args: []string{"campaign"}, code: 4, says: "-f FILE"},
 		{name: "campaign file missing", args: []string{"campaign", "-f", "/nonexistent/c.yaml"}, code: 4, says: "/nonexistent/c.yaml"},
 		{name: "campaign file with unknown keys", args: []string{"campaign", "-f", spec}, code: 4, says: "flood"},
@@ -65,14 +84,13 @@ func TestErrorsAreOneLineAndTheRightExitCode(t *testing.T) {
 			code: 4, says: "/proc/forbidden", run: true},
 		{name: "no docker daemon", args: []string{"test", "--runtime", "docker", "--time-limit", "5s"},
 			code: 3, says: "no docker daemon answers", run: true, env: []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"}},
-		{name: "etcd binary missing", args: []string{"test", "--target", "etcd", "--etcd-binary", "/nonexistent/etcd", "--time-limit", "5s"},
-			code: 4, says: "/nonexistent/etcd", run: true},
-		{name: "etcd binary that is not etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", "/bin/true", "--time-limit", "5s"},
-			code: 4, says: "etcd-binary", run: true},
-		{name: "etcd release line unknown", args: []string{"test", "--target", "etcd", "--etcd-version", "v3.9.1", "--time-limit", "5s"},
-			code: 4, says: "v3.9.1", run: true},
-		{name: "clock fault on etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", "/usr/bin/etcd", "--nemesis", "clock", "--time-limit", "5s"},
-			code: 4, says: "etcd has no clock hook", run: true, need: "/usr/bin/etcd"},
+		{name: "etcd binary missing", args: []string{"test", "--target", "etcd", "--etcd-binary", "/nonexistent/etcd"}, code: 4, says: "/nonexistent/etcd"},
+		{name: "etcd binary that is not etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", "/bin/true"}, code: 4, says: "etcd-binary"},
+		{name: "etcd release line unknown", args: []string{"test", "--target", "etcd", "--etcd-version", "v3.9.1"}, code: 4, says: "v3.9.1"},
+		{name: "clock fault on etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", fakeEtcd, "--nemesis", "clock"},
+			code: 4, says: "etcd has no clock hook", run: true},
+		{name: "clock fault on Debian's etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", "/usr/bin/etcd", "--nemesis", "clock", "--time-limit", "5s"},
+			code: 4, says: "etcd has no clock hook", need: "/usr/bin/etcd", run: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.run && os.Geteuid() != 0 {
@@ -91,6 +109,11 @@ func TestErrorsAreOneLineAndTheRightExitCode(t *testing.T) {
 			if tc.run && !containsArg(args, "--results") {
 				args = append(args, "--results", t.TempDir())
 			}
+			resultsDir := t.TempDir()
+			isTest := len(args) > 0 && args[0] == "test"
+			if !containsArg(args, "--results") && isTest {
+				args = append(args, "--results", resultsDir)
+			}
 			var stdout, stderr bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -99,6 +122,12 @@ func TestErrorsAreOneLineAndTheRightExitCode(t *testing.T) {
 			assert.Equal(t, tc.code, code, "exit code; output:\n%s", all)
 			assert.Contains(t, all, tc.says, "the message names the problem")
 			assert.NotContains(t, all, "goroutine ", "no panic")
+			if tc.code == 4 && isTest {
+				assert.Equal(t, 1, strings.Count(strings.TrimSpace(all), "\n")+1, "a usage error is one line: %q", all)
+				assert.NotContains(t, all, "verdict", "a usage error prints no verdict")
+				made, _ := os.ReadDir(resultsDir)
+				assert.Empty(t, made, "a usage error writes nothing")
+			}
 		})
 	}
 }
@@ -132,7 +161,7 @@ func TestAFullDiskIsAnError(t *testing.T) {
 	code := run(ctx, []string{"test", "--runtime", "process", "--nodes", "3", "--nemesis", "none", "--time-limit", "10s",
 		"--recovery", "0s", "--results", dir}, &stdout, &stderr)
 	all := stdout.String() + stderr.String()
-	assert.Equal(t, 3, code, "output:\n%s", all)
+	assert.Equal(t, results.ExitError, code, "output:\n%s", all)
 	assert.Contains(t, all, "no space left on device")
 	assert.NotContains(t, all, "verdict: VALID")
 }
@@ -148,7 +177,7 @@ func TestAPortInUseIsOneLine(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	code := run(ctx, []string{"serve", "--results", t.TempDir(), "--addr", l.Addr().String()}, &stdout, &stderr)
-	assert.Equal(t, 3, code)
+	assert.Equal(t, results.ExitError, code)
 	assert.Contains(t, stderr.String(), l.Addr().String())
 	assert.Contains(t, stderr.String(), "address already in use")
 	assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one line: %q", stderr.String())

@@ -1,13 +1,16 @@
 // Command faultline is a Jepsen-style fault-injection test harness for Raft systems.
 // It is a thin main: flags and exit codes here, everything else in the packages.
 //
-// Called by the name "raftnode" (the harness links it so), it runs the raftnode server:
-// one static binary carries both the harness and its default target.
+// Called by the name of a node program a target registered (sut.RegisterProgram; the
+// harness links it so), it runs that program: one static binary carries the harness
+// and faultline's own node.
 package main
 
 import (
 	"context"
 	"fmt"
+	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/results"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,10 +20,10 @@ import (
 var version = "dev"
 
 func main() {
-	if filepath.Base(os.Args[0]) == "raftnode" {
-		os.Exit(profiled(os.Stderr, func() int { return runRaftnode(os.Args[1:]) }))
+	if prog, ok := sut.Program(filepath.Base(os.Args[0])); ok {
+		os.Exit(profiled(os.Stderr, func() int { return prog(os.Args[1:]) }))
 	}
-	os.Exit(profiled(os.Stderr, func() int { return run(context.Background(), os.Args[1:], os.Stdout, os.Stderr) }))
+	os.Exit(profiled(os.Stderr, func() int { return int(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }))
 }
 
 const usage = `usage: faultline <command> [flags]
@@ -48,10 +51,10 @@ run 'faultline <command> -h' for a command's flags
 `
 
 // run dispatches a command and returns its exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) results.ExitCode {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 4
+		return results.ExitUsage
 	}
 	switch args[0] {
 	case "test":
@@ -70,11 +73,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCampaign(ctx, "faultline zoo", args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "faultline", version)
-		return 0
+		return results.ExitValid
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
-		return 0
+		return results.ExitValid
 	}
 	fmt.Fprintf(stderr, "faultline: unknown command %q\n\n%s", args[0], usage)
-	return 4
+	return results.ExitUsage
 }

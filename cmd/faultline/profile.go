@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/faultline/faultline/results"
 	"io"
 	"os"
 	"runtime"
@@ -17,12 +18,12 @@ func profiled(stderr io.Writer, f func() int) int {
 		out, err := os.Create(path)
 		if err != nil {
 			fmt.Fprintf(stderr, "faultline: cpu profile: %v\n", err)
-			return 3
+			return int(results.ExitError)
 		}
 		defer out.Close()
 		if err := pprof.StartCPUProfile(out); err != nil {
 			fmt.Fprintf(stderr, "faultline: cpu profile: %v\n", err)
-			return 3
+			return int(results.ExitError)
 		}
 		defer pprof.StopCPUProfile()
 	}

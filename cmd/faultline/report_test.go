@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/results"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -19,7 +20,7 @@ func TestCheckWritesReportAndJUnit(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	junit := filepath.Join(t.TempDir(), "ci", "junit.xml")
 	code, stdout, stderr := check(t, "--out", out, "--junit", junit, path)
-	require.Equal(t, 1, code, stdout+stderr)
+	require.Equal(t, results.ExitInvalid, code, stdout+stderr)
 	report := filepath.Join(out, "report.html")
 	assert.Contains(t, stdout, "report:  "+report+"\n")
 	page, err := os.ReadFile(report)
@@ -39,7 +40,7 @@ func TestCheckWritesReportAndJUnit(t *testing.T) {
 	assert.Contains(t, stdout, "junit:   "+junit)
 
 	code, stdout, stderr = check(t, "--junit", filepath.Join(path, "nope"), path)
-	assert.Equal(t, 3, code, "a JUnit report that cannot be written is an error: %s%s", stdout, stderr)
+	assert.Equal(t, results.ExitError, code, "a JUnit report that cannot be written is an error: %s%s", stdout, stderr)
 }
 
 // TestCheckReportShowsMarkupAsText is the acceptance check's history: a value that is
@@ -60,7 +61,7 @@ func TestCheckReportShowsMarkupAsText(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
 	out := filepath.Join(t.TempDir(), "xo")
 	code, stdout, stderr := check(t, "--workload", "register", "--out", out, path)
-	require.Equal(t, 1, code, stdout+stderr)
+	require.Equal(t, results.ExitInvalid, code, stdout+stderr)
 	page, err := os.ReadFile(filepath.Join(out, "report.html"))
 	require.NoError(t, err)
 	assert.NotContains(t, string(page), v)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/results"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -32,7 +33,7 @@ func TestServeCommand(t *testing.T) {
 	root := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
-	done := make(chan int, 1)
+	done := make(chan results.ExitCode, 1)
 	go func() { done <- run(ctx, []string{"serve", "--results", root, "--addr", "127.0.0.1:0"}, &out, &errb) }()
 	var url string
 	require.Eventually(t, func() bool {
@@ -50,7 +51,7 @@ func TestServeCommand(t *testing.T) {
 	assert.Contains(t, string(b), "faultline runs")
 	assert.Empty(t, errb.String(), "no warning on loopback")
 	cancel()
-	assert.Equal(t, 0, <-done, "interrupted, it stops cleanly")
+	assert.Equal(t, results.ExitValid, <-done, "interrupted, it stops cleanly")
 
 	for name, args := range map[string][]string{
 		"missing dir": {"serve", "--results", filepath.Join(root, "none")},
@@ -58,9 +59,9 @@ func TestServeCommand(t *testing.T) {
 		"argument":    {"serve", "--results", root, "extra"},
 	} {
 		var o, e bytes.Buffer
-		assert.Equal(t, 4, run(context.Background(), args, &o, &e), name)
+		assert.Equal(t, results.ExitUsage, run(context.Background(), args, &o, &e), name)
 		assert.NotEmpty(t, e.String(), name)
 	}
 	var o, e bytes.Buffer
-	assert.Equal(t, 3, run(context.Background(), []string{"serve", "--results", root, "--addr", "127.0.0.1:99999"}, &o, &e), "cannot listen")
+	assert.Equal(t, results.ExitError, run(context.Background(), []string{"serve", "--results", root, "--addr", "127.0.0.1:99999"}, &o, &e), "cannot listen")
 }

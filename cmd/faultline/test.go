@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/faultline/faultline/results"
 	"io"
 	"os"
 	"os/signal"
@@ -15,17 +16,29 @@ import (
 	"github.com/faultline/faultline/internal/netns"
 )
 
-func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	spec, err := harness.ParseTestArgs(args, stderr)
+// runTest is `faultline test`: the spec parsed and the run planned before anything is
+// made, so that every usage error is one line and exit 4 with nothing written; then
+// the run (or the runs of --count), whose outcome is the exit code.
+func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) results.ExitCode {
+	spec, ta, err := harness.ParseTest(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return 0
+		return results.ExitValid
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline test: %v\n", err)
-		return harness.ExitUsage
+		return results.ExitUsage
 	}
 	if code, done := intoUserNS(ctx, spec, "faultline test", stderr); done {
 		return code
+	}
+	plan, err := harness.NewPlan(ctx, spec)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline test: %v\n", err)
+		return harness.Outcome{Err: err}.ExitCode()
+	}
+	if ta.DryRun {
+		plan.Print(stdout)
+		return results.ExitValid
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -36,7 +49,10 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if spec.Count > 1 {
 		return runCount(ctx, spec, stdout, stderr)
 	}
-	out := harness.Run(ctx, spec, harness.Env{Stdout: stdout, Stderr: stderr, Progress: progressRenderer(stderr)})
+	out := harness.RunPlan(ctx, plan, harness.Env{Stdout: stdout, Stderr: stderr, Progress: progressRenderer(stderr), Version: version})
+	if out.Err != nil && out.Dir == "" {
+		fmt.Fprintf(stderr, "faultline test: %v\n", out.Err) // nothing was made: no run log says it
+	}
 	return out.ExitCode()
 }
 
@@ -44,25 +60,25 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // process runtime can make network namespaces: it sets the namespace up when this is
 // the re-executed child, or re-executes the command there and returns its exit code
 // (done). Where that cannot be, it says why and goes on: the nodes share loopback.
-func intoUserNS(ctx context.Context, spec harness.Spec, cmd string, stderr io.Writer) (code int, done bool) {
+func intoUserNS(ctx context.Context, spec harness.Spec, cmd string, stderr io.Writer) (code results.ExitCode, done bool) {
 	switch {
 	case netns.InUserNS():
 		if err := netns.SetupUserNS(); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
-			return harness.ExitError, true
+			return results.ExitError, true
 		}
 	case harness.WantUserNS(ctx, spec):
 		code, started, err := netns.RunInUserNS()
 		if started {
 			if err != nil {
 				fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
-				return harness.ExitError, true
+				return results.ExitError, true
 			}
-			return code, true
+			return results.ExitCode(code), true
 		}
 		fmt.Fprintf(stderr, "%s: not root, and %v: the nodes share loopback\n", cmd, err)
 	}
-	return 0, false
+	return results.ExitValid, false
 }
 
 // progressRenderer redraws one line on a terminal, and prints a compact line every
@@ -103,19 +119,19 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func runClean(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runClean(ctx context.Context, args []string, stdout, stderr io.Writer) results.ExitCode {
 	fs := flag.NewFlagSet("faultline clean", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	images := fs.Bool("images", false, "also remove the docker runtime's node images (a cache)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return results.ExitValid
 		}
-		return harness.ExitUsage
+		return results.ExitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "faultline clean: unexpected argument %q\n", fs.Arg(0))
-		return harness.ExitUsage
+		return results.ExitUsage
 	}
 	removed, err := harness.Clean(ctx, *images)
 	for _, r := range removed {
@@ -123,10 +139,10 @@ func runClean(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline clean: %v\n", err)
-		return harness.ExitError
+		return results.ExitError
 	}
 	if len(removed) == 0 {
 		fmt.Fprintln(stdout, "nothing to clean")
 	}
-	return 0
+	return results.ExitValid
 }

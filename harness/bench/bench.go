@@ -4,11 +4,12 @@
 // machine's noise falls on both.
 //
 //   - checker: `faultline check` against Porcupine called directly (RawCheck) on the
-//     same histories, whole process each: the Jepsen etcd histories that ship with
+//     same histories, whole process each: the Jepsen histories that ship with
 //     Porcupine, and generated register histories (package checker/sim);
 //   - recorder: the harness's clients (workload.Run, recording to a history file)
 //     against a bare client loop that records nothing, same cluster, same concurrency;
-//   - node: raftnode against etcd, writes and reads, 3 nodes on loopback, fsync on;
+//   - node: faultline's own node against a reference system (Options.Ours and
+//     Reference: targets of the registry), writes and reads, 3 nodes, fsync on;
 //   - bring-up: a test's start to its first acknowledged operation, process and docker;
 //   - memory: the recorder's memory per recorded operation over 1M operations.
 package bench
@@ -35,8 +36,10 @@ type Options struct {
 	// all. Quick makes every measurement shorter (a smoke test of the bench).
 	Only  []string
 	Quick bool
-	// EtcdVersion is the etcd release of the node rows.
-	EtcdVersion string
+	// Ours and Reference are the targets of the recorder and node rows, as the flags of
+	// `faultline test` name them (--target etcd --etcd-version v3.7.3): the system
+	// faultline ships, and the one it is measured against.
+	Ours, Reference []string
 	// Log gets a line as each measurement starts.
 	Log io.Writer
 }
@@ -53,7 +56,7 @@ type Row struct {
 }
 
 // Run measures every section asked for and returns the rows. A section that cannot run
-// here (no docker, no etcd) says so in a row rather than failing the bench.
+// here (no docker, no reference system) says so in a row rather than failing the bench.
 func Run(ctx context.Context, o Options) ([]Row, error) {
 	if o.Log == nil {
 		o.Log = io.Discard

@@ -142,7 +142,7 @@ func checkerRows(ctx context.Context, o Options) ([]Row, error) {
 		}
 	}
 	if len(logs) > 0 {
-		name := fmt.Sprintf("Jepsen etcd corpus, %d histories (verdicts agree: %d)", len(logs), agree)
+		name := fmt.Sprintf("Jepsen corpus (Porcupine's test_data), %d histories (verdicts agree: %d)", len(logs), agree)
 		if len(empty) > 0 {
 			name += fmt.Sprintf("; %d empty file left out (%s)", len(empty), strings.Join(empty, ", "))
 		}

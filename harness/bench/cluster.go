@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,62 +17,47 @@ import (
 	"github.com/faultline/faultline/harness"
 	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/harness/sut"
-	"github.com/faultline/faultline/harness/sut/etcd"
-	"github.com/faultline/faultline/harness/sut/raftnode"
 	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/internal/procstat"
 	"github.com/faultline/faultline/workload"
 )
 
-// loopTarget starts a 3-node cluster of the target on loopback and returns it with the
-// target (whose Opener the loops use).
-func loopTarget(ctx context.Context, o Options, name string) (*loopCluster, sut.Target, error) {
-	dir := filepath.Join(o.Dir, name)
-	var t sut.Target
-	var ports []int
-	switch name {
-	case "raftnode":
-		ports = []int{raftnode.PeerPort, raftnode.ClientPort}
-	case "etcd":
-		ports = []int{etcd.PeerPort, etcd.ClientPort}
-	}
-	c, env, err := newLoopCluster(dir, 3, ports)
-	if err != nil {
-		return nil, nil, err
-	}
-	switch name {
-	case "raftnode":
-		bin, err := raftnode.Bin(filepath.Join(dir, "bin"))
-		if err != nil {
-			return nil, nil, err
-		}
-		t = raftnode.New(bin, "", env)
-	case "etcd":
-		bin, err := etcd.Binary(ctx, o.EtcdVersion, func(line string) { logf(o, "%s", line) })
-		if err != nil {
-			return nil, nil, err
-		}
-		t = etcd.New(etcd.Config{Binary: bin, Version: o.EtcdVersion}, env)
-	}
-	if err := c.start(ctx, t); err != nil {
-		c.stop()
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return c, t, nil
-}
-
-func recorderRows(ctx context.Context, o Options) ([]Row, error) {
-	c, t, err := loopTarget(ctx, o, "raftnode")
+// startCluster starts a 3-node cluster of the target named by args (the flags of
+// `faultline test`: --target etcd --etcd-version v3.7.3) the way a run starts it — the
+// same plan, runtime (the process runtime) and target — and returns it.
+func startCluster(ctx context.Context, o Options, args []string) (*harness.Cluster, error) {
+	spec, err := harness.ParseTestArgs(append([]string{"--runtime", "process", "--nodes", "3", "--nemesis", "none", "--seed", "1"}, args...), io.Discard)
 	if err != nil {
 		return nil, err
 	}
-	defer c.stop()
+	p, err := harness.NewPlan(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(o.Dir, spec.Target+"-")
+	if err != nil {
+		return nil, err
+	}
+	c, err := harness.StartCluster(ctx, p, dir, func(format string, args ...any) { logf(o, format, args...) })
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", strings.Join(args, " "), err)
+	}
+	return c, nil
+}
+
+func recorderRows(ctx context.Context, o Options) ([]Row, error) {
+	c, err := startCluster(ctx, o, o.Ours)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	t := c.Target
 	d, conc := 8*time.Second, 10
 	if o.Quick {
 		d = 2 * time.Second
 	}
 	open := t.Opener(2 * time.Second)
-	logf(o, "recorder: the harness's clients vs a bare loop, raftnode, %d clients, %v each, twice, alternating", conc, d)
+	logf(o, "recorder: the harness's clients vs a bare loop, %s, %d clients, %v each, twice, alternating", t.Name(), conc, d)
 	var bare, rec []rate
 	for round := range 2 {
 		dir := filepath.Join(o.Dir, "rec-"+strconv.Itoa(round))
@@ -90,7 +76,7 @@ func recorderRows(ctx context.Context, o Options) ([]Row, error) {
 	}
 	b, r := mean(bare), mean(rec)
 	return []Row{
-		{Section: "recorder", Name: fmt.Sprintf("ops/s, raftnode 3 nodes, %d clients, register mix", conc), Ours: fmt.Sprintf("%.0f ops/s", r.OpsPerSec),
+		{Section: "recorder", Name: fmt.Sprintf("ops/s, %s 3 nodes, %d clients, register mix", t.Name(), conc), Ours: fmt.Sprintf("%.0f ops/s", r.OpsPerSec),
 			Ref: fmt.Sprintf("%.0f ops/s", b.OpsPerSec), Ratio: r.OpsPerSec / b.OpsPerSec, Goal: "≥ 0.95x",
 			Command: "workload.Run recording to history.jsonl  vs  the same clients in a loop that records nothing (faultline-bench --only recorder)"},
 		{Section: "recorder", Name: "p99 latency (added: " + ms(r.P99-b.P99) + ")", Ours: ms(r.P99), Ref: ms(b.P99),
@@ -110,16 +96,20 @@ func mean(rs []rate) rate {
 }
 
 func nodeRows(ctx context.Context, o Options) ([]Row, error) {
-	rc, rt, err := loopTarget(ctx, o, "raftnode")
+	rc, err := startCluster(ctx, o, o.Ours)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.stop()
-	ec, et, err := loopTarget(ctx, o, "etcd")
+	defer rc.Close(context.WithoutCancel(ctx))
+	rt := rc.Target
+	ec, err := startCluster(ctx, o, o.Reference)
 	if err != nil {
-		return []Row{{Section: "node", Name: "raftnode vs etcd", Ours: "-", Ref: "etcd unavailable: " + err.Error()}}, nil
+		return []Row{{Section: "node", Name: strings.Join(o.Reference, " "), Ours: "-", Ref: "unavailable: " + err.Error()}}, nil
 	}
-	defer ec.stop()
+	defer ec.Close(context.WithoutCancel(ctx))
+	et := ec.Target
+	ref := et.Describe()
+	refName := strings.TrimSpace(ref.Name + " " + ref.Version)
 	d := 5 * time.Second
 	concs := []int{1, 16, 64}
 	if o.Quick {
@@ -129,7 +119,7 @@ func nodeRows(ctx context.Context, o Options) ([]Row, error) {
 	i := 0
 	for _, kind := range []string{"write", "read"} {
 		for _, conc := range concs {
-			logf(o, "node: %s, %d clients, raftnode and etcd %s, %v each", kind, conc, o.EtcdVersion, d)
+			logf(o, "node: %s, %d clients, %s and %s, %v each", kind, conc, rt.Name(), refName, d)
 			ro, err1 := fromLeader(ctx, rc, rt)
 			eo, err2 := fromLeader(ctx, ec, et)
 			if err := cmpErr(err1, err2); err != nil {
@@ -151,9 +141,9 @@ func nodeRows(ctx context.Context, o Options) ([]Row, error) {
 			if kind == "read" {
 				goal = "(no goal)"
 			}
-			rows = append(rows, Row{Section: "node", Name: fmt.Sprintf("raftnode vs etcd %s: %ss, %d clients", o.EtcdVersion, kind, conc),
+			rows = append(rows, Row{Section: "node", Name: fmt.Sprintf("%s vs %s: %ss, %d clients", rt.Name(), refName, kind, conc),
 				Ours: r.String(), Ref: e.String(), Ratio: r.OpsPerSec / e.OpsPerSec, Goal: goal,
-				Command: "3 nodes on loopback, fsync on, clients spread over the nodes from the leader on (1 client: on the leader, in both), a key per client (faultline-bench --only node)"})
+				Command: "3 nodes on the process runtime, fsync on, clients spread over the nodes from the leader on (1 client: on the leader, in both), a key per client (faultline-bench --only node)"})
 		}
 	}
 	return rows, nil
@@ -163,7 +153,7 @@ func nodeRows(ctx context.Context, o Options) ([]Row, error) {
 // the current leader, 1 to the next node, and so on: one client is then on the leader in
 // both systems (a client on a follower pays a forwarding hop; which node leads is the
 // elections' to decide, and it made the one-client rows swing by a third from run to run).
-func fromLeader(ctx context.Context, c *loopCluster, t sut.Target) (workload.Opener, error) {
+func fromLeader(ctx context.Context, c *harness.Cluster, t sut.Target) (workload.Opener, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var leader string
@@ -178,7 +168,7 @@ func fromLeader(ctx context.Context, c *loopCluster, t sut.Target) (workload.Ope
 	if err != nil {
 		return nil, fmt.Errorf("%s leader: %w", t.Name(), err)
 	}
-	names := c.names
+	names := c.Nodes()
 	shift := slices.Index(names, leader)
 	if shift < 0 {
 		return nil, fmt.Errorf("%s leader %q is not one of %v", t.Name(), leader, names)

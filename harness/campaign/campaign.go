@@ -119,7 +119,7 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 			if l == nil || l.Kind == 0 {
 				continue
 			}
-			if err := decodeStrict(l, &spec); err != nil {
+			if err := l.Decode(&spec); err != nil { // strict: Spec's decoder names an unknown key
 				return fmt.Errorf("campaign %s: scenario %s: %w", c.Name, name, err)
 			}
 		}
@@ -131,7 +131,7 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 		sc := Scenario{Name: name, Spec: rs, Expect: expect}
 		if sc.Expect == "" {
 			sc.Expect = results.ExpectValid
-			if rs.Unsafe != "" || rs.EtcdSerializableReads {
+			if rs.Options().KnownUnsafe() != "" {
 				sc.Expect = results.ExpectInvalid // a deliberate bug: it must be caught
 			}
 		}
@@ -183,19 +183,6 @@ func Load(path string, o Overrides) (*Campaign, error) {
 		return nil, fmt.Errorf("campaign: %w", err)
 	}
 	return Parse(b, o)
-}
-
-func decodeStrict(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
 }
 
 // overrideNode makes a mapping of spec keys from KEY=VALUE overrides.

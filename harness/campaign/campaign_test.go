@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/node"
+	"github.com/faultline/faultline/workload"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
@@ -47,7 +50,7 @@ func TestParseExpandsTheMatrixAndDefaultsExpectations(t *testing.T) {
 	assert.InDelta(t, 0.5, c.Scenarios[0].MinDetection, 1e-9)
 	assert.Equal(t, results.ExpectValid, c.Scenarios[1].Expect)
 	assert.Equal(t, harness.List{"kill", "pause"}, c.Scenarios[2].Spec.Nemesis)
-	assert.Equal(t, "append", c.Scenarios[3].Spec.Workload)
+	assert.Equal(t, workload.Append, c.Scenarios[3].Spec.Workload)
 	for _, s := range c.Scenarios {
 		assert.Equal(t, 7*time.Second, s.Spec.TimeLimit.D(), "the override wins over base")
 		assert.Equal(t, "process", s.Spec.Runtime, "base applies to every scenario")
@@ -57,14 +60,14 @@ func TestParseExpandsTheMatrixAndDefaultsExpectations(t *testing.T) {
 
 func TestParseNamesWhatIsWrong(t *testing.T) {
 	for want, f := range map[string]string{
-		"scenario bad":     "name: x\nscenarios: [{name: bad, spec: {workload: queue}}]",
-		"field nemsis":     "name: x\nscenarios: [{name: a, spec: {nemsis: kill}}]",
-		"expect \"maybe\"": "name: x\nscenarios: [{name: a, expect: maybe}]",
-		"no scenarios":     "name: x\n",
-		"two scenarios":    "name: x\nscenarios: [{name: a}, {name: a}]",
-		"min-detection 2":  "name: x\nscenarios: [{name: a, expect: invalid, min-detection: 2}]",
-		"want a list":      "name: x\nmatrix: {axes: {workload: register}}",
-		"without spaces":   "name: a b\nscenarios: [{name: a}]",
+		"scenario bad":           "name: x\nscenarios: [{name: bad, spec: {workload: queue}}]",
+		"unknown key \"nemsis\"": "name: x\nscenarios: [{name: a, spec: {nemsis: kill}}]",
+		"expect \"maybe\"":       "name: x\nscenarios: [{name: a, expect: maybe}]",
+		"no scenarios":           "name: x\n",
+		"two scenarios":          "name: x\nscenarios: [{name: a}, {name: a}]",
+		"min-detection 2":        "name: x\nscenarios: [{name: a, expect: invalid, min-detection: 2}]",
+		"want a list":            "name: x\nmatrix: {axes: {workload: register}}",
+		"without spaces":         "name: a b\nscenarios: [{name: a}]",
 	} {
 		_, err := Parse([]byte(f), Overrides{})
 		require.Error(t, err, f)
@@ -106,9 +109,9 @@ func fakeRun(calls *atomic.Int64) func(context.Context, harness.Spec, harness.En
 		o := harness.Outcome{Dir: dir, Verdict: checker.Valid, Violation: -1, Duration: time.Second}
 		o.Stats.OpsPerSec = 100
 		switch {
-		case s.Unsafe != "" && s.Seed%2 == 0:
+		case s.Options().KnownUnsafe() != "" && s.Seed%2 == 0:
 			o.Verdict, o.Violation = checker.Invalid, time.Duration(s.Seed-99)*time.Second
-		case s.Unsafe != "":
+		case s.Options().KnownUnsafe() != "":
 		case s.Name == "append-kill,pause" && s.Seed == 101:
 			o.Verdict = checker.Unknown
 		}
@@ -156,7 +159,7 @@ func TestShardsMergedAreTheWholeCampaign(t *testing.T) {
 	assert.Equal(t, 2, rows[0].Invalid)
 	assert.Empty(t, rows[0].Failed)
 	assert.Equal(t, 2*time.Second, rows[0].MedianFirstAnomaly, "the median of 1 s and 3 s")
-	assert.Equal(t, 2, whole.Exit(), "one unknown run of a scenario that must be valid: no green")
+	assert.Equal(t, results.ExitUnknown, whole.Exit(), "one unknown run of a scenario that must be valid: no green")
 
 	_, err = results.MergeCampaigns(out, dirs[:1])
 	assert.ErrorContains(t, err, "a shard is missing")
@@ -171,7 +174,7 @@ func TestShardsMergedAreTheWholeCampaign(t *testing.T) {
 }
 
 func TestExitGatesBothWays(t *testing.T) {
-	mk := func(expect string, exits ...int) results.CampaignIndex {
+	mk := func(expect string, exits ...results.ExitCode) results.CampaignIndex {
 		ix := results.CampaignIndex{Scenarios: []results.CampaignScenario{{Name: "s", Expect: expect, MinDetection: 0.8}}}
 		for i, e := range exits {
 			ix.Planned = append(ix.Planned, i)
@@ -179,17 +182,17 @@ func TestExitGatesBothWays(t *testing.T) {
 		}
 		return ix
 	}
-	assert.Equal(t, 0, mk(results.ExpectValid, 0, 0).Exit())
-	assert.Equal(t, 1, mk(results.ExpectValid, 0, 1).Exit(), "a false green is the worst: one invalid fails")
-	assert.Equal(t, 2, mk(results.ExpectValid, 0, 2).Exit())
-	assert.Equal(t, 3, mk(results.ExpectValid, 0, 3, 2).Exit())
-	assert.Equal(t, 0, mk(results.ExpectInvalid, 1, 1, 1, 1, 2).Exit(), "4 of 5 caught meets 80%; the unknown is a miss")
-	assert.Equal(t, 1, mk(results.ExpectInvalid, 1, 1, 1, 0, 2).Exit(), "3 of 5 is under 80%")
+	assert.Equal(t, results.ExitValid, mk(results.ExpectValid, 0, 0).Exit())
+	assert.Equal(t, results.ExitInvalid, mk(results.ExpectValid, 0, 1).Exit(), "a false green is the worst: one invalid fails")
+	assert.Equal(t, results.ExitUnknown, mk(results.ExpectValid, 0, 2).Exit())
+	assert.Equal(t, results.ExitError, mk(results.ExpectValid, 0, 3, 2).Exit())
+	assert.Equal(t, results.ExitValid, mk(results.ExpectInvalid, 1, 1, 1, 1, 2).Exit(), "4 of 5 caught meets 80%; the unknown is a miss")
+	assert.Equal(t, results.ExitInvalid, mk(results.ExpectInvalid, 1, 1, 1, 0, 2).Exit(), "3 of 5 is under 80%")
 	ix := mk(results.ExpectValid, 0)
 	ix.Planned = append(ix.Planned, 1)
-	assert.Equal(t, 3, ix.Exit(), "a run planned and not made: the campaign proves less than it says")
+	assert.Equal(t, results.ExitError, ix.Exit(), "a run planned and not made: the campaign proves less than it says")
 	ix.StoppedEarly = "--failfast"
-	assert.Equal(t, 0, ix.Exit())
+	assert.Equal(t, results.ExitValid, ix.Exit())
 }
 
 func TestFailfastStopsAfterTheFirstFailingRun(t *testing.T) {
@@ -207,7 +210,7 @@ func TestFailfastStopsAfterTheFirstFailingRun(t *testing.T) {
 	ix, _, err := c.Run(context.Background(), Options{Results: t.TempDir(), Failfast: true, Run: run, Out: &out})
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, calls.Load(), "no run starts after seed 2 failed")
-	assert.Equal(t, 1, ix.Exit())
+	assert.Equal(t, results.ExitInvalid, ix.Exit())
 	assert.Contains(t, out.String(), "FAILS: a (expect valid): judged invalid in 1 of 2 runs")
 	assert.Contains(t, out.String(), "INCOMPLETE: 3 of 5 planned runs have no result (--failfast after a seed 2")
 }
@@ -217,16 +220,17 @@ func TestTheZooIsACampaign(t *testing.T) {
 	require.NoError(t, err)
 	seen := map[string]bool{}
 	for _, s := range c.Scenarios {
-		seen[s.Spec.Unsafe] = true
-		if s.Spec.Unsafe == "" {
+		u := s.Spec.Options().KnownUnsafe()
+		seen[u] = true
+		if u == "" {
 			assert.Equal(t, results.ExpectValid, s.Expect)
 		} else {
 			assert.Equal(t, results.ExpectInvalid, s.Expect, s.Name)
 			assert.GreaterOrEqual(t, s.MinDetection, 0.8, s.Name)
 		}
 	}
-	for _, m := range append(slices.Clone(harness.UnsafeModes), "") {
-		assert.True(t, seen[m], "the zoo has a row for %q", m)
+	for _, m := range append(slices.Clone(node.UnsafeModes), "") {
+		assert.True(t, seen[string(m)], "the zoo has a row for %q", m)
 	}
 }
 

@@ -133,11 +133,11 @@ func (c *Campaign) Run(ctx context.Context, o Options) (results.CampaignIndex, s
 // failsExpectation says whether one run already fails what its scenario expects: any
 // run that is not valid, for a scenario that must be valid; a run that broke, for one
 // that must be caught (a single miss does not fail a detection rate).
-func failsExpectation(expect string, exit int) bool {
+func failsExpectation(expect string, exit results.ExitCode) bool {
 	if expect == results.ExpectInvalid {
-		return exit >= harness.ExitError
+		return exit >= results.ExitError
 	}
-	return exit != harness.ExitValid
+	return exit != results.ExitValid
 }
 
 func entry(dir string, p Planned, sc Scenario, o harness.Outcome) results.CampaignRun {
@@ -149,7 +149,7 @@ func entry(dir string, p Planned, sc Scenario, o harness.Outcome) results.Campai
 	if o.Err != nil {
 		r.Error = o.Err.Error()
 	}
-	if o.Violation >= 0 && r.Exit == harness.ExitInvalid {
+	if o.Violation >= 0 && r.Exit == results.ExitInvalid {
 		s := results.Seconds(o.Violation.Seconds())
 		r.FirstAnomaly = &s
 	}
@@ -163,7 +163,7 @@ func entry(dir string, p Planned, sc Scenario, o harness.Outcome) results.Campai
 
 func describe(r results.CampaignRun) string {
 	switch {
-	case r.Exit >= harness.ExitError:
+	case r.Exit >= results.ExitError:
 		return "ERROR"
 	case r.FirstAnomaly != nil:
 		return fmt.Sprintf("INVALID@%v", r.FirstAnomaly.D().Round(100*time.Millisecond))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/harness"
 	"github.com/faultline/faultline/harness/faultlinetest"
@@ -45,7 +46,8 @@ func TestStaleReadsAreCaught(t *testing.T) {
 		t.Skip("partitions need network namespaces (root, ip, nsenter): " + why)
 	}
 	spec := harness.DefaultSpec()
-	spec.Runtime, spec.Nodes, spec.Unsafe = "process", 3, "stale-read"
+	spec.Runtime, spec.Nodes = "process", 3
+	require.NoError(t, spec.Set("unsafe", "stale-read")) // raftnode's deliberate bug: its --unsafe flag
 	spec.Nemesis = harness.List{"partition"}
 	spec.NemesisInterval = harness.Duration(3 * time.Second)
 	spec.TimeLimit = harness.Duration(15 * time.Second)

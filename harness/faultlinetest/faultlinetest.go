@@ -23,6 +23,7 @@ import (
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness"
 	"github.com/faultline/faultline/node"
+	"github.com/faultline/faultline/results"
 )
 
 // Main is TestMain for a package whose tests run raftnode clusters: the raftnode target
@@ -63,7 +64,7 @@ func Run(t testing.TB, spec harness.Spec) harness.Outcome {
 func Valid(t testing.TB, spec harness.Spec) harness.Outcome {
 	t.Helper()
 	out := Run(t, spec)
-	if code := out.ExitCode(); code != harness.ExitValid {
+	if code := out.ExitCode(); code != results.ExitValid {
 		t.Errorf("faultline: %s (exit %d), want valid; run directory %s%s", out.Verdict, code, out.Dir, errText(out))
 	}
 	return out

@@ -13,8 +13,10 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -85,11 +87,110 @@ type Runtime interface {
 	Resume(ctx context.Context, node string) error
 	// Wipe empties the node's data directory; the node must not be running.
 	Wipe(ctx context.Context, node string) error
-	// Unavailable names the fault kinds this runtime cannot inject, with the reason
-	// ("partition:<shape>" for a partition shape it cannot make).
-	Unavailable() map[string]string
+	// Abilities says what the runtime can do on this host (the same as its Kind's).
+	Abilities() Abilities
 	// Close stops every node and removes everything the run created.
 	Close(ctx context.Context) error
+}
+
+// Abilities are what a runtime can do to its nodes on this host beyond running them
+// (every runtime can kill, stop, pause and restart them), known before it starts
+// anything: a run's plan is made of them.
+type Abilities struct {
+	// Partition says that each node's packets can be filtered by peer: partitions of any
+	// shape. A NetworkRuntime has it when every node gets a network namespace and an
+	// address of its own, where the harness filters; a Filter runtime filters itself.
+	Partition bool
+	// Isolate says that whole nodes can be taken off the network (with Partition, or an
+	// Isolator's way): partitions that cut nodes off from all the others.
+	Isolate bool
+	// Links says that the run's link proxy can stand between the nodes' peer links
+	// (a NetworkRuntime with a host address on the nodes' network): packet faults.
+	Links bool
+	// Why says why the runtime lacks what it lacks.
+	Why string
+}
+
+// Filter is a runtime that filters its nodes' packets itself (an in-memory runtime);
+// the harness filters a NetworkRuntime's in its namespaces.
+type Filter interface {
+	// Drop makes node drop the packets of peers (none: heals it); with reset, TCP is
+	// refused with resets rather than dropped.
+	Drop(ctx context.Context, node string, peers []string, reset bool) error
+}
+
+// Isolator is a runtime that can take whole nodes off the network (docker without
+// access to the containers' namespaces: disconnecting them from the run's network).
+type Isolator interface {
+	// Isolate takes exactly these nodes off the network and puts the others back on.
+	Isolate(ctx context.Context, nodes []string) error
+}
+
+// Kind is a runtime as --runtime names it, registered by its package.
+type Kind struct {
+	Name, Doc string
+	// Auto is the runtime's rank for --runtime auto (the highest that Probe finds
+	// usable is chosen); 0: only when named.
+	Auto int
+	// Probe says whether the runtime can run nodes here, and what it found or why not.
+	Probe func(ctx context.Context) (ok bool, why string)
+	// Abilities says what it can do here, before anything starts.
+	Abilities func(ctx context.Context) Abilities
+	// New makes the runtime of one run: runID marks what it creates, dir is the run's
+	// directory (node logs under dir/nodes/<name>/, data under dir/data/<name>/).
+	New func(runID, dir string) (Runtime, error)
+}
+
+var kinds []Kind
+
+// Register adds a runtime kind; its package calls it in an init function.
+func Register(k Kind) {
+	if _, ok := Lookup(k.Name); ok {
+		panic("runtime " + k.Name + " registered twice")
+	}
+	kinds = append(kinds, k)
+	slices.SortStableFunc(kinds, func(a, b Kind) int { return b.Auto - a.Auto })
+}
+
+// Lookup returns the runtime kind named name.
+func Lookup(name string) (Kind, bool) {
+	i := slices.IndexFunc(kinds, func(k Kind) bool { return k.Name == name })
+	if i < 0 {
+		return Kind{}, false
+	}
+	return kinds[i], true
+}
+
+// Names lists the registered runtimes, those auto prefers first.
+func Names() []string {
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.Name
+	}
+	return out
+}
+
+// Resolve says which runtime name stands for and why: itself, or for "auto" the
+// registered runtime of highest rank whose Probe finds it usable here.
+func Resolve(ctx context.Context, name string) (string, string, error) {
+	if name != "auto" {
+		if _, ok := Lookup(name); !ok {
+			return "", "", fmt.Errorf("%q is not one of auto, %s", name, strings.Join(Names(), ", "))
+		}
+		return name, "asked for", nil
+	}
+	var whys []string
+	for _, k := range kinds {
+		if k.Auto == 0 {
+			continue
+		}
+		ok, why := k.Probe(ctx)
+		if ok {
+			return k.Name, "auto: " + why, nil
+		}
+		whys = append(whys, k.Name+": "+why)
+	}
+	return "", "", fmt.Errorf("auto: no runtime can run here (%s)", strings.Join(whys, "; "))
 }
 
 // NetworkRuntime is a runtime that can partition its nodes: each node gets its own

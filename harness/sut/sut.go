@@ -1,22 +1,33 @@
-// Package sut (system under test) is the seam between faultline's runs and the systems they test. A
-// Target knows one system: how to start its node i (a runtime.NodeCmd written from the
-// runtime's runtime.NodeEnv), when the cluster serves, who leads, and how the workloads'
-// clients talk to it. What else it can do for the nemesis it says with optional
-// capabilities, found by type assertion: a clock hook (Clocker), membership changes
-// (Members), an end-of-run cross-member check (Consistency). The harness offers a fault
-// only where the target and the runtime both can take it, and names the reason where
-// one cannot (Unable).
+// Package sut (system under test) is the seam between faultline's runs and the systems
+// they test, and the registry of targets. A target package registers a Factory: its
+// name, its spec section (Options: its keys and flags, their validation, its known-unsafe
+// settings, the capabilities it declares and the workloads its clients support), and how
+// to make the Target of a run. The generic layers (spec, plan, report, campaign, bench,
+// cmd) read the registry and name no target.
 //
-// The targets are its sub-packages: raftnode (faultline's own node) and etcd. A target
-// knows no runtime: it reaches its nodes through Env.
+// A Target knows one system: how to start its node i (a runtime.NodeCmd written from the
+// runtime's runtime.NodeEnv), when the cluster serves, who leads, and how the workloads'
+// clients talk to it. It implements the nemesis capabilities its Options declare
+// (nemesis.Clocker, Members, Upgrader, Maintainer, Snapshotter); optionally an
+// end-of-run cross-member check (Consistency), io.Closer, and Failer.
+//
+// The targets are its sub-packages: raftnode (faultline's own node), etcd, and file (any
+// system from a target file); builtin links them all. A target knows no runtime: it
+// reaches its nodes through Env.
 package sut
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
 )
 
@@ -35,11 +46,17 @@ type Env struct {
 	RunID, Dir string
 	// Logf writes a line to the run's log (never nil once given to a target).
 	Logf func(format string, args ...any)
+	// LogTail returns the last lines of a node's log, for an error that says why a node
+	// never became ready (nil: none).
+	LogTail func(node string) string
+	// OpTimeout is the workloads' op timeout (0: workload.DefaultOpTimeout).
+	OpTimeout time.Duration
 }
 
-// Target is a system under test.
+// Target is a system under test, made for one run by its Options.
 type Target interface {
-	// Name is the target's name, as --target gives it (raftnode, etcd).
+	// Name is the target's name, as --target gives it (raftnode, etcd), or the system's
+	// in a target file.
 	Name() string
 	// Ports are the ports every node listens on, in its own namespace.
 	Ports() []int
@@ -56,8 +73,8 @@ type Target interface {
 	Leader(ctx context.Context) (string, error)
 	// Opener returns the workloads' client opener; each operation is bounded by opTimeout.
 	Opener(opTimeout time.Duration) workload.Opener
-	// Describe is what test.json records of the target: version, binary, modes.
-	Describe() map[string]any
+	// Describe is what test.json records of the target.
+	Describe() results.TargetInfo
 }
 
 // Peers is how a target's nodes talk to each other, for the link proxy.
@@ -69,66 +86,6 @@ type Peers struct {
 	// Otherwise (etcd's long-lived streams) the proxy works on TCP streams: delay, limited
 	// throughput, blackholes.
 	Messages bool
-}
-
-// Clocker is a target with a clock hook: node's time runs at rate times real time,
-// offset from it. SetClock(ctx, n, 0, 1) resets it.
-type Clocker interface {
-	SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error
-}
-
-// Members is a target whose membership the nemesis may change the way an operator
-// replacing machines does. The harness does the runtime's part (stopping the node,
-// wiping its data, starting it again) between the calls.
-type Members interface {
-	// Healthy returns nil when every member answers, all agree on the leader and the
-	// membership, and none lags far behind; it waits (within ctx) for that.
-	Healthy(ctx context.Context) error
-	// RemoveMember removes node from the membership through another member. The node
-	// may exit by itself afterwards; the harness stops it if it does not.
-	RemoveMember(ctx context.Context, node string) error
-	// AddMember adds node back as a new member; from then on Node starts it as one
-	// joining the cluster (empty data dir).
-	AddMember(ctx context.Context, node string) error
-	// Joined waits until node, started after AddMember, has caught up with the leader
-	// and is a full member.
-	Joined(ctx context.Context, node string) error
-}
-
-// Upgrader is a target whose members can run other releases of the system, one member
-// at a time, on their data: a live upgrade (or downgrade). The harness does the
-// runtime's part: it stops the member, calls SetVersion, starts it again and waits for
-// Healthy.
-type Upgrader interface {
-	// Versions are the releases the target has binaries for, in the order of the
-	// upgrade path; the cluster starts on the first.
-	Versions() []string
-	// Version is the release node runs (or will run at its next start).
-	Version(node string) string
-	// SetVersion makes node's next start run release version.
-	SetVersion(node, version string) error
-	// PrepareDowngrade tells the cluster that its members are about to go back to
-	// version (etcd: the downgrade API); an error when the release cannot.
-	PrepareDowngrade(ctx context.Context, version string) error
-	// ClusterVersion is the version the cluster as a whole reports running at.
-	ClusterVersion(ctx context.Context) (string, error)
-}
-
-// Maintainer is a target with the maintenance operations its operators run while it
-// serves (etcd: compaction and defragmentation).
-type Maintainer interface {
-	// Compact discards history before a recent revision (keeping some), and returns it.
-	Compact(ctx context.Context) (revision int64, err error)
-	// Defragment rewrites node's storage to reclaim space.
-	Defragment(ctx context.Context, node string) error
-}
-
-// Snapshots is a target that can tell when a member cut off from the others has fallen
-// so far behind that the leader must send it a snapshot, and whether it did.
-type Snapshots interface {
-	MarkSnapshots(ctx context.Context, node string) error
-	SnapshotDue(ctx context.Context, node string) (bool, error)
-	SnapshotSent(ctx context.Context, node string) (bool, error)
 }
 
 // Consistency is a target with an end-of-run check across members (e.g. etcd's HashKV
@@ -145,11 +102,136 @@ type ConsistencyResult struct {
 	Detail string `json:"detail"`
 }
 
-// Unable is an optional Target method naming the fault kinds (nemesis kind names) the
-// target cannot take although the runtime could inject them, each with the reason, e.g.
-// "clock": "etcd has no clock hook".
-type Unable interface {
-	Unable() map[string]string
+// Failer is a target that can fail for good while the run goes on (a target file's
+// client shim that died or answered garbage): Failed is closed then, and Failure says
+// why. The run stops and reports the failure.
+type Failer interface {
+	Failed() <-chan struct{}
+	Failure() error
+}
+
+// Factory is one kind of target, registered by its package (Register).
+type Factory struct {
+	Name, Doc string
+	// Options returns a fresh spec section with its defaults.
+	Options func() Options
+	// Default marks the target --target takes when none is named.
+	Default bool
+}
+
+// Options is a target's section of a spec: a pointer to a struct whose fields carry
+// yaml and json tags, its keys under the target's name in a spec file
+// ("etcd: {version: v3.7.3}") and in test.json. Its flags keep the names users know
+// (--etcd-version), and a spec file may give them as top-level keys too
+// (etcd-version: v3.7.3).
+type Options interface {
+	// Flags binds the section's flags to it.
+	Flags(fs *flag.FlagSet)
+	// Given reports whether the section says anything its defaults do not: a section
+	// given for a target that does not run is a usage error, and a section given alone
+	// picks its target when --target names none.
+	Given() bool
+	// Resolve checks the section for a run of c and fills in what follows from it. An
+	// error is a usage error: it names the key.
+	Resolve(c Common) error
+	// Label is the test's default name: the target's name, or the system's in a file.
+	Label() string
+	// KnownUnsafe names the settings known to break the system's guarantees ("" for
+	// none): a campaign expects such a run to be caught.
+	KnownUnsafe() string
+	// Args are the flags that give the section again (a replay's command line).
+	Args() []string
+	// Caps declares what a target made of the section can do for the nemesis, and for
+	// what it cannot, why: capabilities it has, the target implements.
+	Caps() nemesis.Caps
+	// Workloads are the workloads the target's clients support.
+	Workloads() []workload.Kind
+	// Prepare gets what the target needs before any node or run directory exists (a
+	// binary to build), printing progress; a bad option found only then (a release that
+	// does not exist) is a *results.UsageError.
+	Prepare(ctx context.Context, progress func(string)) error
+	// New makes the target of a run's nodes, after Prepare.
+	New(env Env) (Target, error)
+}
+
+// Common is what a target's Options may check against: the rest of the spec.
+type Common struct {
+	Nodes    int
+	Workload workload.Kind
+}
+
+var factories []Factory
+
+// Register adds a target; its package calls it in an init function.
+func Register(f Factory) {
+	if _, ok := Lookup(f.Name); ok {
+		panic("target " + f.Name + " registered twice")
+	}
+	if f.Default && slices.ContainsFunc(factories, func(g Factory) bool { return g.Default }) {
+		panic("two default targets")
+	}
+	factories = append(factories, f)
+}
+
+// Lookup returns the target named name.
+func Lookup(name string) (Factory, bool) {
+	i := slices.IndexFunc(factories, func(f Factory) bool { return f.Name == name })
+	if i < 0 {
+		return Factory{}, false
+	}
+	return factories[i], true
+}
+
+// Factories lists the registered targets, in the order they registered.
+func Factories() []Factory { return slices.Clone(factories) }
+
+// Names lists the registered targets' names.
+func Names() []string {
+	out := make([]string, len(factories))
+	for i, f := range factories {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// Default is the name of the target --target takes when none is named ("" when no
+// registered target is the default).
+func Default() string {
+	for _, f := range factories {
+		if f.Default {
+			return f.Name
+		}
+	}
+	return ""
+}
+
+// Supports says why a target whose Options are o cannot run workload w ("" when it can).
+func Supports(o Options, w workload.Kind) string {
+	ws := o.Workloads()
+	if slices.Contains(ws, w) {
+		return ""
+	}
+	names := make([]string, len(ws))
+	for i, k := range ws {
+		names[i] = string(k)
+	}
+	return fmt.Sprintf("its clients support %s", strings.Join(names, ", "))
+}
+
+var programs = map[string]func(args []string) int{}
+
+// RegisterProgram makes faultline's binary run main when it is called by name (argv[0]):
+// one static binary carries the harness and the node programs of targets that are
+// faultline's own, for the runtimes to start.
+func RegisterProgram(name string, main func(args []string) int) { programs[name] = main }
+
+// ProgramNames lists the registered programs.
+func ProgramNames() []string { return slices.Sorted(maps.Keys(programs)) }
+
+// Program returns the main of the program named name, if a target registered one.
+func Program(name string) (func(args []string) int, bool) {
+	m, ok := programs[name]
+	return m, ok
 }
 
 // Poll calls f every interval until it returns nil or ctx ends; then it returns f's last

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
-	"github.com/faultline/faultline/internal/netfilter"
-	"github.com/faultline/faultline/nemesis"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
@@ -38,14 +35,13 @@ const (
 //
 // Faults: kill is SIGKILL to the container and restart starts the same container again
 // (same data, bind-mounted from the run directory); pause is the cgroup freezer (docker
-// pause). Partitions are nftables rules added from the host inside the container's
-// network namespace (/proc/<pid>/ns/net, re-read after every start: a restarted
-// container has a new pid and a fresh namespace, so a partition still in force is applied
-// to it again). Containers get no privileges and no capabilities beyond docker's default.
+// pause). The harness filters packets inside the container's network namespace
+// (NetNS: /proc/<pid>/ns/net of its current incarnation: a restarted container has a new
+// pid and a fresh namespace, which the harness gives the partition in force again).
+// Containers get no privileges and no capabilities beyond docker's default.
 //
-// When the daemon's namespaces are out of reach (a remote daemon, or no root here), a
-// partition can only disconnect whole containers from the run's network: only the shapes
-// that isolate single nodes can then be made.
+// When the daemon's namespaces are out of reach (a remote daemon, or no root here), it
+// can only take whole containers off the run's network (Isolate).
 type DockerRuntime struct {
 	runID  string
 	dir    string
@@ -64,10 +60,8 @@ type DockerRuntime struct {
 	nodes   []string
 	ctrs    map[string]*dockerNode
 
-	faultMu sync.Mutex          // serializes partitions (and their reapplication on start)
-	grudge  map[string][]string // the partition in force (nil: none)
-	reset   bool                // it refuses TCP with resets (PartitionReset)
-	cut     map[string]bool     // nodes disconnected from the network (fallback mode)
+	cutMu sync.Mutex      // serializes Isolate
+	cut   map[string]bool // nodes taken off the network (Isolate)
 }
 
 type dockerNode struct {
@@ -210,7 +204,7 @@ func (r *DockerRuntime) HostAddr() netip.Addr {
 // NetNS implements NetworkRuntime: the network namespace of the node's running
 // container, from its current pid.
 func (r *DockerRuntime) NetNS(node string) (string, error) {
-	if why := r.whyNoNS(); why != "" {
+	if why := r.nsWhy; why != "" {
 		return "", errors.New(why)
 	}
 	pid, err := r.pid(context.Background(), node)
@@ -334,19 +328,45 @@ func (r *DockerRuntime) Resume(ctx context.Context, node string) error {
 	return nil
 }
 
-// Unavailable implements Runtime. Without access to the containers' namespaces the
-// partition shapes that do not isolate single nodes cannot be made; they are named as
-// "partition:<shape>".
-func (r *DockerRuntime) Unavailable() map[string]string {
-	out := map[string]string{}
-	if why := r.whyNoNS(); why != "" {
-		why += "; partitions fall back to disconnecting containers from the run's network, which only isolates single nodes"
-		for _, s := range []string{"halves", "random-halves", "majorities-ring", "bridge"} {
-			out["partition:"+s] = why
-		}
-		out["packet"] = r.whyNoNS() + ": the link proxy dials from inside the sender's namespace"
+// Abilities implements Runtime. Without access to the containers' namespaces only whole
+// containers can be taken off the network (Isolate).
+func (r *DockerRuntime) Abilities() runtime.Abilities { return abilitiesFor(r.nsWhy) }
+
+func abilitiesFor(nsWhy string) runtime.Abilities {
+	if nsWhy != "" {
+		return runtime.Abilities{Isolate: true, Why: nsWhy + "; partitions can only take whole containers off the run's network"}
 	}
-	return out
+	return runtime.Abilities{Partition: true, Isolate: true, Links: true}
+}
+
+func init() {
+	runtime.Register(runtime.Kind{
+		Name: "docker", Auto: 2,
+		Doc: "each node a container FROM scratch around its program, on a bridge network of the run's",
+		Probe: func(ctx context.Context) (bool, string) {
+			ok, why := Available(ctx)
+			if !ok {
+				return false, why
+			}
+			self, err := os.Executable()
+			if err == nil {
+				err = CheckBinary(self)
+			}
+			if err != nil {
+				return false, "docker answers, but " + err.Error()
+			}
+			return true, why
+		},
+		Abilities: func(context.Context) runtime.Abilities {
+			cli, err := dockerClient()
+			if err != nil {
+				return runtime.Abilities{Why: err.Error()}
+			}
+			defer cli.Close()
+			return abilitiesFor(namespacesWhy(cli.DaemonHost()))
+		},
+		New: func(runID, dir string) (runtime.Runtime, error) { return New(runID, dir, "") },
+	})
 }
 
 // Launch implements Runtime. The first Launch of a node creates its container (building
@@ -372,17 +392,8 @@ func (r *DockerRuntime) Launch(ctx context.Context, node string, nc runtime.Node
 	if err != nil {
 		return fmt.Errorf("launch %s: %w", node, err)
 	}
-	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net")); err != nil && r.nsMode() {
-		r.mu.Lock()
-		r.nsWhy = "the container's pid " + strconv.Itoa(pid) + " is not visible here (is the daemon in another pid namespace?)"
-		r.mu.Unlock()
-	}
-	// A partition made since the start reached this node already; doing it again is
-	// harmless, and this way the last one made is the one in force.
-	r.faultMu.Lock()
-	defer r.faultMu.Unlock()
-	if err := r.reapply(ctx, node); err != nil {
-		return fmt.Errorf("launch %s: partition in force: %w", node, err)
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net")); err != nil && r.nsWhy == "" {
+		return fmt.Errorf("launch %s: the container's pid %d is not visible here (is the daemon in another pid namespace?)", node, pid)
 	}
 	return nil
 }
@@ -416,15 +427,6 @@ func (r *DockerRuntime) container(ctx context.Context, node string, nc runtime.N
 	return r.create(ctx, node, nc, n.logs)
 }
 
-// nsMode reports whether partitions are packet filters in the containers' namespaces.
-func (r *DockerRuntime) nsMode() bool { return r.whyNoNS() == "" }
-
-func (r *DockerRuntime) whyNoNS() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.nsWhy
-}
-
 // netfilterWhy says which host tool the namespace filters need is missing ("" if none).
 func netfilterWhy() string {
 	for _, tool := range []string{"nsenter", "nft"} {
@@ -433,85 +435,6 @@ func netfilterWhy() string {
 		}
 	}
 	return ""
-}
-
-// Partition implements nemesis.Partitioner: each running node's namespace drops its
-// grudge's peers. Nodes not running get theirs when they start.
-func (r *DockerRuntime) Partition(ctx context.Context, g nemesis.Grudge) error {
-	return r.partition(ctx, g, false)
-}
-
-// PartitionReset implements nemesis.Resetter: Partition, with TCP refused by resets
-// (established connections die at once; see netfilter.Partition). Without the
-// containers' namespaces it is the disconnection of Partition.
-func (r *DockerRuntime) PartitionReset(ctx context.Context, g nemesis.Grudge) error {
-	return r.partition(ctx, g, true)
-}
-
-func (r *DockerRuntime) partition(ctx context.Context, g nemesis.Grudge, reset bool) error {
-	r.faultMu.Lock()
-	defer r.faultMu.Unlock()
-	r.grudge, r.reset = maps.Clone(g), reset
-	if !r.nsMode() {
-		return r.disconnect(ctx, g)
-	}
-	var errs []error
-	for _, node := range r.nodeNames() {
-		if err := r.filter(ctx, node, g[node]); err != nil {
-			errs = append(errs, fmt.Errorf("partition %s: %w", node, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// filter makes the node's namespace drop the given peers (none: heal), if it runs.
-func (r *DockerRuntime) filter(ctx context.Context, node string, peers []string) error {
-	if r.node(node) == nil {
-		return nil // not launched yet: it gets the partition when it is
-	}
-	st, err := r.state(ctx, node)
-	if err != nil {
-		return err
-	}
-	if !st.Running {
-		return nil
-	}
-	ns := "/proc/" + strconv.Itoa(st.Pid) + "/ns/net"
-	drop := make([]netip.Addr, 0, len(peers)) // none: heals the partition (not a loss)
-	for _, p := range peers {
-		drop = append(drop, r.Addr(p))
-	}
-	return netfilter.Partition(ctx, ns, drop, r.reset && len(drop) > 0)
-}
-
-// reapply gives a freshly started node the partition in force (its namespace is new; a
-// disconnected container stays disconnected, unless it was made anew). The caller holds
-// faultMu.
-func (r *DockerRuntime) reapply(ctx context.Context, node string) error {
-	switch {
-	case r.grudge == nil:
-		return nil
-	case !r.nsMode():
-		return r.disconnect(ctx, r.grudge)
-	}
-	return r.filter(ctx, node, r.grudge[node])
-}
-
-// HealPartition implements nemesis.Partitioner.
-func (r *DockerRuntime) HealPartition(ctx context.Context) error {
-	r.faultMu.Lock()
-	defer r.faultMu.Unlock()
-	r.grudge = nil
-	if !r.nsMode() {
-		return r.disconnect(ctx, nil)
-	}
-	var errs []error
-	for _, node := range r.nodeNames() {
-		if err := r.filter(ctx, node, nil); err != nil {
-			errs = append(errs, fmt.Errorf("heal %s: %w", node, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func (r *DockerRuntime) nodeNames() []string {

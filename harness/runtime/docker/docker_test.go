@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/harness/runtime"
-	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/internal/netfilter"
 )
 
 func TestBuildOutcome(t *testing.T) {
@@ -75,14 +76,14 @@ func TestNodeImageFilesOfADynamicBinary(t *testing.T) {
 	assert.Equal(t, b1, b2, "the build context is deterministic (it keys the image cache)")
 }
 
-func TestDockerUnavailableWhenRemote(t *testing.T) {
+func TestDockerCanOnlyIsolateWhenRemote(t *testing.T) {
 	assert.Contains(t, namespacesWhy("tcp://10.0.0.1:2376"), "remote")
 	r := &DockerRuntime{nsWhy: namespacesWhy("ssh://ci@builder")}
-	u := r.Unavailable()
-	assert.Contains(t, u, "partition:halves")
-	assert.Contains(t, u, "partition:bridge")
-	assert.NotContains(t, u, "partition")
-	assert.NotContains(t, u, "kill")
+	a := r.Abilities()
+	assert.False(t, a.Partition)
+	assert.False(t, a.Links)
+	assert.True(t, a.Isolate)
+	assert.Contains(t, a.Why, "remote")
 }
 
 // dockerOrSkip skips the test when no daemon answers (it runs for real in CI).
@@ -303,33 +304,30 @@ func TestDockerRuntime(t *testing.T) {
 		assert.Error(t, r.Launch(ctx, "n3", c), "already running")
 	})
 
-	t.Run("partition", func(t *testing.T) {
-		if !r.nsMode() {
-			t.Skip("partitions in namespaces unavailable: " + r.whyNoNS())
+	t.Run("packets filtered in the namespace of each incarnation", func(t *testing.T) {
+		if r.nsWhy != "" {
+			t.Skip("the containers' namespaces are out of reach: " + r.nsWhy)
 		}
 		a2, a3 := r.HostPort("n2", 8001), r.HostPort("n3", 8001)
-		require.True(t, connects(t, r, "n1", a2), "n1 → n2 before the partition")
-		require.NoError(t, r.Partition(ctx, nemesis.Grudge{"n1": {"n2"}, "n2": {"n1"}}))
-		assert.False(t, connects(t, r, "n1", a2), "n1 → n2 during the partition")
-		assert.True(t, connects(t, r, "n1", a3), "n1 → n3 during the partition")
-		// A node restarted during the partition gets it again in its new namespace.
+		require.True(t, connects(t, r, "n1", a2), "n1 → n2 before the filter")
+		ns, err := r.NetNS("n1")
+		require.NoError(t, err)
+		require.NoError(t, netfilter.Partition(ctx, ns, []netip.Addr{r.Addr("n2")}, false))
+		assert.False(t, connects(t, r, "n1", a2), "n1 → n2 filtered")
+		assert.True(t, connects(t, r, "n1", a3), "n1 → n3 not")
+		// A restarted container is a new namespace: the filter went with the old one
+		// (the harness gives a partition in force to the new one).
 		require.NoError(t, r.Kill(ctx, "n1"))
 		require.NoError(t, r.Launch(ctx, "n1", cmd("n1")))
 		waitAnswer(t, r.HostPort("n1", 8001))
-		assert.False(t, connects(t, r, "n1", a2), "n1 → n2 after n1's restart")
-		require.NoError(t, r.HealPartition(ctx))
-		assert.True(t, connects(t, r, "n1", a2), "n1 → n2 after healing")
+		ns2, err := r.NetNS("n1")
+		require.NoError(t, err)
+		assert.NotEqual(t, ns, ns2)
+		assert.True(t, connects(t, r, "n1", a2), "n1 → n2 in the new namespace")
 	})
 
-	t.Run("disconnect fallback", func(t *testing.T) {
-		saved := r.whyNoNS()
-		r.mu.Lock()
-		r.nsWhy = "forced by the test"
-		r.mu.Unlock()
-		defer func() { r.mu.Lock(); r.nsWhy = saved; r.mu.Unlock() }()
-		assert.Error(t, r.Partition(ctx, nemesis.Grudge{"n1": {"n2"}, "n2": {"n1"}}), "not an isolation")
-		g := nemesis.Grudge{"n3": {"n1", "n2"}, "n1": {"n3"}, "n2": {"n3"}}
-		require.NoError(t, r.Partition(ctx, g))
+	t.Run("isolate", func(t *testing.T) {
+		require.NoError(t, r.Isolate(ctx, []string{"n3"}))
 		_, err := httpGet(r.HostPort("n3", 8001), 500*time.Millisecond)
 		assert.Error(t, err, "a disconnected node is cut off")
 		_, err = httpGet(r.HostPort("n1", 8001), time.Second)
@@ -338,7 +336,7 @@ func TestDockerRuntime(t *testing.T) {
 		require.NoError(t, r.Launch(ctx, "n3", r.node("n3").cmd))
 		_, err = httpGet(r.HostPort("n3", 8001), 500*time.Millisecond)
 		assert.Error(t, err, "a disconnected node stays cut off across a restart")
-		require.NoError(t, r.HealPartition(ctx))
+		require.NoError(t, r.Isolate(ctx, nil))
 		waitAnswer(t, r.HostPort("n3", 8001))
 	})
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/faultline/faultline/nemesis"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -99,26 +98,16 @@ func (r *DockerRuntime) freeSubnet(ctx context.Context, skip int) (netip.Prefix,
 	return netip.Prefix{}, errors.New("docker runtime: no free /24 left in 10.214.0.0/16")
 }
 
-// disconnect is the partition of last resort: the nodes a grudge isolates from all
-// the others are disconnected from the run's network, the others (re)connected. A grudge
-// that is not of that shape cannot be made this way.
-func (r *DockerRuntime) disconnect(ctx context.Context, g nemesis.Grudge) error {
+// Isolate implements runtime.Isolator, the partition of last resort: these nodes are
+// disconnected from the run's network, the others (re)connected. A container made anew
+// (a member re-added with other flags) starts connected: call Isolate again after it.
+func (r *DockerRuntime) Isolate(ctx context.Context, cut []string) error {
+	r.cutMu.Lock()
+	defer r.cutMu.Unlock()
 	nodes := r.nodeNames()
 	isolated := map[string]bool{}
-	for _, n := range nodes {
-		if len(g[n]) > 0 && len(g[n]) == len(nodes)-1 {
-			isolated[n] = true
-		}
-	}
-	for _, n := range nodes {
-		if isolated[n] {
-			continue
-		}
-		for _, p := range g[n] {
-			if !isolated[p] {
-				return fmt.Errorf("partition: %s drops %s, but without the containers' namespaces (%s) only nodes cut off from all others can be partitioned", n, p, r.whyNoNS())
-			}
-		}
+	for _, n := range cut {
+		isolated[n] = true
 	}
 	netName, _ := r.Network()
 	var errs []error

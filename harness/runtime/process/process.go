@@ -16,10 +16,8 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
-	"github.com/faultline/faultline/internal/netfilter"
 	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/internal/procstat"
-	"github.com/faultline/faultline/nemesis"
 )
 
 // ProcessRuntime runs each node as a child process. As root it gives each node its own
@@ -335,53 +333,6 @@ func (r *ProcessRuntime) signal(node string, sig syscall.Signal, paused bool) er
 	return nil
 }
 
-// Partition implements nemesis.Partitioner: each node's namespace drops its grudge's peers.
-func (r *ProcessRuntime) Partition(ctx context.Context, g nemesis.Grudge) error {
-	return r.partition(ctx, g, false)
-}
-
-// PartitionReset implements nemesis.Resetter: Partition, with TCP refused by resets
-// (established connections die at once; see netfilter.Partition).
-func (r *ProcessRuntime) PartitionReset(ctx context.Context, g nemesis.Grudge) error {
-	return r.partition(ctx, g, true)
-}
-
-func (r *ProcessRuntime) partition(ctx context.Context, g nemesis.Grudge, reset bool) error {
-	if r.net == nil {
-		return errors.New("partition: nodes share the host's network: " + r.loopOK)
-	}
-	for _, node := range r.nodeNames() {
-		var drop []netip.Addr
-		for _, peer := range g[node] {
-			drop = append(drop, r.net.Addr(peer))
-		}
-		var err error
-		if len(drop) == 0 {
-			err = netfilter.Clear(ctx, r.net.NSPath(node))
-		} else {
-			err = netfilter.Partition(ctx, r.net.NSPath(node), drop, reset)
-		}
-		if err != nil {
-			return fmt.Errorf("partition %s: %w", node, err)
-		}
-	}
-	return nil
-}
-
-// HealPartition implements nemesis.Partitioner.
-func (r *ProcessRuntime) HealPartition(ctx context.Context) error {
-	if r.net == nil {
-		return nil
-	}
-	var errs []error
-	for _, node := range r.nodeNames() {
-		if err := netfilter.Clear(ctx, r.net.NSPath(node)); err != nil {
-			errs = append(errs, fmt.Errorf("heal %s: %w", node, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 func (r *ProcessRuntime) nodeNames() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -392,13 +343,29 @@ func (r *ProcessRuntime) nodeNames() []string {
 	return slices.Sorted(slices.Values(names))
 }
 
-// Unavailable implements Runtime.
-func (r *ProcessRuntime) Unavailable() map[string]string {
-	if r.loopOK == "" {
-		return map[string]string{}
+// Abilities implements Runtime.
+func (r *ProcessRuntime) Abilities() runtime.Abilities { return abilities() }
+
+func abilities() runtime.Abilities {
+	if ok, why := netns.Available(); !ok {
+		return runtime.Abilities{Why: "nodes share the host's loopback network (" + why + ")"}
 	}
-	why := "nodes share the host's loopback network (" + r.loopOK + ")"
-	return map[string]string{"partition": why, "packet": why}
+	return runtime.Abilities{Partition: true, Isolate: true, Links: true}
+}
+
+func init() {
+	runtime.Register(runtime.Kind{
+		Name: "process", Auto: 1,
+		Doc: "each node a child process, in a network namespace of its own as root (else on loopback)",
+		Probe: func(context.Context) (bool, string) {
+			if a := abilities(); !a.Partition {
+				return true, "local processes; " + a.Why
+			}
+			return true, "local processes, each in a network namespace of its own"
+		},
+		Abilities: func(context.Context) runtime.Abilities { return abilities() },
+		New:       func(runID, dir string) (runtime.Runtime, error) { return NewProcessRuntime(runID, dir), nil },
+	})
 }
 
 // Close implements Runtime: stops every node (resuming paused ones first), then removes

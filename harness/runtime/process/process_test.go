@@ -17,7 +17,6 @@ import (
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/internal/procstat"
-	"github.com/faultline/faultline/nemesis"
 )
 
 // TestMain lets the test binary act as a tiny node ("serve ADDR NAME") and as a probe run
@@ -104,24 +103,6 @@ func stateOf(t *testing.T, rt *ProcessRuntime, node string) string {
 	st, err := rt.State(node)
 	require.NoError(t, err)
 	return string(st)
-}
-
-func TestProcessRuntimePartitionTakesEffectAndHeals(t *testing.T) {
-	needNetns(t)
-	rt := startServers(t, []string{"n1", "n2", "n3"})
-	require.NoError(t, dialFrom(t, rt, "n1", "n2"))
-	ctx := context.Background()
-	g, err := nemesis.MakeGrudge("leader", []string{"n2", "n1", "n3"}, nil)
-	require.NoError(t, err)
-	require.NoError(t, rt.Partition(ctx, g))
-	assert.Error(t, dialFrom(t, rt, "n1", "n2"), "n2 is cut off from n1")
-	assert.Error(t, dialFrom(t, rt, "n2", "n3"), "n2 is cut off from n3")
-	assert.NoError(t, dialFrom(t, rt, "n1", "n3"), "n1 and n3 still talk")
-	_, err = get(rt.HostPort("n2", 8001))
-	assert.NoError(t, err, "the harness still reaches the isolated node")
-	require.NoError(t, rt.HealPartition(ctx))
-	assert.NoError(t, dialFrom(t, rt, "n1", "n2"), "healed")
-	assert.NoError(t, dialFrom(t, rt, "n2", "n3"), "healed")
 }
 
 func TestProcessRuntimePauseKillRestart(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/harness/internal/etcdclient"
+
 	bolt "go.etcd.io/bbolt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -176,7 +178,7 @@ func (c *testCluster) waitRevision(ctx context.Context, node string, rev int64) 
 // localValue is key's value in node's own store (a serializable read).
 func (c *testCluster) localValue(ctx context.Context, node, key string) string {
 	c.t.Helper()
-	cli, err := clientv3.New(clientConfig(c.addr(node, ClientPort), zap.NewNop()))
+	cli, err := clientv3.New(etcdclient.RawConfig(c.addr(node, ClientPort), zap.NewNop()))
 	if err != nil {
 		c.t.Fatal(err)
 	}

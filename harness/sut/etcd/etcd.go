@@ -5,7 +5,7 @@
 // come from etcd's maintenance and cluster APIs.
 //
 // etcd has no clock hook: its nodes share the host kernel's clock, so clock faults are
-// unavailable (Unable says so), never silently skipped. Its peers keep long-lived HTTP
+// unavailable (its Options' Caps say so), never silently skipped. Its peers keep long-lived HTTP
 // streams (rafthttp), so the link proxy works on TCP streams for it (Peers).
 package etcd
 
@@ -17,11 +17,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faultline/faultline/harness/internal/etcdclient"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
 )
 
@@ -52,7 +55,7 @@ type Config struct {
 }
 
 // Target runs etcd. It implements sut.Target and sut.Unable, and the capabilities
-// sut.Members (members.go), sut.Upgrader (upgrade.go), sut.Maintainer
+// nemesis.Members (members.go), nemesis.Upgrader (upgrade.go), nemesis.Maintainer
 // (maintenance.go) and sut.Consistency (consistency.go); snapshot.go tells whether a
 // lagging member was sent a snapshot.
 type Target struct {
@@ -73,10 +76,7 @@ type Target struct {
 	marks map[string]snapshotMark
 }
 
-var (
-	_ sut.Target = (*Target)(nil)
-	_ sut.Unable = (*Target)(nil)
-)
+var _ sut.Target = (*Target)(nil)
 
 // New returns the etcd target for env's nodes.
 func New(cfg Config, env sut.Env) *Target {
@@ -86,7 +86,7 @@ func New(cfg Config, env sut.Env) *Target {
 }
 
 // Name implements sut.Target.
-func (t *Target) Name() string { return "etcd" }
+func (t *Target) Name() string { return Name }
 
 // Ports implements sut.Target.
 func (t *Target) Ports() []int { return []int{PeerPort, ClientPort} }
@@ -95,23 +95,15 @@ func (t *Target) Ports() []int { return []int{PeerPort, ClientPort} }
 func (t *Target) Peers() sut.Peers { return sut.Peers{Port: PeerPort} }
 
 // Describe implements sut.Target.
-func (t *Target) Describe() map[string]any {
-	d := map[string]any{"name": "etcd", "version": t.cfg.Version, "binary": t.cfg.Binary,
-		"serializable_reads": t.cfg.SerializableReads}
+func (t *Target) Describe() results.TargetInfo {
+	d := results.TargetInfo{Name: Name, Version: t.cfg.Version, Binary: t.cfg.Binary}
 	if len(t.cfg.Versions) > 0 {
-		d["versions"], d["binaries"] = t.cfg.Versions, t.cfg.Binaries
+		d.Versions = t.cfg.Versions
+	}
+	if t.cfg.SerializableReads {
+		d.Unsafe = "serializable-reads"
 	}
 	return d
-}
-
-// Unable implements sut.Unable.
-func (t *Target) Unable() map[string]string {
-	out := map[string]string{"clock": "etcd has no clock hook: its members share the host kernel's clock, " +
-		"which faultline cannot skew for one process"}
-	if why := t.snapshotUnable(); why != "" {
-		out["partition:snapshot"] = why
-	}
-	return out
 }
 
 func (t *Target) peerURL(node string) string { return "http://" + t.env.PeerReach(node, PeerPort) }
@@ -162,7 +154,7 @@ func (t *Target) admin(node string) (*clientv3.Client, error) {
 	if c := t.admins[node]; c != nil {
 		return c, nil
 	}
-	c, err := clientv3.New(clientConfig(t.clientAddr(node), zap.NewNop()))
+	c, err := clientv3.New(etcdclient.RawConfig(t.clientAddr(node), zap.NewNop()))
 	if err != nil {
 		return nil, fmt.Errorf("admin client of %s: %w", node, err)
 	}
@@ -308,7 +300,7 @@ func (t *Target) Ready(ctx context.Context) error {
 func (t *Target) Opener(opTimeout time.Duration) workload.Opener {
 	return func(ctx context.Context, process int) (workload.Client, string, error) {
 		node := t.names[process%len(t.names)]
-		c, err := NewClient(ctx, ClientConfig{Endpoint: t.clientAddr(node), OpTimeout: opTimeout,
+		c, err := etcdclient.New(ctx, etcdclient.Config{Endpoint: t.clientAddr(node), OpTimeout: opTimeout,
 			Serializable: t.cfg.SerializableReads})
 		if err != nil {
 			return nil, node, err

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/harness/internal/etcdclient"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -25,6 +27,9 @@ const testEtcdVersion = "v3.7.3"
 // build under /tmp/etcdb, or Binary's cache. It skips the test when there is none.
 func testEtcdBin(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts etcd members: skipped in -short mode")
+	}
 	cands := []string{filepath.Join("/tmp/etcdb", testEtcdVersion, "etcd")}
 	if d, err := CacheDir(); err == nil {
 		cands = append(cands, filepath.Join(d, testEtcdVersion, "etcd"))
@@ -187,9 +192,9 @@ func (m *member) logTail() string {
 }
 
 // newTestClient opens a Client of endpoint, closed when the test ends.
-func newTestClient(t *testing.T, cfg ClientConfig) *Client {
+func newTestClient(t *testing.T, cfg etcdclient.Config) *etcdclient.Client {
 	t.Helper()
-	c, err := NewClient(context.Background(), cfg)
+	c, err := etcdclient.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

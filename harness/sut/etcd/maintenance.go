@@ -7,18 +7,14 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/faultline/faultline/harness/sut"
 )
 
-// The maintenance operators run while etcd serves: sut.Maintainer.
-
-var _ sut.Maintainer = (*Target)(nil)
+// The maintenance operators run while etcd serves: nemesis.Maintainer.
 
 // CompactKeep is how many of the latest revisions Compact keeps.
 const CompactKeep = 100
 
-// Compact implements sut.Maintainer: it compacts the key-value history to the
+// Compact implements nemesis.Maintainer: it compacts the key-value history to the
 // current revision minus CompactKeep, through the leader (else the first member that
 // answers), physically (clientv3.WithCompactPhysical: the call returns once the
 // compaction is applied to that member's backend, not only scheduled), and returns that
@@ -63,7 +59,7 @@ func (t *Target) compactVia(ctx context.Context, via string) (int64, error) {
 	return rev, nil
 }
 
-// Defragment implements sut.Maintainer: etcd's defragmentation of node's backend,
+// Defragment implements nemesis.Maintainer: etcd's defragmentation of node's backend,
 // through node's own endpoint only. The member serves nothing while it defragments (the
 // point of the fault); the call returns when it is done, or ctx ends.
 func (t *Target) Defragment(ctx context.Context, node string) error {

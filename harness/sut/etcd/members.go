@@ -15,7 +15,7 @@ import (
 )
 
 // Membership through etcd's cluster API, the way a Kubernetes control plane replaces an
-// etcd member: sut.Members. The harness does the runtime's part between the calls:
+// etcd member: nemesis.Members. The harness does the runtime's part between the calls:
 //
 //	Healthy → RemoveMember(n) → (n exits by itself, or is killed) → wipe n's data →
 //	AddMember(n) → start n with Node (now a joining member) → Joined(n)
@@ -25,13 +25,11 @@ import (
 // promoted once it has caught up. Re-adding gives it a new member id; ids (which
 // Leader and Ready use) follows.
 
-var _ sut.Members = (*Target)(nil)
-
 // maxLag is how far a member's applied index may be behind the leader's commit for the
 // cluster to count as healthy.
 const maxLag = 1000
 
-// Healthy implements sut.Members: it waits (within ctx) until every node answers
+// Healthy implements nemesis.Members: it waits (within ctx) until every node answers
 // Status, all name the same leader, the leader's member list is exactly the run's nodes
 // (each at its peer URL, with the id that node reports, none a learner), and none has
 // applied less than the leader's commit index minus maxLag.
@@ -194,7 +192,7 @@ func (t *Target) change(ctx context.Context, skip string, f func(ctx context.Con
 	return err
 }
 
-// RemoveMember implements sut.Members: it removes the member at node's peer URL
+// RemoveMember implements nemesis.Members: it removes the member at node's peer URL
 // through another member (the leader first), and retries through the others until a
 // member list no longer has it. It refuses (an error, nothing changed) to remove the
 // last voting member, or any member while another is a learner (a replacement not
@@ -248,7 +246,7 @@ func (t *Target) RemoveMember(ctx context.Context, node string) error {
 	return nil
 }
 
-// AddMember implements sut.Members: it adds node as a learner at its peer URL (the
+// AddMember implements nemesis.Members: it adds node as a learner at its peer URL (the
 // link proxy's address, when there is one) through another member, the leader first,
 // and remembers the member list the answer gives: from then on Node starts node with
 // --initial-cluster-state existing and an --initial-cluster of those members, itself
@@ -306,7 +304,7 @@ func (t *Target) AddMember(ctx context.Context, node string) error {
 	return nil
 }
 
-// Joined implements sut.Members: it waits until node (started after AddMember)
+// Joined implements nemesis.Members: it waits until node (started after AddMember)
 // answers as the learner AddMember added and has applied what the leader had committed
 // when the wait began; then promotes it through another member, the leader first,
 // retrying while etcd says the learner is not in sync yet; then waits until node

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/harness/internal/etcdclient"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -28,7 +30,7 @@ func (c *testCluster) putN(ctx context.Context, node, prefix string, n int) {
 // serialCount counts node's own keys under prefix (a serializable read: its local state).
 func (c *testCluster) serialCount(ctx context.Context, node, prefix string) int64 {
 	c.t.Helper()
-	cli, err := clientv3.New(clientConfig(c.addr(node, ClientPort), zap.NewNop()))
+	cli, err := clientv3.New(etcdclient.RawConfig(c.addr(node, ClientPort), zap.NewNop()))
 	if err != nil {
 		c.t.Fatal(err)
 	}

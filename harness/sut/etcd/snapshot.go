@@ -172,11 +172,13 @@ func (t *Target) SnapshotDue(ctx context.Context, node string) (bool, error) {
 	return ls.raftIndex > ns.raftIndex+t.snapshotLag(node), nil
 }
 
-// snapshotUnable says why the snapshot partition cannot be offered ("" when it can).
-func (t *Target) snapshotUnable() string {
-	if t.cfg.SnapshotCount <= 0 || t.snapshotLag(t.names[0]) > maxSnapshotLag {
+// snapshotUnable says why members of cfg on release version cannot be made to need a
+// snapshot within a partition ("" when they can).
+func snapshotUnable(cfg Config, version string) string {
+	catchUp := catchUpEntries(cfg, version)
+	if cfg.SnapshotCount <= 0 || uint64(cfg.SnapshotCount+catchUp+inflightEntries) > maxSnapshotLag {
 		return fmt.Sprintf("a member must fall a snapshot interval behind (--snapshot-count %d plus %d catch-up entries): give --etcd-snapshot-count of at most %d",
-			t.cfg.SnapshotCount, t.CatchUpEntries(t.names[0]), maxSnapshotLag/2)
+			cfg.SnapshotCount, catchUp, maxSnapshotLag/2)
 	}
 	return ""
 }

@@ -18,13 +18,11 @@ import (
 )
 
 // Releases: a live upgrade (or downgrade) of the members, one at a time, on their data:
-// sut.Upgrader. The harness does the runtime's part for each member: stop it,
+// nemesis.Upgrader. The harness does the runtime's part for each member: stop it,
 // SetVersion, start it again (Node then runs the new release's binary with that
 // release's flags), wait for Healthy. For a downgrade it calls PrepareDowngrade first.
 
-var _ sut.Upgrader = (*Target)(nil)
-
-// Versions implements sut.Upgrader: Config.Versions, or the one release Config.Version.
+// Versions implements nemesis.Upgrader: Config.Versions, or the one release Config.Version.
 func (t *Target) Versions() []string {
 	if len(t.cfg.Versions) > 0 {
 		return slices.Clone(t.cfg.Versions)
@@ -55,14 +53,14 @@ func (t *Target) binaryOf(version string) string {
 	return t.cfg.Binary
 }
 
-// Version implements sut.Upgrader.
+// Version implements nemesis.Upgrader.
 func (t *Target) Version(node string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.versionOf(node)
 }
 
-// SetVersion implements sut.Upgrader: node's next start runs version, which must be
+// SetVersion implements nemesis.Upgrader: node's next start runs version, which must be
 // one of Versions, with a binary (in Binaries, or Binary for Version).
 func (t *Target) SetVersion(node, version string) error {
 	if !slices.Contains(t.names, node) {
@@ -138,8 +136,12 @@ func (t *Target) catchUpArgs(node, version string) []string {
 
 // CatchUpEntries is how many entries node's release keeps for a slow follower after a
 // snapshot: a follower further behind than that is sent a snapshot.
-func (t *Target) CatchUpEntries(node string) int {
-	if n := t.cfg.SnapshotCatchUpEntries; n > 0 && catchUpFlag(t.Version(node)) != "" {
+func (t *Target) CatchUpEntries(node string) int { return catchUpEntries(t.cfg, t.Version(node)) }
+
+// catchUpEntries is how many entries a member of cfg on release version keeps for a
+// slow follower after a snapshot.
+func catchUpEntries(cfg Config, version string) int {
+	if n := cfg.SnapshotCatchUpEntries; n > 0 && catchUpFlag(version) != "" {
 		return n
 	}
 	return defaultCatchUpEntries
@@ -189,7 +191,7 @@ func (t *Target) versionsOf(ctx context.Context, node string) (versions, error) 
 	return v, nil
 }
 
-// ClusterVersion implements sut.Upgrader: the cluster version etcd reports ("3.6.0":
+// ClusterVersion implements nemesis.Upgrader: the cluster version etcd reports ("3.6.0":
 // etcd's cluster version is always a major.minor.0), as every member that answers its
 // /version agrees on. An error if none answers, if they disagree (the change is being
 // applied: ask again), or while the cluster has not decided one ("not_decided").
@@ -223,7 +225,7 @@ func (t *Target) ClusterVersion(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("members disagree on the cluster version: %s", strings.Join(parts, "; "))
 }
 
-// PrepareDowngrade implements sut.Upgrader with etcd's downgrade API: it validates,
+// PrepareDowngrade implements nemesis.Upgrader with etcd's downgrade API: it validates,
 // then enables the downgrade of the cluster to version's release line (one minor below
 // the cluster version; etcd refuses anything else), and waits within ctx until every
 // member reports it enabled (its peer URL's /downgrade/enabled) and has moved its storage

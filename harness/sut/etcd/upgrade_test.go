@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/harness/internal/etcdclient"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -89,9 +91,9 @@ type writer struct {
 func startWriter(t *testing.T, c *testCluster) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &writer{cancel: cancel, done: make(chan struct{}), acked: map[string]string{}}
-	var clients []*Client
+	var clients []*etcdclient.Client
 	for _, n := range c.names {
-		clients = append(clients, newTestClient(t, ClientConfig{Endpoint: c.addr(n, ClientPort), OpTimeout: 2 * time.Second}))
+		clients = append(clients, newTestClient(t, etcdclient.Config{Endpoint: c.addr(n, ClientPort), OpTimeout: 2 * time.Second}))
 	}
 	go func() {
 		defer close(w.done)
@@ -134,7 +136,7 @@ func (w *writer) stop() (map[string]string, []string) {
 // checkAcked reads every w/ key through node: every acknowledged write must be there.
 func (c *testCluster) checkAcked(ctx context.Context, node string, acked map[string]string) {
 	c.t.Helper()
-	cli, err := clientv3.New(clientConfig(c.addr(node, ClientPort), zap.NewNop()))
+	cli, err := clientv3.New(etcdclient.RawConfig(c.addr(node, ClientPort), zap.NewNop()))
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -160,7 +160,7 @@ func (f *File) checkRender() error {
 		Reach:     func(n string, port int) string { return "127.0.0." + n[1:] + ":" + strconv.Itoa(port) },
 		PeerReach: func(n string, port int) string { return "127.0.1." + n[1:] + ":" + strconv.Itoa(port) },
 		Logf:      func(string, ...any) {}}
-	t := newTarget(f, env, Options{})
+	t := newTarget(f, env)
 	t.dry = true
 	for i, n := range names {
 		ne := runtime.NodeEnv{Name: n, DataDir: "/data/" + n, Bind: func(port int) string { return "0.0.0.0:" + strconv.Itoa(port) }}

@@ -3,11 +3,11 @@ package file
 import (
 	"context"
 	"errors"
+	"github.com/faultline/faultline/harness/internal/etcdclient"
 	"io"
 	"net/http"
 	"time"
 
-	"github.com/faultline/faultline/harness/sut/etcd"
 	"github.com/faultline/faultline/node/client"
 	"github.com/faultline/faultline/workload"
 )
@@ -38,7 +38,7 @@ func (t *Target) open(ctx context.Context, node string, process int, opTimeout t
 		hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}
 		return httpClient{client.New("http://"+addr, hc)}, nil
 	case "etcd":
-		return etcd.NewClient(ctx, etcd.ClientConfig{Endpoint: addr, OpTimeout: opTimeout})
+		return etcdclient.New(ctx, etcdclient.Config{Endpoint: addr, OpTimeout: opTimeout})
 	}
 	return t.startShim(ctx, node, process)
 }

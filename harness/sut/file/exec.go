@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/workload"
 )
 
@@ -280,7 +281,7 @@ func parseAnswer(line []byte, req request) (answer, error) {
 		return a, fmt.Errorf(`"type" %q is not ok, fail or info`, a.Type)
 	case a.Type != "ok":
 		return a, nil
-	case req.F == "read" && !isNull(a.Value):
+	case req.F == history.OpRead && !isNull(a.Value):
 		var v string
 		if json.Unmarshal(a.Value, &v) != nil {
 			return a, errors.New(`a read's "value" must be a string or null`)
@@ -317,7 +318,7 @@ func outcome(a answer, err error) error {
 
 // Read implements workload.Client.
 func (s *shim) Read(ctx context.Context, key string) (string, bool, error) {
-	a, err := s.call(ctx, request{F: "read", Key: key})
+	a, err := s.call(ctx, request{F: history.OpRead, Key: key})
 	if err := outcome(a, err); err != nil || isNull(a.Value) {
 		return "", false, err
 	}
@@ -328,12 +329,12 @@ func (s *shim) Read(ctx context.Context, key string) (string, bool, error) {
 
 // Write implements workload.Client.
 func (s *shim) Write(ctx context.Context, key, value string) error {
-	return outcome(s.call(ctx, request{F: "write", Key: key, Value: &value}))
+	return outcome(s.call(ctx, request{F: history.OpWrite, Key: key, Value: &value}))
 }
 
 // CAS implements workload.Client: a fail whose error is "mismatch" is workload.ErrMismatch.
 func (s *shim) CAS(ctx context.Context, key, from, to string) error {
-	a, err := s.call(ctx, request{F: "cas", Key: key, From: &from, To: &to})
+	a, err := s.call(ctx, request{F: history.OpCAS, Key: key, From: &from, To: &to})
 	if err == nil && a.Type == "fail" && a.Error == "mismatch" {
 		return workload.ErrMismatch
 	}
@@ -342,7 +343,7 @@ func (s *shim) CAS(ctx context.Context, key, from, to string) error {
 
 // Append implements workload.Client.
 func (s *shim) Append(ctx context.Context, key, value string) error {
-	return outcome(s.call(ctx, request{F: "append", Key: key, Value: &value}))
+	return outcome(s.call(ctx, request{F: history.OpAppend, Key: key, Value: &value}))
 }
 
 // ReadList implements workload.Client.

@@ -112,7 +112,7 @@ client:
 			defer mu.Unlock()
 			logs = append(logs, fmt.Sprintf(format, args...))
 		}}
-	tg := New(f, env, Options{})
+	tg := New(f, env)
 	t.Cleanup(func() {
 		assert.NoError(t, tg.Close())
 		tg.mu.Lock()

@@ -175,15 +175,22 @@ func (e *Error) Error() string { return "target file " + e.Path + ": " + e.Msg }
 // line), and checks it (see check); vars override the file's defaults, and naming a
 // var the file does not declare is an error. Every error is an *Error on one line.
 func Load(path string, vars map[string]string) (*File, error) {
-	bad := func(format string, args ...any) error { return &Error{Path: path, Msg: fmt.Sprintf(format, args...)} }
 	b, err := os.ReadFile(path)
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err // the path is said already
 	}
 	if err != nil {
-		return nil, bad("%v", err)
+		return nil, &Error{Path: path, Msg: err.Error()}
 	}
+	return Parse(path, b, vars)
+}
+
+// Parse is Load of a target file's text b, as read from path (which names it in errors
+// and is where its relative paths start).
+func Parse(path string, b []byte, vars map[string]string) (*File, error) {
+	bad := func(format string, args ...any) error { return &Error{Path: path, Msg: fmt.Sprintf(format, args...)} }
+	var err error
 	f := &File{}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

@@ -29,8 +29,8 @@ func (t *Target) Ready(ctx context.Context) error {
 	t.mu.Unlock()
 	if limit := time.Duration(t.f.Ready.Timeout); err != nil && first && limit > 0 && since > limit {
 		msg := fmt.Sprintf("the cluster was not ready within %v (ready.timeout): %v", limit, err)
-		if node != "" && t.opts.LogTail != nil {
-			msg += fmt.Sprintf("; the end of %s's log (nodes/%s/):\n%s", node, node, t.opts.LogTail(node))
+		if node != "" && t.env.LogTail != nil {
+			msg += fmt.Sprintf("; the end of %s's log (nodes/%s/):\n%s", node, node, t.env.LogTail(node))
 		}
 		t.fail(errors.New(msg))
 	}
@@ -90,7 +90,7 @@ func (t *Target) readyWrite(ctx context.Context, node string) error {
 	return err
 }
 
-// SetClock implements sut.Clocker through hooks.clock, called about node with
+// SetClock implements nemesis.Clocker through hooks.clock, called about node with
 // OffsetMS and Rate.
 func (t *Target) SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error {
 	h := t.f.Hooks.Clock
@@ -108,7 +108,7 @@ func (t *Target) poll(ctx context.Context, f func(context.Context) error) error 
 	return sut.Poll(ctx, 200*time.Millisecond, f)
 }
 
-// Healthy implements sut.Members: every node passes the readiness check and (with
+// Healthy implements nemesis.Members: every node passes the readiness check and (with
 // a leader hook) all name the same leader. The file says nothing of lag: a member that
 // is far behind counts as healthy.
 func (t *Target) Healthy(ctx context.Context) error {
@@ -130,7 +130,7 @@ func (t *Target) serving(ctx context.Context, nodes ...string) error {
 	return err
 }
 
-// RemoveMember implements sut.Members: hooks.remove-member with .Member the node
+// RemoveMember implements nemesis.Members: hooks.remove-member with .Member the node
 // (its current ID), asked of (or, for a command, about) another node, the leader
 // first, until one call succeeds. The hook must be idempotent: a call whose answer was
 // lost is made again.
@@ -139,7 +139,7 @@ func (t *Target) RemoveMember(ctx context.Context, node string) error {
 	return t.changeVia(ctx, "hooks.remove-member", t.f.Hooks.RemoveMember, node, member)
 }
 
-// AddMember implements sut.Members: hooks.add-member with .Member the node under a
+// AddMember implements nemesis.Members: hooks.add-member with .Member the node under a
 // new ID, as RemoveMember; from then on the node starts with Join set.
 func (t *Target) AddMember(ctx context.Context, node string) error {
 	member := t.peer(node)
@@ -183,7 +183,7 @@ func (t *Target) changeVia(ctx context.Context, where string, h *Call, skip stri
 	})
 }
 
-// Joined implements sut.Members: node passes the readiness check and (with a leader
+// Joined implements nemesis.Members: node passes the readiness check and (with a leader
 // hook) names the leader the others name.
 func (t *Target) Joined(ctx context.Context, node string) error {
 	return t.poll(ctx, func(ctx context.Context) error { return t.serving(ctx, node) })

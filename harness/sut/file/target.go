@@ -13,22 +13,14 @@ import (
 
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
 )
 
-// Options are what the harness adds to a file target.
-type Options struct {
-	// LogTail returns the last lines of a node's log, for the error of a node that never
-	// becomes ready (nil: none).
-	LogTail func(node string) string
-	// OpTimeout is the workloads' op timeout, as the templates see it (0: 2s).
-	OpTimeout time.Duration
-}
-
 // Target runs the system a target file describes. It implements sut.Target,
-// sut.Unable, sut.Clocker and sut.Members (the last two only do something
-// when the file has the hooks: Unable says so otherwise), io.Closer, and Failed and
-// Failure: the target fails, for good, when an exec shim dies in the middle of an
+// nemesis.Clocker and nemesis.Members (used only when the file has the hooks: its
+// Options' Caps say so), io.Closer, and sut.Failer: the target fails, for good, when an exec shim dies in the middle of an
 // operation or answers something that is not an answer, or when the cluster is not
 // ready within the file's ready.timeout; the run then stops.
 //
@@ -37,7 +29,6 @@ type Options struct {
 type Target struct {
 	f     *File
 	env   sut.Env
-	opts  Options
 	names []string
 	dry   bool // checking the file: render, write nothing
 
@@ -59,22 +50,22 @@ type Target struct {
 }
 
 var (
-	_ sut.Target  = (*Target)(nil)
-	_ sut.Unable  = (*Target)(nil)
-	_ sut.Clocker = (*Target)(nil)
-	_ sut.Members = (*Target)(nil)
+	_ sut.Target      = (*Target)(nil)
+	_ sut.Failer      = (*Target)(nil)
+	_ nemesis.Clocker = (*Target)(nil)
+	_ nemesis.Members = (*Target)(nil)
 )
 
 // New returns the target for env's nodes. Node i of env.Nodes starts with ID i+1.
-func New(f *File, env sut.Env, opts Options) *Target {
-	if opts.OpTimeout == 0 {
-		opts.OpTimeout = workload.DefaultOpTimeout
+func New(f *File, env sut.Env) *Target {
+	if env.OpTimeout == 0 {
+		env.OpTimeout = workload.DefaultOpTimeout
 	}
-	return newTarget(f, env, opts)
+	return newTarget(f, env)
 }
 
-func newTarget(f *File, env sut.Env, opts Options) *Target {
-	t := &Target{f: f, env: env, opts: opts, names: env.Nodes, ids: map[string]uint64{}, joined: map[string]bool{},
+func newTarget(f *File, env sut.Env) *Target {
+	t := &Target{f: f, env: env, names: env.Nodes, ids: map[string]uint64{}, joined: map[string]bool{},
 		nextID: uint64(len(env.Nodes)) + 1, selves: map[string]string{}, admins: map[string]workload.Client{},
 		shims: map[*shim]bool{}, failed: make(chan struct{})}
 	for i, n := range env.Nodes {
@@ -102,23 +93,9 @@ func (t *Target) Peers() sut.Peers {
 	return sut.Peers{Port: t.f.Ports[t.f.Peers.Port], Messages: t.f.Peers.Traffic == "messages"}
 }
 
-// Describe implements sut.Target: what test.json records, the file's text included.
-func (t *Target) Describe() map[string]any {
-	return map[string]any{"name": t.f.Name, "file": t.f.Path, "protocol": t.f.Client.Protocol,
-		"vars": t.f.Vars, "source": t.f.Source}
-}
-
-// Unable implements sut.Unable: the faults whose hooks the file does not have.
-func (t *Target) Unable() map[string]string {
-	out := map[string]string{}
-	if t.f.Hooks.Clock == nil {
-		out["clock"] = "target file " + t.f.Path + " has no clock hook (hooks.clock)"
-	}
-	if t.f.Hooks.RemoveMember == nil {
-		why := "target file " + t.f.Path + " has no membership hooks (hooks.remove-member, hooks.add-member)"
-		out["member"], out["rolling-replace"] = why, why
-	}
-	return out
+// Describe implements sut.Target. The file's text is in the run's spec (test.json).
+func (t *Target) Describe() results.TargetInfo {
+	return results.TargetInfo{Name: t.f.Name, File: t.f.Path, Protocol: t.f.Client.Protocol}
 }
 
 // Failed is closed once the target has failed for good; Failure then says why, in a line.
@@ -194,8 +171,8 @@ func (t *Target) data(node, dataDir string, bind func(int) string) Data {
 	self := t.peer(node)
 	d := Data{Name: node, Index: self.Index, ID: self.ID, DataDir: dataDir, Addr: self.Addr, Bind: map[string]string{},
 		Peers: peers, Cluster: clusterOf(peers, t.f.Peers.Port), Files: map[string]string{}, Vars: t.f.Vars,
-		RunID: t.env.RunID, FileDir: t.f.Dir, Process: -1, OpTimeout: t.opts.OpTimeout.String(),
-		OpTimeoutMS: t.opts.OpTimeout.Milliseconds(), Rate: 1}
+		RunID: t.env.RunID, FileDir: t.f.Dir, Process: -1, OpTimeout: t.env.OpTimeout.String(),
+		OpTimeoutMS: t.env.OpTimeout.Milliseconds(), Rate: 1}
 	for name, port := range t.f.Ports {
 		if bind != nil {
 			d.Bind[name] = bind(port)

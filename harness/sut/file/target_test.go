@@ -20,6 +20,7 @@ import (
 
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/nemesis"
 )
 
 // fakeNode answers like raftnode: GET /status names it and its leader, PUT /kv takes a
@@ -85,8 +86,8 @@ func fakeCluster(t *testing.T, vars map[string]string, logTail func(string) stri
 	env := sut.Env{Nodes: []string{"n1", "n2", "n3"}, Dir: t.TempDir(), RunID: "r1",
 		Reach:     func(n string, _ int) string { return addrs[n] },
 		PeerReach: func(n string, port int) string { return "peer-" + n + ":" + strconv.Itoa(port) },
-		Logf:      t.Logf}
-	tg := New(f, env, Options{LogTail: logTail})
+		Logf:      t.Logf, LogTail: logTail}
+	tg := New(f, env)
 	t.Cleanup(func() { assert.NoError(t, tg.Close()) })
 	return tg, nodes
 }
@@ -147,7 +148,7 @@ func TestLeaderBySelfAndCommand(t *testing.T) {
 
 	f, err := Load(writeFile(t, strings.Replace(valid, "client:\n", "hooks:\n  leader: {command: [sh, -c, 'echo {{.Name}} | tr 1 3']}\nclient:\n", 1)), nil)
 	require.NoError(t, err)
-	cmdTarget := New(f, tg.env, Options{})
+	cmdTarget := New(f, tg.env)
 	l, err = cmdTarget.Leader(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, "n3", l, "n1 and n3 say n3, n2 says n2")
@@ -170,7 +171,10 @@ func TestReadyTimeoutFailsTheTarget(t *testing.T) {
 func TestHooks(t *testing.T) {
 	tg, nodes := fakeCluster(t, nil, nil)
 	ctx := context.Background()
-	assert.Empty(t, tg.Unable(), "raftnode-http has every hook")
+	for _, x := range []nemesis.Capability{nemesis.CapClock, nemesis.CapMembers, nemesis.CapMessages} {
+		ok, why := (&Options{f: tg.f}).Caps().Has(x)
+		assert.True(t, ok, "raftnode-http has every hook: %s: %s", x, why)
+	}
 	require.NoError(t, tg.SetClock(ctx, "n1", 5*time.Second, 2))
 	assert.Contains(t, nodes["n1"].called(), `PUT /clock {"offset_ms": 5000, "rate": 2}`)
 
@@ -188,10 +192,11 @@ func TestHooks(t *testing.T) {
 
 	bare, err := Load(writeFile(t, valid), nil)
 	require.NoError(t, err)
-	unable := New(bare, tg.env, Options{}).Unable()
-	assert.Contains(t, unable["clock"], "has no clock hook (hooks.clock)")
-	assert.Contains(t, unable["member"], "has no membership hooks")
-	assert.Contains(t, unable["rolling-replace"], "has no membership hooks")
+	caps := (&Options{f: bare}).Caps()
+	_, why := caps.Has(nemesis.CapClock)
+	assert.Contains(t, why, "has no clock hook (hooks.clock)")
+	_, why = caps.Has(nemesis.CapMembers)
+	assert.Contains(t, why, "has no membership hooks")
 }
 
 func TestConfigFiles(t *testing.T) {
@@ -206,7 +211,7 @@ func TestConfigFiles(t *testing.T) {
 	dir := t.TempDir()
 	env := sut.Env{Nodes: []string{"n1", "n2"}, Dir: dir, Logf: t.Logf,
 		Reach: func(n string, p int) string { return n + ":" + strconv.Itoa(p) }, PeerReach: func(n string, p int) string { return n + ":" + strconv.Itoa(p) }}
-	cmd := New(f, env, Options{}).Node(runtime.NodeEnv{Name: "n2", DataDir: filepath.Join(dir, "data", "n2"), Bind: func(p int) string { return ":" + strconv.Itoa(p) }})
+	cmd := New(f, env).Node(runtime.NodeEnv{Name: "n2", DataDir: filepath.Join(dir, "data", "n2"), Bind: func(p int) string { return ":" + strconv.Itoa(p) }})
 	path := filepath.Join(dir, "files", "n2", "config")
 	assert.Contains(t, cmd.Args, "--config="+path)
 	b, err := os.ReadFile(path)

@@ -11,14 +11,14 @@ import (
 	"github.com/faultline/faultline/node/client"
 )
 
-// Membership of a raftnode cluster, through its admin API: sut.Members. The harness
+// Membership of a raftnode cluster, through its admin API: nemesis.Members. The harness
 // adds the runtime's part: stopping, wiping and starting the node.
 
 // maxLag is how far behind the leader's commit index a member may be for the cluster to
 // count as healthy.
 const maxLag = 1000
 
-// Healthy implements sut.Members: it waits until every node answers, all name the same leader, every node's
+// Healthy implements nemesis.Members: it waits until every node answers, all name the same leader, every node's
 // membership is exactly the nodes' current ids, and none lags more than maxLag entries
 // behind the leader's commit: then one member can go without risking the quorum.
 func (t *Target) Healthy(ctx context.Context) error {
@@ -75,7 +75,7 @@ func (t *Target) poll(ctx context.Context, f func(context.Context) error) error 
 	return sut.Poll(ctx, 200*time.Millisecond, f)
 }
 
-// RemoveMember implements sut.Members: it removes node's current id from the
+// RemoveMember implements nemesis.Members: it removes node's current id from the
 // membership through one of the other nodes, retrying through others until the change is
 // seen applied. A removed raftnode exits by itself.
 func (t *Target) RemoveMember(ctx context.Context, node string) error {
@@ -94,7 +94,7 @@ func (t *Target) RemoveMember(ctx context.Context, node string) error {
 	})
 }
 
-// AddMember implements sut.Members: it gives node a new raft id and adds it to the
+// AddMember implements nemesis.Members: it gives node a new raft id and adds it to the
 // membership, at the URL its peers reach it at, through one of the other nodes; from
 // then on node starts as a joining member.
 func (t *Target) AddMember(ctx context.Context, node string) error {
@@ -144,7 +144,7 @@ func (t *Target) changeVia(ctx context.Context, skip string, f func(ctx context.
 	return errors.Join(errs...)
 }
 
-// Joined implements sut.Members: it waits until node knows the leader and has
+// Joined implements nemesis.Members: it waits until node knows the leader and has
 // applied what the leader had committed when the wait began.
 func (t *Target) Joined(ctx context.Context, node string) error {
 	var target uint64

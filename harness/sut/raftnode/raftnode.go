@@ -18,6 +18,7 @@ import (
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/node/client"
+	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
 )
 
@@ -27,8 +28,8 @@ const (
 	ClientPort = 8001
 )
 
-// Target adapts faultline's own raftnode. It implements sut.Target, sut.Clocker
-// and sut.Members.
+// Target adapts faultline's own raftnode. It implements sut.Target, nemesis.Clocker
+// and nemesis.Members.
 //
 // Node names (n1, n2, ...) are stable; a node's raft id is not: a member replaced by the
 // nemesis comes back under a new id, with an empty data dir, as a joining member.
@@ -57,7 +58,7 @@ func New(bin, unsafe string, env sut.Env) *Target {
 }
 
 // Name implements sut.Target.
-func (t *Target) Name() string { return "raftnode" }
+func (t *Target) Name() string { return Name }
 
 // Ports implements sut.Target.
 func (t *Target) Ports() []int { return []int{PeerPort, ClientPort} }
@@ -66,12 +67,8 @@ func (t *Target) Ports() []int { return []int{PeerPort, ClientPort} }
 func (t *Target) Peers() sut.Peers { return sut.Peers{Port: PeerPort, Messages: true} }
 
 // Describe implements sut.Target.
-func (t *Target) Describe() map[string]any {
-	d := map[string]any{"name": "raftnode", "binary": t.Bin}
-	if t.Unsafe != "" {
-		d["unsafe"] = t.Unsafe
-	}
-	return d
+func (t *Target) Describe() results.TargetInfo {
+	return results.TargetInfo{Name: Name, Binary: t.Bin, Unsafe: t.Unsafe}
 }
 
 // ID returns the node's current raft id.
@@ -239,7 +236,7 @@ func (r raftClient) ReadList(ctx context.Context, key string) ([]string, error) 
 	return r.c.List(ctx, key)
 }
 
-// SetClock implements sut.Clocker through raftnode's /clock.
+// SetClock implements nemesis.Clocker through raftnode's /clock.
 func (t *Target) SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error {
 	return t.Client(node).SetClock(ctx, client.Clock{OffsetMS: offset.Milliseconds(), Rate: rate})
 }

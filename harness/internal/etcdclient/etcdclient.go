@@ -1,4 +1,9 @@
-package etcd
+// Package etcdclient is faultline's workload client of one etcd member, over
+// go.etcd.io/etcd/client/v3, with errors classified as workload.Client's contract asks
+// (definite only where etcd's server source shows a request was never proposed) and
+// no retry of a mutation: shared by the etcd target and target files whose protocol is
+// etcd.
+package etcdclient
 
 import (
 	"context"
@@ -18,8 +23,8 @@ import (
 	"github.com/faultline/faultline/workload"
 )
 
-// ClientConfig configures one workload client of one etcd member.
-type ClientConfig struct {
+// Config configures one workload client of one etcd member.
+type Config struct {
 	// Endpoint is host:port of ONE member's client URL. There is no failover: every
 	// operation of the client goes to this member, so that it is attributed to one node.
 	Endpoint string
@@ -44,23 +49,23 @@ type ClientConfig struct {
 // Txn error is definite only when etcd's server source shows the request was rejected
 // before it was proposed to raft (see classify); anything else — timeouts, lost
 // connections, "request timed out", "leader changed", Unavailable — is indeterminate.
-// The client never retries a mutation (see NewClient), so one operation is at most one
+// The client never retries a mutation (see New), so one operation is at most one
 // request.
 type Client struct {
-	cfg ClientConfig
+	cfg Config
 	cli *clientv3.Client
 }
 
 var _ workload.Client = (*Client)(nil)
 
-// Client configuration; see NewClient for why each is what it is.
+// Client configuration; see New for why each is what it is.
 const (
 	dialTimeout          = 3 * time.Second
 	dialKeepAliveTime    = 10 * time.Second // grpc-go's minimum; above etcd's default --grpc-keepalive-min-time 5s
 	dialKeepAliveTimeout = 5 * time.Second
 )
 
-// NewClient returns a client of the member at cfg.Endpoint. It does not wait for the
+// New returns a client of the member at cfg.Endpoint. It does not wait for the
 // member, which may be down (the nemesis may have killed it): operations then fail, as
 // the error rules say. ctx bounds only the call itself.
 //
@@ -89,11 +94,11 @@ const (
 //     no failover to another member either.
 //
 // Other settings: the logger is a no-op unless cfg.Logger is set; DialTimeout bounds the
-// client's own setup RPCs (grpc.NewClient does not block on the connection); keepalive
+// client's own setup RPCs (grpc.New does not block on the connection); keepalive
 // pings (10 s, 5 s timeout, only while RPCs are active, as etcd's server requires) let a
 // connection through a dead path be noticed and replaced rather than hang until TCP
 // gives up.
-func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
+func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Endpoint == "" {
 		return nil, errors.New("etcd client: no endpoint")
 	}
@@ -104,15 +109,15 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	cli, err := clientv3.New(clientConfig(cfg.Endpoint, lg))
+	cli, err := clientv3.New(RawConfig(cfg.Endpoint, lg))
 	if err != nil {
 		return nil, fmt.Errorf("etcd client of %s: %w", cfg.Endpoint, err)
 	}
 	return &Client{cfg: cfg, cli: cli}, nil
 }
 
-// clientConfig is the clientv3 configuration NewClient uses (see there).
-func clientConfig(endpoint string, lg *zap.Logger) clientv3.Config {
+// clientConfig is the clientv3 configuration New uses (see there).
+func RawConfig(endpoint string, lg *zap.Logger) clientv3.Config {
 	return clientv3.Config{
 		Endpoints:            []string{endpoint},
 		DialTimeout:          dialTimeout,
@@ -167,7 +172,7 @@ func (c *Client) Read(ctx context.Context, key string) (string, bool, error) {
 	defer cancel()
 	resp, err := c.cli.Get(ctx, key, c.readOpts()...)
 	if err != nil {
-		return "", false, classify(err, false)
+		return "", false, Classify(err, false)
 	}
 	if len(resp.Kvs) == 0 {
 		return "", false, nil
@@ -180,7 +185,7 @@ func (c *Client) Write(ctx context.Context, key, value string) error {
 	ctx, cancel := c.opCtx(ctx, true)
 	defer cancel()
 	_, err := c.cli.Put(ctx, key, value)
-	return classify(err, true)
+	return Classify(err, true)
 }
 
 // CAS sets key to `to` if its value is `from`, in one Txn. A failed compare, a missing key
@@ -193,7 +198,7 @@ func (c *Client) CAS(ctx context.Context, key, from, to string) error {
 		Then(clientv3.OpPut(key, to)).
 		Commit()
 	if err != nil {
-		return classify(err, true)
+		return Classify(err, true)
 	}
 	if !resp.Succeeded {
 		return workload.ErrMismatch
@@ -217,7 +222,7 @@ func (c *Client) Append(ctx context.Context, key, value string) error {
 	defer cancel()
 	resp, err := c.cli.Get(ctx, key)
 	if err != nil {
-		return classify(err, false)
+		return Classify(err, false)
 	}
 	kvs := resp.Kvs
 	for attempt := 1; ; attempt++ {
@@ -237,7 +242,7 @@ func (c *Client) Append(ctx context.Context, key, value string) error {
 		}
 		tresp, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(enc))).Else(clientv3.OpGet(key)).Commit()
 		if err != nil {
-			return classify(err, true)
+			return Classify(err, true)
 		}
 		if tresp.Succeeded {
 			return nil
@@ -260,7 +265,7 @@ func (c *Client) ReadList(ctx context.Context, key string) ([]string, error) {
 	defer cancel()
 	resp, err := c.cli.Get(ctx, key, c.readOpts()...)
 	if err != nil {
-		return nil, classify(err, false)
+		return nil, Classify(err, false)
 	}
 	if len(resp.Kvs) == 0 {
 		return []string{}, nil
@@ -327,11 +332,11 @@ var rejectedBeforeRaft = map[string]bool{
 // errProposalDropped is raft.ErrProposalDropped's text, as etcd sends it (codes.Unknown).
 const errProposalDropped = "raft proposal dropped"
 
-// classify turns the error of one clientv3 call into the workload's: nil stays nil; a
+// Classify turns the error of one clientv3 call into the workload's: nil stays nil; a
 // read's error (mutation false) is always definite; a mutation's is definite only if
 // etcd rejected it before raft (rejectedBeforeRaft, errProposalDropped), else it is
 // returned as is, indeterminate.
-func classify(err error, mutation bool) error {
+func Classify(err error, mutation bool) error {
 	if err == nil {
 		return nil
 	}

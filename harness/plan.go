@@ -1,0 +1,159 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/workload"
+
+	// The targets faultline ships.
+	_ "github.com/faultline/faultline/harness/sut/builtin"
+)
+
+// Plan is a run resolved whole before anything of it exists: the spec, the runtime
+// (auto resolved) and what it can do, the target's section and what it declares it can
+// do, and the faults the schedule will draw from, each with the variants this cluster
+// can take. Every usage error of a run is found in making it: no directory, build or
+// process exists yet.
+type Plan struct {
+	Spec Spec
+	// Runtime is the runtime's registration, Why why it was chosen.
+	Runtime runtime.Kind
+	Why     string
+	// Caps is what the cluster can do: its runtime's and its target's.
+	Caps nemesis.Caps
+	// Faults are the --nemesis entries, resolved; Skipped the kinds and variants left
+	// out of them (of "all", or of a kind named without a variant), with the reasons.
+	Faults  []*nemesis.Fault
+	Skipped map[string]string
+}
+
+// NewPlan resolves spec for this host. A bad spec, or a fault the cluster cannot take,
+// is a *UsageError; a runtime asked for that cannot run here is an error (exit 3: the
+// machine's, not the user's).
+func NewPlan(ctx context.Context, spec Spec) (*Plan, error) {
+	spec, err := spec.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	name, why, err := runtime.Resolve(ctx, spec.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	kind, _ := runtime.Lookup(name)
+	if spec.Runtime != "auto" {
+		if ok, pwhy := kind.Probe(ctx); !ok {
+			return nil, fmt.Errorf("runtime %s: %s", name, pwhy)
+		}
+	}
+	p := &Plan{Spec: spec, Runtime: kind, Why: why}
+	p.Caps = runtimeCaps(kind.Abilities(ctx)).Union(spec.Options().Caps())
+	if len(spec.Nemesis) == 1 && spec.Nemesis[0] == "all" {
+		p.Faults, p.Skipped = nemesis.ChooseAll(spec.Nodes, p.Caps)
+		return p, nil
+	}
+	p.Faults, p.Skipped, err = nemesis.Choose(spec.Nemesis, spec.Nodes, p.Caps)
+	if u, ok := err.(*nemesis.Unavailable); ok {
+		return nil, usagef("nemesis: %v (target %s, runtime %s)", u, spec.Options().Label(), name)
+	}
+	if err != nil {
+		return nil, usagef("nemesis: %v", err)
+	}
+	return p, nil
+}
+
+// runtimeCaps are the capabilities a runtime's abilities give: every runtime kills and
+// pauses; the rest is the network's.
+func runtimeCaps(a runtime.Abilities) nemesis.Caps {
+	c := nemesis.Can(nemesis.CapKill, nemesis.CapPause)
+	why := a.Why
+	if why == "" {
+		why = "the runtime cannot"
+	}
+	add := func(ok bool, x nemesis.Capability) {
+		if ok {
+			c = c.Union(nemesis.Can(x))
+		} else {
+			c = c.Lacks(x, why)
+		}
+	}
+	add(a.Partition, nemesis.CapPartition)
+	add(a.Isolate || a.Partition, nemesis.CapIsolate)
+	add(a.Links, nemesis.CapLinks)
+	return c
+}
+
+// needs are the capabilities the plan's faults may use.
+func (p *Plan) needs() nemesis.Caps {
+	var all []nemesis.Capability
+	for _, f := range p.Faults {
+		all = append(all, f.Needs()...)
+	}
+	return nemesis.Can(all...)
+}
+
+// has reports whether a planned fault injects kind k.
+func (p *Plan) has(k nemesis.Kind) bool {
+	return slices.ContainsFunc(p.Faults, func(f *nemesis.Fault) bool { return f.Has(k) })
+}
+
+// FaultNames lists the planned faults as --nemesis names them.
+func (p *Plan) FaultNames() []string {
+	out := make([]string, len(p.Faults))
+	for i, f := range p.Faults {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// Print writes the plan for a person: what would run, where, with which faults.
+func (p *Plan) Print(w io.Writer) {
+	s := p.Spec
+	o := s.Options()
+	wl, _ := workload.Lookup(s.Workload)
+	fmt.Fprintf(w, "plan %s: seed %d\n", s.Name, s.Seed)
+	fmt.Fprintf(w, "  target:   %s %s\n", s.Target, strings.Join(o.Args(), " "))
+	fmt.Fprintf(w, "  runtime:  %s (%s)\n", p.Runtime.Name, p.Why)
+	fmt.Fprintf(w, "  cluster:  %d nodes; can: %s\n", s.Nodes, capNames(p.Caps))
+	fmt.Fprintf(w, "  workload: %s (checked as %s), %d clients, %d keys, %v, op timeout %v\n",
+		s.Workload, wl.Model, s.Concurrency, s.Keys, s.TimeLimit, s.OpTimeout)
+	if len(p.Faults) == 0 {
+		fmt.Fprintf(w, "  faults:   none\n")
+	}
+	for i, f := range p.Faults {
+		label := "           "
+		if i == 0 {
+			label = "  faults:   "
+		}
+		var parts []string
+		for _, part := range f.Parts {
+			var vs []string
+			for _, v := range part.Variants {
+				vs = append(vs, v.Name)
+			}
+			parts = append(parts, string(part.Def.Kind)+" ("+strings.Join(vs, ", ")+")")
+		}
+		fmt.Fprintf(w, "%s%s: %s\n", label, f.Name, strings.Join(parts, " + "))
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Skipped)) {
+		fmt.Fprintf(w, "  left out: %s: %s\n", k, p.Skipped[k])
+	}
+	if len(p.Faults) > 0 {
+		fmt.Fprintf(w, "  schedule: a fault every %v on average, each held 50-90%% of it\n", s.NemesisInterval)
+	}
+	fmt.Fprintf(w, "  results:  %s/%s/<timestamp>\n", s.Results, s.Name)
+}
+
+func capNames(c nemesis.Caps) string {
+	var out []string
+	for _, x := range c.List() {
+		out = append(out, string(x))
+	}
+	return strings.Join(out, ", ")
+}

@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # One static binary: faultline, which also runs as raftnode when called by that name.
 export CGO_ENABLED = 0
 
-.PHONY: build run run-raftnode test unit fuzz bench bench-micro image zoo clean-runs clean
+.PHONY: build run run-raftnode test test-short unit fuzz bench bench-micro image zoo clean-runs clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/faultline ./cmd/faultline
@@ -22,6 +22,12 @@ run-raftnode: build
 	$(BIN)/faultline test --nodes 5 --workload register --nemesis partition,kill,pause --time-limit 60s
 
 test: unit fuzz
+
+# The fast tier, with the race detector: every test that needs no root, no Docker and
+# no cluster of real nodes (the run's whole lifecycle runs on the in-memory runtime and
+# the simulated target, in synthetic time). About a minute here; CI runs `make test`.
+test-short:
+	$(GO) test -short -race -count=1 ./...
 
 unit:
 	$(GO) vet ./...

@@ -1,20 +1,30 @@
 // Package harness runs one faultline test from spec to verdict, and is the only package
-// that imports all the others. It owns the run's lifecycle and the cleanup; the runtimes
-// nodes run in are harness/runtime's sub-packages, the targets harness/sut's; fault
-// logic lives in nemesis, check logic in checker.
+// that imports all the others. It owns the plan, the run's lifecycle and the cleanup;
+// the runtimes nodes run in are harness/runtime's sub-packages, the targets are plug-ins
+// of harness/sut (harness/sut/builtin links the shipped ones); fault logic lives in
+// nemesis, check logic in checker.
 //
-// # The run (Run, in run.go)
+// # The plan (NewPlan, in plan.go)
 //
-//  1. Resolve: the spec was validated by ParseTestArgs/Resolve before anything starts;
-//     a bad flag or key is a *UsageError (exit 4).
-//  2. Open the run directory: test.json, faultline.log, and history.jsonl, which the
-//     recorder appends to (and fsyncs in batches) for the whole run, so that a harness
-//     that crashes still leaves a checkable prefix.
-//  3. Choose the runtime (docker or process; auto picks docker when a daemon answers)
-//     and make the target (targets.go: raftnode, or etcd, whose binary may be built
-//     first) and the cluster the nemesis acts on; refuse any fault kind the runtime or
-//     target cannot take (faultsFor: a usage error, exit 4, naming the reason).
-//  4. Prepare the network, start the link proxy when packet faults are asked for, launch
+// Before anything exists — no directory, no build, no process — the spec is resolved
+// (ParseTestArgs, Spec.Resolve: every flag and key, the target's section), the runtime
+// chosen (auto: the registered runtime of highest rank that can run here) and its
+// abilities read, the target's declared capabilities joined to them, and every
+// --nemesis entry resolved to the variants this cluster can take (nemesis.Choose). A
+// bad flag or key, a fault the cluster cannot take, a workload the target's clients do
+// not support: a *UsageError, exit 4, one line, nothing written. --dry-run prints it.
+//
+// # The run (RunPlan, in run.go)
+//
+//  1. Prepare the target (etcd: build its releases, once, cached); still nothing of the
+//     run exists, and a release that does not exist is a usage error.
+//  2. Open the run directory: test.json (results.TestInfo: the plan), faultline.log,
+//     and history.jsonl, which the recorder appends to (and fsyncs in batches) for the
+//     whole run, so that a harness that crashes still leaves a checkable prefix.
+//  3. Make the runtime and the target, and the cluster the nemesis acts on: its powers
+//     (nemesis.Powers) are the runtime's part (kills, pauses, partitions over the nodes'
+//     namespaces, the link proxy) and the target's own capabilities.
+//  4. Prepare the network, start the link proxy when packet faults are planned, launch
 //     every node, wait until the cluster serves.
 //  5. Run the workload and the nemesis schedule together for the time limit.
 //  6. Heal everything (HealAll: partitions, packet faults, pauses, killed or crashed
@@ -24,22 +34,22 @@
 //     networks; then check the history, write results.json (and the linearizability
 //     view of a violation), print the summary; the exit code is the verdict.
 //
-// Every step after the runtime is prepared ends in the teardown, also when the run is
+// Every step after the runtime is made ends in the teardown, also when the run is
 // interrupted (the context ends: SIGINT, SIGTERM) or the harness panics. A run that was
-// cut short is never valid: its verdict is at best unknown.
+// cut short is never valid: its verdict is at best unknown. The whole lifecycle is
+// tested in milliseconds on the in-memory runtime and the simulated target
+// (lifecycle_test.go), in synthetic time.
 //
 // # Runtimes and targets
 //
-// A runtime.Runtime runs programs: process.ProcessRuntime (child processes, each in a
-// network namespace of its own on a bridge in a hub namespace; see internal/netns) and
-// docker.DockerRuntime (FROM-scratch containers on a labelled bridge network). Both give
-// each node its own address and network namespace (runtime.NetworkRuntime), so one set
-// of fault code serves both, and neither knows any target. A sut.Target knows one
-// system: raftnode (faultline's own node: command line, HTTP client, clock and membership
-// hooks) and etcd (real etcd 3.4–3.7, clientv3). The cluster type joins a runtime and a
-// target into the capabilities the nemesis asks for (Killer, Pauser, Partitioner,
-// Clocker, Packeter, Membership), says which of them this pair really has (Unable), and
-// remembers what is broken so that HealAll can mend all of it.
+// A runtime.Runtime runs programs: process (child processes, each in a network
+// namespace of its own on a bridge in a hub namespace; see internal/netns), docker
+// (FROM-scratch containers on a labelled bridge network), memory (state in this process,
+// for tests). Each declares its runtime.Abilities before it starts anything, and none
+// knows any target. A sut.Target knows one system. The cluster type joins a runtime and
+// a target into the powers the nemesis uses, and remembers what is broken so that
+// HealAll can mend all of it; partitions are implemented once here (partition.go), over
+// a runtime's namespaces, its own filter, or its way of isolating nodes.
 //
 // # Cleanup
 //

@@ -264,6 +264,18 @@ func (s *Spec) Set(name, value string) error {
 	return nil
 }
 
+// TargetFlags are the flags of every registered target (--etcd-version, --unsafe, ...),
+// each with its usage and whether it is boolean: what a campaign may override too.
+func TargetFlags() []*flag.Flag {
+	fs := flag.NewFlagSet("targets", flag.ContinueOnError)
+	for _, f := range sut.Factories() {
+		f.Options().Flags(fs)
+	}
+	var out []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { out = append(out, f) })
+	return out
+}
+
 // flagOwners maps every target flag to its target.
 func flagOwners() map[string]string {
 	out := map[string]string{}

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -8,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/harness/sut/file"
+
+	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -115,4 +120,33 @@ func TestReplayCommandRoundTrips(t *testing.T) {
 		again.Results, s.Results = "", ""
 		assert.Equal(t, s, again, "%v", in)
 	}
+}
+
+// A replay of a target-file run runs the file as the run read it (test.json holds its
+// text), also when the file was edited, or broken, since.
+func TestReplayRunsTheTargetFileAsRecorded(t *testing.T) {
+	onPath(t, false, false)
+	b, err := os.ReadFile(examples + "raftnode-http.yaml")
+	require.NoError(t, err)
+	tf := filepath.Join(t.TempDir(), "target.yaml")
+	require.NoError(t, os.WriteFile(tf, b, 0o644))
+	spec, err := ParseTestArgs([]string{"--target-file", tf, "--seed", "5"}, io.Discard)
+	require.NoError(t, err)
+	raw, err := json.Marshal(spec)
+	require.NoError(t, err)
+	run := t.TempDir()
+	seed := spec.Seed
+	require.NoError(t, results.WriteTestInfo(run, results.TestInfo{Name: spec.Name, Seed: &seed, Runtime: "process", Spec: raw}))
+
+	require.NoError(t, os.WriteFile(tf, []byte("name: edited\nnodes: {command: [nonexistent-program]}\n"), 0o644))
+	_, err = ParseTestArgs([]string{"--target-file", tf}, io.Discard)
+	require.Error(t, err, "the file as it is now does not even load")
+
+	replay, err := ParseTestArgs([]string{"--replay", run, "--runtime", "memory"}, io.Discard)
+	require.NoError(t, err, "the replay runs the text the run recorded")
+	assert.Equal(t, string(b), replay.Options().(*file.Options).Text)
+	assert.Equal(t, spec.Name, replay.Name)
+	var lines []string
+	require.NoError(t, replay.Options().Prepare(context.Background(), func(l string) { lines = append(lines, l) }))
+	assert.Contains(t, strings.Join(lines, "\n"), "has changed since this spec was recorded", "and says so")
 }

@@ -16,6 +16,7 @@ type Kind string
 const (
 	Partition        Kind = "partition"
 	Kill             Kind = "kill"
+	Stop             Kind = "stop"
 	Pause            Kind = "pause"
 	Clock            Kind = "clock"
 	Packet           Kind = "packet"
@@ -88,7 +89,7 @@ func (d *Def) VariantNames() []string {
 }
 
 // registry holds every kind, in the order "all" takes them.
-var registry = []*Def{partitionDef, killDef, pauseDef, clockDef, packetDef, memberDef,
+var registry = []*Def{partitionDef, killDef, stopDef, pauseDef, clockDef, packetDef, memberDef,
 	rollingReplaceDef, rollingUpgradeDef, rollingDowngradeDef, maintenanceDef}
 
 // Kinds returns the definitions of every fault kind, in the order "all" takes them.

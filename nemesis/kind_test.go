@@ -95,7 +95,7 @@ func TestChooseAllTakesWhatTheClusterCan(t *testing.T) {
 	for _, f := range fs {
 		names = append(names, f.Name)
 	}
-	assert.Equal(t, []string{"partition", "kill", "pause", "packet", "member", "rolling-replace", "maintenance"}, names)
+	assert.Equal(t, []string{"partition", "kill", "stop", "pause", "packet", "member", "rolling-replace", "maintenance"}, names)
 	assert.Equal(t, "no hook", skipped["clock"])
 	assert.Equal(t, "one release", skipped["rolling-upgrade"])
 	assert.Equal(t, "one release", skipped["rolling-downgrade"])

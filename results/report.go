@@ -296,7 +296,7 @@ func faultViews(events []history.Event) ([]faultView, []leaderMark) {
 	var faults []faultView
 	for i, w := range checker.FaultWindows(events) {
 		kind := strings.TrimPrefix(w.Fault, "start-") // a combination's, or a Jepsen nemesis's
-		if d, _, ok := nemesis.ByEvent(w.Fault); ok {
+		if d, start, ok := nemesis.ByEvent(w.Fault); ok && start {
 			kind = string(d.Kind)
 		} else if kind == "start" {
 			kind = "fault" // Jepsen's nemesis names its one fault :start

@@ -9,6 +9,7 @@ package campaign
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
@@ -174,6 +175,22 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 		}
 	}
 	return c, nil
+}
+
+// Check plans every scenario for this host (harness.NewPlan): a scenario that cannot run
+// here (a fault its target or runtime cannot take) is an error naming it, before any
+// run starts.
+func (c *Campaign) Check(ctx context.Context) error {
+	for _, s := range c.Scenarios {
+		if _, err := harness.NewPlan(ctx, s.Spec); err != nil {
+			var ue *harness.UsageError
+			if errors.As(err, &ue) {
+				return &harness.UsageError{Msg: fmt.Sprintf("campaign %s: scenario %s: %v", c.Name, s.Name, err)}
+			}
+			return fmt.Errorf("campaign %s: scenario %s: %w", c.Name, s.Name, err)
+		}
+	}
+	return nil
 }
 
 // Load reads the campaign file at path.

@@ -13,7 +13,6 @@ package faultlinetest
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,16 +21,17 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness"
-	"github.com/faultline/faultline/node"
+	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/results"
 )
 
-// Main is TestMain for a package whose tests run raftnode clusters: the raftnode target
-// runs its nodes from the test binary itself (called by the name raftnode), so the
-// binary must act as raftnode when called so. Other targets need no TestMain.
+// Main is TestMain for a package whose tests run the clusters of a target whose nodes
+// run from faultline's own binary (the default target's do: it runs them from the test
+// binary itself, called by the node program's name), so the binary must act as that
+// program when called so. Other targets need no TestMain.
 func Main(m *testing.M) {
-	if filepath.Base(os.Args[0]) == "raftnode" {
-		os.Exit(node.Main(context.Background(), os.Args[1:], os.Stderr))
+	if prog, ok := sut.Program(filepath.Base(os.Args[0])); ok {
+		os.Exit(prog(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }

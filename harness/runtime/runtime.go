@@ -1,8 +1,10 @@
 // Package runtime is the seam between faultline's runs and the places their nodes run in:
-// the Runtime interface, and what a runtime is asked to run (NodeCmd) and tells the node
-// about where it runs (NodeEnv). The implementations are its sub-packages, process (child
-// processes, each in a network namespace of its own) and docker (FROM-scratch containers
-// on a bridge network of the run's).
+// the Runtime interface, what a runtime is asked to run (NodeCmd) and tells the node
+// about where it runs (NodeEnv), what it can do (Abilities), and the registry of runtimes
+// (Kind: --runtime's names, and how auto chooses). The implementations are its
+// sub-packages, each registering itself: process (child processes, each in a network
+// namespace of its own), docker (FROM-scratch containers on a bridge network of the
+// run's) and memory (state in this process, for tests of the harness).
 //
 // A runtime runs programs; it knows no target. Whatever a system under test needs on its
 // command line — addresses, ports, a data directory — the target writes from a NodeEnv,

@@ -13,7 +13,7 @@ import (
 )
 
 // Protocols are the client protocols a target file may name.
-var Protocols = []string{"http", "etcd", "exec"}
+var Protocols = []string{protoHTTP, protoKV, protoExec}
 
 // check validates what decoding could not: required sections, port names, protocols,
 // hooks with one way of calling each; then it renders every template for a sample
@@ -105,12 +105,12 @@ func (f *File) checkHTTP(where string, h *HTTPCall) error {
 func (f *File) checkClient() error {
 	c := f.Client
 	switch c.Protocol {
-	case "http", "etcd":
+	case protoHTTP, protoKV:
 		if len(c.Command) > 0 || len(c.Env) > 0 || c.StartTimeout != 0 {
 			return fmt.Errorf("client: command, env and start-timeout are for the exec protocol, not %s", c.Protocol)
 		}
 		return f.portNamed("client.port", c.Port)
-	case "exec":
+	case protoExec:
 		if c.Port != "" {
 			return errors.New("client.port: the exec protocol has no port: the shim's command gets the node's addresses (.Addr)")
 		}
@@ -182,7 +182,7 @@ func (f *File) checkRender() error {
 // renderHooks renders the shim's command and the hooks for d; find says to look up
 // their programs too.
 func (f *File) renderHooks(d Data, find bool) error {
-	if f.Client.Protocol == "exec" {
+	if f.Client.Protocol == protoExec {
 		argv, err := renderArgv("client.command", f.Client.Command, d)
 		if err == nil && find {
 			_, err = program("client.command", f.Client.Command[0].Line, argv)

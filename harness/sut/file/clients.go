@@ -3,13 +3,23 @@ package file
 import (
 	"context"
 	"errors"
-	"github.com/faultline/faultline/harness/internal/etcdclient"
 	"io"
 	"net/http"
 	"time"
 
+	"github.com/faultline/faultline/harness/internal/etcdclient"
+
 	"github.com/faultline/faultline/node/client"
 	"github.com/faultline/faultline/workload"
+)
+
+// The client protocols a target file may name (client.protocol): faultline's HTTP/JSON
+// KV protocol (docs/protocol.md), the etcd v3 API (with the shared etcd client), or a
+// JSON-lines shim over stdio.
+const (
+	protoHTTP = "http"
+	protoKV   = "etcd"
+	protoExec = "exec"
 )
 
 // Opener implements sut.Target: process p talks to node p mod N only, through the
@@ -34,10 +44,10 @@ func (t *Target) open(ctx context.Context, node string, process int, opTimeout t
 		addr = t.env.Reach(node, t.f.Ports[t.f.Client.Port])
 	}
 	switch t.f.Client.Protocol {
-	case "http":
+	case protoHTTP:
 		hc := &http.Client{Timeout: opTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}
 		return httpClient{client.New("http://"+addr, hc)}, nil
-	case "etcd":
+	case protoKV:
 		return etcdclient.New(ctx, etcdclient.Config{Endpoint: addr, OpTimeout: opTimeout})
 	}
 	return t.startShim(ctx, node, process)

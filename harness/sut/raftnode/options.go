@@ -22,7 +22,7 @@ const Name = "raftnode"
 
 func init() {
 	sut.Register(sut.Factory{Name: Name, Default: true, Options: func() sut.Options { return &Options{} },
-		Doc: "faultline's own Raft KV node (go.etcd.io/raft/v3), with deliberate bugs to prove they are caught (--unsafe)"})
+		Doc: "faultline's own Raft key-value node (package node), with deliberate bugs to prove they are caught (--unsafe)"})
 	sut.RegisterProgram(Name, func(args []string) int {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()

@@ -54,7 +54,7 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 		res.MakeUnknown(checker.ReasonRunError, herr.Error())
 		errs = append(errs, herr)
 	}
-	if err := results.WriteCheck(r.dir, res, events); err != nil {
+	if err := results.WriteCheck(r.dir, res); err != nil {
 		errs = append(errs, fmt.Errorf("write results: %w", err))
 	}
 	report, err := results.WriteReport(r.dir, res, events, results.ReportOptions{})

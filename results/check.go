@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/faultline/faultline/checker"
-	"github.com/faultline/faultline/history"
 )
 
 // Names of the files WriteCheck writes in a run directory.
@@ -19,11 +18,8 @@ const (
 // WriteCheck writes a check's results into dir: results.json always, and
 // linearizability.html (porcupine's view, annotated with the nemesis's faults) when
 // the result has a violation to draw. A stale linearizability.html from an earlier
-// check of the same history is removed. events is the history that was checked; it is
-// not needed yet and is taken so that views of the history can join without changing
-// callers.
-func WriteCheck(dir string, r checker.Result, events []history.Event) error {
-	_ = events
+// check of the same history is removed.
+func WriteCheck(dir string, r checker.Result) error {
 	if err := WriteJSON(dir, ResultsFile, r); err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func TestWriteCheck(t *testing.T) {
 			dir := t.TempDir()
 			// A stale view from an earlier check must not survive a valid one.
 			require.NoError(t, os.WriteFile(filepath.Join(dir, VisualizationFile), []byte("old"), 0o644))
-			require.NoError(t, WriteCheck(dir, res, events))
+			require.NoError(t, WriteCheck(dir, res))
 			b, err := os.ReadFile(filepath.Join(dir, ResultsFile))
 			require.NoError(t, err)
 			var got map[string]any
@@ -50,5 +50,5 @@ func TestWriteCheck(t *testing.T) {
 			assert.Empty(t, left)
 		})
 	}
-	assert.Error(t, WriteCheck(filepath.Join(t.TempDir(), "missing"), checker.Result{}, nil))
+	assert.Error(t, WriteCheck(filepath.Join(t.TempDir(), "missing"), checker.Result{}))
 }

@@ -38,7 +38,7 @@ func TestReportOfAMillionOperations(t *testing.T) {
 	require.Equal(t, checker.Invalid, res.Verdict, res.Summary())
 	t.Logf("checked in %v: %s", time.Since(t0).Round(time.Millisecond), res.Summary())
 	t0 = time.Now()
-	require.NoError(t, WriteCheck(dir, res, events))
+	require.NoError(t, WriteCheck(dir, res))
 	t.Logf("results.json and linearizability.html in %v", time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
 	path, err := WriteReport(dir, res, events, ReportOptions{})

@@ -41,7 +41,7 @@ func writeReportOf(t *testing.T, events []history.Event, testJSON string) (strin
 		require.NoError(t, os.WriteFile(filepath.Join(dir, TestFile), []byte(testJSON), 0o644))
 	}
 	res := checker.Check(context.Background(), events, checker.Options{})
-	require.NoError(t, WriteCheck(dir, res, events))
+	require.NoError(t, WriteCheck(dir, res))
 	path, err := WriteReport(dir, res, events, ReportOptions{History: filepath.Join(dir, "history.jsonl")})
 	require.NoError(t, err)
 	assert.Equal(t, filepath.Join(dir, ReportFile), path)

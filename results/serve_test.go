@@ -67,7 +67,7 @@ func makeRun(t *testing.T, root string, fr fakeRun) string {
 		return dir
 	}
 	res := checker.Check(context.Background(), events, checker.Options{})
-	require.NoError(t, WriteCheck(dir, res, events))
+	require.NoError(t, WriteCheck(dir, res))
 	_, err = WriteReport(dir, res, events, ReportOptions{})
 	require.NoError(t, err)
 	return dir
@@ -131,7 +131,7 @@ func TestServeIndex(t *testing.T) {
 	// The run finishes while the server runs: its row follows.
 	events, _, err := history.ReadFile(filepath.Join(live, "history.jsonl"))
 	require.NoError(t, err)
-	require.NoError(t, WriteCheck(live, checker.Check(context.Background(), events, checker.Options{}), events))
+	require.NoError(t, WriteCheck(live, checker.Check(context.Background(), events, checker.Options{})))
 	_, _, body = get(t, ts.URL+"/")
 	assert.NotContains(t, body, `data-verdict="in progress"`)
 }

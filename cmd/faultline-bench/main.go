@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/faultline/faultline/results"
+
 	"github.com/faultline/faultline/harness/bench"
 	"github.com/faultline/faultline/harness/sut"
 )
@@ -32,32 +34,32 @@ func main() {
 	if prog, ok := sut.Program(filepath.Base(os.Args[0])); ok {
 		os.Exit(prog(os.Args[1:]))
 	}
-	os.Exit(run())
+	os.Exit(int(run()))
 }
 
-func run() int {
+func run() results.ExitCode {
 	if len(os.Args) == 3 && os.Args[1] == "raw" {
 		v, err := bench.RawCheck(os.Args[2], 10*time.Minute)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "faultline-bench raw:", err)
-			return 3
+			return results.ExitError
 		}
 		fmt.Println(v)
-		return map[string]int{"ok": 0, "illegal": 1}[v] + map[bool]int{true: 2}[v == "unknown"]
+		return map[string]results.ExitCode{"ok": results.ExitValid, "illegal": results.ExitInvalid, "unknown": results.ExitUnknown}[v]
 	}
 	if len(os.Args) == 5 && os.Args[1] == "record" {
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "faultline-bench record N FILE stream|keep:", err)
-			return 4
+			return results.ExitUsage
 		}
 		m, err := bench.RecordMemory(n, os.Args[3], os.Args[4])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "faultline-bench record:", err)
-			return 3
+			return results.ExitError
 		}
 		_ = json.NewEncoder(os.Stdout).Encode(m)
-		return 0
+		return results.ExitValid
 	}
 	fs := flag.NewFlagSet("faultline-bench", flag.ContinueOnError)
 	fl := fs.String("faultline", "bin/faultline", "the faultline binary to measure")
@@ -66,12 +68,12 @@ func run() int {
 	ours := fs.String("ours", "", "the flags of `faultline test` that name the system of the recorder and node rows (default: its default target)")
 	reference := fs.String("reference", "--target etcd", "the flags of `faultline test` that name the system the node rows measure against")
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		return 4
+		return results.ExitUsage
 	}
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
-		return 3
+		return results.ExitError
 	}
 	faultline, err := filepath.Abs(*fl)
 	if err == nil {
@@ -79,12 +81,12 @@ func run() int {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "faultline-bench: --faultline %s: %v (make build)\n", *fl, err)
-		return 4
+		return results.ExitUsage
 	}
 	dir, err := os.MkdirTemp("", "faultline-bench-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
-		return 3
+		return results.ExitError
 	}
 	defer os.RemoveAll(dir)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -101,7 +103,7 @@ func run() int {
 	bench.Print(os.Stdout, rows)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
-		return 3
+		return results.ExitError
 	}
-	return 0
+	return results.ExitValid
 }

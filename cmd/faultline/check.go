@@ -83,7 +83,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) resu
 		fmt.Fprintf(stderr, "faultline check: %v\n", err)
 		return results.ExitError
 	}
-	if err := results.WriteCheck(dir, res, events); err != nil {
+	if err := results.WriteCheck(dir, res); err != nil {
 		fmt.Fprintf(stderr, "faultline check: %v\n", err)
 		return results.ExitError
 	}

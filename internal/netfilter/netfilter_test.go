@@ -30,6 +30,9 @@ type cluster struct {
 
 func newCluster(t *testing.T, tag string) *cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs network namespaces (root): skipped in -short mode")
+	}
 	if ok, why := netns.Available(); !ok {
 		t.Skip("needs network namespaces (root, ip, nsenter): " + why)
 	}

@@ -17,6 +17,9 @@ import (
 
 func needNetns(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs network namespaces (root): skipped in -short mode")
+	}
 	if ok, why := Available(); !ok {
 		t.Skip("needs network namespaces (root, ip, nsenter): " + why)
 	}

@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 
 func needNetns(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs network namespaces (root): skipped in -short mode")
+	}
 	if ok, why := netns.Available(); !ok {
 		t.Skip("needs network namespaces (root, ip, nsenter): " + why)
 	}

@@ -30,7 +30,7 @@ import (
 func simSpec(t *testing.T, args ...string) Spec {
 	t.Helper()
 	spec, err := ParseTestArgs(append([]string{"--target", "sim", "--runtime", "memory", "--nodes", "3",
-		"--time-limit", "20s", "--nemesis-interval", "2s", "--recovery", "1s", "--rate", "200",
+		"--time-limit", "12s", "--nemesis-interval", "1500ms", "--recovery", "1s", "--rate", "100",
 		"--op-timeout", "500ms", "--seed", "1", "--results", t.TempDir()}, args...), &bytes.Buffer{})
 	require.NoError(t, err)
 	return spec

@@ -14,9 +14,8 @@ import (
 // UpgradeStepTimeout bounds one member's restart on another release.
 const UpgradeStepTimeout = 2 * time.Minute
 
-// clusterVersionWait bounds the wait for the cluster version to follow its members (a
-// variable for tests).
-var clusterVersionWait = time.Minute
+// clusterVersionWait bounds the wait for the cluster version to follow its members.
+const clusterVersionWait = time.Minute
 
 // rolling-upgrade moves every member to the next release of the upgrade path, one member
 // at a time in a seeded order, each only once the cluster is healthy again; the

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -43,13 +43,13 @@ func TestRollingUpgradeMovesEveryMemberOneReleaseATurn(t *testing.T) {
 }
 
 func TestRollingUpgradeChecksTheClusterVersion(t *testing.T) {
-	c := newFake().withPath("v3.6.16", "v3.7.3")
-	c.lagging = true
-	defer func(d time.Duration) { clusterVersionWait = d }(clusterVersionWait)
-	clusterVersionWait = time.Second
-	_, err := inject(t, context.Background(), c, "rolling-upgrade", 1)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "not 3.7")
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake().withPath("v3.6.16", "v3.7.3")
+		c.lagging = true
+		_, err := inject(t, context.Background(), c, "rolling-upgrade", 1)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "not 3.7", "a minute of synthetic time later")
+	})
 }
 
 func TestRollingDowngrade(t *testing.T) {

@@ -111,7 +111,7 @@ const (
 	// ReasonUndecidedKeys: the linearizability search of some keys ran out of time, or
 	// the check was cancelled.
 	ReasonUndecidedKeys = "undecided_keys"
-	// ReasonUnknownWorkload: Options.Workload names no workload the checker knows.
+	// ReasonUnknownWorkload: Options.Model names no model the checker knows.
 	ReasonUnknownWorkload = "unknown_workload"
 	// ReasonInterrupted: the caller cut the check or the run short (see MakeUnknown).
 	ReasonInterrupted = "interrupted"

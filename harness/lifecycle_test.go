@@ -19,6 +19,7 @@ import (
 	"github.com/faultline/faultline/harness/sut/sim"
 	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/results"
+	"github.com/faultline/faultline/workload"
 )
 
 // The fast tier: whole runs on the in-memory runtime and the simulated target, inside a
@@ -212,4 +213,45 @@ func TestLifecycleClocksAreResetAtTheEnd(t *testing.T) {
 	}
 	assert.Positive(t, bumped)
 	assert.Equal(t, bumped, reset, "every clock fault was reset")
+}
+
+// A variant named is the variant every turn injects, and the history says which: the
+// invoke carries it, the completion the nodes.
+func TestLifecycleNamedVariantsAreWhatTheHistoryShows(t *testing.T) {
+	spec := simSpec(t, "--nodes", "5", "--nemesis", "kill:all,pause:leader,partition:majorities-ring", "--nemesis-interval", "1s")
+	o, out, w := simRun(t, spec, 0)
+	require.NoError(t, o.Err, out)
+	assert.Equal(t, checker.Valid, o.Verdict, out)
+	healed(t, w)
+	seen := map[string]int{}
+	for _, e := range nemesisEvents(t, o.Dir) {
+		if e.Type != history.OK {
+			continue
+		}
+		switch e.F {
+		case "kill":
+			assert.Equal(t, "all", e.Value.S)
+			assert.Equal(t, "n1,n2,n3,n4,n5", e.Node, "kill:all kills every node")
+		case "pause":
+			assert.Equal(t, "leader", e.Value.S)
+			assert.Len(t, strings.Split(e.Node, ","), 1, "pause:leader pauses one node")
+		case "start-partition":
+			assert.Equal(t, "majorities-ring", e.Value.L[0])
+		default:
+			continue
+		}
+		seen[e.F]++
+	}
+	assert.Len(t, seen, 3, "every named fault was injected: %v", seen)
+}
+
+// A workload the target's clients do not support is bad usage, not a vacuous pass.
+func TestLifecycleAnUnsupportedWorkloadIsRefused(t *testing.T) {
+	spec := simSpec(t, "--workload", "append")
+	spec.Section(sim.Name).(*sim.Options).Only = []workload.Kind{workload.Register}
+	o, _, _ := simRun(t, spec, 0)
+	var ue *UsageError
+	require.ErrorAs(t, o.Err, &ue)
+	assert.Contains(t, o.Err.Error(), "workload: append cannot run on target sim: its clients support register")
+	assert.Empty(t, o.Dir)
 }

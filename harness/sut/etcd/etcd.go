@@ -54,10 +54,10 @@ type Config struct {
 	Versions []string
 }
 
-// Target runs etcd. It implements sut.Target and sut.Unable, and the capabilities
+// Target runs etcd. It implements sut.Target, the capabilities its Options declare —
 // nemesis.Members (members.go), nemesis.Upgrader (upgrade.go), nemesis.Maintainer
-// (maintenance.go) and sut.Consistency (consistency.go); snapshot.go tells whether a
-// lagging member was sent a snapshot.
+// (maintenance.go), nemesis.Snapshotter (snapshot.go: whether a lagging member was sent
+// a snapshot) — and sut.Consistency (consistency.go).
 type Target struct {
 	cfg   Config
 	env   sut.Env

@@ -59,6 +59,8 @@ type Options struct {
 	// PanicIn makes the target panic in one of its methods ("clock", "leader",
 	// "client"): for tests that a panic anywhere ends a run healed and clean.
 	PanicIn string `yaml:"panic-in" json:"panic_in,omitempty"`
+	// Only limits the workloads its clients support (none: all of them).
+	Only []workload.Kind `yaml:"only" json:"only,omitempty"`
 }
 
 // Flags implements sut.Options.
@@ -104,6 +106,9 @@ func (o *Options) Caps() nemesis.Caps {
 
 // Workloads implements sut.Options.
 func (o *Options) Workloads() []workload.Kind {
+	if len(o.Only) > 0 {
+		return o.Only
+	}
 	return []workload.Kind{workload.Register, workload.Set, workload.Append}
 }
 

@@ -255,3 +255,26 @@ func TestLifecycleAnUnsupportedWorkloadIsRefused(t *testing.T) {
 	assert.Contains(t, o.Err.Error(), "workload: append cannot run on target sim: its clients support register")
 	assert.Empty(t, o.Dir)
 }
+
+// --dry-run's plan says what would run — runtime, what the cluster can do, every fault
+// with the variants it may take, what was left out and why — and makes nothing.
+func TestThePlanSaysWhatWouldRun(t *testing.T) {
+	spec := simSpec(t, "--nemesis", "all")
+	p, err := NewPlan(context.Background(), spec)
+	require.NoError(t, err)
+	var b bytes.Buffer
+	p.Print(&b)
+	out := b.String()
+	for _, want := range []string{
+		"target:   sim", "runtime:  memory", "3 nodes; can: clock, isolate, kill, message-links, partition, pause",
+		"partition: one, leader, halves, random-halves, bridge",
+		"clock: bump, slow, fast, strobe",
+		"left out: member: the sim has a fixed membership",
+		"left out: packet: the in-memory runtime's nodes exchange no packets",
+		"left out: partition:majorities-ring: needs at least 4 nodes",
+	} {
+		assert.Contains(t, out, want)
+	}
+	made, _ := os.ReadDir(spec.Results)
+	assert.Empty(t, made, "a plan makes nothing")
+}

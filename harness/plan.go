@@ -117,7 +117,7 @@ func (p *Plan) Print(w io.Writer) {
 	s := p.Spec
 	o := s.Options()
 	wl, _ := workload.Lookup(s.Workload)
-	fmt.Fprintf(w, "plan %s: seed %d\n", s.Name, s.Seed)
+	fmt.Fprintf(w, "plan %s: seed %d (--seed %d runs this plan's schedule)\n", s.Name, s.Seed, s.Seed)
 	fmt.Fprintf(w, "  target:   %s %s\n", s.Target, strings.Join(o.Args(), " "))
 	fmt.Fprintf(w, "  runtime:  %s (%s)\n", p.Runtime.Name, p.Why)
 	fmt.Fprintf(w, "  cluster:  %d nodes; can: %s\n", s.Nodes, capNames(p.Caps))
@@ -127,7 +127,7 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintf(w, "  faults:   none\n")
 	}
 	for i, f := range p.Faults {
-		label := "           "
+		label := "            "
 		if i == 0 {
 			label = "  faults:   "
 		}
@@ -137,7 +137,11 @@ func (p *Plan) Print(w io.Writer) {
 			for _, v := range part.Variants {
 				vs = append(vs, v.Name)
 			}
-			parts = append(parts, string(part.Def.Kind)+" ("+strings.Join(vs, ", ")+")")
+			if len(f.Parts) == 1 {
+				parts = append(parts, strings.Join(vs, ", "))
+			} else {
+				parts = append(parts, string(part.Def.Kind)+" ("+strings.Join(vs, ", ")+")")
+			}
 		}
 		fmt.Fprintf(w, "%s%s: %s\n", label, f.Name, strings.Join(parts, " + "))
 	}

@@ -30,11 +30,17 @@ import (
 // the target.
 func raftCluster(t *testing.T, n int, links bool) (*cluster, *raftnode.Target) {
 	t.Helper()
+	return raftClusterOn(t, "process", n, links)
+}
+
+// raftClusterOn is raftCluster on the named runtime.
+func raftClusterOn(t *testing.T, runtimeName string, n int, links bool) (*cluster, *raftnode.Target) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a raftnode cluster: skipped in -short mode")
 	}
 	var rn *raftnode.Target
-	cl := testCluster(t, "process", n, links, func(env sut.Env) sut.Target {
+	cl := testCluster(t, runtimeName, n, links, func(env sut.Env) sut.Target {
 		bin, err := raftnode.Bin(filepath.Join(env.Dir, "bin"))
 		require.NoError(t, err)
 		rn = raftnode.New(bin, "", env)
@@ -346,4 +352,34 @@ func TestACombinedFaultHoldsBothPartsAtOnce(t *testing.T) {
 			assert.True(t, reaches(t, ns, cl.rt.HostPort(b, raftnode.ClientPort)), "seed %d: healed, n1 reaches %s", seed, b)
 		}
 	}
+}
+
+// A partition in force holds for a node started again while it lasts — in a container,
+// whose restart is a new network namespace, the harness gives it the partition again —
+// and its heal reaches every node.
+func TestAPartitionHoldsAcrossARestart(t *testing.T) {
+	bothRuntimes(t, func(t *testing.T, runtimeName string) {
+		cl, _ := raftClusterOn(t, runtimeName, 3, false)
+		ctx := context.Background()
+		// Only n1 filters (n1 drops n2 and n3, neither drops n1): what is cut after n1's
+		// restart is cut by n1's own new namespace.
+		g := nemesis.Grudge{"n1": {"n2", "n3"}}
+		require.NoError(t, cl.net.Partition(ctx, g, false))
+		from := func(a, b string) bool {
+			t.Helper()
+			ns, err := cl.rt.(runtime.NetworkRuntime).NetNS(a)
+			require.NoError(t, err)
+			return reaches(t, ns, cl.rt.HostPort(b, raftnode.ClientPort))
+		}
+		assert.False(t, from("n1", "n2"), "n1 is cut off")
+		assert.False(t, from("n3", "n1"), "both ways")
+		assert.True(t, from("n2", "n3"), "n2 and n3 still talk")
+		require.NoError(t, cl.Kill(ctx, "n1"))
+		require.NoError(t, cl.Start(ctx, "n1"))
+		assert.False(t, from("n1", "n2"), "n1 is cut off after its restart too")
+		assert.False(t, from("n3", "n1"))
+		require.NoError(t, cl.net.HealPartition(ctx))
+		assert.True(t, from("n1", "n2"), "healed")
+		assert.True(t, from("n3", "n1"), "healed")
+	})
 }

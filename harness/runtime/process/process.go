@@ -333,16 +333,6 @@ func (r *ProcessRuntime) signal(node string, sig syscall.Signal, paused bool) er
 	return nil
 }
 
-func (r *ProcessRuntime) nodeNames() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var names []string
-	if r.net != nil {
-		names = r.net.Nodes()
-	}
-	return slices.Sorted(slices.Values(names))
-}
-
 // Abilities implements Runtime.
 func (r *ProcessRuntime) Abilities() runtime.Abilities { return abilities() }
 

@@ -87,21 +87,6 @@ func serveCmd(rt *ProcessRuntime, n string) runtime.NodeCmd {
 	return runtime.NodeCmd{Program: os.Args[0], Args: []string{"serve", rt.Env(n).Bind(8001), n}}
 }
 
-// dialFrom connects from inside node's namespace to peer's server.
-func dialFrom(t *testing.T, rt *ProcessRuntime, node, peer string) error {
-	t.Helper()
-	ns, err := rt.NetNS(node)
-	require.NoError(t, err)
-	out, err := exec.Command("nsenter", "--net="+ns, os.Args[0], "dial", rt.HostPort(peer, 8001)).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%v: %s", err, out)
-	}
-	if string(out) != peer {
-		return fmt.Errorf("reached %q, want %q", out, peer)
-	}
-	return nil
-}
-
 func stateOf(t *testing.T, rt *ProcessRuntime, node string) string {
 	st, err := rt.State(node)
 	require.NoError(t, err)

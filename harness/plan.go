@@ -52,6 +52,7 @@ func NewPlan(ctx context.Context, spec Spec) (*Plan, error) {
 			return nil, fmt.Errorf("runtime %s: %s", name, pwhy)
 		}
 	}
+	spec.Runtime = name // resolved: the replay line and test.json name the runtime that ran
 	p := &Plan{Spec: spec, Runtime: kind, Why: why}
 	p.Caps = runtimeCaps(kind.Abilities(ctx)).Union(spec.Options().Caps())
 	if len(spec.Nemesis) == 1 && spec.Nemesis[0] == "all" {

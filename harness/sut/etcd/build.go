@@ -31,14 +31,19 @@ func (e *VersionError) Error() string {
 // binary it produced) failed for a reason other than the version not existing — no
 // network, a compile error, a full disk. It is an infrastructure error (exit 3).
 type BuildError struct {
-	Version string
-	Tail    []string // the last lines of the go command's output (about 15)
-	Err     error
+	Version    string
+	Failpoints bool     // the build was FailpointBinary's, instrumented with gofail
+	Tail       []string // the last lines of the go command's output (about 15)
+	Err        error
 }
 
 func (e *BuildError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "build etcd %s: %v", e.Version, e.Err)
+	with := ""
+	if e.Failpoints {
+		with = " with failpoints"
+	}
+	fmt.Fprintf(&b, "build etcd %s%s: %v", e.Version, with, e.Err)
 	for _, l := range e.Tail {
 		b.WriteString("\n    ")
 		b.WriteString(l)
@@ -120,6 +125,27 @@ func checkVersion(version string) error {
 // builds or waits for another build; it is not called after Binary returns. ctx bounds the
 // whole call; cancelling it kills the build.
 func Binary(ctx context.Context, version string, progress func(line string)) (string, error) {
+	return obtain(ctx, version, plainFlavor, progress)
+}
+
+// flavor is a kind of etcd build: the plain server (Binary) or one instrumented with gofail
+// failpoints (FailpointBinary). Both share obtain and build; a flavor adds steps.
+type flavor struct {
+	suffix string // of the version's cache directory: CacheDir()/<version><suffix>
+	label  string // after "etcd <version>" in messages ("" or " with failpoints")
+	// prepare, if not nil, runs in the generated module after `go get` of the server and
+	// before `go mod tidy`; its errors are returned as they are (use b.fail).
+	prepare func(b *builder) error
+	// verify, if not nil, checks a binary that already says the right version: the one
+	// just built (an error fails the build) and a cached one (an error rebuilds it).
+	verify func(bin string) error
+}
+
+// plainFlavor is Binary's: the server as released.
+var plainFlavor = flavor{}
+
+// obtain is Binary for any flavor: the cached binary, or a new build (see Binary).
+func obtain(ctx context.Context, version string, fl flavor, progress func(line string)) (string, error) {
 	if err := checkVersion(version); err != nil {
 		return "", err
 	}
@@ -130,26 +156,27 @@ func Binary(ctx context.Context, version string, progress func(line string)) (st
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(cache, version)
+	dir := filepath.Join(cache, version+fl.suffix)
 	bin := filepath.Join(dir, "etcd")
-	if cachedOK(ctx, bin, version) {
+	if cachedOK(ctx, bin, version, fl) {
 		return bin, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("etcd cache: %w", err)
 	}
-	unlock, err := lockDir(ctx, dir, version, progress)
+	unlock, err := lockDir(ctx, dir, "etcd "+version+fl.label, progress)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
 	// Whoever held the lock before us may have built it.
-	if cachedOK(ctx, bin, version) {
+	if cachedOK(ctx, bin, version, fl) {
 		return bin, nil
 	}
 	goBin, err := findGo()
 	if err != nil {
-		return "", fmt.Errorf("build etcd %s from the Go module proxy: %w; install Go or pass --etcd-binary PATH", version, err)
+		return "", fmt.Errorf("build etcd %s%s from the Go module proxy: %w; install Go or pass --etcd-binary PATH",
+			version, fl.label, err)
 	}
 	// Temp dirs left by an interrupted build (we hold the lock, so they are nobody's).
 	if old, _ := filepath.Glob(filepath.Join(dir, "build-*")); len(old) > 0 {
@@ -157,24 +184,27 @@ func Binary(ctx context.Context, version string, progress func(line string)) (st
 			_ = os.RemoveAll(o)
 		}
 	}
-	if err := build(ctx, goBin, dir, version, progress); err != nil {
+	if err := build(ctx, goBin, dir, version, fl, progress); err != nil {
 		return "", err
 	}
 	return bin, nil
 }
 
-// cachedOK reports whether bin exists and says it is version.
-func cachedOK(ctx context.Context, bin, version string) bool {
+// cachedOK reports whether bin exists, says it is version, and passes fl's verify.
+func cachedOK(ctx context.Context, bin, version string, fl flavor) bool {
 	if _, err := os.Stat(bin); err != nil {
 		return false
 	}
 	v, err := BinaryVersion(ctx, bin)
-	return err == nil && v == version
+	if err != nil || v != version {
+		return false
+	}
+	return fl.verify == nil || fl.verify(bin) == nil
 }
 
 // lockDir takes the build lock of a version's directory, polling so that ctx can end the
-// wait, and reports progress while another process builds.
-func lockDir(ctx context.Context, dir, version string, progress func(string)) (unlock func(), err error) {
+// wait, and reports progress while another process builds what ("etcd v3.6.4").
+func lockDir(ctx context.Context, dir, what string, progress func(string)) (unlock func(), err error) {
 	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("etcd cache lock: %w", err)
@@ -194,12 +224,12 @@ func lockDir(ctx context.Context, dir, version string, progress func(string)) (u
 		}
 		if time.Since(last) >= progressEvery {
 			last = time.Now()
-			progress(fmt.Sprintf("waiting for another build of etcd %s (%s)…", version, time.Since(start).Round(time.Second)))
+			progress(fmt.Sprintf("waiting for another build of %s (%s)…", what, time.Since(start).Round(time.Second)))
 		}
 		select {
 		case <-ctx.Done():
 			_ = f.Close()
-			return nil, fmt.Errorf("wait for another build of etcd %s: %w", version, ctx.Err())
+			return nil, fmt.Errorf("wait for another build of %s: %w", what, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -256,8 +286,62 @@ func missingVersion(lines []string, version string) (string, bool) {
 	return lastLine(lines), true
 }
 
-// build builds etcd version into dir/etcd (see Binary); the caller holds dir's lock.
-func build(ctx context.Context, goBin, dir, version string, progress func(string)) (err error) {
+// builder runs the go command in a build's temp dir, logging to build.log and keeping the
+// tail of the output for a BuildError.
+type builder struct {
+	ctx     context.Context
+	goBin   string
+	tmp     string // the generated module
+	version string
+	fl      flavor
+	env     []string
+	out     io.Writer // build.log and tail
+	tail    *tail
+}
+
+// run runs `go args...` in tmp/dir (dir "" is tmp itself), with extraEnv added to the
+// environment; output goes to the log.
+func (b *builder) run(dir string, extraEnv []string, args ...string) error {
+	_, err := b.goCmd(dir, extraEnv, false, args...)
+	return err
+}
+
+// output is run for a command whose stdout the caller needs: it is returned, not logged.
+func (b *builder) output(dir string, args ...string) ([]byte, error) {
+	return b.goCmd(dir, nil, true, args...)
+}
+
+func (b *builder) goCmd(dir string, extraEnv []string, keepStdout bool, args ...string) ([]byte, error) {
+	fmt.Fprintf(b.out, "$ go %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(b.ctx, b.goBin, args...)
+	cmd.Dir = filepath.Join(b.tmp, dir)
+	cmd.Env = append(append([]string{}, b.env...), extraEnv...)
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = b.out, b.out
+	if keepStdout {
+		cmd.Stdout = &stdout
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// On cancel, kill the go command's whole process group (compile, link).
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if b.ctx.Err() != nil {
+			return nil, fmt.Errorf("go %s: %w", args[0], b.ctx.Err())
+		}
+		return nil, fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+	}
+	return stdout.Bytes(), nil
+}
+
+// fail is the *BuildError of err, with the tail of the output so far.
+func (b *builder) fail(err error) error {
+	return &BuildError{Version: b.version, Failpoints: b.fl.label != "", Tail: b.tail.lines(), Err: err}
+}
+
+// build builds etcd version of flavor fl into dir/etcd (see Binary); the caller holds
+// dir's lock.
+func build(ctx context.Context, goBin, dir, version string, fl flavor, progress func(string)) (err error) {
 	tmp, err := os.MkdirTemp(dir, "build-")
 	if err != nil {
 		return fmt.Errorf("etcd build dir: %w", err)
@@ -272,67 +356,57 @@ func build(ctx context.Context, goBin, dir, version string, progress func(string
 		return fmt.Errorf("etcd build: %w", err)
 	}
 
-	stop := startProgress(version, progress)
+	stop := startProgress("etcd "+version+fl.label, progress)
 	defer stop()
 
-	env, err := buildEnv(ctx, goBin)
-	if err != nil {
-		return &BuildError{Version: version, Err: err}
+	b := &builder{ctx: ctx, goBin: goBin, tmp: tmp, version: version, fl: fl, tail: newTail(tailLines)}
+	b.out = io.MultiWriter(logf, b.tail)
+	if b.env, err = buildEnv(ctx, goBin); err != nil {
+		return b.fail(err)
 	}
-	tail := newTail(tailLines)
-	out := io.MultiWriter(logf, tail)
-	run := func(extraEnv []string, args ...string) error {
-		fmt.Fprintf(out, "$ go %s\n", strings.Join(args, " "))
-		cmd := exec.CommandContext(ctx, goBin, args...)
-		cmd.Dir = tmp
-		cmd.Env = append(append([]string{}, env...), extraEnv...)
-		cmd.Stdout, cmd.Stderr = out, out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		// On cancel, kill the go command's whole process group (compile, link).
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 5 * time.Second
-		if err := cmd.Run(); err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("go %s: %w", args[0], ctx.Err())
-			}
-			return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
-		}
-		return nil
-	}
-	fail := func(err error) error { return &BuildError{Version: version, Tail: tail.lines(), Err: err} }
 
-	if err := run(nil, "mod", "init", "faultline.local/etcd"); err != nil {
-		return fail(err)
+	if err := b.run("", nil, "mod", "init", "faultline.local/etcd"); err != nil {
+		return b.fail(err)
 	}
-	if err := run(nil, "get", "go.etcd.io/etcd/server/v3@"+version); err != nil {
-		if line, ok := missingVersion(tail.lines(), version); ok && ctx.Err() == nil {
+	if err := b.run("", nil, "get", "go.etcd.io/etcd/server/v3@"+version); err != nil {
+		if line, ok := missingVersion(b.tail.lines(), version); ok && ctx.Err() == nil {
 			return &VersionError{Version: version, Why: "the Go module proxy has no go.etcd.io/etcd/server/v3@" +
 				version + " (" + line + ")"}
 		}
-		return fail(err)
+		return b.fail(err)
 	}
-	if err := run(nil, "mod", "tidy"); err != nil {
-		return fail(err)
+	if fl.prepare != nil {
+		if err := fl.prepare(b); err != nil {
+			return err
+		}
+	}
+	if err := b.run("", nil, "mod", "tidy"); err != nil {
+		return b.fail(err)
 	}
 	out1 := filepath.Join(tmp, "etcd")
-	if err := run([]string{"CGO_ENABLED=0"}, "build", "-trimpath", "-ldflags", "-s -w", "-o", out1, "."); err != nil {
-		return fail(err)
+	if err := b.run("", []string{"CGO_ENABLED=0"}, "build", "-trimpath", "-ldflags", "-s -w", "-o", out1, "."); err != nil {
+		return b.fail(err)
 	}
 	got, err := BinaryVersion(ctx, out1)
 	if err != nil {
-		return fail(fmt.Errorf("check the built binary: %w", err))
+		return b.fail(fmt.Errorf("check the built binary: %w", err))
 	}
 	if got != version {
-		return fail(fmt.Errorf("the built binary says it is %s, not %s", got, version))
+		return b.fail(fmt.Errorf("the built binary says it is %s, not %s", got, version))
+	}
+	if fl.verify != nil {
+		if err := fl.verify(out1); err != nil {
+			return b.fail(fmt.Errorf("check the built binary: %w", err))
+		}
 	}
 	if err := syncFile(out1); err != nil {
-		return fail(err)
+		return b.fail(err)
 	}
 	if err := os.Rename(out1, filepath.Join(dir, "etcd")); err != nil {
-		return fail(err)
+		return b.fail(err)
 	}
 	if err := syncFile(dir); err != nil {
-		return fail(err)
+		return b.fail(err)
 	}
 	return nil
 }
@@ -365,11 +439,11 @@ func buildEnv(ctx context.Context, goBin string) ([]string, error) {
 	return append(env, "GOWORK=off", "GOFLAGS="+strings.Join(flags, " ")), nil
 }
 
-// startProgress reports the build every progressEvery until stop is called; stop returns
-// after the last report.
-func startProgress(version string, progress func(string)) (stop func()) {
+// startProgress reports the build of what ("etcd v3.6.4") every progressEvery until stop
+// is called; stop returns after the last report.
+func startProgress(what string, progress func(string)) (stop func()) {
 	start := time.Now()
-	progress(fmt.Sprintf("building etcd %s from the Go module proxy…", version))
+	progress(fmt.Sprintf("building %s from the Go module proxy…", what))
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -382,7 +456,7 @@ func startProgress(version string, progress func(string)) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				progress(fmt.Sprintf("building etcd %s from the Go module proxy (%s)…", version, time.Since(start).Round(time.Second)))
+				progress(fmt.Sprintf("building %s from the Go module proxy (%s)…", what, time.Since(start).Round(time.Second)))
 			}
 		}
 	}()

@@ -12,7 +12,7 @@ import (
 // Clean removes whatever runs left behind on this host, and nothing of a run whose
 // harness still lives: node processes (found by RunEnv in their environment), the
 // containers, networks and volumes labelled faultline=1 (when a Docker daemon answers),
-// then the runs' namespaces,
+// the FUSE disks of dead harnesses (their data left in place), then the runs' namespaces,
 // bridges and rules; with images, also the node images (a cache). It touches nothing that
 // is not marked as faultline's. It returns what it removed.
 func Clean(ctx context.Context, images bool) ([]string, error) {
@@ -33,6 +33,12 @@ func Clean(ctx context.Context, images bool) ([]string, error) {
 				return removed, fmt.Errorf("clean docker images: %w", err)
 			}
 		}
+	}
+	// Before the namespaces: a dead harness's disk blocks whatever touches it.
+	r, err := cleanDisks()
+	removed = append(removed, r...)
+	if err != nil {
+		return removed, fmt.Errorf("clean disks: %w", err)
 	}
 	if ok, _ := netns.Available(); ok {
 		r, err := netns.CleanAll(ctx)

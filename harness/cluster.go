@@ -27,6 +27,7 @@ type cluster struct {
 	names  []string
 	net    *partitioner // nil when the runtime can make no partition
 	links  *linkFaults  // the link proxy, when the run has packet faults
+	disks  *disks       // the nodes' disks, when the run's faults need them
 
 	mu        sync.Mutex
 	paused    map[string]bool
@@ -42,7 +43,8 @@ type cluster struct {
 	// logTail returns the last lines of a node's log (may be nil).
 	logTail func(node string) string
 
-	powers nemesis.Powers // set by assemble
+	powers nemesis.Powers // set by assemble, with the capabilities they are for
+	caps   nemesis.Caps
 }
 
 func newCluster(rt runtime.Runtime, t sut.Target, names []string) *cluster {
@@ -78,7 +80,10 @@ func (c *cluster) assemble(caps nemesis.Caps) error {
 	if s, ok := c.target.(nemesis.Snapshotter); ok && has(nemesis.CapSnapshots) {
 		p.Snapshots = s
 	}
-	c.powers = p
+	if c.disks != nil && has(nemesis.CapDisks) {
+		p.Disks = c
+	}
+	c.powers, c.caps = p, caps
 	if missing := p.Missing(caps); len(missing) > 0 {
 		return fmt.Errorf("target %s on the %s runtime declares %v but does not implement it", c.target.Name(), c.rt.Name(), missing)
 	}
@@ -189,8 +194,24 @@ func (c *cluster) Start(ctx context.Context, node string) error {
 // Running implements nemesis.NodeControl.
 func (c *cluster) Running(node string) bool { return c.rt.Running(node) }
 
-// Wipe implements nemesis.NodeControl.
-func (c *cluster) Wipe(ctx context.Context, node string) error { return c.rt.Wipe(ctx, node) }
+// Wipe implements nemesis.NodeControl: a node on a disk gets an empty disk.
+func (c *cluster) Wipe(ctx context.Context, node string) error {
+	if d := c.disks.disk(node); d != nil {
+		if c.rt.Running(node) {
+			return fmt.Errorf("wipe %s: it is running", node)
+		}
+		return d.Wipe(ctx)
+	}
+	return c.rt.Wipe(ctx, node)
+}
+
+// PowerLoss implements nemesis.Disks, for a node that is down.
+func (c *cluster) PowerLoss(ctx context.Context, node string) (string, error) {
+	if c.rt.Running(node) {
+		return "", fmt.Errorf("power-loss of %s: it is running", node)
+	}
+	return c.disks.PowerLoss(ctx, node)
+}
 
 // LogTail implements nemesis.NodeControl.
 func (c *cluster) LogTail(node string) string {

@@ -36,14 +36,31 @@ func raftCluster(t *testing.T, n int, links bool) (*cluster, *raftnode.Target) {
 // raftClusterOn is raftCluster on the named runtime.
 func raftClusterOn(t *testing.T, runtimeName string, n int, links bool) (*cluster, *raftnode.Target) {
 	t.Helper()
+	return raftClusterWith(t, clusterOpts{runtime: runtimeName, nodes: n, links: links})
+}
+
+// clusterOpts are the shape of a test's cluster: its runtime, its size, whether the link
+// proxy stands between its nodes, whether they run on disks that can lose power, and
+// raftnode's deliberate bug (raftClusterWith).
+type clusterOpts struct {
+	runtime string
+	nodes   int
+	links   bool
+	disks   bool
+	unsafe  string
+}
+
+// raftClusterWith is a raftnode cluster of shape o.
+func raftClusterWith(t *testing.T, o clusterOpts) (*cluster, *raftnode.Target) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a raftnode cluster: skipped in -short mode")
 	}
 	var rn *raftnode.Target
-	cl := testCluster(t, runtimeName, n, links, func(env sut.Env) sut.Target {
+	cl := testClusterWith(t, o, func(env sut.Env) sut.Target {
 		bin, err := raftnode.Bin(filepath.Join(env.Dir, "bin"))
 		require.NoError(t, err)
-		rn = raftnode.New(bin, "", env)
+		rn = raftnode.New(bin, o.unsafe, env)
 		return rn
 	})
 	return cl, rn
@@ -54,6 +71,13 @@ func raftClusterOn(t *testing.T, runtimeName string, n int, links bool) (*cluste
 // is set, and waits until it is ready. The test's cleanup removes all of it.
 func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(sut.Env) sut.Target) *cluster {
 	t.Helper()
+	return testClusterWith(t, clusterOpts{runtime: runtimeName, nodes: n, links: links}, mk)
+}
+
+// testClusterWith is testCluster of shape o (its unsafe aside: mk's).
+func testClusterWith(t *testing.T, o clusterOpts, mk func(sut.Env) sut.Target) *cluster {
+	t.Helper()
+	runtimeName, n, links := o.runtime, o.nodes, o.links
 	ctx := context.Background()
 	dir := t.TempDir()
 	names := make([]string, n)
@@ -79,12 +103,19 @@ func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(su
 	default:
 		t.Fatalf("no runtime %q", runtimeName)
 	}
+	if o.disks {
+		if ok, why := diskCaps(rt.Abilities()).Has(nemesis.CapDisks); !ok {
+			t.Skip("needs disks that can lose power: " + why)
+		}
+	}
 	var lf *linkFaults
+	var ds *disks
 	t.Cleanup(func() {
 		if lf != nil {
 			assert.NoError(t, lf.Close())
 		}
 		assert.NoError(t, rt.Close(ctx))
+		assert.NoError(t, ds.Close(ctx))
 	})
 	env := sut.Env{Nodes: names, Reach: rt.HostPort, RunID: "test", Dir: dir, Logf: t.Logf}
 	var tg sut.Target
@@ -106,6 +137,13 @@ func testCluster(t *testing.T, runtimeName string, n int, links bool, mk func(su
 	caps := runtimeCaps(rt.Abilities()).Union(implemented(tg))
 	if !links {
 		caps = withoutLinks(caps)
+	}
+	if o.disks {
+		var err error
+		ds, err = mountDisks(rt, id, names)
+		require.NoError(t, err)
+		cl.disks = ds
+		caps = caps.Union(nemesis.Can(nemesis.CapDisks))
 	}
 	require.NoError(t, cl.assemble(caps))
 	for _, n := range names {

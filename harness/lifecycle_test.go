@@ -184,6 +184,7 @@ func TestLifecycleAUsageErrorMakesNothing(t *testing.T) {
 		"packet":      "no packets a link proxy could stand between",
 		"kill:bogus":  "its variants are",
 		"maintenance": "the sim has no maintenance",
+		"power-loss":  "the in-memory runtime's nodes keep their state in memory, on no disk",
 	} {
 		spec := simSpec(t)
 		spec.Nemesis = List{entry}
@@ -272,6 +273,7 @@ func TestThePlanSaysWhatWouldRun(t *testing.T) {
 		"left out: member: the sim has a fixed membership",
 		"left out: packet: the in-memory runtime's nodes exchange no packets",
 		"left out: partition:majorities-ring: needs at least 4 nodes",
+		"left out: power-loss: the in-memory runtime's nodes keep their state in memory",
 	} {
 		assert.Contains(t, out, want)
 	}

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/internal/powerfs"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/workload"
 
@@ -54,7 +56,11 @@ func NewPlan(ctx context.Context, spec Spec) (*Plan, error) {
 	}
 	spec.Runtime = name // resolved: the replay line and test.json name the runtime that ran
 	p := &Plan{Spec: spec, Runtime: kind, Why: why}
-	p.Caps = runtimeCaps(kind.Abilities(ctx)).Union(spec.Options().Caps())
+	abilities := kind.Abilities(ctx)
+	p.Caps = runtimeCaps(abilities).Union(spec.Options().Caps())
+	if wantsDisks(spec.Nemesis) {
+		p.Caps = p.Caps.Union(diskCaps(abilities))
+	}
 	if len(spec.Nemesis) == 1 && spec.Nemesis[0] == "all" {
 		p.Faults, p.Skipped = nemesis.ChooseAll(spec.Nodes, p.Caps)
 		return p, nil
@@ -88,6 +94,35 @@ func runtimeCaps(a runtime.Abilities) nemesis.Caps {
 	add(a.Isolate || a.Partition, nemesis.CapIsolate)
 	add(a.Links, nemesis.CapLinks)
 	return c
+}
+
+// diskCaps is CapDisks when the runtime's nodes keep their data in host directories and
+// this host can mount the disks that lose power over them (a mount is tried), or why not.
+func diskCaps(a runtime.Abilities) nemesis.Caps {
+	if !a.Disks {
+		return nemesis.Caps{}.Lacks(nemesis.CapDisks, cmp.Or(a.DisksWhy, "the runtime's nodes keep no data on this host"))
+	}
+	if ok, why := powerfs.Probe(); !ok {
+		return nemesis.Caps{}.Lacks(nemesis.CapDisks, why)
+	}
+	return nemesis.Can(nemesis.CapDisks)
+}
+
+// wantsDisks reports whether --nemesis may ask for a fault that needs disks: "all", or
+// an entry with such a kind (a malformed entry is Choose's to report).
+func wantsDisks(entries []string) bool {
+	for _, e := range entries {
+		if e == "all" {
+			return true
+		}
+		cs, _ := nemesis.Parse(e)
+		for _, c := range cs {
+			if d, ok := nemesis.Lookup(c.Kind); ok && slices.Contains(d.Needs, nemesis.CapDisks) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // needs are the capabilities the plan's faults may use.

@@ -350,6 +350,13 @@ func (r *run) start(ctx context.Context) error {
 		}
 		r.links, r.cl.links = lf, lf
 	}
+	if ok, _ := r.plan.needs().Has(nemesis.CapDisks); ok {
+		d, err := mountDisks(r.rt, r.id, names)
+		if err != nil {
+			return err
+		}
+		r.cl.disks = d
+	}
 	if err := r.cl.assemble(r.plan.needs()); err != nil {
 		return err
 	}
@@ -489,6 +496,9 @@ func (r *run) teardown(ctx context.Context) error {
 		errs = append(errs, r.links.Close())
 	}
 	errs = append(errs, r.rt.Close(tctx))
+	if r.cl != nil {
+		errs = append(errs, r.cl.disks.Close(tctx)) // after every node has stopped
+	}
 	if c, ok := r.target.(io.Closer); ok {
 		errs = append(errs, c.Close())
 	}

@@ -28,6 +28,7 @@ const (
 	CapUpgrade   Capability = "upgrade"        // Upgrader
 	CapMaintain  Capability = "maintenance"    // Maintainer
 	CapSnapshots Capability = "snapshot-sends" // Snapshotter
+	CapDisks     Capability = "disks"          // Disks: nodes' disks that can lose unsynced writes
 )
 
 // Caps is what a runtime or a target declares it can do: the capabilities it has, and
@@ -110,6 +111,7 @@ type Powers struct {
 	Upgrade   Upgrader
 	Maintain  Maintainer
 	Snapshots Snapshotter
+	Disks     Disks
 }
 
 // Missing returns the capabilities of caps whose implementation p lacks: a runtime or
@@ -144,6 +146,8 @@ func (p Powers) Missing(caps Caps) []Capability {
 			ok = p.Maintain != nil
 		case CapSnapshots:
 			ok = p.Snapshots != nil
+		case CapDisks:
+			ok = p.Disks != nil
 		}
 		if !ok {
 			out = append(out, x)
@@ -262,4 +266,13 @@ type Snapshotter interface {
 	SnapshotDue(ctx context.Context, node string) (bool, error)
 	// SnapshotSent reports whether node was sent a snapshot since the mark.
 	SnapshotSent(ctx context.Context, node string) (bool, error)
+}
+
+// Disks are the nodes' disks, which hold what a node wrote and did not sync the way a
+// machine's page cache does.
+type Disks interface {
+	// PowerLoss drops everything node's disk holds that was not synced (fsync'd bytes and
+	// committed names stay), as a power cut would, and says what it dropped. node must be
+	// down.
+	PowerLoss(ctx context.Context, node string) (string, error)
 }

@@ -30,17 +30,22 @@ func injectKill(ctx context.Context, env Env, v Variant) (Injection, error) {
 		return Injection{}, err
 	}
 	heal := func(ctx context.Context) error { return eachNode(ctx, nodes, k.Start) }
+	if err := killAll(ctx, k, nodes); err != nil {
+		_ = heal(context.WithoutCancel(ctx))
+		return Injection{}, fmt.Errorf("kill: %w", err)
+	}
+	return Injection{Nodes: nodes, Value: history.S1(v.Name), Heal: heal}, nil
+}
+
+// killAll kills nodes in parallel.
+func killAll(ctx context.Context, k NodeControl, nodes []string) error {
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Go(func() { errs[i] = k.Kill(ctx, n) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		_ = heal(context.WithoutCancel(ctx))
-		return Injection{}, fmt.Errorf("kill: %w", err)
-	}
-	return Injection{Nodes: nodes, Value: history.S1(v.Name), Heal: heal}, nil
+	return errors.Join(errs...)
 }
 
 // pause freezes nodes and resumes them on heal. The leader weighs most: a paused leader

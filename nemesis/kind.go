@@ -25,6 +25,7 @@ const (
 	RollingUpgrade   Kind = "rolling-upgrade"
 	RollingDowngrade Kind = "rolling-downgrade"
 	Maintenance      Kind = "maintenance"
+	PowerLoss        Kind = "power-loss"
 )
 
 // Def defines a fault kind: one row of the registry. Everything that knows a kind —
@@ -90,7 +91,7 @@ func (d *Def) VariantNames() []string {
 
 // registry holds every kind, in the order "all" takes them.
 var registry = []*Def{partitionDef, killDef, stopDef, pauseDef, clockDef, packetDef, memberDef,
-	rollingReplaceDef, rollingUpgradeDef, rollingDowngradeDef, maintenanceDef}
+	rollingReplaceDef, rollingUpgradeDef, rollingDowngradeDef, maintenanceDef, powerLossDef}
 
 // Kinds returns the definitions of every fault kind, in the order "all" takes them.
 func Kinds() []*Def { return slices.Clone(registry) }

@@ -19,10 +19,11 @@ const (
 	LeaseRead       Unsafe = "lease-read"
 	AckBeforeCommit Unsafe = "ack-before-commit"
 	AckBeforeFsync  Unsafe = "ack-before-fsync"
+	NoFsync         Unsafe = "no-fsync"
 )
 
 // UnsafeModes lists the valid --unsafe values.
-var UnsafeModes = []Unsafe{StaleRead, LeaseRead, AckBeforeCommit, AckBeforeFsync}
+var UnsafeModes = []Unsafe{StaleRead, LeaseRead, AckBeforeCommit, AckBeforeFsync, NoFsync}
 
 // ParseUnsafe validates an --unsafe value.
 func ParseUnsafe(s string) (Unsafe, error) {

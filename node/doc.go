@@ -93,4 +93,8 @@
 //     acknowledged before that. Exposed by SIGKILL of a majority: acknowledged writes
 //     are lost. A node whose log lost entries the others committed may hit raft's panic
 //     on restart; it exits non-zero with a one-line reason.
+//   - no-fsync: the WAL is written at once but never fsynced (etcd's --unsafe-no-fsync):
+//     what a node acknowledged is in the kernel's page cache, which a SIGKILL does not
+//     lose. Exposed only by a power loss (faultline's power-loss fault): acknowledged
+//     writes are lost.
 package node

@@ -88,7 +88,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
-	store, ld, err := OpenStorage(cfg.DataDir, cfg.Unsafe == AckBeforeFsync)
+	store, ld, err := OpenStorage(cfg.DataDir, cfg.Unsafe)
 	if err != nil {
 		n.closeListeners()
 		return nil, fmt.Errorf("open storage: %w", err)

@@ -22,9 +22,12 @@ import (
 //
 // In buffered mode (--unsafe ack-before-fsync) Save only appends to a user-space buffer
 // that a background goroutine writes and fsyncs every flushEvery: a SIGKILL loses it.
+// In no-sync mode (--unsafe no-fsync) Save writes the WAL and never fsyncs it: only a
+// power loss loses it.
 type Storage struct {
 	dir      string
 	buffered bool
+	noSync   bool
 
 	mu      sync.Mutex
 	f       *os.File
@@ -52,8 +55,10 @@ type Loaded struct {
 const flushEvery = 1500 * time.Millisecond
 
 // OpenStorage opens (creating if needed) the storage in dir and loads its state,
-// truncating a torn final WAL record.
-func OpenStorage(dir string, buffered bool) (*Storage, Loaded, error) {
+// truncating a torn final WAL record. mode is Safe, or one of the unsafe modes that
+// change how the WAL is made durable (AckBeforeFsync, NoFsync).
+func OpenStorage(dir string, mode Unsafe) (*Storage, Loaded, error) {
+	buffered := mode == AckBeforeFsync
 	var ld Loaded
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, ld, fmt.Errorf("create data dir: %w", err)
@@ -93,7 +98,7 @@ func OpenStorage(dir string, buffered bool) (*Storage, Loaded, error) {
 		f.Close()
 		return nil, ld, err
 	}
-	s := &Storage{dir: dir, buffered: buffered, f: f, hs: st.hs, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Storage{dir: dir, buffered: buffered, noSync: mode == NoFsync, f: f, hs: st.hs, stop: make(chan struct{}), done: make(chan struct{})}
 	if buffered {
 		go s.flusher()
 	} else {
@@ -164,6 +169,9 @@ func (s *Storage) flushLocked() error {
 		return fmt.Errorf("write wal: %w", err)
 	}
 	s.pending = s.pending[:0]
+	if s.noSync {
+		return nil
+	}
 	s.syncs++
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("fsync wal: %w", err)

@@ -20,7 +20,7 @@ func ents(term uint64, from, to uint64) []raftpb.Entry {
 
 func open(t *testing.T, dir string) (*Storage, Loaded) {
 	t.Helper()
-	s, ld, err := OpenStorage(dir, false)
+	s, ld, err := OpenStorage(dir, Safe)
 	require.NoError(t, err)
 	return s, ld
 }
@@ -109,7 +109,7 @@ func TestStorageCorruptMiddleIsAnError(t *testing.T) {
 	require.NoError(t, err)
 	b[recHeader+2] ^= 0xff // inside the first record's payload
 	require.NoError(t, os.WriteFile(path, b, 0o644))
-	_, _, err = OpenStorage(dir, false)
+	_, _, err = OpenStorage(dir, Safe)
 	assert.ErrorIs(t, err, ErrCorrupt)
 }
 
@@ -138,7 +138,7 @@ func TestStorageSnapshotAndRewrite(t *testing.T) {
 
 func TestStorageBufferedLosesUnflushed(t *testing.T) {
 	dir := t.TempDir()
-	s, _, err := OpenStorage(dir, true)
+	s, _, err := OpenStorage(dir, AckBeforeFsync)
 	require.NoError(t, err)
 	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 1}, ents(1, 1, 2)))
 	// A crash now (before the background flush) loses the buffer: the file is empty.

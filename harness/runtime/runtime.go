@@ -109,8 +109,21 @@ type Abilities struct {
 	// Links says that the run's link proxy can stand between the nodes' peer links
 	// (a NetworkRuntime with a host address on the nodes' network): packet faults.
 	Links bool
-	// Why says why the runtime lacks what it lacks.
+	// Why says why the runtime lacks what it lacks of the above.
 	Why string
+	// Disks says that the nodes' data directories are directories of this host
+	// (HostDirs names them), and that a node sees there whatever is mounted on them
+	// when it starts: the harness can put them on disks that lose power. DisksWhy says
+	// why not.
+	Disks    bool
+	DisksWhy string
+}
+
+// HostDirs is a runtime whose nodes' data directories are directories of this host
+// (Abilities.Disks).
+type HostDirs interface {
+	// HostDataDir is the host directory that node sees as its NodeEnv.DataDir.
+	HostDataDir(node string) string
 }
 
 // Filter is a runtime that filters its nodes' packets itself (an in-memory runtime);

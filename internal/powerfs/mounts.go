@@ -66,6 +66,7 @@ func probe() (bool, string) {
 type Mounted struct {
 	Dir    string // the mount point
 	Tag    string // its Options.Tag
+	Pid    int    // the process that serves it (0: unknown)
 	Device string // major:minor of its connection
 }
 
@@ -94,7 +95,12 @@ func Mounts() ([]Mounted, error) {
 		}
 		src := unescape(fields[sep+2])
 		tag, _ := strings.CutPrefix(src, fsName+":")
-		out = append(out, Mounted{Dir: unescape(fields[4]), Tag: tag, Device: fields[2]})
+		var pid int
+		if i := strings.LastIndexByte(tag, ':'); i >= 0 {
+			pid, _ = strconv.Atoi(tag[i+1:])
+			tag = tag[:i]
+		}
+		out = append(out, Mounted{Dir: unescape(fields[4]), Tag: tag, Pid: pid, Device: fields[2]})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err

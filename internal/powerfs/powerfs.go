@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -53,8 +54,8 @@ const fsName = "faultline"
 
 // Options tune a disk.
 type Options struct {
-	// Tag names the mount: its source in /proc/self/mountinfo is "faultline:<Tag>", which
-	// is how a cleaner tells whose it is.
+	// Tag names the mount: its source in /proc/self/mountinfo is "faultline:<Tag>:<pid>"
+	// (the pid of the process serving it), which is how a cleaner tells whose it is.
 	Tag string
 	// DirSyncOnly makes only a directory's fsync commit the namespace (strict POSIX);
 	// by default any sync does, as on a journaling filesystem.
@@ -69,7 +70,15 @@ type Loss struct {
 }
 
 func (l Loss) String() string {
-	return fmt.Sprintf("%d files back to their last sync (%d unsynced bytes lost), %d name changes undone", l.Files, l.Bytes, l.Names)
+	return fmt.Sprintf("%s back to their last sync (%d unsynced bytes lost), %s undone",
+		plural(l.Files, "file"), l.Bytes, plural(l.Names, "name change"))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // Disk is one directory under powerfs.
@@ -86,6 +95,7 @@ type Disk struct {
 	jr     journal
 	server *fuse.Server
 	closed bool
+	guard  *guard
 }
 
 // storeOf is where the backing files of a disk mounted at dir live.
@@ -136,6 +146,14 @@ func Mount(dir string, o Options) (*Disk, error) {
 	if err := d.mount(); err != nil {
 		return undo(err)
 	}
+	g, err := startGuard(dir, store)
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = d.unmount(ctx)
+		return undo(err)
+	}
+	d.guard = g
 	return d, nil
 }
 
@@ -154,18 +172,37 @@ func (d *Disk) mount() error {
 	n := &node{LoopbackNode: root.(*fs.LoopbackNode), d: d}
 	opts := &fs.Options{ // non-nil: entry and attribute timeouts stay 0 (no kernel caching)
 		MountOptions: fuse.MountOptions{
-			Name: fsName, FsName: fsName + ":" + d.opts.Tag,
+			Name: fsName, FsName: fsName + ":" + d.opts.Tag + ":" + strconv.Itoa(os.Getpid()),
 			DirectMountStrict: true, AllowOther: true, Options: []string{"default_permissions"},
 			DisabledCapabilities: fuse.CAP_PASSTHROUGH, // never CAP_WRITEBACK_CACHE either
 			MaxWrite:             1 << 20,
 		},
 	}
+	// go-fuse opens /dev/fuse without close-on-exec when it mounts directly: a program
+	// started meanwhile, or afterwards, would hold the connection open, so that it
+	// outlives this process and whatever touches the mount then hangs. Forks wait until
+	// the descriptor is fixed.
+	syscall.ForkLock.Lock()
 	srv, err := fs.Mount(d.dir, n, opts)
+	closeOnExec()
+	syscall.ForkLock.Unlock()
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
 	}
 	d.server = srv
 	return nil
+}
+
+// closeOnExec marks every /dev/fuse descriptor of this process close-on-exec.
+func closeOnExec() {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "/dev/fuse" {
+			if fd, err := strconv.Atoi(e.Name()); err == nil {
+				syscall.CloseOnExec(fd)
+			}
+		}
+	}
 }
 
 // unmount ends the current mount: it waits up to ctx's end for the mount to be free
@@ -320,10 +357,11 @@ func (d *Disk) Close(ctx context.Context) error {
 	d.closed = true
 	err := d.unmount(ctx)
 	d.forget()
-	if err != nil {
-		return err
+	if err == nil {
+		err = restoreDir(d.dir)
 	}
-	return restoreDir(d.dir)
+	d.guard.stop()
+	return err
 }
 
 // restoreDir moves the backing files of a disk mounted at dir (no longer mounted) back

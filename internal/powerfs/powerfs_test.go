@@ -415,13 +415,13 @@ func (m *model) step(t *testing.T, r *rand.Rand, dir string) string {
 	}
 }
 
-// A disk whose server died (a killed harness) is found by Mounts and released by
-// Release, its directory given its files back.
-func TestReleaseLeftover(t *testing.T) {
+// startHelper starts a process that mounts a disk over dir, writes a file through it
+// without syncing, and waits to be killed; it returns the process and its guard's pid.
+func startHelper(t *testing.T, dir string) (*exec.Cmd, int) {
+	t.Helper()
 	if ok, why := Probe(); !ok {
 		t.Skip("powerfs cannot mount here: " + why)
 	}
-	dir := filepath.Join(t.TempDir(), "data")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "kept"), []byte("k"), 0o644))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMount$")
@@ -429,9 +429,35 @@ func TestReleaseLeftover(t *testing.T) {
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	buf := make([]byte, 16)
-	n, _ := out.Read(buf)
-	require.Equal(t, "mounted\n", string(buf[:n]))
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var guard int
+	_, err = fmt.Fscanf(out, "mounted %d\n", &guard)
+	require.NoError(t, err)
+	return cmd, guard
+}
+
+// A harness killed with its disks mounted leaves nothing: the guard unmounts the dead
+// mount and gives the directory its files back (what was written stays written).
+func TestGuardCleansAfterKill(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cmd, _ := startHelper(t, dir)
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Eventually(t, func() bool {
+		ms, err := Mounts()
+		require.NoError(t, err)
+		_, err = os.Stat(storeOf(dir))
+		return !slices.ContainsFunc(ms, func(m Mounted) bool { return m.Dir == dir }) && os.IsNotExist(err)
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, map[string]string{"kept": "k", "written": "w"}, tree(t, dir))
+}
+
+// A disk whose server and guard both died is found by Mounts and released by Release,
+// its directory given its files back.
+func TestReleaseLeftover(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cmd, guard := startHelper(t, dir)
+	require.NoError(t, syscall.Kill(guard, syscall.SIGKILL))
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
 
@@ -440,6 +466,7 @@ func TestReleaseLeftover(t *testing.T) {
 	i := slices.IndexFunc(ms, func(m Mounted) bool { return m.Dir == dir })
 	require.GreaterOrEqual(t, i, 0, "the dead server's mount is listed")
 	require.Equal(t, "helper", ms[i].Tag)
+	require.Equal(t, cmd.Process.Pid, ms[i].Pid)
 	require.NoError(t, Release(ms[i]))
 	ms, err = Mounts()
 	require.NoError(t, err)
@@ -447,7 +474,7 @@ func TestReleaseLeftover(t *testing.T) {
 	require.Equal(t, map[string]string{"kept": "k", "written": "w"}, tree(t, dir))
 }
 
-// TestHelperMount is the dying server of TestReleaseLeftover.
+// TestHelperMount is the dying server of TestReleaseLeftover and TestGuardCleansAfterKill.
 func TestHelperMount(t *testing.T) {
 	dir := os.Getenv("POWERFS_HELPER_DIR")
 	if dir == "" {
@@ -456,6 +483,6 @@ func TestHelperMount(t *testing.T) {
 	d, err := Mount(dir, Options{Tag: "helper"})
 	require.NoError(t, err)
 	writeFile(t, filepath.Join(d.Dir(), "written"), "w", false)
-	fmt.Println("mounted")
+	fmt.Printf("mounted %d\n", d.guard.cmd.Process.Pid)
 	time.Sleep(time.Minute)
 }

@@ -334,9 +334,18 @@ func (r *DockerRuntime) Abilities() runtime.Abilities { return abilitiesFor(r.ns
 
 func abilitiesFor(nsWhy string) runtime.Abilities {
 	if nsWhy != "" {
-		return runtime.Abilities{Isolate: true, Why: nsWhy + "; partitions can only take whole containers off the run's network"}
+		return runtime.Abilities{Isolate: true, Why: nsWhy + "; partitions can only take whole containers off the run's network",
+			DisksWhy: nsWhy + "; the nodes' data directories are bind mounts the harness cannot put on its own disks"}
 	}
-	return runtime.Abilities{Partition: true, Isolate: true, Links: true}
+	// A local daemon in the host's mount namespace binds a node's data directory from
+	// the host at each start: what the harness mounts there is what the container sees.
+	return runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true}
+}
+
+// HostDataDir implements runtime.HostDirs: the host directory bound at /data.
+func (r *DockerRuntime) HostDataDir(node string) string {
+	abs, _ := filepath.Abs(r.dataDir(node))
+	return abs
 }
 
 func init() {

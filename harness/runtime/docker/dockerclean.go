@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,11 +22,17 @@ import (
 // The run's docker objects: its network, made in Prepare, cut in the partitions of last
 // resort, and everything removed in Close, and by DockerCleanAll.
 
-// Prepare implements Runtime: it creates the run's bridge network on a /24 of
-// 10.214.0.0/16 that no other docker network uses, and gives node i the address .10+i.
+// Prepare implements Runtime: it makes the nodes' data directories, creates the run's
+// bridge network on a /24 of 10.214.0.0/16 that no other docker network uses, and gives
+// node i the address .10+i.
 func (r *DockerRuntime) Prepare(ctx context.Context, nodes []string, _ []int) error {
 	if len(nodes) > 200 {
 		return fmt.Errorf("docker runtime: %d nodes do not fit in a /24", len(nodes))
+	}
+	for _, n := range nodes {
+		if err := os.MkdirAll(r.dataDir(n), 0o755); err != nil {
+			return fmt.Errorf("docker runtime: data dir: %w", err)
+		}
 	}
 	name := "faultline-" + r.runID
 	var lastErr error

@@ -34,7 +34,8 @@ func init() {
 }
 
 var abilities = runtime.Abilities{Partition: true, Isolate: true,
-	Why: "the in-memory runtime's nodes exchange no packets a link proxy could stand between"}
+	Why:      "the in-memory runtime's nodes exchange no packets a link proxy could stand between",
+	DisksWhy: "the in-memory runtime's nodes keep their state in memory, on no disk"}
 
 // Node is one node's state.
 type Node struct {

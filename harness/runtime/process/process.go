@@ -338,10 +338,13 @@ func (r *ProcessRuntime) Abilities() runtime.Abilities { return abilities() }
 
 func abilities() runtime.Abilities {
 	if ok, why := netns.Available(); !ok {
-		return runtime.Abilities{Why: "nodes share the host's loopback network (" + why + ")"}
+		return runtime.Abilities{Why: "nodes share the host's loopback network (" + why + ")", Disks: true}
 	}
-	return runtime.Abilities{Partition: true, Isolate: true, Links: true}
+	return runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true}
 }
+
+// HostDataDir implements runtime.HostDirs: a node's data directory is the host's.
+func (r *ProcessRuntime) HostDataDir(node string) string { return r.dataDir(node) }
 
 func init() {
 	runtime.Register(runtime.Kind{

@@ -83,6 +83,9 @@ func (c *cluster) assemble(caps nemesis.Caps) error {
 	if c.disks != nil && has(nemesis.CapDisks) {
 		p.Disks = c
 	}
+	if has(nemesis.CapDataDirs) {
+		p.Files = c
+	}
 	c.powers, c.caps = p, caps
 	if missing := p.Missing(caps); len(missing) > 0 {
 		return fmt.Errorf("target %s on the %s runtime declares %v but does not implement it", c.target.Name(), c.rt.Name(), missing)

@@ -128,6 +128,7 @@ func testClusterWith(t *testing.T, o clusterOpts, mk func(sut.Env) sut.Target) *
 	tg = mk(env)
 	require.NoError(t, rt.Prepare(ctx, names, tg.Ports()))
 	cl := newCluster(rt, tg, names)
+	cl.logTail = func(n string) string { return logTail(filepath.Join(dir, "nodes", n), 5) }
 	if links {
 		var err error
 		lf, err = startLinkFaults(ctx, rt, tg.Peers(), names, 1, t.Logf)
@@ -170,6 +171,13 @@ func implemented(tg sut.Target) nemesis.Caps {
 	} {
 		if ok {
 			caps = append(caps, x)
+		}
+	}
+	if f, ok := tg.(sut.Files); ok {
+		for _, k := range nemesis.FileKinds() {
+			if len(f.FileGlobs(k)) > 0 {
+				caps = append(caps, k.Cap())
+			}
 		}
 	}
 	return nemesis.Can(caps...)

@@ -93,6 +93,11 @@ func runtimeCaps(a runtime.Abilities) nemesis.Caps {
 	add(a.Partition, nemesis.CapPartition)
 	add(a.Isolate || a.Partition, nemesis.CapIsolate)
 	add(a.Links, nemesis.CapLinks)
+	if a.DataDirs {
+		c = c.Union(nemesis.Can(nemesis.CapDataDirs))
+	} else {
+		c = c.Lacks(nemesis.CapDataDirs, cmp.Or(a.DisksWhy, "the runtime's nodes keep no data on this host"))
+	}
 	return c
 }
 
@@ -125,11 +130,17 @@ func wantsDisks(entries []string) bool {
 	return false
 }
 
-// needs are the capabilities the plan's faults may use.
+// needs are the capabilities the plan's faults may use: those they need, and those
+// they use where the cluster has them.
 func (p *Plan) needs() nemesis.Caps {
 	var all []nemesis.Capability
 	for _, f := range p.Faults {
 		all = append(all, f.Needs()...)
+		for _, x := range f.Uses() {
+			if ok, _ := p.Caps.Has(x); ok {
+				all = append(all, x)
+			}
+		}
 	}
 	return nemesis.Can(all...)
 }

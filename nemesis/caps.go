@@ -29,6 +29,12 @@ const (
 	CapMaintain  Capability = "maintenance"    // Maintainer
 	CapSnapshots Capability = "snapshot-sends" // Snapshotter
 	CapDisks     Capability = "disks"          // Disks: nodes' disks that can lose unsynced writes
+	CapDataDirs  Capability = "data-dirs"      // Corrupter: nodes' data files, reached while they are down
+	// A target that names its files of a kind declares FileKind.Cap ("log-files",
+	// "snapshot-files", "state-files"); the runtime's CapDataDirs implements them.
+	CapLogFiles      = Capability("log-files")
+	CapSnapshotFiles = Capability("snapshot-files")
+	CapStateFiles    = Capability("state-files")
 )
 
 // Caps is what a runtime or a target declares it can do: the capabilities it has, and
@@ -112,6 +118,7 @@ type Powers struct {
 	Maintain  Maintainer
 	Snapshots Snapshotter
 	Disks     Disks
+	Files     Corrupter
 }
 
 // Missing returns the capabilities of caps whose implementation p lacks: a runtime or
@@ -148,6 +155,8 @@ func (p Powers) Missing(caps Caps) []Capability {
 			ok = p.Snapshots != nil
 		case CapDisks:
 			ok = p.Disks != nil
+		case CapDataDirs, CapLogFiles, CapSnapshotFiles, CapStateFiles:
+			ok = p.Files != nil
 		}
 		if !ok {
 			out = append(out, x)

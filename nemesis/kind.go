@@ -26,6 +26,7 @@ const (
 	RollingDowngrade Kind = "rolling-downgrade"
 	Maintenance      Kind = "maintenance"
 	PowerLoss        Kind = "power-loss"
+	Corrupt          Kind = "corrupt"
 )
 
 // Def defines a fault kind: one row of the registry. Everything that knows a kind —
@@ -37,6 +38,10 @@ type Def struct {
 	// Needs are the capabilities every variant needs; MinNodes the smallest cluster.
 	Needs    []Capability
 	MinNodes int
+	// Uses are capabilities the kind uses where the cluster has them, and does without
+	// elsewhere (corrupt replaces a member that refuses its damaged data where the
+	// membership can change): their Powers are given when present.
+	Uses []Capability
 	// Variants are the kind's named variants (kill:all), in the order the docs list
 	// them. Named, a variant is the only one injected; unnamed, each injection draws one
 	// of those the cluster can take, by Weight.
@@ -91,7 +96,7 @@ func (d *Def) VariantNames() []string {
 
 // registry holds every kind, in the order "all" takes them.
 var registry = []*Def{partitionDef, killDef, stopDef, pauseDef, clockDef, packetDef, memberDef,
-	rollingReplaceDef, rollingUpgradeDef, rollingDowngradeDef, maintenanceDef, powerLossDef}
+	rollingReplaceDef, rollingUpgradeDef, rollingDowngradeDef, maintenanceDef, powerLossDef, corruptDef}
 
 // Kinds returns the definitions of every fault kind, in the order "all" takes them.
 func Kinds() []*Def { return slices.Clone(registry) }
@@ -163,6 +168,16 @@ func (f *Fault) Needs() []Capability {
 		for _, v := range p.Variants {
 			out = append(out, v.Needs...)
 		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Uses are the capabilities f's kinds use where the cluster has them (Def.Uses).
+func (f *Fault) Uses() []Capability {
+	var out []Capability
+	for _, p := range f.Parts {
+		out = append(out, p.Def.Uses...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

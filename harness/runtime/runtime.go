@@ -117,6 +117,10 @@ type Abilities struct {
 	// why not.
 	Disks    bool
 	DisksWhy string
+	// DataDirs says that the nodes' data directories are directories of this host
+	// (HostDirs names them) the harness can read and write while a node is down: the
+	// corrupt fault damages files there.
+	DataDirs bool
 }
 
 // HostDirs is a runtime whose nodes' data directories are directories of this host

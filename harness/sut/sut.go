@@ -269,3 +269,10 @@ func MostNamed(ids []uint64) uint64 {
 	}
 	return best
 }
+
+// Files is a target that names its nodes' data files, by kind, as globs relative to a
+// node's data directory (etcd's log is "member/wal/*.wal"). Its Options declare
+// nemesis.FileKind.Cap for the kinds it names; the corrupt fault damages them.
+type Files interface {
+	FileGlobs(kind nemesis.FileKind) []string
+}

@@ -339,7 +339,7 @@ func abilitiesFor(nsWhy string) runtime.Abilities {
 	}
 	// A local daemon in the host's mount namespace binds a node's data directory from
 	// the host at each start: what the harness mounts there is what the container sees.
-	return runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true}
+	return runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true, DataDirs: true}
 }
 
 // HostDataDir implements runtime.HostDirs: the host directory bound at /data.

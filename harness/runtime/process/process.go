@@ -338,9 +338,9 @@ func (r *ProcessRuntime) Abilities() runtime.Abilities { return abilities() }
 
 func abilities() runtime.Abilities {
 	if ok, why := netns.Available(); !ok {
-		return runtime.Abilities{Why: "nodes share the host's loopback network (" + why + ")", Disks: true}
+		return runtime.Abilities{Why: "nodes share the host's loopback network (" + why + ")", Disks: true, DataDirs: true}
 	}
-	return runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true}
+	return runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true, DataDirs: true}
 }
 
 // HostDataDir implements runtime.HostDirs: a node's data directory is the host's.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/internal/etcdclient"
+	"github.com/faultline/faultline/nemesis"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -144,6 +145,7 @@ func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 		args = append(args, "--snapshot-count", fmt.Sprint(t.cfg.SnapshotCount))
 	}
 	args = append(args, t.catchUpArgs(node, version)...)
+	args = append(args, corruptCheckFlag(version))
 	return runtime.NodeCmd{Program: t.binaryOf(version), Args: args}
 }
 
@@ -307,4 +309,30 @@ func (t *Target) Opener(opTimeout time.Duration) workload.Opener {
 		}
 		return c, node, nil
 	}
+}
+
+// FileGlobs implements sut.Files: a member's WAL segments, its raft snapshots and its
+// bbolt database, under its data directory.
+func (t *Target) FileGlobs(kind nemesis.FileKind) []string {
+	switch kind {
+	case nemesis.LogFiles:
+		return []string{"member/wal/*.wal"}
+	case nemesis.SnapshotFiles:
+		return []string{"member/snap/*.snap"}
+	case nemesis.StateFiles:
+		return []string{"member/snap/db"}
+	}
+	return nil
+}
+
+// corruptCheckFlag turns on the check a member runs at its start, before it serves:
+// the hash of its keyspace against its peers' at the same revision. A member whose bbolt
+// file was damaged (the corrupt fault) then refuses to start instead of serving what
+// the damage made of its data, as a production cluster is told to run (etcd's
+// operations guide; Kubernetes distributions turn it on).
+func corruptCheckFlag(version string) string {
+	if atLeast(version, 3, 6) {
+		return "--feature-gates=InitialCorruptCheck=true"
+	}
+	return "--experimental-initial-corrupt-check=true"
 }

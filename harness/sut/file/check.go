@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/nemesis"
 )
 
 // Protocols are the client protocols a target file may name.
@@ -60,7 +63,35 @@ func (f *File) checkShape() error {
 	if err := f.checkClient(); err != nil {
 		return err
 	}
+	if err := f.checkDataFiles(); err != nil {
+		return err
+	}
 	return f.checkHooks()
+}
+
+// checkDataFiles checks data-files: known kinds, relative globs that parse.
+func (f *File) checkDataFiles() error {
+	var kinds []string
+	for _, k := range nemesis.FileKinds() {
+		kinds = append(kinds, string(k))
+	}
+	for _, kind := range sortedKeys(f.DataFiles) {
+		if !slices.Contains(kinds, kind) {
+			return fmt.Errorf("data-files: %q is no kind of data file (%s)", kind, strings.Join(kinds, ", "))
+		}
+		if len(f.DataFiles[kind]) == 0 {
+			return fmt.Errorf("data-files.%s: give at least one glob", kind)
+		}
+		for _, g := range f.DataFiles[kind] {
+			if g == "" || filepath.IsAbs(g) || slices.Contains(strings.Split(filepath.ToSlash(g), "/"), "..") {
+				return fmt.Errorf("data-files.%s: %q is not a glob inside the data directory", kind, g)
+			}
+			if _, err := filepath.Match(g, ""); err != nil {
+				return fmt.Errorf("data-files.%s: %q: %w", kind, g, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (f *File) portNamed(where, name string) error {

@@ -34,6 +34,9 @@ type File struct {
 	// Client is how the workloads talk to a node.
 	Client ClientSpec `yaml:"client"`
 	Hooks  HookSpecs  `yaml:"hooks"`
+	// DataFiles names the node's data files by kind (log, snapshot, state): globs
+	// relative to its data directory ({{.DataDir}}), for the corrupt fault.
+	DataFiles map[string][]string `yaml:"data-files"`
 
 	// Path is the file's path, Dir its directory (absolute: .FileDir), Source its text.
 	Path, Dir string `yaml:"-"`

@@ -53,7 +53,7 @@ func TestLoadErrors(t *testing.T) {
 		want           string
 	}{
 		{"unknown field", "nodes:\n  command:", "nodes:\n  commnd: [x]\n  command:", nil, `line 10: unknown field "commnd" (nodes has: command, env, files)`},
-		{"unknown section", "ready:", "readyness: {}\nready:", nil, `line 11: unknown field "readyness" (the file has: name, vars, ports, peers, nodes, ready, client, hooks)`},
+		{"unknown section", "ready:", "readyness: {}\nready:", nil, `line 11: unknown field "readyness" (the file has: name, vars, ports, peers, nodes, ready, client, hooks, data-files)`},
 		{"not yaml", "ports:", "ports: [", nil, "line"},
 		{"template does not parse", "'{{.Name}}'", "'{{.Name'", nil, `line 10: template "{{.Name" does not parse`},
 		{"template does not render", "'{{.Name}}'", "'{{.Nmae}}'", nil, `line 10: nodes.command: template "{{.Nmae}}" does not render: <.Nmae>: can't evaluate field Nmae`},

@@ -109,6 +109,13 @@ func (o *Options) Caps() nemesis.Caps {
 	} else {
 		c = c.Lacks(nemesis.CapMembers, "target file "+o.f.Path+" has no membership hooks (hooks.remove-member, hooks.add-member)")
 	}
+	for _, k := range nemesis.FileKinds() {
+		if len(o.f.DataFiles[string(k)]) > 0 {
+			c = c.Union(nemesis.Can(k.Cap()))
+		} else {
+			c = c.Lacks(k.Cap(), "target file "+o.f.Path+" names no "+string(k)+" files (data-files."+string(k)+")")
+		}
+	}
 	if o.f.Peers.Traffic == "messages" {
 		c = c.Union(nemesis.Can(nemesis.CapMessages)).Lacks(nemesis.CapStreams, "its peers send messages (peers.traffic)")
 	} else {

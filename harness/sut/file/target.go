@@ -263,3 +263,6 @@ func (t *Target) nodeOf(id string) string {
 	}
 	return ""
 }
+
+// FileGlobs implements sut.Files: the file's data-files.
+func (t *Target) FileGlobs(kind nemesis.FileKind) []string { return t.f.DataFiles[string(kind)] }

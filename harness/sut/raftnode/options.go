@@ -77,10 +77,12 @@ func (o *Options) Args() []string {
 	return []string{"--unsafe", o.Unsafe}
 }
 
-// Caps implements sut.Options: raftnode has a clock hook and membership changes, and
-// its peers send one-way messages.
+// Caps implements sut.Options: raftnode has a clock hook and membership changes, its
+// peers send one-way messages, and it names its log and snapshot files.
 func (o *Options) Caps() nemesis.Caps {
-	return nemesis.Can(nemesis.CapClock, nemesis.CapMembers, nemesis.CapMessages).
+	return nemesis.Can(nemesis.CapClock, nemesis.CapMembers, nemesis.CapMessages,
+		nemesis.LogFiles.Cap(), nemesis.SnapshotFiles.Cap()).
+		Lacks(nemesis.StateFiles.Cap(), "raftnode keeps its state machine in memory, rebuilt from its log and snapshot").
 		Lacks(nemesis.CapStreams, "raftnode's peers send one-way messages, not streams").
 		Lacks(nemesis.CapUpgrade, "raftnode has one release").
 		Lacks(nemesis.CapMaintain, "raftnode has no maintenance operations").

@@ -17,6 +17,7 @@ import (
 
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/node/client"
 	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
@@ -257,4 +258,16 @@ func Bin(dir string) (string, error) {
 		return "", fmt.Errorf("raftnode link: %w", err)
 	}
 	return link, nil
+}
+
+// FileGlobs implements sut.Files: the WAL ("wal") and the snapshot ("snap") in the data
+// directory (node.OpenStorage).
+func (t *Target) FileGlobs(kind nemesis.FileKind) []string {
+	switch kind {
+	case nemesis.LogFiles:
+		return []string{"wal"}
+	case nemesis.SnapshotFiles:
+		return []string{"snap"}
+	}
+	return nil
 }

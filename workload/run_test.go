@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -141,21 +142,27 @@ func TestSeededDeterminism(t *testing.T) {
 		Type history.Type
 	}
 	project := func(e history.Event) full { return full{e.Process, e.F, e.Key, e.Value.String(), e.Type} }
+	// Each run is in a bubble of its own (synthetic time): a busy machine changes
+	// nothing, and the store's latencies are what moves the clock.
 	run := func(t *testing.T, cfg Config, latency time.Duration) []history.Event {
-		store := NewSimStore(cfg.Seed)
-		store.Latency = latency
-		rec := newRecorder()
-		_, err := Run(context.Background(), cfg, store.Opener(3), rec)
-		require.NoError(t, err)
-		return rec.Events()
+		var events []history.Event
+		synctest.Test(t, func(t *testing.T) {
+			store := NewSimStore(cfg.Seed)
+			store.Latency = latency
+			rec := newRecorder()
+			_, err := Run(context.Background(), cfg, store.Opener(3), rec)
+			require.NoError(t, err)
+			events = rec.Events()
+		})
+		return events
 	}
 	for _, wl := range Names() {
 		t.Run(wl+" one worker: the whole history", func(t *testing.T) {
-			cfg := Config{Workload: Kind(wl), Concurrency: 1, Keys: 3, OpsPerKey: 10, TimeLimit: 60 * time.Millisecond, Seed: 11}
-			a, b := run(t, cfg, 0), run(t, cfg, 0)
+			cfg := Config{Workload: Kind(wl), Concurrency: 1, Keys: 3, OpsPerKey: 10, TimeLimit: 200 * time.Millisecond, Seed: 11}
+			a, b := run(t, cfg, time.Millisecond), run(t, cfg, time.Millisecond)
 			prefixEqual(t, a, b, 100, project)
 			cfg.Seed = 12
-			c := run(t, cfg, 0)
+			c := run(t, cfg, time.Millisecond)
 			require.GreaterOrEqual(t, len(c), 40)
 			var pa, pc []full
 			for i := range 40 {
@@ -236,7 +243,9 @@ func TestCancelTurnsInFlightIntoInfo(t *testing.T) {
 	}
 }
 
-func TestOpTimeoutRetiresProcess(t *testing.T) {
+func TestOpTimeoutRetiresProcess(t *testing.T) { synctest.Test(t, testOpTimeoutRetiresProcess) }
+
+func testOpTimeoutRetiresProcess(t *testing.T) {
 	rec := newRecorder()
 	cfg := Config{Concurrency: 2, OpTimeout: 20 * time.Millisecond, TimeLimit: 150 * time.Millisecond}
 	var mu sync.Mutex

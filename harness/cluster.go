@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ type cluster struct {
 	removed   map[string]bool // taken out of the membership, not yet added back
 	rejoining map[string]bool // added back as a new member, not yet started
 	down      map[string]bool // stopped by the harness (killed, or being replaced)
+	armed     map[string]bool // node/failpoint armed, not yet disarmed
 	exits     []string        // nodes found stopped that nobody stopped, with when
 	// logf receives a line when a node is found to have exited by itself, and since
 	// says how far into the run that is; either may be nil.
@@ -50,7 +52,7 @@ type cluster struct {
 func newCluster(rt runtime.Runtime, t sut.Target, names []string) *cluster {
 	return &cluster{rt: rt, target: t, names: names, net: newPartitioner(rt, names),
 		paused: map[string]bool{}, clocked: map[string]bool{}, removed: map[string]bool{},
-		rejoining: map[string]bool{}, down: map[string]bool{}}
+		rejoining: map[string]bool{}, down: map[string]bool{}, armed: map[string]bool{}}
 }
 
 // assemble gives the cluster the powers caps declares: the runtime's part from the
@@ -79,6 +81,9 @@ func (c *cluster) assemble(caps nemesis.Caps) error {
 	}
 	if s, ok := c.target.(nemesis.Snapshotter); ok && has(nemesis.CapSnapshots) {
 		p.Snapshots = s
+	}
+	if f, ok := c.target.(nemesis.Failpointer); ok && has(nemesis.CapFailpoints) {
+		p.Failpoints = trackedFailpoints{c: c, fp: f}
 	}
 	if c.disks != nil && has(nemesis.CapDisks) {
 		p.Disks = c
@@ -294,6 +299,41 @@ func (t trackedClock) SetClock(ctx context.Context, node string, offset time.Dur
 	return nil
 }
 
+// trackedFailpoints is the target's failpoints, noting which are armed (HealAll
+// disarms them). A node armed with a panic is marked down before it is armed: its exit
+// at the point is the fault's, not a crash; disarmed while it still runs, it is up again.
+type trackedFailpoints struct {
+	c  *cluster
+	fp nemesis.Failpointer
+}
+
+func (t trackedFailpoints) Failpoints(ctx context.Context, node string) ([]nemesis.Failpoint, error) {
+	return t.fp.Failpoints(ctx, node)
+}
+
+func (t trackedFailpoints) SetFailpoint(ctx context.Context, node, name, term string) error {
+	if strings.HasPrefix(term, "panic") {
+		t.c.mark(t.c.down, node, true)
+	}
+	t.c.mark(t.c.armed, node+"/"+name, true)
+	if err := t.fp.SetFailpoint(ctx, node, name, term); err != nil {
+		_ = t.ClearFailpoint(context.WithoutCancel(ctx), node, name)
+		return err
+	}
+	return nil
+}
+
+func (t trackedFailpoints) ClearFailpoint(ctx context.Context, node, name string) error {
+	if t.c.rt.Running(node) {
+		if err := t.fp.ClearFailpoint(ctx, node, name); err != nil {
+			return fmt.Errorf("failpoint %s of %s: %w", name, node, err)
+		}
+		t.c.mark(t.c.down, node, false)
+	}
+	t.c.mark(t.c.armed, node+"/"+name, false)
+	return nil
+}
+
 // trackedMembers is the target's membership changes, noting which members are out: a
 // removed member may exit by itself (not a crash), and one not added back is added
 // back by HealAll.
@@ -354,6 +394,12 @@ func (c *cluster) HealAll(ctx context.Context) error {
 	if c.powers.Clock != nil {
 		for _, n := range c.marked(c.clocked) {
 			errs = append(errs, c.powers.Clock.SetClock(ctx, n, 0, 1))
+		}
+	}
+	if c.powers.Failpoints != nil {
+		for _, a := range c.marked(c.armed) {
+			node, name, _ := strings.Cut(a, "/")
+			errs = append(errs, c.powers.Failpoints.ClearFailpoint(ctx, node, name))
 		}
 	}
 	return errors.Join(errs...)

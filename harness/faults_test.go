@@ -173,6 +173,11 @@ func implemented(tg sut.Target) nemesis.Caps {
 			caps = append(caps, x)
 		}
 	}
+	if f, ok := tg.(nemesis.Failpointer); ok {
+		if fps, err := f.Failpoints(context.Background(), "n1"); err == nil && len(fps) > 0 {
+			caps = append(caps, nemesis.CapFailpoints)
+		}
+	}
 	if f, ok := tg.(sut.Files); ok {
 		for _, k := range nemesis.FileKinds() {
 			if len(f.FileGlobs(k)) > 0 {

@@ -16,20 +16,21 @@ type Capability string
 
 // The capabilities, each with the interface that implements it (a Powers field).
 const (
-	CapKill      Capability = "kill"           // NodeControl: kill, stop, start, wipe nodes
-	CapPause     Capability = "pause"          // Pauser
-	CapIsolate   Capability = "isolate"        // Partitioner: cut nodes off from all the others
-	CapPartition Capability = "partition"      // Partitioner with Grudges: any grudge
-	CapLinks     Capability = "links"          // Packeter
-	CapMessages  Capability = "message-links"  // Packeter on links of one-way messages
-	CapStreams   Capability = "stream-links"   // Packeter on links of long-lived TCP streams
-	CapClock     Capability = "clock"          // Clocker
-	CapMembers   Capability = "members"        // Members
-	CapUpgrade   Capability = "upgrade"        // Upgrader
-	CapMaintain  Capability = "maintenance"    // Maintainer
-	CapSnapshots Capability = "snapshot-sends" // Snapshotter
-	CapDisks     Capability = "disks"          // Disks: nodes' disks that can lose unsynced writes
-	CapDataDirs  Capability = "data-dirs"      // Corrupter: nodes' data files, reached while they are down
+	CapKill       Capability = "kill"           // NodeControl: kill, stop, start, wipe nodes
+	CapPause      Capability = "pause"          // Pauser
+	CapIsolate    Capability = "isolate"        // Partitioner: cut nodes off from all the others
+	CapPartition  Capability = "partition"      // Partitioner with Grudges: any grudge
+	CapLinks      Capability = "links"          // Packeter
+	CapMessages   Capability = "message-links"  // Packeter on links of one-way messages
+	CapStreams    Capability = "stream-links"   // Packeter on links of long-lived TCP streams
+	CapClock      Capability = "clock"          // Clocker
+	CapMembers    Capability = "members"        // Members
+	CapUpgrade    Capability = "upgrade"        // Upgrader
+	CapMaintain   Capability = "maintenance"    // Maintainer
+	CapSnapshots  Capability = "snapshot-sends" // Snapshotter
+	CapDisks      Capability = "disks"          // Disks: nodes' disks that can lose unsynced writes
+	CapDataDirs   Capability = "data-dirs"      // Corrupter: nodes' data files, reached while they are down
+	CapFailpoints Capability = "failpoints"     // Failpointer: gofail failpoints in the nodes' programs
 	// A target that names its files of a kind declares FileKind.Cap ("log-files",
 	// "snapshot-files", "state-files"); the runtime's CapDataDirs implements them.
 	CapLogFiles      = Capability("log-files")
@@ -108,17 +109,18 @@ func (c Caps) clone() Caps {
 // runs where its kind's and variant's needs were found in the cluster's Caps, so it
 // may use the fields it needs without checking.
 type Powers struct {
-	Nodes     NodeControl
-	Pause     Pauser
-	Net       Partitioner
-	Links     Packeter
-	Clock     Clocker
-	Members   Members
-	Upgrade   Upgrader
-	Maintain  Maintainer
-	Snapshots Snapshotter
-	Disks     Disks
-	Files     Corrupter
+	Nodes      NodeControl
+	Pause      Pauser
+	Net        Partitioner
+	Links      Packeter
+	Clock      Clocker
+	Members    Members
+	Upgrade    Upgrader
+	Maintain   Maintainer
+	Snapshots  Snapshotter
+	Disks      Disks
+	Files      Corrupter
+	Failpoints Failpointer
 }
 
 // Missing returns the capabilities of caps whose implementation p lacks: a runtime or
@@ -155,6 +157,8 @@ func (p Powers) Missing(caps Caps) []Capability {
 			ok = p.Snapshots != nil
 		case CapDisks:
 			ok = p.Disks != nil
+		case CapFailpoints:
+			ok = p.Failpoints != nil
 		case CapDataDirs, CapLogFiles, CapSnapshotFiles, CapStateFiles:
 			ok = p.Files != nil
 		}

@@ -27,6 +27,7 @@ const (
 	Maintenance      Kind = "maintenance"
 	PowerLoss        Kind = "power-loss"
 	Corrupt          Kind = "corrupt"
+	FailpointKind    Kind = "failpoint"
 )
 
 // Def defines a fault kind: one row of the registry. Everything that knows a kind —
@@ -96,7 +97,7 @@ func (d *Def) VariantNames() []string {
 
 // registry holds every kind, in the order "all" takes them.
 var registry = []*Def{partitionDef, killDef, stopDef, pauseDef, clockDef, packetDef, memberDef,
-	rollingReplaceDef, rollingUpgradeDef, rollingDowngradeDef, maintenanceDef, powerLossDef, corruptDef}
+	rollingReplaceDef, rollingUpgradeDef, rollingDowngradeDef, maintenanceDef, powerLossDef, corruptDef, failpointDef}
 
 // Kinds returns the definitions of every fault kind, in the order "all" takes them.
 func Kinds() []*Def { return slices.Clone(registry) }

@@ -194,7 +194,7 @@ func TestClientPausedKilledAbsentServer(t *testing.T) {
 	checkDown(t, c, "killed server")
 
 	// A server that never existed: NewClient does not wait for it.
-	port := freePorts(t, 1)[0]
+	port := testPorts(t, 1)[0]
 	start := time.Now()
 	n := newTestClient(t, etcdclient.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), OpTimeout: time.Second})
 	if d := time.Since(start); d > time.Second {

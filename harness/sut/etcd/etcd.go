@@ -53,6 +53,9 @@ type Config struct {
 	// members start on Versions[0] (see Upgrader). Empty: the one release Binary, Version.
 	Binaries map[string]string
 	Versions []string
+	// Failpoints are the gofail failpoints the failpoint fault uses: the binaries are
+	// built with them, and every member serves gofail's endpoint on FailpointPort.
+	Failpoints []nemesis.Failpoint
 }
 
 // Target runs etcd. It implements sut.Target, the capabilities its Options declare —
@@ -90,7 +93,12 @@ func New(cfg Config, env sut.Env) *Target {
 func (t *Target) Name() string { return Name }
 
 // Ports implements sut.Target.
-func (t *Target) Ports() []int { return []int{PeerPort, ClientPort} }
+func (t *Target) Ports() []int {
+	if len(t.cfg.Failpoints) > 0 {
+		return []int{PeerPort, ClientPort, FailpointPort}
+	}
+	return []int{PeerPort, ClientPort}
+}
 
 // Peers implements sut.Target: rafthttp's long-lived streams.
 func (t *Target) Peers() sut.Peers { return sut.Peers{Port: PeerPort} }
@@ -146,7 +154,11 @@ func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 	}
 	args = append(args, t.catchUpArgs(node, version)...)
 	args = append(args, corruptCheckFlag(version))
-	return runtime.NodeCmd{Program: t.binaryOf(version), Args: args}
+	cmd := runtime.NodeCmd{Program: t.binaryOf(version), Args: args}
+	if len(t.cfg.Failpoints) > 0 {
+		cmd.Env = []string{"GOFAIL_HTTP=" + env.Bind(FailpointPort)}
+	}
+	return cmd
 }
 
 // admin returns node's admin client (made on first use; it connects lazily).

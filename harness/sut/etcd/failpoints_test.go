@@ -253,7 +253,7 @@ func TestFailpointBinaryPanics(t *testing.T) {
 		t.Fatalf("second FailpointBinary = %q, %v", p2, err)
 	}
 
-	ports := freePorts(t, 3)
+	ports := testPorts(t, 3)
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	gofailAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])

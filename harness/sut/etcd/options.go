@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -42,6 +43,10 @@ type Options struct {
 	// UpgradeTo is the rest of the upgrade path after the release the cluster starts on
 	// (rolling-upgrade and rolling-downgrade move along it), oldest first.
 	UpgradeTo sut.List `yaml:"upgrade-to" json:"upgrade_to,omitempty"`
+	// Failpoints builds the releases with gofail failpoints and names the points the
+	// failpoint fault uses: "all" (those of defaultFailpoints the binary has) or names,
+	// comma-separated.
+	Failpoints string `yaml:"failpoints" json:"failpoints,omitempty"`
 
 	cfg Config // what Resolve and Prepare found
 }
@@ -52,12 +57,13 @@ func (o *Options) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Binary, "etcd-binary", o.Binary, "an etcd server binary to run instead of building one (e.g. /usr/bin/etcd)")
 	fs.BoolVar(&o.SerializableReads, "etcd-serializable-reads", o.SerializableReads, "serializable reads (known unsafe: stale reads), to prove they are caught")
 	fs.IntVar(&o.SnapshotCount, "etcd-snapshot-count", o.SnapshotCount, "etcd's --snapshot-count (0: its default)")
+	fs.Var((*failpointsValue)(&o.Failpoints), "etcd-failpoints", "build etcd with gofail failpoints for the failpoint fault; =a,b names the points to use (default: those a run reaches)")
 	fs.Var(&o.UpgradeTo, "upgrade-to", "releases to upgrade to, in order, comma-separated (rolling-upgrade; target etcd)")
 }
 
 // Given implements sut.Options.
 func (o *Options) Given() bool {
-	return o.Version != "" || o.Binary != "" || o.SerializableReads || o.SnapshotCount != 0 || len(o.UpgradeTo) > 0
+	return o.Version != "" || o.Binary != "" || o.SerializableReads || o.SnapshotCount != 0 || len(o.UpgradeTo) > 0 || o.Failpoints != ""
 }
 
 // Resolve implements sut.Options: the release (or the binary, whose version it asks),
@@ -127,6 +133,13 @@ func (o *Options) Args() []string {
 	if len(o.UpgradeTo) > 0 {
 		args = append(args, "--upgrade-to", strings.Join(o.UpgradeTo, ","))
 	}
+	switch o.Failpoints {
+	case "":
+	case "all":
+		args = append(args, "--etcd-failpoints")
+	default:
+		args = append(args, "--etcd-failpoints="+o.Failpoints)
+	}
 	if o.SnapshotCount > 0 {
 		args = append(args, "--etcd-snapshot-count", strconv.Itoa(o.SnapshotCount))
 	}
@@ -147,6 +160,11 @@ func (o *Options) Caps() nemesis.Caps {
 	if why := snapshotUnable(o.cfg, o.cfg.Version); why != "" {
 		c = c.Lacks(nemesis.CapSnapshots, why)
 	}
+	if o.Failpoints != "" {
+		c = c.Union(nemesis.Can(nemesis.CapFailpoints))
+	} else {
+		c = c.Lacks(nemesis.CapFailpoints, "etcd runs without failpoints: give --etcd-failpoints to build it with them")
+	}
 	return c
 }
 
@@ -158,8 +176,12 @@ func (o *Options) Workloads() []workload.Kind {
 // Prepare implements sut.Options: every release of the run is built (once, cached)
 // before anything starts.
 func (o *Options) Prepare(ctx context.Context, progress func(string)) error {
+	obtain := Binary
+	if o.Failpoints != "" {
+		obtain = FailpointBinary
+	}
 	build := func(key, v string) (string, error) {
-		bin, err := Binary(ctx, v, progress)
+		bin, err := obtain(ctx, v, progress)
 		var ve *VersionError
 		if errors.As(err, &ve) {
 			return "", results.Usagef("%s: %v", key, err)
@@ -193,7 +215,44 @@ func (o *Options) Prepare(ctx context.Context, progress func(string)) error {
 			o.cfg.Binaries[v] = bin
 		}
 	}
+	if o.Failpoints != "" {
+		if err := o.prepareFailpoints(ctx); err != nil {
+			return err
+		}
+	}
 	progress(fmt.Sprintf("target etcd %s: %s", o.cfg.Version, o.cfg.Binary))
+	return nil
+}
+
+// prepareFailpoints resolves the run's failpoints against those every release's binary
+// has. A given binary without failpoints is a usage error naming the flag that builds one.
+func (o *Options) prepareFailpoints(ctx context.Context) error {
+	bins := []string{o.cfg.Binary}
+	for _, v := range o.cfg.Versions {
+		if b := o.cfg.Binaries[v]; b != "" && b != o.cfg.Binary {
+			bins = append(bins, b)
+		}
+	}
+	var have []string
+	for i, b := range bins {
+		names, err := FailpointNames(ctx, b)
+		if err != nil && o.Binary != "" && i == 0 {
+			return results.Usagef("etcd-failpoints: etcd-binary %s: %v (let faultline build one: --etcd-version with --etcd-failpoints)", b, err)
+		}
+		if err != nil {
+			return fmt.Errorf("etcd failpoints: %w", err)
+		}
+		if i == 0 {
+			have = names
+		} else {
+			have = slices.DeleteFunc(have, func(n string) bool { return !slices.Contains(names, n) })
+		}
+	}
+	fps, err := resolveFailpoints(o.Failpoints, o.cfg.Version, have)
+	if err != nil {
+		return err
+	}
+	o.cfg.Failpoints = fps
 	return nil
 }
 

@@ -38,7 +38,7 @@ type testProc struct {
 func newTestRT(t *testing.T, n int) *testRT {
 	t.Helper()
 	r := &testRT{t: t, dir: t.TempDir(), ports: map[string]map[int]int{}, procs: map[string]*testProc{}}
-	free := freePorts(t, 2*n)
+	free := testPorts(t, 2*n)
 	for i := range n {
 		node := fmt.Sprintf("n%d", i+1)
 		r.names = append(r.names, node)

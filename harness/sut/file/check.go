@@ -66,6 +66,14 @@ func (f *File) checkShape() error {
 	if err := f.checkDataFiles(); err != nil {
 		return err
 	}
+	if fp := f.Failpoints; fp != nil {
+		if err := f.portNamed("failpoints.port", fp.Port); err != nil {
+			return err
+		}
+		if slices.Contains(fp.Points, "") {
+			return errors.New("failpoints.points: an empty name")
+		}
+	}
 	return f.checkHooks()
 }
 

@@ -37,10 +37,20 @@ type File struct {
 	// DataFiles names the node's data files by kind (log, snapshot, state): globs
 	// relative to its data directory ({{.DataDir}}), for the corrupt fault.
 	DataFiles map[string][]string `yaml:"data-files"`
+	// Failpoints declares a gofail endpoint (go.etcd.io/gofail): the port the node
+	// serves it on (the node must be started with GOFAIL_HTTP={{.Bind.<port>}}), and the
+	// points the failpoint fault may use (default: every point the node lists).
+	Failpoints *FailpointSpec `yaml:"failpoints"`
 
 	// Path is the file's path, Dir its directory (absolute: .FileDir), Source its text.
 	Path, Dir string `yaml:"-"`
 	Source    string `yaml:"-"`
+}
+
+// FailpointSpec is a node's gofail endpoint, and the points a run may use.
+type FailpointSpec struct {
+	Port   string   `yaml:"port"`
+	Points []string `yaml:"points"`
 }
 
 // PeerSpec says how nodes talk to each other, for the link proxy.

@@ -53,8 +53,11 @@ func TestLoadErrors(t *testing.T) {
 		want           string
 	}{
 		{"unknown field", "nodes:\n  command:", "nodes:\n  commnd: [x]\n  command:", nil, `line 10: unknown field "commnd" (nodes has: command, env, files)`},
-		{"unknown section", "ready:", "readyness: {}\nready:", nil, `line 11: unknown field "readyness" (the file has: name, vars, ports, peers, nodes, ready, client, hooks, data-files)`},
+		{"unknown section", "ready:", "readyness: {}\nready:", nil, `line 11: unknown field "readyness" (the file has: name, vars, ports, peers, nodes, ready, client, hooks, data-files, failpoints)`},
 		{"not yaml", "ports:", "ports: [", nil, "line"},
+		{"failpoints on no port", "ready:", "failpoints: {port: gofial}\nready:", nil, `failpoints.port: "gofial" is none of the ports`},
+		{"data files of no kind", "ready:", "data-files: {wal: [wal/*]}\nready:", nil, `data-files: "wal" is no kind of data file (log, snapshot, state)`},
+		{"data files outside", "ready:", "data-files: {log: [../wal]}\nready:", nil, `data-files.log: "../wal" is not a glob inside the data directory`},
 		{"template does not parse", "'{{.Name}}'", "'{{.Name'", nil, `line 10: template "{{.Name" does not parse`},
 		{"template does not render", "'{{.Name}}'", "'{{.Nmae}}'", nil, `line 10: nodes.command: template "{{.Nmae}}" does not render: <.Nmae>: can't evaluate field Nmae`},
 		{"a port that is not there", "'{{.Name}}'", "'{{.Bind.clinet}}'", nil, `map has no entry for key "clinet"`},

@@ -109,6 +109,11 @@ func (o *Options) Caps() nemesis.Caps {
 	} else {
 		c = c.Lacks(nemesis.CapMembers, "target file "+o.f.Path+" has no membership hooks (hooks.remove-member, hooks.add-member)")
 	}
+	if o.f.Failpoints != nil {
+		c = c.Union(nemesis.Can(nemesis.CapFailpoints))
+	} else {
+		c = c.Lacks(nemesis.CapFailpoints, "target file "+o.f.Path+" declares no gofail endpoint (failpoints.port)")
+	}
 	for _, k := range nemesis.FileKinds() {
 		if len(o.f.DataFiles[string(k)]) > 0 {
 			c = c.Union(nemesis.Can(k.Cap()))

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/internal/gofail"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
@@ -266,3 +268,35 @@ func (t *Target) nodeOf(id string) string {
 
 // FileGlobs implements sut.Files: the file's data-files.
 func (t *Target) FileGlobs(kind nemesis.FileKind) []string { return t.f.DataFiles[string(kind)] }
+
+// Failpoints implements nemesis.Failpointer: the file's failpoints.points, or every
+// point node's gofail endpoint lists.
+func (t *Target) Failpoints(ctx context.Context, node string) ([]nemesis.Failpoint, error) {
+	names := t.f.Failpoints.Points
+	if len(names) == 0 {
+		list, err := t.gofail(node).List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		names = sortedKeys(list)
+	}
+	out := make([]nemesis.Failpoint, len(names))
+	for i, n := range names {
+		out[i] = nemesis.Failpoint{Name: n}
+	}
+	return out, nil
+}
+
+// SetFailpoint implements nemesis.Failpointer.
+func (t *Target) SetFailpoint(ctx context.Context, node, name, term string) error {
+	return t.gofail(node).Set(ctx, name, term)
+}
+
+// ClearFailpoint implements nemesis.Failpointer.
+func (t *Target) ClearFailpoint(ctx context.Context, node, name string) error {
+	return t.gofail(node).Clear(ctx, name)
+}
+
+func (t *Target) gofail(node string) *gofail.Client {
+	return gofail.New(t.env.Reach(node, t.f.Ports[t.f.Failpoints.Port]))
+}

@@ -84,6 +84,7 @@ func (o *Options) Caps() nemesis.Caps {
 		nemesis.LogFiles.Cap(), nemesis.SnapshotFiles.Cap()).
 		Lacks(nemesis.StateFiles.Cap(), "raftnode keeps its state machine in memory, rebuilt from its log and snapshot").
 		Lacks(nemesis.CapStreams, "raftnode's peers send one-way messages, not streams").
+		Lacks(nemesis.CapFailpoints, "raftnode has no gofail failpoints").
 		Lacks(nemesis.CapUpgrade, "raftnode has one release").
 		Lacks(nemesis.CapMaintain, "raftnode has no maintenance operations").
 		Lacks(nemesis.CapSnapshots, "raftnode does not count the snapshots it sends")

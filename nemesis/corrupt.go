@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -169,8 +170,18 @@ func corruptTargets(ctx context.Context, env Env) ([]string, error) {
 // the membership is known, the heal ends once the damaged members have caught up.
 func restartCorrupted(ctx context.Context, env Env, nodes, corrupted []string) error {
 	k := env.Powers.Nodes
-	if err := eachNode(ctx, nodes, k.Start); err != nil {
-		return err
+	var failed []string
+	for _, n := range nodes {
+		if err := k.Start(ctx, n); err != nil {
+			if !slices.Contains(corrupted, n) {
+				failed = append(failed, fmt.Sprintf("%s: %v", n, err))
+			}
+			// A damaged node that dies as it starts (a runtime may say so as an error)
+			// refused its data: watched below like the others.
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("corrupt: start %s", strings.Join(failed, "; "))
 	}
 	var refused []string
 	deadline := time.Now().Add(refuseWait)

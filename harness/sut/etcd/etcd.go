@@ -76,6 +76,8 @@ type Target struct {
 	// joining is the --initial-cluster of a node added back as a new member (AddMember):
 	// it then starts with --initial-cluster-state existing.
 	joining map[string]string
+	// fresh marks a node added back whose first start, on an empty data dir, is next.
+	fresh map[string]bool
 	// marks are the snapshot counts MarkSnapshots saw, per node.
 	marks map[string]snapshotMark
 }
@@ -86,7 +88,7 @@ var _ sut.Target = (*Target)(nil)
 func New(cfg Config, env sut.Env) *Target {
 	return &Target{cfg: cfg, env: env, names: env.Nodes, token: "faultline-" + env.RunID,
 		admins: map[string]*clientv3.Client{}, ids: map[string]uint64{},
-		version: map[string]string{}, joining: map[string]string{}, marks: map[string]snapshotMark{}}
+		version: map[string]string{}, joining: map[string]string{}, fresh: map[string]bool{}, marks: map[string]snapshotMark{}}
 }
 
 // Name implements sut.Target.
@@ -136,6 +138,8 @@ func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 	if j, ok := t.joining[node]; ok {
 		cluster, state = j, "existing"
 	}
+	fresh := t.fresh[node]
+	delete(t.fresh, node)
 	t.mu.Unlock()
 	args := []string{
 		"--name", node,
@@ -153,7 +157,9 @@ func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 		args = append(args, "--snapshot-count", fmt.Sprint(t.cfg.SnapshotCount))
 	}
 	args = append(args, t.catchUpArgs(node, version)...)
-	args = append(args, corruptCheckFlag(version))
+	if !fresh {
+		args = append(args, corruptCheckFlag(version))
+	}
 	cmd := runtime.NodeCmd{Program: t.binaryOf(version), Args: args}
 	if len(t.cfg.Failpoints) > 0 {
 		cmd.Env = []string{"GOFAIL_HTTP=" + env.Bind(FailpointPort)}
@@ -337,7 +343,8 @@ func (t *Target) FileGlobs(kind nemesis.FileKind) []string {
 	return nil
 }
 
-// corruptCheckFlag turns on the check a member runs at its start, before it serves:
+// corruptCheckFlag turns on the check a member runs at its start, before it serves (a
+// member on data of its own: one joining starts empty, and gets its data from the leader):
 // the hash of its keyspace against its peers' at the same revision. A member whose bbolt
 // file was damaged (the corrupt fault) then refuses to start instead of serving what
 // the damage made of its data, as a production cluster is told to run (etcd's

@@ -299,6 +299,7 @@ func (t *Target) AddMember(ctx context.Context, node string) error {
 	}
 	t.mu.Lock()
 	t.joining[node] = strings.Join(initial, ",")
+	t.fresh[node] = true
 	t.ids[node] = id
 	t.mu.Unlock()
 	return nil

@@ -92,3 +92,23 @@ func TestConsistent(t *testing.T) {
 	}
 	t.Logf("with %s down, after %v: %s", down, time.Since(start).Round(time.Millisecond), res.Detail)
 }
+
+// A member that applied as much of the log as the leader had and is short of the
+// leader's revision applied it differently: a divergence, not a member behind.
+func TestRevisionsDiverged(t *testing.T) {
+	sts := map[string]status{
+		"n1": {applied: 120, revision: 9603},
+		"n2": {applied: 120, revision: 9655},
+		"n3": {applied: 90, revision: 9500}, // behind: not diverged
+	}
+	d := revisionsDiverged(9655, 118, sts)
+	if !strings.Contains(d, "n1 applied raft index 120 and is at revision 9603") || strings.Contains(d, "n3") || strings.Contains(d, "n2") {
+		t.Fatalf("diverged: %q", d)
+	}
+	if d := revisionsDiverged(9655, 0, sts); d != "" {
+		t.Fatalf("no applied index (3.4): %q", d)
+	}
+	if d := revisionsDiverged(9655, 130, sts); d != "" {
+		t.Fatalf("none applied as much as the leader had: %q", d)
+	}
+}

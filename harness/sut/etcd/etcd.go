@@ -56,6 +56,8 @@ type Config struct {
 	// Failpoints are the gofail failpoints the failpoint fault uses: the binaries are
 	// built with them, and every member serves gofail's endpoint on FailpointPort.
 	Failpoints []nemesis.Failpoint
+	// FailpointTerms are armed in every member from its start (GOFAIL_FAILPOINTS).
+	FailpointTerms string
 }
 
 // Target runs etcd. It implements sut.Target, the capabilities its Options declare —
@@ -163,6 +165,9 @@ func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 	cmd := runtime.NodeCmd{Program: t.binaryOf(version), Args: args}
 	if len(t.cfg.Failpoints) > 0 {
 		cmd.Env = []string{"GOFAIL_HTTP=" + env.Bind(FailpointPort)}
+		if t.cfg.FailpointTerms != "" {
+			cmd.Env = append(cmd.Env, "GOFAIL_FAILPOINTS="+t.cfg.FailpointTerms)
+		}
 	}
 	return cmd
 }

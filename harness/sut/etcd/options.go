@@ -47,6 +47,10 @@ type Options struct {
 	// failpoint fault uses: "all" (those of defaultFailpoints the binary has) or names,
 	// comma-separated.
 	Failpoints string `yaml:"failpoints" json:"failpoints,omitempty"`
+	// FailpointTerms are failpoints armed in every member from its start, gofail's
+	// GOFAIL_FAILPOINTS ("raftBeforeLeaderSend=sleep(100);b=term"): a step slowed so that
+	// a race window opens, as etcd's robustness tests do (needs Failpoints).
+	FailpointTerms string `yaml:"failpoint-terms" json:"failpoint_terms,omitempty"`
 
 	cfg Config // what Resolve and Prepare found
 }
@@ -58,18 +62,21 @@ func (o *Options) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.SerializableReads, "etcd-serializable-reads", o.SerializableReads, "serializable reads (known unsafe: stale reads), to prove they are caught")
 	fs.IntVar(&o.SnapshotCount, "etcd-snapshot-count", o.SnapshotCount, "etcd's --snapshot-count (0: its default)")
 	fs.Var((*failpointsValue)(&o.Failpoints), "etcd-failpoints", "build etcd with gofail failpoints for the failpoint fault; =a,b names the points to use (default: those a run reaches)")
+	fs.StringVar(&o.FailpointTerms, "etcd-failpoint-terms", o.FailpointTerms, "failpoints armed in every member from its start, as gofail's GOFAIL_FAILPOINTS: 'a=sleep(100);b=term' (with --etcd-failpoints)")
 	fs.Var(&o.UpgradeTo, "upgrade-to", "releases to upgrade to, in order, comma-separated (rolling-upgrade; target etcd)")
 }
 
 // Given implements sut.Options.
 func (o *Options) Given() bool {
-	return o.Version != "" || o.Binary != "" || o.SerializableReads || o.SnapshotCount != 0 || len(o.UpgradeTo) > 0 || o.Failpoints != ""
+	return o.Version != "" || o.Binary != "" || o.SerializableReads || o.SnapshotCount != 0 || len(o.UpgradeTo) > 0 || o.Failpoints != "" || o.FailpointTerms != ""
 }
 
 // Resolve implements sut.Options: the release (or the binary, whose version it asks),
 // and the upgrade path, newer each step; nothing is built yet.
 func (o *Options) Resolve(sut.Common) error {
 	switch {
+	case o.FailpointTerms != "" && o.Failpoints == "":
+		return results.Usagef("etcd-failpoint-terms: needs --etcd-failpoints (a build with failpoints)")
 	case o.SnapshotCount < 0:
 		return results.Usagef("etcd-snapshot-count: %d must not be negative", o.SnapshotCount)
 	case o.Version != "" && o.Binary != "":
@@ -132,6 +139,9 @@ func (o *Options) Args() []string {
 	}
 	if len(o.UpgradeTo) > 0 {
 		args = append(args, "--upgrade-to", strings.Join(o.UpgradeTo, ","))
+	}
+	if o.FailpointTerms != "" {
+		args = append(args, "--etcd-failpoint-terms", o.FailpointTerms)
 	}
 	switch o.Failpoints {
 	case "":
@@ -253,6 +263,19 @@ func (o *Options) prepareFailpoints(ctx context.Context) error {
 		return err
 	}
 	o.cfg.Failpoints = fps
+	for _, t := range strings.Split(o.FailpointTerms, ";") {
+		name, term, ok := strings.Cut(strings.TrimSpace(t), "=")
+		if t == "" {
+			continue
+		}
+		if !ok || term == "" {
+			return results.Usagef("etcd-failpoint-terms: %q is not name=term", t)
+		}
+		if !slices.Contains(have, name) {
+			return results.Usagef("etcd-failpoint-terms: %q is no failpoint of etcd %s; it has: %s", name, o.cfg.Version, strings.Join(have, ", "))
+		}
+	}
+	o.cfg.FailpointTerms = o.FailpointTerms
 	return nil
 }
 

@@ -94,7 +94,11 @@ func injectFailpoint(ctx context.Context, env Env, v Variant) (Injection, error)
 			return Injection{}, fmt.Errorf("failpoint: %s on %s: %w", fp.Name, node, err)
 		}
 		env.note("failpoint-armed", node, fp.Name+"="+term)
-		go trigger(ctx, env, node, fp.Trigger)
+		go func() { // the stall outlives the injection's context
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fireWait)
+			defer cancel()
+			trigger(tctx, env, node, fp.Trigger)
+		}()
 		heal := func(ctx context.Context) error { return fpc.ClearFailpoint(ctx, node, fp.Name) }
 		return Injection{Nodes: []string{node}, Value: history.S1(v.Name + " " + fp.Name + "=" + term), Heal: heal}, nil
 	}

@@ -1,0 +1,174 @@
+package nemesis
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The corrupt fault damages a minority of followers, never the leader, and never so
+// many that with the members still down a majority would be damaged.
+func TestCorruptTargetsAMinorityOfFollowers(t *testing.T) {
+	c := newFake()
+	env := Env{Cluster: c, Powers: c.powers()}
+	for seed := range uint64(50) {
+		env.Rand = rand.New(rand.NewPCG(seed, 1))
+		nodes, err := corruptTargets(context.Background(), env)
+		require.NoError(t, err)
+		require.Len(t, nodes, 2, "a minority of five")
+		require.NotContains(t, nodes, "n2", "the leader is spared")
+	}
+	c.down["n1"] = "killed" // refused its data, not replaced
+	for seed := range uint64(20) {
+		env.Rand = rand.New(rand.NewPCG(seed, 2))
+		nodes, err := corruptTargets(context.Background(), env)
+		require.NoError(t, err)
+		require.Len(t, nodes, 1)
+		require.NotContains(t, nodes, "n1")
+		require.NotContains(t, nodes, "n2")
+	}
+	c.down["n3"] = "killed"
+	_, err := corruptTargets(context.Background(), env)
+	require.ErrorContains(t, err, "n1,n3 still down")
+}
+
+// fakeFiles is a Corrupter that checks the node is down when damaged.
+type fakeFiles struct {
+	c       *fakeCluster
+	mu      sync.Mutex
+	damaged []string
+	none    bool // no file of the kind yet
+}
+
+func (f *fakeFiles) Corrupt(_ context.Context, node string, kind FileKind, d Damage, _ *rand.Rand) (string, bool, error) {
+	if f.c.Running(node) {
+		return "", false, errRunning
+	}
+	if f.none {
+		return "", false, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.damaged = append(f.damaged, node+" "+string(d)+" "+string(kind))
+	return string(d) + " of a " + string(kind) + " file", true, nil
+}
+
+var errRunning = errors.New("damaged while running")
+
+// An injection damages its nodes while they are down and the heal starts them; a node
+// with no such file yet is noted and started all the same.
+func TestCorruptDamagesWhileDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		files := &fakeFiles{c: c}
+		p := c.powers()
+		p.Files = files
+		var notes []string
+		env := Env{Cluster: c, Powers: p, Rand: rand.New(rand.NewPCG(1, 1)), Note: func(f, n, v string) { notes = append(notes, f+" "+n) }}
+		v, _ := corruptDef.Variant("truncate-log")
+		inj, err := injectCorrupt(context.Background(), env, v)
+		require.NoError(t, err)
+		require.Len(t, files.damaged, 2)
+		for _, n := range inj.Nodes {
+			require.False(t, c.Running(n), "down until the heal")
+			require.Contains(t, files.damaged, n+" truncate log")
+		}
+		require.NoError(t, inj.Heal(context.Background()))
+		for _, n := range inj.Nodes {
+			require.True(t, c.Running(n))
+		}
+		require.Equal(t, 2, countPrefix(notes, "corrupted "))
+
+		files.none, notes = true, nil
+		inj, err = injectCorrupt(context.Background(), env, v)
+		require.NoError(t, err)
+		require.Equal(t, 2, countPrefix(notes, "corrupt-none "))
+		require.NoError(t, inj.Heal(context.Background()))
+	})
+}
+
+func countPrefix(s []string, p string) int {
+	return len(slices.DeleteFunc(slices.Clone(s), func(x string) bool { return !strings.HasPrefix(x, p) }))
+}
+
+// fakeFailpoints fires a panic at once (the node goes down) unless it is told the
+// point is never reached; it keeps what is armed.
+type fakeFailpoints struct {
+	c       *fakeCluster
+	unreach bool
+	mu      sync.Mutex
+	armed   map[string]string
+}
+
+func (f *fakeFailpoints) Failpoints(context.Context, string) ([]Failpoint, error) {
+	return []Failpoint{{Name: "raftBeforeSave"}}, nil
+}
+
+func (f *fakeFailpoints) SetFailpoint(_ context.Context, node, name, term string) error {
+	f.mu.Lock()
+	f.armed[node+"/"+name] = term
+	f.mu.Unlock()
+	if strings.HasPrefix(term, "panic") && !f.unreach {
+		return f.c.set(node, "killed", "failpoint panic")
+	}
+	return nil
+}
+
+func (f *fakeFailpoints) ClearFailpoint(_ context.Context, node, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.armed, node+"/"+name)
+	return nil
+}
+
+// A panic takes its node down and the heal starts it; a point never reached is noted
+// and disarmed after the wait, and the node left running; a sleep stays armed until
+// the heal.
+func TestFailpointPanicsStallsAndMisses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		fp := &fakeFailpoints{c: c, armed: map[string]string{}}
+		p := c.powers()
+		p.Failpoints = fp
+		var notes []string
+		env := Env{Cluster: c, Powers: p, Rand: rand.New(rand.NewPCG(1, 1)), Note: func(f, n, v string) { notes = append(notes, f+" "+n+" "+v) }}
+		ctx := context.Background()
+
+		v, _ := failpointDef.Variant("panic-leader")
+		inj, err := injectFailpoint(ctx, env, v)
+		require.NoError(t, err)
+		require.Equal(t, []string{"n2"}, inj.Nodes)
+		require.False(t, c.Running("n2"))
+		require.Equal(t, 1, countPrefix(notes, "failpoint-crashed n2"))
+		require.NoError(t, inj.Heal(ctx))
+		require.True(t, c.Running("n2"))
+		require.Empty(t, fp.armed)
+
+		fp.unreach, notes = true, nil
+		inj, err = injectFailpoint(ctx, env, v)
+		require.NoError(t, err)
+		require.True(t, c.Running("n2"))
+		require.Equal(t, 1, countPrefix(notes, "failpoint-missed n2"), "%v", notes)
+		require.Empty(t, fp.armed, "disarmed")
+		require.NoError(t, inj.Heal(ctx))
+
+		v, _ = failpointDef.Variant("sleep-follower")
+		inj, err = injectFailpoint(ctx, env, v)
+		require.NoError(t, err)
+		require.NotEqual(t, "n2", inj.Nodes[0])
+		require.Len(t, fp.armed, 1)
+		for _, term := range fp.armed {
+			require.True(t, strings.HasPrefix(term, "sleep("), term)
+		}
+		require.NoError(t, inj.Heal(ctx))
+		require.Empty(t, fp.armed)
+		synctest.Wait()
+	})
+}

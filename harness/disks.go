@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/internal/powerfs"
@@ -22,16 +23,26 @@ type disks struct {
 // it, which Clean reads: it releases only the disks of dead harnesses).
 func diskTag(runID, node string) string { return runID + "/" + node }
 
-// mountDisks puts every node's data directory on a disk. A runtime without host data
-// directories cannot have them (the plan does not ask it to).
-func mountDisks(rt runtime.Runtime, runID string, names []string) (*disks, error) {
+// DiskWriteback is the writeback of a run's disks (powerfs.Options.Writeback): what a
+// node wrote and did not sync is durable after it, as the kernel's writeback and ext4's
+// 5-second journal commit make it on a real machine. Under LazyFS's strict model
+// (nothing unsynced ever survives), an etcd that never fsyncs loses even the membership
+// it bootstrapped with at the first power loss of every member, never serves again, and
+// a run can only say "unknown"; with a writeback it loses the last seconds of
+// acknowledged writes and serves on, which the checker names.
+const DiskWriteback = 5 * time.Second
+
+// mountDisks puts every node's data directory on a disk that writes back what was not
+// synced after writeback (0: never). A runtime without host data directories cannot
+// have them (the plan does not ask it to).
+func mountDisks(rt runtime.Runtime, runID string, names []string, writeback time.Duration) (*disks, error) {
 	hd, ok := rt.(runtime.HostDirs)
 	if !ok {
 		return nil, fmt.Errorf("the %s runtime keeps no node data on this host", rt.Name())
 	}
 	d := &disks{byNode: map[string]*powerfs.Disk{}}
 	for _, n := range names {
-		disk, err := powerfs.Mount(hd.HostDataDir(n), powerfs.Options{Tag: diskTag(runID, n)})
+		disk, err := powerfs.Mount(hd.HostDataDir(n), powerfs.Options{Tag: diskTag(runID, n), Writeback: writeback})
 		if err != nil {
 			_ = d.Close(context.Background())
 			return nil, fmt.Errorf("%s's disk: %w", n, err)
@@ -61,6 +72,19 @@ func (d *disks) PowerLoss(ctx context.Context, node string) (string, error) {
 		return "", err
 	}
 	return loss.String(), nil
+}
+
+// writeback makes everything written to the disks so far durable (the kernel's
+// writeback, done now).
+func (d *disks) writeback() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, disk := range d.byNode {
+		disk.Writeback()
+	}
 }
 
 // Close unmounts every disk, leaving each node's data in its directory as it is.

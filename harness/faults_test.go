@@ -141,7 +141,7 @@ func testClusterWith(t *testing.T, o clusterOpts, mk func(sut.Env) sut.Target) *
 	}
 	if o.disks {
 		var err error
-		ds, err = mountDisks(rt, id, names)
+		ds, err = mountDisks(rt, id, names, 0) // strict: the tests time nothing
 		require.NoError(t, err)
 		cl.disks = ds
 		caps = caps.Union(nemesis.Can(nemesis.CapDisks))

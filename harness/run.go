@@ -351,7 +351,7 @@ func (r *run) start(ctx context.Context) error {
 		r.links, r.cl.links = lf, lf
 	}
 	if ok, _ := r.plan.needs().Has(nemesis.CapDisks); ok {
-		d, err := mountDisks(r.rt, r.id, names)
+		d, err := mountDisks(r.rt, r.id, names, DiskWriteback)
 		if err != nil {
 			return err
 		}
@@ -377,6 +377,9 @@ func (r *run) start(ctx context.Context) error {
 		return fmt.Errorf("start %d %s nodes: cluster not ready: %w", len(names), r.spec.Target, err)
 	}
 	r.logf("cluster of %d ready after %v (runtime %s)", len(names), time.Since(r.base).Round(time.Millisecond), r.rt.Name())
+	// The cluster the run tests has been up a while: what it wrote to come up is on its
+	// disks, synced or not, before the first power loss.
+	r.cl.disks.writeback()
 	return nil
 }
 

@@ -60,6 +60,11 @@ type Options struct {
 	// DirSyncOnly makes only a directory's fsync commit the namespace (strict POSIX);
 	// by default any sync does, as on a journaling filesystem.
 	DirSyncOnly bool
+	// Writeback is the kernel's writeback: every Writeback, everything written so far
+	// becomes durable as if synced, as Linux writes dirty pages back and ext4 commits its
+	// journal every few seconds. A power loss then drops at most the last Writeback of
+	// unsynced changes. 0 keeps nothing unsynced however old (LazyFS's strict model).
+	Writeback time.Duration
 }
 
 // Loss is what a power loss dropped.
@@ -96,6 +101,7 @@ type Disk struct {
 	server *fuse.Server
 	closed bool
 	guard  *guard
+	stopWB chan struct{} // closed by Close: ends the writeback
 }
 
 // storeOf is where the backing files of a disk mounted at dir live.
@@ -154,7 +160,35 @@ func Mount(dir string, o Options) (*Disk, error) {
 		return undo(err)
 	}
 	d.guard = g
+	d.stopWB = make(chan struct{})
+	if o.Writeback > 0 {
+		go d.writeback(o.Writeback)
+	}
 	return d, nil
+}
+
+// Writeback makes everything written so far durable, as if synced: what the kernel's
+// writeback does with dirty pages.
+func (d *Disk) Writeback() {
+	d.gate.RLock() // not during a power loss, a wipe or a close
+	defer d.gate.RUnlock()
+	if !d.closed {
+		d.forget()
+	}
+}
+
+// writeback makes everything written durable every period, until Close.
+func (d *Disk) writeback(period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stopWB:
+			return
+		case <-t.C:
+		}
+		d.Writeback()
+	}
 }
 
 // Dir is the mount point.
@@ -355,6 +389,7 @@ func (d *Disk) Close(ctx context.Context) error {
 		return nil
 	}
 	d.closed = true
+	close(d.stopWB)
 	err := d.unmount(ctx)
 	d.forget()
 	if err == nil {

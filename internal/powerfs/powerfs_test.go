@@ -116,6 +116,17 @@ func TestPowerLossDropsUnsynced(t *testing.T) {
 	require.Equal(t, "x", tree(t, d.Dir())["after"])
 }
 
+// With a writeback, what was written some periods ago is durable without a sync, as
+// the kernel's writeback makes it; what is written after the last one is not.
+func TestWritebackMakesOldWritesDurable(t *testing.T) {
+	d := mounted(t, Options{Writeback: 20 * time.Millisecond}, nil)
+	writeFile(t, filepath.Join(d.Dir(), "old"), "written long ago", false)
+	time.Sleep(time.Second) // fifty periods: written back, however busy the machine
+	loss := powerLoss(t, d)
+	require.Equal(t, map[string]string{"old": "written long ago"}, tree(t, d.Dir()))
+	require.Equal(t, Loss{}, loss)
+}
+
 // Overwrites, appends and truncations of synced bytes go back to the synced ones.
 func TestPowerLossRestoresOverwrites(t *testing.T) {
 	d := mounted(t, Options{}, map[string]string{"f": "hello world", "g": "0123456789"})

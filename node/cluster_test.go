@@ -201,6 +201,19 @@ func (c *cluster) kill(id uint64) {
 	p.cmd = nil
 }
 
+// killAtOnce SIGKILLs the nodes all before waiting for any, as a power cut would: none
+// gets to flush what it buffered while the others die.
+func (c *cluster) killAtOnce(ids ...uint64) {
+	for _, id := range ids {
+		if p := c.nodes[id]; p.cmd != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		}
+	}
+	for _, id := range ids {
+		c.kill(id)
+	}
+}
+
 func (c *cluster) killAll() {
 	for id := range c.nodes {
 		c.kill(id)

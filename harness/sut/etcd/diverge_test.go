@@ -36,8 +36,9 @@ import (
 // gate off by default (server/v3/features), --corrupt-check-time defaults to 0s (the
 // periodic check off) and CompactHashCheck is off too (and needs compactions); the
 // --experimental-* spellings of 3.5 are gone in 3.7. The target's command line
-// (Target.Node) turns none of them on. TestConsistentTamperedMember runs that command
-// line as it is, so Consistent is the only check; TestEtcdChecksTamperedMember turns
+// (Target.Node) turns the start-up check on (a run's corrupt fault relies on it); these
+// tests leave it out (Config.NoCorruptCheck), so that TestConsistentTamperedMember has
+// Consistent as the only check; TestEtcdChecksTamperedMember turns
 // etcd's own checks on, in the test's copy of the arguments only, to show what they do
 // and what Consistent then says.
 
@@ -254,7 +255,7 @@ func hashIn(detail, group string) string {
 func setUpTampered(t *testing.T, ctx context.Context, beforeStop func(c *testCluster, leader string),
 	extra ...string) (c *testCluster, victim string, rev int64, hash string) {
 	t.Helper()
-	c = startTargetArgs(t, Config{Binary: releaseBin(t, "v3.7.3"), Version: "v3.7.3"}, 3, extra...)
+	c = startTargetArgs(t, Config{Binary: releaseBin(t, "v3.7.3"), Version: "v3.7.3", NoCorruptCheck: true}, 3, extra...)
 	c.putN(ctx, "n1", "k", 50)
 	victim, leader := c.follower(ctx)
 	rev = c.revision(ctx, leader)
@@ -287,8 +288,8 @@ func setUpTampered(t *testing.T, ctx context.Context, beforeStop func(c *testClu
 
 // TestConsistentTamperedMember (etcd v3.7.3, cached): a member whose stored value of one
 // key revision differs from the others' is reported by Consistent as divergent, named,
-// at the revision, while etcd itself (with the target's command line: none of its
-// corruption checks on) starts the member, serves the tampered value and raises no alarm.
+// at the revision, while etcd itself (with the target's command line less the start-up
+// check, NoCorruptCheck: none of its corruption checks on) starts the member, serves the tampered value and raises no alarm.
 func TestConsistentTamperedMember(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t, time.Minute)

@@ -58,6 +58,9 @@ type Config struct {
 	Failpoints []nemesis.Failpoint
 	// FailpointTerms are armed in every member from its start (GOFAIL_FAILPOINTS).
 	FailpointTerms string
+	// NoCorruptCheck leaves out the check at a member's start (corruptCheckFlag), for
+	// tests of what catches a divergence when nothing refuses it.
+	NoCorruptCheck bool
 }
 
 // Target runs etcd. It implements sut.Target, the capabilities its Options declare —
@@ -159,7 +162,7 @@ func (t *Target) Node(env runtime.NodeEnv) runtime.NodeCmd {
 		args = append(args, "--snapshot-count", fmt.Sprint(t.cfg.SnapshotCount))
 	}
 	args = append(args, t.catchUpArgs(node, version)...)
-	if !fresh {
+	if !fresh && !t.cfg.NoCorruptCheck {
 		args = append(args, corruptCheckFlag(version))
 	}
 	cmd := runtime.NodeCmd{Program: t.binaryOf(version), Args: args}

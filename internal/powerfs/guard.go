@@ -19,12 +19,18 @@ type guard struct {
 
 // guardScript runs with $1 the mount point and $2 its store.
 // It aborts the connection first (through fusectl, named by the device's minor): a
-// connection still open somewhere would make umount's lookups wait forever.
+// connection still open somewhere would make umount's lookups wait forever. Where
+// fusectl is not mounted, it mounts it in a directory of its own and unmounts it
+// after: the host's mount table is left as it was.
 const guardScript = `read -r _
 dev=$(awk -v d="$1" '$5 == d && / - fuse\.faultline / { print $3 }' /proc/self/mountinfo | tail -n 1)
 if [ -n "$dev" ]; then
-  [ -e /sys/fs/fuse/connections/${dev#*:}/abort ] || mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null
-  echo 1 > /sys/fs/fuse/connections/${dev#*:}/abort 2>/dev/null
+  ctl=/sys/fs/fuse/connections
+  if [ ! -e "$ctl/${dev#*:}/abort" ]; then
+    ctl=$(mktemp -d) && mount -t fusectl fusectl "$ctl" 2>/dev/null || { rmdir "$ctl" 2>/dev/null; ctl=; }
+  fi
+  [ -n "$ctl" ] && echo 1 > "$ctl/${dev#*:}/abort" 2>/dev/null
+  case "$ctl" in /sys/*|"") ;; *) umount "$ctl" 2>/dev/null; rmdir "$ctl" 2>/dev/null;; esac
   umount "$1" 2>/dev/null || umount -l "$1"
 fi
 if [ -d "$2/root" ]; then rmdir "$1" 2>/dev/null; mv "$2/root" "$1" && rm -rf "$2"; fi

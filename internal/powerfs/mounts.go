@@ -148,6 +148,26 @@ func Release(m Mounted) error {
 // fusectl is where the kernel lists FUSE connections.
 const fusectl = "/sys/fs/fuse/connections"
 
+// abortConn aborts the FUSE connection named minor through fusectl; where fusectl is not
+// mounted, through a mount of it of its own, removed after (the host's mount table is
+// left as it was).
+func abortConn(minor string) {
+	ctl := fusectl
+	if _, err := os.Stat(filepath.Join(ctl, minor, "abort")); err != nil {
+		tmp, err := os.MkdirTemp("", "faultline-fusectl-")
+		if err != nil {
+			return
+		}
+		defer os.Remove(tmp)
+		if err := unix.Mount("fusectl", tmp, "fusectl", 0, ""); err != nil {
+			return
+		}
+		defer unix.Unmount(tmp, unix.MNT_DETACH)
+		ctl = tmp
+	}
+	_ = os.WriteFile(filepath.Join(ctl, minor, "abort"), []byte("1"), 0)
+}
+
 // release aborts the FUSE connection mounted at dir and unmounts it (detaching it if it
 // is busy).
 func release(dir string) error {
@@ -163,11 +183,7 @@ func release(dir string) error {
 		// The connection's directory in fusectl is named by the device's minor number.
 		// A connection whose server is gone must be aborted: until then, whatever waits
 		// on it (even the dying server's own threads) waits forever.
-		abort := filepath.Join(fusectl, minor, "abort")
-		if _, err := os.Stat(abort); err != nil {
-			_ = unix.Mount("fusectl", fusectl, "fusectl", 0, "") // not mounted here yet
-		}
-		_ = os.WriteFile(abort, []byte("1"), 0)
+		abortConn(minor)
 	}
 	err := unix.Unmount(dir, 0)
 	if err != nil && !errors.Is(err, unix.EINVAL) {

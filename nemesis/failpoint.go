@@ -121,7 +121,7 @@ func injectFailpoint(ctx context.Context, env Env, v Variant) (Injection, error)
 		if err != nil {
 			return Injection{}, fmt.Errorf("failpoint: disarm %s on %s: %w", fp.Name, node, err)
 		}
-		return Injection{Nodes: []string{node}, Value: value, Heal: func(context.Context) error { return nil }}, nil
+		return Injection{Nodes: []string{node}, Value: value, Heal: healed}, nil
 	}
 	env.note("failpoint-crashed", node, exitLine(k.LogTail(node)))
 	_ = fpc.ClearFailpoint(ctx, node, fp.Name) // down: nothing is armed any more
@@ -129,31 +129,14 @@ func injectFailpoint(ctx context.Context, env Env, v Variant) (Injection, error)
 	return Injection{Nodes: []string{node}, Value: value, Heal: heal}, nil
 }
 
-// failpointNode is the node a variant acts on: the combination's focus, the leader, a
-// follower, or any node.
+// failpointNode is the node a variant acts on: the combination's focus (its first
+// node), the leader, a follower, or any node (pickNodes).
 func failpointNode(ctx context.Context, env Env, who string) (string, error) {
-	if len(env.Focus) > 0 {
-		return env.Focus[0], nil
+	nodes, err := pickNodes(ctx, env, who)
+	if err != nil {
+		return "", err
 	}
-	nodes := env.Cluster.Nodes()
-	leader, _ := env.Cluster.Leader(ctx)
-	switch who {
-	case "leader":
-		if leader != "" {
-			return leader, nil
-		}
-	case "follower":
-		var fs []string
-		for _, n := range nodes {
-			if n != leader {
-				fs = append(fs, n)
-			}
-		}
-		if len(fs) > 0 {
-			return fs[env.Rand.IntN(len(fs))], nil
-		}
-	}
-	return nodes[env.Rand.IntN(len(nodes))], nil
+	return nodes[0], nil
 }
 
 // trigger runs what makes node reach a point of trigger's kind, where the cluster has

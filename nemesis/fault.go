@@ -62,7 +62,7 @@ func healed(context.Context) error { return nil }
 
 // pickNodes chooses the nodes a fault acts on: the Focus a combination gave it, else,
 // by the variant's name, one random node, the leader (a random node when none is
-// known), a random minority, a random majority, or all. It draws the same numbers
+// known), a random follower (any node when no leader is known), a random minority, a random majority, or all. It draws the same numbers
 // whatever the cluster answers (replay by seed).
 func pickNodes(ctx context.Context, env Env, variant string) ([]string, error) {
 	if len(env.Focus) > 0 {
@@ -79,6 +79,12 @@ func pickNodes(ctx context.Context, env Env, variant string) ([]string, error) {
 			return nodes[:1], nil //nolint:nilerr // no leader known: a random node stands in
 		}
 		return []string{l}, nil
+	case "follower":
+		l, _ := env.Cluster.Leader(ctx) // unknown: any node will do
+		if i := slices.IndexFunc(nodes, func(n string) bool { return n != l }); i >= 0 {
+			return nodes[i : i+1], nil
+		}
+		return nodes[:1], nil
 	case "minority":
 		return sorted(nodes[:max(1, (len(nodes)-1)/2)]), nil
 	case "majority":

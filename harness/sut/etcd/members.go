@@ -318,7 +318,16 @@ func (t *Target) Joined(ctx context.Context, node string) error {
 		return fmt.Errorf("%s joined: it was not added back (AddMember)", node)
 	}
 	var goal uint64
+	looked := time.Now()
 	err := sut.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+		// A member stuck on its own publish (see refusesOwnPublish) gets an entry to apply
+		// every stuckAfter; one that fails it only for a moment, under load, is left alone.
+		if time.Since(looked) > stuckAfter {
+			looked = time.Now()
+			if t.refusesOwnPublish(node) {
+				t.nudge(ctx, node)
+			}
+		}
 		if goal == 0 {
 			l, err := t.Leader(ctx)
 			if err != nil || l == "" || l == node {
@@ -374,4 +383,48 @@ func (t *Target) Joined(ctx context.Context, node string) error {
 		return fmt.Errorf("%s after promotion: %w", node, err)
 	}
 	return nil
+}
+
+// stuckAfter is how often Joined looks whether a new member is stuck on its own
+// publish, and makes an entry for it if it is.
+const stuckAfter = 5 * time.Second
+
+// refusesOwnPublish says whether the end of node's log is a failed publish. etcd (3.7.3
+// and before) does not advance the applied index its request limit reads when it
+// applies a snapshot: a new member that joined through a snapshot past index 5000,
+// and whose first publish was lost (it is proposed as the member starts, and the
+// snapshot's transport reset can drop it), refuses every retry as "too many requests"
+// until another entry is committed and applied. It serves no client before it has
+// published, so on an idle cluster it never does.
+func (t *Target) refusesOwnPublish(node string) bool {
+	if t.env.LogTail == nil {
+		return false
+	}
+	return strings.Contains(t.env.LogTail(node), "failed to publish local member")
+}
+
+// nudge commits an entry that changes no data (an alarm list, which etcd proposes
+// through raft) through a member other than node, so that node applies an entry after
+// its snapshot and its publish goes through; it logs why.
+func (t *Target) nudge(ctx context.Context, node string) {
+	order, err := t.changeOrder(ctx, node)
+	if err != nil {
+		return
+	}
+	for _, via := range order {
+		c, err := t.admin(via)
+		if err != nil {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err = c.AlarmList(actx)
+		cancel()
+		if err == nil {
+			if t.env.Logf != nil {
+				t.env.Logf("etcd: %s has failed to publish itself for %v (after a snapshot etcd refuses it as too many "+
+					"requests until an entry is applied); committed an empty entry (alarm list) through %s", node, stuckAfter, via)
+			}
+			return
+		}
+	}
 }

@@ -65,7 +65,8 @@ func (r *testRT) logPath(node string) string { return filepath.Join(r.dir, node,
 // env is the sut.Env of the run (no link proxy: peers reach each other directly).
 func (r *testRT) env() sut.Env {
 	return sut.Env{Nodes: r.names, Reach: r.addr, PeerReach: r.addr, RunID: "test", Dir: r.dir,
-		Logf: func(format string, args ...any) { r.t.Logf("target: "+format, args...) }}
+		Logf:    func(format string, args ...any) { r.t.Logf("target: "+format, args...) },
+		LogTail: func(node string) string { return r.logTail(node, 5) }}
 }
 
 func (r *testRT) nodeEnv(node string) runtime.NodeEnv {

@@ -187,7 +187,11 @@ func TestSeededDeterminism(t *testing.T) {
 	})
 }
 
-func TestRateLimit(t *testing.T) {
+// TestRateLimit runs in a synctest bubble: on the wall clock, a busy machine bunched
+// the invokes and failed it.
+func TestRateLimit(t *testing.T) { synctest.Test(t, testRateLimit) }
+
+func testRateLimit(t *testing.T) {
 	store := NewSimStore(1)
 	rec := newRecorder()
 	const rate, limit = 100.0, 500 * time.Millisecond

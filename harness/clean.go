@@ -6,19 +6,24 @@ import (
 
 	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/harness/runtime/process"
+	"github.com/faultline/faultline/harness/runtime/vclock"
 	"github.com/faultline/faultline/internal/netns"
 )
 
 // Clean removes whatever runs left behind on this host, and nothing of a run whose
 // harness still lives: node processes (found by RunEnv in their environment), the
+// clock patch helpers (vclock) whose harness died, the
 // containers, networks and volumes labelled faultline=1 (when a Docker daemon answers),
 // the FUSE disks of dead harnesses (their data left in place), then the runs' namespaces,
 // bridges and rules; with images, also the node images (a cache). It touches nothing that
 // is not marked as faultline's. It returns what it removed.
 func Clean(ctx context.Context, images bool) ([]string, error) {
-	removed, err := process.CleanOrphans(ctx)
+	// First the clock patch helpers of dead harnesses: the nodes they trace go on.
+	removed := vclock.CleanOrphans()
+	r0, err := process.CleanOrphans(ctx)
+	removed = append(removed, r0...)
 	if err != nil {
-		return nil, err
+		return removed, err
 	}
 	if ok, _ := docker.Available(ctx); ok {
 		r, err := docker.CleanAll(ctx)

@@ -47,6 +47,7 @@ type cluster struct {
 
 	powers nemesis.Powers // set by assemble, with the capabilities they are for
 	caps   nemesis.Caps
+	vclock *processClock // the clock fault's, where the runtime gives it (not a hook)
 }
 
 func newCluster(rt runtime.Runtime, t sut.Target, names []string) *cluster {
@@ -67,8 +68,13 @@ func (c *cluster) assemble(caps nemesis.Caps) error {
 	if c.links != nil {
 		p.Links = c.links
 	}
-	if clk, ok := c.target.(nemesis.Clocker); ok && has(nemesis.CapClock) {
-		p.Clock = trackedClock{c: c, clk: clk}
+	if has(nemesis.CapClock) {
+		if clk, ok := clockHook(c.target); ok {
+			p.Clock = trackedClock{c: c, clk: clk}
+		} else if rc, ok := c.rt.(runtime.Clocker); ok && c.rt.Abilities().Clock {
+			c.vclock = newProcessClock(rc)
+			p.Clock = trackedClock{c: c, clk: c.vclock}
+		}
 	}
 	if m, ok := c.target.(nemesis.Members); ok && has(nemesis.CapMembers) {
 		p.Members = trackedMembers{c: c, m: m}
@@ -196,6 +202,11 @@ func (c *cluster) Start(ctx context.Context, node string) error {
 			return fmt.Errorf("start %s: the partition in force: %w", node, err)
 		}
 	}
+	if c.vclock != nil {
+		if err := c.vclock.reapply(ctx, node); err != nil {
+			return fmt.Errorf("start %s: %w", node, err)
+		}
+	}
 	return nil
 }
 
@@ -285,6 +296,9 @@ func (t trackedClock) SetClock(ctx context.Context, node string, offset time.Dur
 	reset := offset == 0 && rate == 1
 	if reset && !t.c.rt.Running(node) {
 		t.c.mark(t.c.clocked, node, false)
+		if p, ok := t.clk.(*processClock); ok {
+			p.forget(node) // healed while down: it starts true
+		}
 		return nil
 	}
 	if !reset {

@@ -201,26 +201,32 @@ func testEtcdPacketFaultsTakeEffectOnTheStreams(t *testing.T, runtimeName string
 	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, et.Ready), "healed")
 }
 
-func TestEtcdHasNoClockHook(t *testing.T) {
+// etcd has no clock hook: the clock fault is the runtime's to give (per-process clocks),
+// refused where the runtime has none, with the reason.
+func TestEtcdClockComesFromTheRuntime(t *testing.T) {
 	fake := filepath.Join(t.TempDir(), "etcd") // an etcd that only says which release it is
 	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\necho 'etcd Version: 3.7.3'\n"), 0o755))
 	spec := DefaultSpec()
-	spec.Runtime = "memory" // any runtime: the clock is the target's to lack
+	spec.Runtime = "memory" // no processes, no per-process clocks
 	require.NoError(t, spec.Set("etcd-binary", fake))
 	spec.Nemesis = List{"clock"}
 	_, err := NewPlan(context.Background(), spec)
 	var ue *UsageError
-	require.ErrorAs(t, err, &ue, "an explicit clock fault on etcd is bad input")
-	assert.Contains(t, err.Error(), "etcd has no clock hook")
+	require.ErrorAs(t, err, &ue, "an explicit clock fault the cluster cannot take is bad input")
+	assert.Contains(t, err.Error(), "clock")
 	rs, err := spec.Resolve()
 	require.NoError(t, err)
-	caps := runtimeCaps(runtime.Abilities{Partition: true, Isolate: true, Links: true}).Union(rs.Options().Caps())
-	faults, skipped := nemesis.ChooseAll(3, caps)
+	net := runtime.Abilities{Partition: true, Isolate: true, Links: true}
+	faults, skipped := nemesis.ChooseAll(3, runtimeCaps(net).Union(rs.Options().Caps()))
 	assert.Contains(t, skipped, "clock", "all leaves clock out, saying why")
 	assert.Contains(t, skipped["packet:duplicate"], "streams", "etcd's peers keep streams")
 	for _, f := range faults {
 		assert.False(t, f.Has(nemesis.Clock))
 	}
+	net.Clock = true
+	faults, skipped = nemesis.ChooseAll(3, runtimeCaps(net).Union(rs.Options().Caps()))
+	assert.NotContains(t, skipped, "clock", "a runtime with per-process clocks gives etcd the clock fault")
+	assert.True(t, slices.ContainsFunc(faults, func(f *nemesis.Fault) bool { return f.Has(nemesis.Clock) }))
 }
 
 // etcdUpgradeCluster starts 3 members on v3.6.16 that may move to etcd.DefaultVersion.

@@ -93,6 +93,11 @@ func runtimeCaps(a runtime.Abilities) nemesis.Caps {
 	add(a.Partition, nemesis.CapPartition)
 	add(a.Isolate || a.Partition, nemesis.CapIsolate)
 	add(a.Links, nemesis.CapLinks)
+	if a.Clock {
+		c = c.Union(nemesis.Can(nemesis.CapClock))
+	} else {
+		c = c.Lacks(nemesis.CapClock, cmp.Or(a.ClockWhy, "the runtime cannot give a node's processes clocks of their own"))
+	}
 	if a.DataDirs {
 		c = c.Union(nemesis.Can(nemesis.CapDataDirs))
 	} else {

@@ -10,11 +10,10 @@ import (
 	"github.com/faultline/faultline/history"
 )
 
-// clock changes nodes' clocks through the target's clock hook, and resets them at the
-// heal. Processes and containers share the host kernel's clock, so a target without a
-// hook cannot take clock faults.
+// clock changes nodes' clocks through the Clocker the cluster has — the target's clock
+// hook, or the runtime's per-process clocks (vclock) — and resets them at the heal.
 var clockDef = &Def{
-	Kind: Clock, Doc: "change nodes' clocks (the target's clock hook), reset them at the heal",
+	Kind: Clock, Doc: "change nodes' clocks (the target's clock hook, or per-process clocks), reset them at the heal",
 	Needs: []Capability{CapClock},
 	Variants: []Variant{
 		{Name: "bump", Weight: 2, Start: "clock-bump", Doc: "jump the clocks of the leader, one node or a majority by ±5 s to ±2 min"},

@@ -61,8 +61,8 @@ func TestErrorsAreOneLineAndTheRightExitCode(t *testing.T) {
 		{name: "an unknown variant", args: []string{"test", "--nemesis", "kill:bogus"}, code: 4, says: "its variants are one, leader, minority, majority, all"},
 		{name: "a variant the target cannot take", args: []string{"test", "--target", "etcd", "--etcd-binary", fakeEtcd, "--nemesis", "packet:duplicate", "--runtime", "process"},
 			code: 4, says: "packet:duplicate", run: true},
-		{name: "a combination with a part unavailable", args: []string{"test", "--target", "etcd", "--etcd-binary", fakeEtcd, "--nemesis", "partition:leader+clock:slow", "--runtime", "process"},
-			code: 4, says: "etcd has no clock hook", run: true},
+		{name: "a combination with a part unavailable", args: []string{"test", "--nemesis", "partition:leader+maintenance", "--runtime", "process"},
+			code: 4, says: "raftnode has no maintenance operations", run: true},
 		{name: "an unknown workload", args: []string{"test", "--workload", "queue"}, code: 4, says: `workload: "queue" is not one of register, set, append`},
 		{name: "an unknown runtime", args: []string{"test", "--runtime", "vm"}, code: 4, says: `runtime: "vm" is not one of auto,`},
 		{name: "an upgrade path not newer", args: []string{"test", "--target", "etcd", "--etcd-version", "v3.6.16", "--upgrade-to", "v3.5.35"}, code: 4, says: "not newer than v3.6.16"},
@@ -87,10 +87,6 @@ func TestErrorsAreOneLineAndTheRightExitCode(t *testing.T) {
 		{name: "etcd binary missing", args: []string{"test", "--target", "etcd", "--etcd-binary", "/nonexistent/etcd"}, code: 4, says: "/nonexistent/etcd"},
 		{name: "etcd binary that is not etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", "/bin/true"}, code: 4, says: "etcd-binary"},
 		{name: "etcd release line unknown", args: []string{"test", "--target", "etcd", "--etcd-version", "v3.9.1"}, code: 4, says: "v3.9.1"},
-		{name: "clock fault on etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", fakeEtcd, "--nemesis", "clock"},
-			code: 4, says: "etcd has no clock hook", run: true},
-		{name: "clock fault on Debian's etcd", args: []string{"test", "--target", "etcd", "--etcd-binary", "/usr/bin/etcd", "--nemesis", "clock", "--time-limit", "5s"},
-			code: 4, says: "etcd has no clock hook", need: "/usr/bin/etcd", run: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.run && os.Geteuid() != 0 {

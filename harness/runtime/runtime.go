@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/faultline/faultline/harness/runtime/vclock"
 )
 
 // NodeCmd is how one node is started: a program on this host, its arguments and extra
@@ -121,6 +123,17 @@ type Abilities struct {
 	// (HostDirs names them) the harness can read and write while a node is down: the
 	// corrupt fault damages files there.
 	DataDirs bool
+	// Clock says that the runtime gives a node's processes clocks of their own (Clocker),
+	// for any program; ClockWhy says why not.
+	Clock    bool
+	ClockWhy string
+}
+
+// Clocker is a runtime that can set the clocks of a node's processes (Abilities.Clock).
+type Clocker interface {
+	// SetClock gives the processes of running node the clocks c; the zero Clocks are
+	// the true ones. A node started later starts with true clocks.
+	SetClock(ctx context.Context, node string, c vclock.Clocks) error
 }
 
 // HostDirs is a runtime whose nodes' data directories are directories of this host

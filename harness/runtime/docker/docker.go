@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/runtime/vclock"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
@@ -335,11 +336,38 @@ func (r *DockerRuntime) Abilities() runtime.Abilities { return abilitiesFor(r.ns
 func abilitiesFor(nsWhy string) runtime.Abilities {
 	if nsWhy != "" {
 		return runtime.Abilities{Isolate: true, Why: nsWhy + "; partitions can only take whole containers off the run's network",
-			DisksWhy: nsWhy + "; the nodes' data directories are bind mounts the harness cannot put on its own disks"}
+			DisksWhy: nsWhy + "; the nodes' data directories are bind mounts the harness cannot put on its own disks",
+			ClockWhy: nsWhy + "; the harness cannot reach the containers' processes to give them clocks of their own"}
 	}
 	// A local daemon in the host's mount namespace binds a node's data directory from
 	// the host at each start: what the harness mounts there is what the container sees.
-	return runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true, DataDirs: true}
+	// Its containers' processes are this host's: the harness ptraces them from here
+	// (vclock), the containers keep no privilege for it.
+	a := runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true, DataDirs: true, Clock: true}
+	if err := vclock.Supported(); err != nil {
+		a.Clock, a.ClockWhy = false, err.Error()
+	}
+	return a
+}
+
+// SetClock implements runtime.Clocker: the clocks of the container's processes, set
+// from the host through vclock. A paused (frozen) container's processes cannot be
+// stopped to be patched; one patched before takes new clocks all the same.
+func (r *DockerRuntime) SetClock(ctx context.Context, node string, c vclock.Clocks) error {
+	if r.nsWhy != "" {
+		return fmt.Errorf("clock of %s: %s", node, r.nsWhy)
+	}
+	pid, err := r.pid(ctx, node)
+	if err != nil {
+		if c == (vclock.Clocks{}) {
+			return nil // a node that is down starts with true clocks
+		}
+		return fmt.Errorf("clock: %w", err)
+	}
+	if err := vclock.SetTree(pid, c); err != nil {
+		return fmt.Errorf("clock of %s: %w", node, err)
+	}
+	return nil
 }
 
 // HostDataDir implements runtime.HostDirs: the host directory bound at /data.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/runtime/vclock"
 	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/internal/procstat"
 )
@@ -337,10 +338,59 @@ func (r *ProcessRuntime) signal(node string, sig syscall.Signal, paused bool) er
 func (r *ProcessRuntime) Abilities() runtime.Abilities { return abilities() }
 
 func abilities() runtime.Abilities {
+	a := runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true, DataDirs: true, Clock: true}
 	if ok, why := netns.Available(); !ok {
-		return runtime.Abilities{Why: "nodes share the host's loopback network (" + why + ")", Disks: true, DataDirs: true}
+		a = runtime.Abilities{Why: "nodes share the host's loopback network (" + why + ")", Disks: true, DataDirs: true, Clock: true}
 	}
-	return runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true, DataDirs: true}
+	if err := vclock.Supported(); err != nil {
+		a.Clock, a.ClockWhy = false, err.Error()
+	}
+	return a
+}
+
+// SetClock implements runtime.Clocker: the clocks of the node's process and its
+// descendants, through vclock. A node launched through nsenter is given them once it
+// has exec'd its program (the patch of nsenter's image would go with it).
+func (r *ProcessRuntime) SetClock(ctx context.Context, node string, c vclock.Clocks) error {
+	p, err := r.running(node)
+	if err != nil {
+		if c == (vclock.Clocks{}) {
+			return nil // a node that is down starts with true clocks
+		}
+		return fmt.Errorf("clock: %w", err)
+	}
+	pid := p.cmd.Process.Pid
+	if err := waitExec(ctx, pid, p.cmd.Path); err != nil {
+		return fmt.Errorf("clock of %s: %w", node, err)
+	}
+	if err := vclock.SetTree(pid, c); err != nil {
+		return fmt.Errorf("clock of %s: %w", node, err)
+	}
+	return nil
+}
+
+// waitExec waits (up to 2 s) until pid no longer runs launcher, the program it was
+// started as (nsenter, which execs the node's program).
+func waitExec(ctx context.Context, pid int, launcher string) error {
+	if filepath.Base(launcher) != "nsenter" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			return err
+		}
+		if filepath.Base(exe) != "nsenter" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pid %d still runs nsenter: %w", pid, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // HostDataDir implements runtime.HostDirs: a node's data directory is the host's.

@@ -158,11 +158,12 @@ func (o *Options) Args() []string {
 
 // Caps implements sut.Options: membership changes, maintenance, streams between peers;
 // its WAL, snap and bbolt files; releases to move along when an upgrade path is given; snapshot sends to count when a
-// member can fall a snapshot interval behind. No clock hook.
+// member can fall a snapshot interval behind. No clock hook: the runtime's per-process
+// clocks (vclock) give it clock faults.
 func (o *Options) Caps() nemesis.Caps {
 	c := nemesis.Can(nemesis.CapMembers, nemesis.CapMaintain, nemesis.CapStreams, nemesis.CapUpgrade, nemesis.CapSnapshots,
 		nemesis.LogFiles.Cap(), nemesis.SnapshotFiles.Cap(), nemesis.StateFiles.Cap()).
-		Lacks(nemesis.CapClock, "etcd has no clock hook: its members share the host kernel's clock, which faultline cannot skew for one process").
+		Lacks(nemesis.CapClock, "etcd has no clock hook (the runtime's per-process clocks stand in where it has them)").
 		Lacks(nemesis.CapMessages, "etcd's peers keep long-lived streams, not one-way messages")
 	if len(o.cfg.Versions) < 2 {
 		c = c.Lacks(nemesis.CapUpgrade, "no release to upgrade to (give --upgrade-to)")

@@ -102,7 +102,7 @@ func (o *Options) Caps() nemesis.Caps {
 	if o.f.Hooks.Clock != nil {
 		c = c.Union(nemesis.Can(nemesis.CapClock))
 	} else {
-		c = c.Lacks(nemesis.CapClock, "target file "+o.f.Path+" has no clock hook (hooks.clock)")
+		c = c.Lacks(nemesis.CapClock, "target file "+o.f.Path+" has no clock hook (hooks.clock), and the runtime no per-process clocks")
 	}
 	if o.f.Hooks.RemoveMember != nil {
 		c = c.Union(nemesis.Can(nemesis.CapMembers))

@@ -90,6 +90,10 @@ func (t *Target) readyWrite(ctx context.Context, node string) error {
 	return err
 }
 
+// ClockHook says whether the target file has a clock hook: without one, the clock
+// fault goes through the runtime's per-process clocks, where it has them.
+func (t *Target) ClockHook() bool { return t.f.Hooks.Clock != nil }
+
 // SetClock implements nemesis.Clocker through hooks.clock, called about node with
 // OffsetMS and Rate.
 func (t *Target) SetClock(ctx context.Context, node string, offset time.Duration, rate float64) error {

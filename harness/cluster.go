@@ -48,6 +48,9 @@ type cluster struct {
 	powers nemesis.Powers // set by assemble, with the capabilities they are for
 	caps   nemesis.Caps
 	vclock *processClock // the clock fault's, where the runtime gives it (not a hook)
+	// clockVia is Spec.Clock: which of the hook and the runtime's clocks to use ("": the
+	// hook where there is one).
+	clockVia string
 }
 
 func newCluster(rt runtime.Runtime, t sut.Target, names []string) *cluster {
@@ -69,9 +72,9 @@ func (c *cluster) assemble(caps nemesis.Caps) error {
 		p.Links = c.links
 	}
 	if has(nemesis.CapClock) {
-		if clk, ok := clockHook(c.target); ok {
+		if clk, ok := clockHook(c.target); ok && c.clockVia != ClockProcess {
 			p.Clock = trackedClock{c: c, clk: clk}
-		} else if rc, ok := c.rt.(runtime.Clocker); ok && c.rt.Abilities().Clock {
+		} else if rc, ok := c.rt.(runtime.Clocker); ok && c.rt.Abilities().Clock && c.clockVia != ClockHook {
 			c.vclock = newProcessClock(rc)
 			p.Clock = trackedClock{c: c, clk: c.vclock}
 		}

@@ -338,3 +338,38 @@ func TestEtcdSnapshotPartitionSendsASnapshot(t *testing.T) {
 	defer cancel2()
 	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, et.Ready))
 }
+
+// --clock picks the clock fault's way: hook (the target's only), process (the
+// runtime's only); neither is taken for the other.
+func TestClockCapsFollowTheChoice(t *testing.T) {
+	proc := runtimeCaps(runtime.Abilities{Clock: true})
+	noProc := runtimeCaps(runtime.Abilities{ClockWhy: "no ptrace here"})
+	hook := nemesis.Can(nemesis.CapClock)
+	noHook := nemesis.Caps{}.Lacks(nemesis.CapClock, "etcd has no clock hook")
+	for _, tc := range []struct {
+		via        string
+		rt, target nemesis.Caps
+		ok         bool
+		why        string
+	}{
+		{"", proc, noHook, true, ""},
+		{"", noProc, hook, true, ""},
+		{"", noProc, noHook, false, "no ptrace here"},
+		{ClockHook, proc, noHook, false, "etcd has no clock hook"},
+		{ClockHook, noProc, hook, true, ""},
+		{ClockProcess, noProc, hook, false, "no ptrace here"},
+		{ClockProcess, proc, hook, true, ""},
+	} {
+		ok, why := clockCaps(tc.via, tc.rt, tc.target).Has(nemesis.CapClock)
+		assert.Equal(t, tc.ok, ok, "clock %q", tc.via)
+		if !tc.ok {
+			assert.Contains(t, why, tc.why, "clock %q", tc.via)
+		}
+	}
+	spec := DefaultSpec()
+	spec.Clock = "ntp"
+	_, err := spec.Resolve()
+	var ue *UsageError
+	require.ErrorAs(t, err, &ue)
+	assert.Contains(t, err.Error(), `clock: "ntp" is not one of hook, process`)
+}

@@ -57,7 +57,7 @@ func NewPlan(ctx context.Context, spec Spec) (*Plan, error) {
 	spec.Runtime = name // resolved: the replay line and test.json name the runtime that ran
 	p := &Plan{Spec: spec, Runtime: kind, Why: why}
 	abilities := kind.Abilities(ctx)
-	p.Caps = runtimeCaps(abilities).Union(spec.Options().Caps())
+	p.Caps = clockCaps(spec.Clock, runtimeCaps(abilities), spec.Options().Caps())
 	if wantsDisks(spec.Nemesis) {
 		p.Caps = p.Caps.Union(diskCaps(abilities))
 	}
@@ -104,6 +104,25 @@ func runtimeCaps(a runtime.Abilities) nemesis.Caps {
 		c = c.Lacks(nemesis.CapDataDirs, cmp.Or(a.DisksWhy, "the runtime's nodes keep no data on this host"))
 	}
 	return c
+}
+
+// clockCaps is the runtime's and the target's capabilities together, the clock taken
+// from the one clockVia names ("" : either, the target's hook first).
+func clockCaps(clockVia string, rt, target nemesis.Caps) nemesis.Caps {
+	switch clockVia {
+	case ClockHook:
+		_, why := target.Has(nemesis.CapClock)
+		rt = rt.Lacks(nemesis.CapClock, cmp.Or(why, "the target has no clock hook"))
+	case ClockProcess:
+		_, why := rt.Has(nemesis.CapClock)
+		target = target.Lacks(nemesis.CapClock, cmp.Or(why, "the runtime has no per-process clocks"))
+		c := target.Union(rt)
+		if ok, _ := rt.Has(nemesis.CapClock); !ok {
+			c = c.Lacks(nemesis.CapClock, cmp.Or(why, "the runtime has no per-process clocks")+" (--clock process)")
+		}
+		return c
+	}
+	return rt.Union(target)
 }
 
 // diskCaps is CapDisks when the runtime's nodes keep their data in host directories and

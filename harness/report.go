@@ -154,6 +154,9 @@ func ReplayCommand(s Spec) string {
 	if s.Rate > 0 {
 		args = append(args, "--rate", fmt.Sprint(s.Rate))
 	}
+	if s.Clock != "" {
+		args = append(args, "--clock", s.Clock)
+	}
 	if o := s.Options(); o != nil {
 		for _, a := range o.Args() {
 			args = append(args, shellQuote(a))

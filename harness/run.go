@@ -357,6 +357,7 @@ func (r *run) start(ctx context.Context) error {
 		}
 		r.cl.disks = d
 	}
+	r.cl.clockVia = r.plan.Spec.Clock
 	if err := r.cl.assemble(r.plan.needs()); err != nil {
 		return err
 	}

@@ -30,6 +30,12 @@ import (
 // that target's section (sut.Options), under its name: "etcd: {version: v3.7.3}" in a
 // spec file and in test.json; its flags keep their names (--etcd-version), and a spec
 // file may give them as top-level keys (etcd-version: v3.7.3).
+// The ways of the clock fault (Spec.Clock).
+const (
+	ClockHook    = "hook"
+	ClockProcess = "process"
+)
+
 type Spec struct {
 	Name string `yaml:"name" json:"name"`
 	// Target names a registered target; empty: the one whose section is given, else the
@@ -41,6 +47,10 @@ type Spec struct {
 	OpsPerKey       int           `yaml:"ops-per-key" json:"ops_per_key"`
 	Nemesis         List          `yaml:"nemesis" json:"nemesis"`
 	NemesisInterval Duration      `yaml:"nemesis-interval" json:"nemesis_interval"`
+	// Clock is how the clock fault changes a node's clock: "hook" (the target's clock
+	// hook), "process" (the runtime's per-process clocks, for any program), or "" (auto:
+	// the hook where the target has one, else per-process clocks).
+	Clock string `yaml:"clock" json:"clock,omitempty"`
 	TimeLimit       Duration      `yaml:"time-limit" json:"time_limit"`
 	Concurrency     int           `yaml:"concurrency" json:"concurrency"`
 	Rate            float64       `yaml:"rate" json:"rate"`
@@ -300,6 +310,7 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nem *string) {
 	fs.StringVar(nem, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(nemesis.KindNames(), ",")+
 		"; kind:variant picks a variant (kill:all, partition:leader); kinds joined by + act together on the same nodes (partition:leader+clock:slow)")
 	fs.Var(&s.NemesisInterval, "nemesis-interval", "mean time from one fault's start to the next (each is held 50-90% of it)")
+	fs.StringVar(&s.Clock, "clock", s.Clock, "how the clock fault works: hook (the target's clock hook) or process (per-process clocks for any program); default: the hook where there is one")
 	fs.Var(&s.TimeLimit, "time-limit", "how long the workload runs")
 	fs.IntVar(&s.Concurrency, "concurrency", s.Concurrency, "concurrent clients")
 	fs.Float64Var(&s.Rate, "rate", s.Rate, "total ops/s, 0 = as fast as possible")
@@ -540,6 +551,8 @@ func (s Spec) Resolve() (Spec, error) {
 		return s, usagef("time-limit: %v must be positive", s.TimeLimit)
 	case s.NemesisInterval.D() < 100*time.Millisecond:
 		return s, usagef("nemesis-interval: %v is below 100ms", s.NemesisInterval)
+	case s.Clock != "" && s.Clock != ClockHook && s.Clock != ClockProcess:
+		return s, usagef("clock: %q is not one of %s, %s", s.Clock, ClockHook, ClockProcess)
 	case s.Recovery.D() < 0 || s.CheckTimeout.D() <= 0:
 		return s, usagef("recovery/check-timeout: must be positive")
 	case s.OpTimeout.D() < 10*time.Millisecond:

@@ -344,8 +344,11 @@ func abilitiesFor(nsWhy string) runtime.Abilities {
 	// Its containers' processes are this host's: the harness ptraces them from here
 	// (vclock), the containers keep no privilege for it.
 	a := runtime.Abilities{Partition: true, Isolate: true, Links: true, Disks: true, DataDirs: true, Clock: true}
-	if err := vclock.Supported(); err != nil {
+	switch err := vclock.Supported(); {
+	case err != nil:
 		a.Clock, a.ClockWhy = false, err.Error()
+	case os.Geteuid() != 0:
+		a.Clock, a.ClockWhy = false, "the containers' processes are root's, and ptrace needs root to reach them (run faultline as root)"
 	}
 	return a
 }

@@ -50,14 +50,14 @@ type Spec struct {
 	// Clock is how the clock fault changes a node's clock: "hook" (the target's clock
 	// hook), "process" (the runtime's per-process clocks, for any program), or "" (auto:
 	// the hook where the target has one, else per-process clocks).
-	Clock string `yaml:"clock" json:"clock,omitempty"`
-	TimeLimit       Duration      `yaml:"time-limit" json:"time_limit"`
-	Concurrency     int           `yaml:"concurrency" json:"concurrency"`
-	Rate            float64       `yaml:"rate" json:"rate"`
-	Keys            int           `yaml:"keys" json:"keys"`
-	Seed            int64         `yaml:"seed" json:"seed"`
-	Results         string        `yaml:"results" json:"results"`
-	JUnit           string        `yaml:"junit" json:"junit,omitempty"`
+	Clock       string   `yaml:"clock" json:"clock,omitempty"`
+	TimeLimit   Duration `yaml:"time-limit" json:"time_limit"`
+	Concurrency int      `yaml:"concurrency" json:"concurrency"`
+	Rate        float64  `yaml:"rate" json:"rate"`
+	Keys        int      `yaml:"keys" json:"keys"`
+	Seed        int64    `yaml:"seed" json:"seed"`
+	Results     string   `yaml:"results" json:"results"`
+	JUnit       string   `yaml:"junit" json:"junit,omitempty"`
 	// Recovery is how long the healed cluster gets before the final reads.
 	Recovery Duration `yaml:"recovery" json:"recovery"`
 	// CheckTimeout bounds the linearizability check; expiry gives "unknown".

@@ -219,6 +219,14 @@ func (p *Plan) Print(w io.Writer) {
 	for _, k := range slices.Sorted(maps.Keys(p.Skipped)) {
 		fmt.Fprintf(w, "  left out: %s: %s\n", k, p.Skipped[k])
 	}
+	if slices.ContainsFunc(p.Faults, func(f *nemesis.Fault) bool { return f.Has(nemesis.Clock) }) {
+		hooked, _ := s.Options().Caps().Has(nemesis.CapClock)
+		how := "per-process clocks (the node's processes' vDSO clock functions patched through ptrace)"
+		if s.Clock == ClockHook || s.Clock == "" && hooked {
+			how = "the target's clock hook"
+		}
+		fmt.Fprintf(w, "  clock:    %s\n", how)
+	}
 	if len(p.Faults) > 0 {
 		fmt.Fprintf(w, "  schedule: a fault every %v on average, each held 50-90%% of it\n", s.NemesisInterval)
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,17 @@ func nanotime() int64
 // come from the vDSO's clock_gettime, as in any Go program.
 func TestMain(m *testing.M) {
 	if os.Getenv("VCLOCK_PROBE") == "1" {
+		if os.Getenv("VCLOCK_PROBE_COST") == "1" { // ns per time.Now, over a million
+			sc := bufio.NewScanner(os.Stdin)
+			for sc.Scan() {
+				t0 := time.Now()
+				for range 1_000_000 {
+					_ = time.Now()
+				}
+				fmt.Println(time.Since(t0).Nanoseconds(), 0)
+			}
+			os.Exit(0)
+		}
 		if os.Getenv("VCLOCK_PROBE_SPIN") == "1" { // threads in the vDSO while it is patched
 			for range 4 {
 				go func() {
@@ -341,4 +353,43 @@ func TestCodeMatchesSource(t *testing.T) {
 	if rest := bytes.TrimRight(b[len(fakeCode):dataOff], "\x00"); len(rest) > 0 {
 		t.Fatalf("the source has %d bytes of code past what code_amd64.go holds", len(rest))
 	}
+}
+
+// BenchmarkTimeNowPatched reports what a patched process pays per time.Now: the code
+// asks the kernel by syscall (two calls: wall and monotonic), where the vDSO answers
+// from memory. Run: go test -run '^$' -bench TimeNowPatched ./harness/runtime/vclock
+func BenchmarkTimeNowPatched(b *testing.B) {
+	if err := Supported(); err != nil {
+		b.Skip(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "VCLOCK_PROBE=1", "VCLOCK_PROBE_COST=1")
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	cost := func() float64 {
+		var best int64 = math.MaxInt64
+		for range 5 {
+			_, _ = io.WriteString(in, "\n")
+			if !sc.Scan() {
+				b.Fatal("the probe exited")
+			}
+			n, _ := strconv.ParseInt(strings.Fields(sc.Text())[0], 10, 64)
+			best = min(best, n)
+		}
+		return float64(best) / 1e6
+	}
+	b.ReportMetric(cost(), "ns/now-unpatched")
+	if err := Set(cmd.Process.Pid, Clocks{}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(cost(), "ns/now-patched")
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -392,4 +393,34 @@ func BenchmarkTimeNowPatched(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(cost(), "ns/now-patched")
+}
+
+// TestCleanOrphans: a process marked as a patch helper whose parent is not the program
+// it runs (its harness is gone) is killed by CleanOrphans, and named.
+func TestCleanOrphans(t *testing.T) {
+	if err := Supported(); err != nil {
+		t.Skip(err)
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep to stand for a helper")
+	}
+	cmd := exec.Command(sleep, "60")
+	cmd.Env = append(os.Environ(), helperEnv+"=0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	out := CleanOrphans()
+	want := fmt.Sprintf("clock patch helper pid %d", cmd.Process.Pid)
+	if !slices.Contains(out, want) { // another test binary's faultline clean may have been first
+		t.Logf("CleanOrphans() = %v, without %q", out, want)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the orphan helper still runs")
+	}
 }

@@ -88,16 +88,41 @@ func stopped(root string, pid int) (bool, error) {
 	return true, nil
 }
 
-// stateOf parses a stat file: "pid (comm) S ...", where comm may hold ") ", so the state
-// is the field after the last ')'.
+// stateOf parses a stat file's state.
 func stateOf(file string) (byte, error) {
-	b, err := os.ReadFile(file)
+	f, err := statFields(file)
 	if err != nil {
 		return 0, fmt.Errorf("process state: %w", err)
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0, fmt.Errorf("process state: cannot parse %s", file)
+	return f[0][0], nil
+}
+
+// Parent returns pid's parent pid, from /proc/PID/stat.
+func Parent(pid int) (int, error) {
+	f, err := statFields(filepath.Join(proc, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, fmt.Errorf("parent of %d: %w", pid, err)
 	}
-	return b[i+2], nil
+	if len(f) < 2 {
+		return 0, fmt.Errorf("parent of %d: a stat with no parent", pid)
+	}
+	return strconv.Atoi(f[1])
+}
+
+// statFields parses a stat file, "pid (comm) S ppid ...", into the fields after comm
+// (state first): comm may hold ") ", so they start after the last ')'.
+func statFields(file string) ([]string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("cannot parse %s", file)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) == 0 || len(f[0]) == 0 {
+		return nil, fmt.Errorf("cannot parse %s", file)
+	}
+	return f, nil
 }

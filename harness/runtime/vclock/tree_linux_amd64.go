@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
+
+	"github.com/faultline/faultline/internal/procstat"
 )
 
 // SetTree sets the clocks of root and of every process descended from it (a node's
@@ -36,7 +37,7 @@ func Tree(root int) []int {
 		if err != nil {
 			continue
 		}
-		if pp, ok := parentOf(pid); ok {
+		if pp, err := procstat.Parent(pid); err == nil {
 			children[pp] = append(children[pp], pid)
 		}
 	}
@@ -45,26 +46,6 @@ func Tree(root int) []int {
 		out = append(out, children[out[i]]...)
 	}
 	return out
-}
-
-// parentOf reads pid's parent from /proc/PID/stat (after the command's closing paren:
-// the command may hold spaces and parens itself).
-func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0, false
-	}
-	pp, err := strconv.Atoi(f[1])
-	return pp, err == nil
 }
 
 func processExists(pid int) bool {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/faultline/faultline/internal/procstat"
 )
 
 // Supported returns nil where vclock works: amd64 Linux with ptrace allowed.
@@ -622,7 +624,7 @@ func CleanOrphans() []string {
 		if err != nil || !bytes.Contains(env, []byte("\x00"+helperEnv+"=")) && !bytes.HasPrefix(env, []byte(helperEnv+"=")) {
 			continue
 		}
-		if pp, ok := parentOf(pid); ok && pp != 1 && sameProgram(pp, pid) {
+		if pp, err := procstat.Parent(pid); err == nil && pp != 1 && sameProgram(pp, pid) {
 			continue // its harness lives
 		}
 		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {

@@ -22,10 +22,13 @@ const (
 	Append Model = "append"
 	// Set: each key a set (add, read), checked for lost, unexpected and stale elements.
 	Set Model = "set"
+	// Lease: each key attached to a lease (grant, put, keepalive, revoke, read), checked
+	// for keys deleted and leases ended before their TTL allows (LeaseResult).
+	Lease Model = "lease"
 )
 
 // Models lists the models Check knows.
-func Models() []Model { return []Model{Register, Append, Set} }
+func Models() []Model { return []Model{Register, Append, Set, Lease} }
 
 // Options says how to check a history.
 type Options struct {
@@ -95,6 +98,14 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 		if len(res.Set.NoFinalRead) > 0 {
 			reasons = append(reasons, unreadReason(res.Set.NoFinalRead))
 		}
+	case Lease:
+		var notes []string
+		res.Lease, notes = checkLease(p.ops, p.nemesis, p.untimed, &bad)
+		res.Notes = append(res.Notes, notes...)
+		verdicts = append(verdicts, res.Lease.Verdict)
+		if res.Lease.Verdict == Unknown && res.Lease.Ignored == 0 {
+			reasons = append(reasons, Reason{Code: ReasonNoEvidence, Detail: leaseUnknown(p.untimed)})
+		}
 	default:
 		res.Notes = append(res.Notes, fmt.Sprintf("unknown model %q: nothing checked", res.Model))
 		reasons = append(reasons, Reason{Code: ReasonUnknownWorkload, Detail: fmt.Sprintf("unknown model %q: nothing checked", res.Model)})
@@ -146,6 +157,8 @@ func guessModel(ops []op) Model {
 			return Set
 		case history.OpAppend:
 			return Append
+		case history.OpGrant:
+			return Lease
 		}
 	}
 	return Register

@@ -40,7 +40,7 @@ func modelOf(m Model) string {
 	switch m {
 	case Append:
 		return "list"
-	case Register, Set:
+	case Register, Set, Lease:
 		return string(m)
 	}
 	return ""
@@ -56,6 +56,8 @@ func isUpdate(model string, o *op) bool {
 		return o.f == history.OpAppend && o.in.Kind == history.Str
 	case "set":
 		return o.f == history.OpAdd && o.in.Kind == history.Str
+	case "lease":
+		return o.f == history.OpPut && o.in.Kind == history.List && len(o.in.L) == 2
 	}
 	return false
 }
@@ -70,6 +72,8 @@ func isAckedRead(model string, o *op) bool {
 		return o.f == history.OpRead && o.out.Kind != history.List || o.f == history.OpCAS && o.in.Kind == history.List && len(o.in.L) == 2
 	case "list", "set":
 		return o.f == history.OpRead && o.out.Kind != history.Str
+	case "lease":
+		return o.f == history.OpRead && o.out.Kind != history.List
 	}
 	return false
 }
@@ -121,7 +125,7 @@ func (ev evidence) shortfall(model string, floor int) string {
 	if ev.ops.total == 0 {
 		return "no client operations in the history"
 	}
-	update := map[string]string{"register": history.OpWrite, "list": history.OpAppend, "set": history.OpAdd}[model]
+	update := map[string]string{"register": history.OpWrite, "list": history.OpAppend, "set": history.OpAdd, "lease": history.OpPut}[model]
 	if update == "" {
 		update = "update"
 	}

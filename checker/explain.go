@@ -137,14 +137,7 @@ func faultsDuring(faults []window, ops []*op, blamed int64) string {
 	var names []string
 	for _, w := range faults {
 		if w.start <= o.end() && w.end >= o.call {
-			s := w.fault
-			if w.value != "" {
-				s += " " + w.value
-			}
-			if w.nodes != "" {
-				s += " on " + w.nodes
-			}
-			names = append(names, fmt.Sprintf("%s (%s–%s)", s, secs(w.start), secs(w.end)))
+			names = append(names, w.String())
 		}
 	}
 	if len(names) == 0 {

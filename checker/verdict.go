@@ -75,6 +75,7 @@ type Result struct {
 	Linearizability *LinResult
 	Set             *SetResult
 	Append          *AppendResult
+	Lease           *LeaseResult
 	Stats           Stats
 	// Notes are what the checker had to forgive in the history (unpaired events, values
 	// of an unexpected shape); they never make a verdict valid: a history with any is
@@ -193,6 +194,9 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if r.Append != nil {
 		c["append"] = r.Append
 	}
+	if r.Lease != nil {
+		c["lease"] = r.Lease
+	}
 	for _, e := range r.External {
 		c[e.Name] = e
 	}
@@ -213,6 +217,9 @@ func (r Result) Explanations() []string {
 	}
 	if r.Append != nil {
 		out = append(out, r.Append.Anomalies...)
+	}
+	if r.Lease != nil {
+		out = append(out, r.Lease.Anomalies...)
 	}
 	for _, e := range r.External {
 		if e.Verdict == Invalid {
@@ -257,6 +264,9 @@ func (r Result) Summary() string {
 	if a := r.Append; a != nil {
 		fmt.Fprintf(&b, "append: %s — %d lost, %d duplicated, %d reordered, %d unexpected\n",
 			a.Verdict, len(a.Lost), len(a.Duplicated), len(a.Reordered), len(a.Unexpected))
+	}
+	if l := r.Lease; l != nil {
+		fmt.Fprintf(&b, "lease: %s — %s\n", l.Verdict, l.Line())
 	}
 	for _, e := range r.External {
 		fmt.Fprintf(&b, "%s: %s — %s\n", e.Name, e.Verdict, e.Detail)

@@ -55,6 +55,19 @@ type window struct {
 	start, end          int64
 }
 
+// String renders the window for explanations: `start-partition [halves n1,n2 | n3] on
+// n1,n2,n3 (0.012s–0.061s)`.
+func (w window) String() string {
+	s := w.fault
+	if w.value != "" {
+		s += " " + w.value
+	}
+	if w.nodes != "" {
+		s += " on " + w.nodes
+	}
+	return fmt.Sprintf("%s (%s–%s)", s, secs(w.start), secs(w.end))
+}
+
 // endsFault reports whether a Jepsen nemesis f heals a fault (stop-partition, start
 // after a kill, resume, …): Jepsen records both halves of a fault as :info, so only
 // their names tell them apart.

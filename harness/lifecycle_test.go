@@ -280,3 +280,26 @@ func TestThePlanSaysWhatWouldRun(t *testing.T) {
 	made, _ := os.ReadDir(spec.Results)
 	assert.Empty(t, made, "a plan makes nothing")
 }
+
+// The lease workload through a whole run: leases on the sim run on its leader's clock,
+// as etcd's do. Under partitions, kills and pauses (leaders change, leases are
+// refreshed) a correct store is valid; a clock pushed ahead on the leader ends leases
+// early, and the run says so, naming the clock fault.
+func TestLifecycleLeasesEndEarlyOnlyUnderClockFaults(t *testing.T) {
+	t.Run("valid under partitions, kills and pauses", func(t *testing.T) {
+		o, out, w := simRun(t, simSpec(t, "--workload", "lease", "--nemesis", "partition,kill,pause", "--time-limit", "20s"), 0)
+		require.NoError(t, o.Err, out)
+		assert.Equal(t, checker.Valid, o.Verdict, out)
+		assert.Contains(t, out, "lease: valid")
+		healed(t, w)
+	})
+	t.Run("caught under clock faults", func(t *testing.T) {
+		o, out, w := simRun(t, simSpec(t, "--workload", "lease", "--nemesis", "clock:bump", "--time-limit", "20s"), 0)
+		require.NoError(t, o.Err, out)
+		assert.Equal(t, checker.Invalid, o.Verdict, out)
+		assert.Equal(t, results.ExitInvalid, o.ExitCode())
+		assert.Contains(t, out, "deleted early")
+		assert.Contains(t, out, "clock-bump")
+		healed(t, w)
+	})
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness/runtime/docker"
+	"github.com/faultline/faultline/harness/runtime/vclock"
 	"github.com/faultline/faultline/harness/sut/etcd"
 	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/results"
@@ -86,4 +87,36 @@ func readEvents(t *testing.T, dir string) []history.Event {
 	events, _, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
 	require.NoError(t, err)
 	return events
+}
+
+// The lease workload on etcd: valid under partitions, kills and pauses (leases end no
+// earlier than their TTL, whoever leads); under clock faults through the per-process
+// clocks, a leader whose clock runs fast or jumps ends leases early, and the run says
+// which clock fault it was.
+func TestRunEtcdLeases(t *testing.T) {
+	needNetns(t)
+	t.Run("valid under partitions, kills and pauses", func(t *testing.T) {
+		o, out := runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "lease", "--nemesis", "partition,kill,pause", "--seed", "6"))
+		require.NoError(t, o.Err)
+		assert.Equal(t, checker.Valid, o.Verdict)
+		assert.Regexp(t, `lease: valid — \d+ leases, \d+ keys attached, [1-9]\d* reads within a lease's guaranteed life`, out)
+		assert.Empty(t, leftovers(t, o.Dir))
+	})
+	t.Run("early ends under clock faults are caught and explained", func(t *testing.T) {
+		if err := vclock.Supported(); err != nil {
+			t.Skip("no per-process clocks here: " + err.Error())
+		}
+		var o Outcome
+		var out string
+		for _, seed := range []string{"21", "22", "23"} {
+			if o, out = runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "lease", "--nemesis", "clock", "--seed", seed)); o.ExitCode() == results.ExitInvalid {
+				break
+			}
+			t.Logf("lease under clock faults, seed %s: %s: not caught this time", seed, o.Verdict)
+		}
+		require.Equal(t, results.ExitInvalid, o.ExitCode(), "leases under clock faults ended early in none of 3 runs")
+		assert.Contains(t, out, "the clock of n")
+		assert.Contains(t, out, "was faulted: lease-based systems assume clocks that keep real time's rate")
+		assert.Empty(t, leftovers(t, o.Dir))
+	})
 }

@@ -52,7 +52,17 @@ const (
 	OpCAS    = "cas"    // compare and set: Value [from, to]
 	OpAppend = "append" // append a value to a key's list
 	OpAdd    = "add"    // add an element to a key's set
+
+	// The lease workload's: each of its keys is attached to a lease of its own.
+	OpGrant     = "grant"     // grant a lease: invoke Value the TTL asked, in seconds; ok Value [lease, TTL granted]
+	OpPut       = "put"       // put a key attached to a lease: Value [value, lease]
+	OpKeepAlive = "keepalive" // renew a lease: invoke Value the lease; ok Value [lease, TTL]
+	OpRevoke    = "revoke"    // revoke a lease (deleting its keys): Value the lease
 )
+
+// LeaseNotFound is the Error of a lease operation the server answered with "no such
+// lease" (expired or revoked): a definite answer, and a statement about the lease.
+const LeaseNotFound = "lease not found"
 
 // HealAll is the F of the nemesis info event a run records once every fault is healed,
 // before its final reads: a run's history without one is partial (the run was cut

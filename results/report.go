@@ -347,6 +347,9 @@ func checkerRows(res checker.Result) []checkerRow {
 		out = append(out, checkerRow{"append", string(a.Verdict), fmt.Sprintf("%d lost, %d duplicated, %d reordered, %d unexpected",
 			len(a.Lost), len(a.Duplicated), len(a.Reordered), len(a.Unexpected))})
 	}
+	if l := res.Lease; l != nil {
+		out = append(out, checkerRow{"lease", string(l.Verdict), l.Line()})
+	}
 	for _, e := range res.External {
 		out = append(out, checkerRow{e.Name, string(e.Verdict), e.Detail})
 	}

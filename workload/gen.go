@@ -10,12 +10,14 @@ import (
 
 // op is one generated operation.
 type op struct {
-	f    string // read, write, cas, append, add
-	key  string
-	arg  string // the value written, appended or added; a cas's new value
-	from string // a cas's expected value
-	list bool   // a read of a list (append, set) rather than a register
-	slot int    // the key slot it was drawn from
+	f     string // read, write, cas, append, add; grant, put, keepalive, revoke
+	key   string
+	arg   string // the value written, appended, added or put; a cas's new value
+	from  string // a cas's expected value
+	lease string // the lease a put attaches to, or a keepalive or revoke renews or ends
+	ttl   int    // a grant's TTL, in seconds
+	list  bool   // a read of a list (append, set) rather than a register
+	slot  int    // the key slot it was drawn from
 }
 
 // invokeValue is the op's Value in its invoke event, and in a completion that did not
@@ -26,9 +28,32 @@ func (o op) invokeValue() history.Value {
 		return history.Value{}
 	case history.OpCAS:
 		return history.L(o.from, o.arg)
+	case history.OpGrant:
+		return history.S1(strconv.Itoa(o.ttl))
+	case history.OpPut:
+		return history.L(o.arg, o.lease)
+	case history.OpKeepAlive, history.OpRevoke:
+		return history.S1(o.lease)
 	default:
 		return history.S1(o.arg)
 	}
+}
+
+// source hands out a workload's operations to its workers and hears how each ended.
+// next draws from the worker's rand the same number of times for every operation, so
+// that a worker's decisions depend only on the seed.
+type source interface {
+	next(r *rand.Rand) op
+	done(o op, t history.Type, result history.Value, errMsg string)
+}
+
+// newSource returns the source of cfg's workload: the registry's own, or the keyed mix.
+func newSource(cfg Config) source {
+	d, _ := Lookup(cfg.Workload) // normalize checked it
+	if d.source != nil {
+		return d.source(d, cfg)
+	}
+	return newGenerator(cfg)
 }
 
 // recentValues is how many recent values of a key a cas may expect.
@@ -37,6 +62,17 @@ const recentValues = 4
 // neverWritten is a cas's expected value on a key with no value known yet. Values
 // count from 1, so it never matches.
 const neverWritten = "0"
+
+// pickOp returns the operation of mix that w, drawn below the mix's total weight, falls on.
+func pickOp(mix []Weighted, w int) string {
+	for _, m := range mix {
+		if w < m.Weight {
+			return m.F
+		}
+		w -= m.Weight
+	}
+	return mix[len(mix)-1].F
+}
 
 // generator hands out a workload's operations. Each worker draws its decisions (which
 // key slot, which operation, which recent value a cas expects) from its own rand, the
@@ -88,14 +124,7 @@ func (g *generator) freshSlot() slot {
 // next returns the next operation for the worker whose rand is r.
 func (g *generator) next(r *rand.Rand) op {
 	n, w, pick := r.IntN(len(g.slots)), r.IntN(g.total), r.IntN(recentValues)
-	f := g.mix[len(g.mix)-1].F
-	for _, m := range g.mix {
-		if w < m.Weight {
-			f = m.F
-			break
-		}
-		w -= m.Weight
-	}
+	f := pickOp(g.mix, w)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := &g.slots[n]
@@ -123,7 +152,7 @@ func (g *generator) next(r *rand.Rand) op {
 
 // done feeds an op's outcome back: values read and swapped in are what later cas
 // operations on the key expect.
-func (g *generator) done(o op, t history.Type, result history.Value) {
+func (g *generator) done(o op, t history.Type, result history.Value, _ string) {
 	if t != history.OK || (o.f != history.OpCAS && (o.f != history.OpRead || o.list || result.Kind != history.Str)) {
 		return
 	}

@@ -15,6 +15,7 @@ const (
 	Register Kind = "register"
 	Set      Kind = "set"
 	Append   Kind = "append"
+	Lease    Kind = "lease"
 )
 
 // Def defines a workload: one row of the registry. The generator, the final reads, the
@@ -33,6 +34,9 @@ type Def struct {
 	Rotate bool
 	// List says that its reads return a list (or a set) rather than a register's value.
 	List bool
+
+	// source, if set, makes the workload's operations in place of the keyed mix.
+	source func(*Def, Config) source
 }
 
 // Weighted is one operation of a mix and its weight.
@@ -62,6 +66,11 @@ var registry = []*Def{
 	{Kind: Append, Doc: "single-key lists: append, read; linearizability and lost, duplicated or reordered appends",
 		Model: checker.Append, Prefix: "a", Rotate: true, List: true,
 		Mix: []Weighted{{history.OpRead, 50}, {history.OpAppend, 50}}},
+	{Kind: Lease, Doc: "keys attached to leases: grant, put, keepalive, revoke, read; keys deleted before their lease's TTL allows",
+		// Each key gets a lease of its own: a grant, then one put; the mix is what
+		// follows, while the lease lives (see leaseSource).
+		Model: checker.Lease, Prefix: "l", source: newLeaseSource,
+		Mix: []Weighted{{history.OpRead, 50}, {history.OpKeepAlive, 40}, {history.OpRevoke, 6}, {opLapse, 2}}},
 }
 
 // Kinds returns every workload's definition.

@@ -42,7 +42,7 @@ func Run(ctx context.Context, cfg Config, open Opener, rec *history.Recorder) (S
 	if cfg.TimeLimit > 0 {
 		deadline = time.Now().Add(cfg.TimeLimit)
 	}
-	gen := newGenerator(cfg)
+	gen := newSource(cfg)
 	pace := newPacer(cfg.Rate)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -71,7 +71,7 @@ type worker struct {
 	id   int
 	cfg  Config
 	rnd  *rand.Rand
-	gen  *generator
+	gen  source
 	pace *pacer
 	open Opener
 	rec  *history.Recorder
@@ -86,7 +86,7 @@ func (w *worker) run(ctx context.Context, deadline time.Time) {
 		w.prog.touch(o.key)
 		t, result, errMsg := w.sess.do(ctx, w.rec, w.cfg.OpTimeout, o)
 		w.prog.count(t)
-		w.gen.done(o, t, result)
+		w.gen.done(o, t, result, errMsg)
 		if t == history.Info {
 			w.sess.retire(w.sess.process + w.cfg.Concurrency)
 		}
@@ -176,6 +176,8 @@ func apply(ctx context.Context, c Client, o op) (v history.Value, err error) {
 		return o.invokeValue(), c.Write(ctx, o.key, o.arg)
 	case history.OpCAS:
 		return o.invokeValue(), c.CAS(ctx, o.key, o.from, o.arg)
+	case history.OpGrant, history.OpPut, history.OpKeepAlive, history.OpRevoke:
+		return applyLease(ctx, c, o)
 	default: // append, add
 		return o.invokeValue(), c.Append(ctx, o.key, o.arg)
 	}

@@ -25,11 +25,15 @@ type SimStore struct {
 	// Lost is the probability that an operation returns ErrSimLost; such an operation
 	// takes effect with probability 1/2.
 	Lost float64
+	// LeaseClock is the clock its leases run on (nil: the wall clock's time.Now): a
+	// clock that jumps ahead ends leases early, for tests that the lease check sees it.
+	LeaseClock func() time.Time
 
-	mu    sync.Mutex
-	rnd   *rand.Rand
-	regs  map[string]string
-	lists map[string][]string
+	mu     sync.Mutex
+	rnd    *rand.Rand
+	regs   map[string]string
+	lists  map[string][]string
+	leases SimLeases
 }
 
 // NewSimStore returns an empty store whose delays and losses are drawn from seed.
@@ -97,6 +101,63 @@ func (s *SimStore) ReadList(ctx context.Context, key string) (l []string, err er
 	return l, nil
 }
 
+// Grant implements Leaser: leases run on the wall clock.
+func (s *SimStore) Grant(ctx context.Context, ttl time.Duration) (id string, granted time.Duration, err error) {
+	err = s.do(ctx, func() error {
+		id = s.leases.Grant(s.leaseNow(), ttl)
+		return nil
+	})
+	return id, ttl, err
+}
+
+// PutWithLease implements Leaser.
+func (s *SimStore) PutWithLease(ctx context.Context, key, value, lease string) error {
+	return s.do(ctx, func() error {
+		if !s.leases.Attach(lease, key) {
+			return ErrLeaseNotFound
+		}
+		s.regs[key] = value
+		return nil
+	})
+}
+
+// KeepAlive implements Leaser.
+func (s *SimStore) KeepAlive(ctx context.Context, lease string) (ttl time.Duration, err error) {
+	err = s.do(ctx, func() error {
+		var ok bool
+		if ttl, ok = s.leases.Renew(s.leaseNow(), lease); !ok {
+			return ErrLeaseNotFound
+		}
+		return nil
+	})
+	return ttl, err
+}
+
+// Revoke implements Leaser.
+func (s *SimStore) Revoke(ctx context.Context, lease string) error {
+	return s.do(ctx, func() error {
+		keys, ok := s.leases.Revoke(lease)
+		if !ok {
+			return ErrLeaseNotFound
+		}
+		s.drop(keys)
+		return nil
+	})
+}
+
+func (s *SimStore) leaseNow() time.Time {
+	if s.LeaseClock != nil {
+		return s.LeaseClock()
+	}
+	return time.Now()
+}
+
+func (s *SimStore) drop(keys []string) {
+	for _, k := range keys {
+		delete(s.regs, k)
+	}
+}
+
 // do runs apply atomically after a random delay, then waits a random delay more. An
 // operation cut off by ctx before it applied returns ctx's error without taking
 // effect; one cut off after, returns it having taken effect.
@@ -116,6 +177,7 @@ func (s *SimStore) do(ctx context.Context, apply func() error) error {
 	var err error
 	if applies {
 		s.mu.Lock()
+		s.drop(s.leases.Expire(s.leaseNow()))
 		err = apply()
 		s.mu.Unlock()
 	}
@@ -126,4 +188,78 @@ func (s *SimStore) do(ctx context.Context, apply func() error) error {
 		return ErrSimLost
 	}
 	return err
+}
+
+// SimLeases is a table of leases for simulated stores, timed by whatever clock its
+// caller reads (now): a lease granted or renewed at now lives until now + its TTL, as
+// a lessor measures it. It holds which keys each lease carries; deleting them is the
+// store's. It is not safe for concurrent use: the store's lock guards it.
+type SimLeases struct {
+	next   int64
+	leases map[string]*simLease
+}
+
+type simLease struct {
+	ttl     time.Duration
+	expires time.Time
+	keys    []string
+}
+
+// Grant creates a lease of ttl at now and returns its id.
+func (l *SimLeases) Grant(now time.Time, ttl time.Duration) string {
+	if l.leases == nil {
+		l.leases = map[string]*simLease{}
+	}
+	l.next++
+	id := fmt.Sprintf("%x", l.next)
+	l.leases[id] = &simLease{ttl: ttl, expires: now.Add(ttl)}
+	return id
+}
+
+// Renew renews lease at now; ok is false when there is no such lease.
+func (l *SimLeases) Renew(now time.Time, id string) (ttl time.Duration, ok bool) {
+	le := l.leases[id]
+	if le == nil {
+		return 0, false
+	}
+	le.expires = now.Add(le.ttl)
+	return le.ttl, true
+}
+
+// Attach puts key on lease; ok is false when there is no such lease.
+func (l *SimLeases) Attach(id, key string) bool {
+	le := l.leases[id]
+	if le != nil {
+		le.keys = append(le.keys, key)
+	}
+	return le != nil
+}
+
+// Revoke ends lease and returns its keys; ok is false when there is no such lease.
+func (l *SimLeases) Revoke(id string) (keys []string, ok bool) {
+	le := l.leases[id]
+	delete(l.leases, id)
+	if le == nil {
+		return nil, false
+	}
+	return le.keys, true
+}
+
+// Expire ends every lease whose time is up at now and returns their keys.
+func (l *SimLeases) Expire(now time.Time) (keys []string) {
+	for id, le := range l.leases {
+		if !now.Before(le.expires) {
+			keys = append(keys, le.keys...)
+			delete(l.leases, id)
+		}
+	}
+	return keys
+}
+
+// Refresh gives every lease its whole TTL again from now, as a new leader's lessor
+// does when it takes over.
+func (l *SimLeases) Refresh(now time.Time) {
+	for _, le := range l.leases {
+		le.expires = now.Add(le.ttl)
+	}
 }

@@ -29,6 +29,28 @@ type Client interface {
 	ReadList(ctx context.Context, key string) ([]string, error)
 }
 
+// Leaser is what a Client also implements to run the lease workload; a target whose
+// clients do lists workload.Lease among its Workloads. Lease ids are the server's, as
+// text. A lease the server does not have (expired, revoked) is the error
+// ErrLeaseNotFound (wrapped or not): a definite answer, recorded as a fail with Error
+// history.LeaseNotFound, that the lease checker reads as "the lease was gone".
+type Leaser interface {
+	// Grant creates a lease of ttl and returns its id and the TTL the server granted
+	// (which may be longer: servers have a minimum).
+	Grant(ctx context.Context, ttl time.Duration) (lease string, granted time.Duration, err error)
+	// PutWithLease puts value at key, attached to lease: the key is deleted when the
+	// lease ends, by expiry or revoke.
+	PutWithLease(ctx context.Context, key, value, lease string) error
+	// KeepAlive renews lease once and returns the TTL it was renewed for.
+	KeepAlive(ctx context.Context, lease string) (ttl time.Duration, err error)
+	// Revoke ends lease, deleting its keys.
+	Revoke(ctx context.Context, lease string) error
+}
+
+// ErrLeaseNotFound is the definite error of a lease operation on a lease the server
+// does not have.
+var ErrLeaseNotFound error = &definiteError{msg: history.LeaseNotFound}
+
 // Opener opens the client for a process id and names the node it talks to (recorded
 // in each event's Node). The harness picks the node, e.g. process % nodes. It is called
 // again, with a new process id, whenever a process is retired.
@@ -43,6 +65,7 @@ type Config struct {
 	Keys        int           // concurrently active keys; default 8
 	OpsPerKey   int           // register/append: retire a key after this many ops; default 200
 	OpTimeout   time.Duration // per-op client deadline; default 2s (expiry → info)
+	LeaseTTL    time.Duration // lease: the TTL each lease is granted with; default 5s, whole seconds
 	Seed        int64
 	// Progress, if set, is updated as the run goes so that a renderer can poll it;
 	// Run makes its own when it is nil.
@@ -56,6 +79,7 @@ const (
 	DefaultKeys        = 8
 	DefaultOpsPerKey   = 200
 	DefaultOpTimeout   = 2 * time.Second
+	DefaultLeaseTTL    = 5 * time.Second
 )
 
 // normalize fills in defaults and rejects what cannot run.
@@ -75,6 +99,9 @@ func (c Config) normalize() (Config, error) {
 	if c.OpTimeout == 0 {
 		c.OpTimeout = DefaultOpTimeout
 	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 	switch {
 	case !known(c.Workload):
 		return c, fmt.Errorf("workload: unknown workload %q (want one of %v)", c.Workload, Names())
@@ -84,6 +111,8 @@ func (c Config) normalize() (Config, error) {
 	case c.Rate < 0 || c.TimeLimit < 0 || c.OpTimeout < 0:
 		return c, fmt.Errorf("workload: rate %v, time limit %v and op timeout %v must not be negative",
 			c.Rate, c.TimeLimit, c.OpTimeout)
+	case c.LeaseTTL < time.Second || c.LeaseTTL%time.Second != 0:
+		return c, fmt.Errorf("workload: lease TTL %v is not a whole number of seconds, at least 1", c.LeaseTTL)
 	}
 	return c, nil
 }
@@ -123,6 +152,8 @@ func classify(err error) (history.Type, string) {
 		return history.OK, ""
 	case errors.Is(err, ErrMismatch):
 		return history.Fail, history.Mismatch
+	case errors.Is(err, ErrLeaseNotFound):
+		return history.Fail, history.LeaseNotFound
 	case IsDefinite(err):
 		return history.Fail, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):

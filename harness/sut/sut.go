@@ -215,7 +215,17 @@ func Supports(o Options, w workload.Kind) string {
 	for i, k := range ws {
 		names[i] = string(k)
 	}
-	return fmt.Sprintf("its clients support %s", strings.Join(names, ", "))
+	why := fmt.Sprintf("its clients support %s", strings.Join(names, ", "))
+	var can []string
+	for _, f := range factories {
+		if slices.Contains(f.Options().Workloads(), w) {
+			can = append(can, f.Name)
+		}
+	}
+	if len(can) > 0 {
+		why += fmt.Sprintf("; %s runs on --target %s", w, strings.Join(can, ", "))
+	}
+	return why
 }
 
 var programs = map[string]func(args []string) int{}

@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -275,6 +277,105 @@ func (c *Client) ReadList(ctx context.Context, key string) ([]string, error) {
 		return nil, workload.Definite(fmt.Errorf("read list %q: %w", key, err))
 	}
 	return l, nil
+}
+
+var _ workload.Leaser = (*Client)(nil)
+
+// Grant creates a lease of ttl (whole seconds) through raft: a mutation, classified as
+// one. The id is the server's, in hex.
+func (c *Client) Grant(ctx context.Context, ttl time.Duration) (string, time.Duration, error) {
+	ctx, cancel := c.opCtx(ctx, true)
+	defer cancel()
+	resp, err := c.cli.Grant(ctx, int64(ttl/time.Second))
+	if err != nil {
+		return "", 0, Classify(err, true)
+	}
+	if resp.Error != "" {
+		return "", 0, workload.Definite(fmt.Errorf("grant: %s", resp.Error))
+	}
+	return strconv.FormatInt(int64(resp.ID), 16), time.Duration(resp.TTL) * time.Second, nil
+}
+
+// PutWithLease puts value at key attached to lease. etcd answers "requested lease not
+// found" from applying the put, which then changed nothing: workload.ErrLeaseNotFound.
+func (c *Client) PutWithLease(ctx context.Context, key, value, lease string) error {
+	id, err := leaseID(lease)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.opCtx(ctx, true)
+	defer cancel()
+	_, err = c.cli.Put(ctx, key, value, clientv3.WithLease(id))
+	return leaseError(err)
+}
+
+// KeepAlive renews lease once: one request on a LeaseKeepAlive stream, as clientv3's
+// KeepAliveOnce sends, but without its loop, which retries an unavailable member at
+// once and without end until ctx does. The member forwards the renewal to its leader,
+// whose lessor renews the lease without raft; a TTL of 0 in the answer is etcd's "no
+// such lease": workload.ErrLeaseNotFound. Any other error is indeterminate: the renewal
+// may have been made.
+func (c *Client) KeepAlive(ctx context.Context, lease string) (time.Duration, error) {
+	id, err := leaseID(lease)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := c.opCtx(ctx, true)
+	defer cancel()
+	stream, err := pb.NewLeaseClient(c.cli.ActiveConnection()).LeaseKeepAlive(ctx)
+	if err != nil {
+		return 0, leaseError(err)
+	}
+	defer func() { _ = stream.CloseSend() }()
+	if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)}); err != nil {
+		return 0, leaseError(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return 0, leaseError(err)
+	}
+	if resp.TTL <= 0 {
+		return 0, workload.ErrLeaseNotFound
+	}
+	return time.Duration(resp.TTL) * time.Second, nil
+}
+
+// Revoke ends lease through raft, deleting its keys; "requested lease not found" comes
+// from applying it (nothing to revoke): workload.ErrLeaseNotFound.
+func (c *Client) Revoke(ctx context.Context, lease string) error {
+	id, err := leaseID(lease)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.opCtx(ctx, true)
+	defer cancel()
+	_, err = c.cli.Revoke(ctx, id)
+	return leaseError(err)
+}
+
+// leaseID parses a lease id as Grant renders it.
+func leaseID(lease string) (clientv3.LeaseID, error) {
+	id, err := strconv.ParseInt(lease, 16, 64)
+	if err != nil {
+		return 0, workload.Definite(fmt.Errorf("lease id %q: %w", lease, err))
+	}
+	return clientv3.LeaseID(id), nil
+}
+
+// leaseError is Classify of a mutation's error, with etcd's "requested lease not found"
+// made workload.ErrLeaseNotFound.
+func leaseError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) && ee.Error() == rpctypes.ErrLeaseNotFound.Error() {
+		return workload.ErrLeaseNotFound
+	}
+	if st, ok := grpcstatus.FromError(err); ok && st.Message() == rpctypes.ErrorDesc(rpctypes.ErrGRPCLeaseNotFound) {
+		return workload.ErrLeaseNotFound
+	}
+	return Classify(err, true)
 }
 
 // decodeList decodes a list value: a JSON array of strings; empty is the empty list.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -190,4 +192,82 @@ func newTestClient(t *testing.T, cfg Config) *Client {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// fakeLease is an etcd Lease service: grants lease 0x2a for 7 s; answers keepalives
+// with ttl (0: etcd's "no such lease") or fails them with err; revokes with err.
+type fakeLease struct {
+	pb.UnimplementedLeaseServer
+	ttl        int64
+	err        error
+	keepalives atomic.Int64
+}
+
+func (f *fakeLease) LeaseGrant(context.Context, *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	return &pb.LeaseGrantResponse{ID: 0x2a, TTL: 7}, nil
+}
+
+func (f *fakeLease) LeaseRevoke(context.Context, *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	return nil, f.err
+}
+
+func (f *fakeLease) LeaseKeepAlive(s pb.Lease_LeaseKeepAliveServer) error {
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return nil
+		}
+		f.keepalives.Add(1)
+		if f.err != nil {
+			return f.err
+		}
+		if err := s.Send(&pb.LeaseKeepAliveResponse{ID: req.ID, TTL: f.ttl}); err != nil {
+			return err
+		}
+	}
+}
+
+// The lease operations' answers, as the lease checker reads them: etcd's "requested
+// lease not found" (an error, or a keepalive's TTL of 0) is workload.ErrLeaseNotFound;
+// a keepalive that cannot reach the server is tried once, indeterminate.
+func TestLeaseAnswers(t *testing.T) {
+	start := func(t *testing.T, f *fakeLease, kvErr error) *Client {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer()
+		pb.RegisterLeaseServer(s, f)
+		pb.RegisterKVServer(s, &fakeKV{err: kvErr})
+		go func() { _ = s.Serve(l) }()
+		t.Cleanup(s.Stop)
+		return newTestClient(t, Config{Endpoint: l.Addr().String(), OpTimeout: 2 * time.Second})
+	}
+	notFound := rpctypes.ErrGRPCLeaseNotFound
+	ctx := ctxT(t, 20*time.Second)
+
+	c := start(t, &fakeLease{ttl: 7, err: notFound}, notFound)
+	id, ttl, err := c.Grant(ctx, 5*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "2a", id)
+	assert.Equal(t, 7*time.Second, ttl)
+	assert.ErrorIs(t, c.Revoke(ctx, id), workload.ErrLeaseNotFound)
+	assert.ErrorIs(t, c.PutWithLease(ctx, "k", "v", id), workload.ErrLeaseNotFound)
+	assert.True(t, workload.IsDefinite(c.Revoke(ctx, "zz")), "a lease id that is not one is refused before anything is sent")
+
+	c = start(t, &fakeLease{ttl: 7}, nil)
+	ttl, err = c.KeepAlive(ctx, "2a")
+	require.NoError(t, err)
+	assert.Equal(t, 7*time.Second, ttl)
+
+	c = start(t, &fakeLease{ttl: 0}, nil)
+	_, err = c.KeepAlive(ctx, "2a")
+	assert.ErrorIs(t, err, workload.ErrLeaseNotFound)
+
+	f := &fakeLease{err: grpcstatus.Error(codes.Unavailable, "leader changed")}
+	c = start(t, f, nil)
+	_, err = c.KeepAlive(ctx, "2a")
+	require.Error(t, err)
+	assert.False(t, workload.IsDefinite(err), "%v: the renewal may have been made", err)
+	assert.Equal(t, int64(1), f.keepalives.Load(), "one request, no retry loop")
 }

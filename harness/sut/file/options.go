@@ -129,9 +129,14 @@ func (o *Options) Caps() nemesis.Caps {
 	return c
 }
 
-// Workloads implements sut.Options.
+// Workloads implements sut.Options: leases only through the etcd protocol, whose
+// client has them.
 func (o *Options) Workloads() []workload.Kind {
-	return []workload.Kind{workload.Register, workload.Set, workload.Append}
+	ws := []workload.Kind{workload.Register, workload.Set, workload.Append}
+	if o.f != nil && o.f.Client.Protocol == protoKV {
+		ws = append(ws, workload.Lease)
+	}
+	return ws
 }
 
 // Prepare implements sut.Options: it says when the file on disk is not the text the run

@@ -109,7 +109,7 @@ func (o *Options) Workloads() []workload.Kind {
 	if len(o.Only) > 0 {
 		return o.Only
 	}
-	return []workload.Kind{workload.Register, workload.Set, workload.Append}
+	return []workload.Kind{workload.Register, workload.Set, workload.Append, workload.Lease}
 }
 
 // Prepare implements sut.Options.
@@ -139,6 +139,10 @@ type Target struct {
 	regs   map[string][]version // each key's values, oldest first
 	synced map[string]int64     // the version each node last saw, connected
 	clocks map[string]Clock
+	// leases run on the leader's clock, as etcd's lessor does; a new leader gives every
+	// lease its whole TTL again.
+	leases      workload.SimLeases
+	leaseLeader string
 }
 
 // version is a key's value from version at on.
@@ -153,6 +157,15 @@ type version struct {
 type Clock struct {
 	Offset time.Duration
 	Rate   float64
+	since  time.Time // when it was set: a rate runs from there
+}
+
+// read is what a node with clock c reads at now.
+func (c Clock) read(now time.Time) time.Time {
+	if c.Rate == 0 {
+		return now
+	}
+	return now.Add(c.Offset + time.Duration((c.Rate-1)*float64(now.Sub(c.since))))
 }
 
 var (
@@ -235,7 +248,7 @@ func (t *Target) SetClock(_ context.Context, node string, offset time.Duration, 
 	if offset == 0 && rate == 1 {
 		delete(t.clocks, node)
 	} else {
-		t.clocks[node] = Clock{Offset: offset, Rate: rate}
+		t.clocks[node] = Clock{Offset: offset, Rate: rate, since: time.Now()}
 	}
 	return nil
 }
@@ -263,6 +276,15 @@ func (t *Target) Opener(time.Duration) workload.Opener {
 // refused is a definite error: the request was refused, it did nothing.
 func refused(format string, args ...any) error { return workload.Definite(fmt.Errorf(format, args...)) }
 
+// opKind is what an operation does, for the anomalies: each breaks one kind.
+type opKind uint8
+
+const (
+	reading opKind = iota
+	writing
+	leasing // lease operations: no anomaly breaks them
+)
+
 // client is one process's connection to a node.
 type client struct {
 	t    *Target
@@ -274,7 +296,7 @@ type client struct {
 // and otherwise applies op to the store at one instant. A node without a leader may
 // misbehave as the anomaly says: stale answers op with what it last saw (reads); lost
 // acknowledges without applying (writes).
-func (c *client) do(ctx context.Context, write bool, op func(at int64) error) error {
+func (c *client) do(ctx context.Context, kind opKind, op func(at int64) error) error {
 	t := c.t
 	if t.panicIn == "client" {
 		panic("sim: client went wrong")
@@ -302,7 +324,7 @@ func (c *client) do(ctx context.Context, write bool, op func(at int64) error) er
 			return ctx.Err()
 		}
 	}
-	if write && t.readOnly {
+	if kind != reading && t.readOnly {
 		return refused("%s: read-only", c.node)
 	}
 	t.mu.Lock()
@@ -313,12 +335,13 @@ func (c *client) do(ctx context.Context, write bool, op func(at int64) error) er
 		}
 	}
 	if t.connected(c.node) {
+		t.expireLeases()
 		return op(t.now)
 	}
 	switch {
-	case !write && t.anomaly == StaleRead:
+	case kind == reading && t.anomaly == StaleRead:
 		return op(t.synced[c.node])
-	case write && t.anomaly == LostAck:
+	case kind == writing && t.anomaly == LostAck:
 		return nil
 	}
 	return refused("%s: no leader", c.node)
@@ -343,16 +366,16 @@ func (t *Target) put(key string, x version) {
 
 func (c *client) Read(ctx context.Context, key string) (string, bool, error) {
 	var out version
-	err := c.do(ctx, false, func(v int64) error { out = c.t.at(key, v); return nil })
+	err := c.do(ctx, reading, func(v int64) error { out = c.t.at(key, v); return nil })
 	return out.value, out.set, err
 }
 
 func (c *client) Write(ctx context.Context, key, value string) error {
-	return c.do(ctx, true, func(int64) error { c.t.put(key, version{value: value}); return nil })
+	return c.do(ctx, writing, func(int64) error { c.t.put(key, version{value: value}); return nil })
 }
 
 func (c *client) CAS(ctx context.Context, key, from, to string) error {
-	return c.do(ctx, true, func(v int64) error {
+	return c.do(ctx, writing, func(v int64) error {
 		if cur := c.t.at(key, v); !cur.set || cur.value != from {
 			return workload.ErrMismatch
 		}
@@ -362,7 +385,7 @@ func (c *client) CAS(ctx context.Context, key, from, to string) error {
 }
 
 func (c *client) Append(ctx context.Context, key, value string) error {
-	return c.do(ctx, true, func(v int64) error {
+	return c.do(ctx, writing, func(v int64) error {
 		c.t.put(key, version{list: append(slices.Clone(c.t.at(key, v).list), value)})
 		return nil
 	})
@@ -370,6 +393,79 @@ func (c *client) Append(ctx context.Context, key, value string) error {
 
 func (c *client) ReadList(ctx context.Context, key string) ([]string, error) {
 	var out []string
-	err := c.do(ctx, false, func(v int64) error { out = slices.Clone(c.t.at(key, v).list); return nil })
+	err := c.do(ctx, reading, func(v int64) error { out = slices.Clone(c.t.at(key, v).list); return nil })
 	return out, err
+}
+
+// leaseNow is the time on the leader's clock, for the leases; with t.mu held. A leader
+// other than the last one refreshes every lease first.
+func (t *Target) leaseNow() time.Time {
+	leader := ""
+	for _, n := range t.world.Names() {
+		if t.connected(n) {
+			leader = n
+			break
+		}
+	}
+	now := t.clocks[leader].read(time.Now())
+	if leader != t.leaseLeader {
+		t.leaseLeader = leader
+		t.leases.Refresh(now)
+	}
+	return now
+}
+
+// expireLeases deletes the keys of every lease whose time is up on the leader's clock.
+func (t *Target) expireLeases() {
+	t.del(t.leases.Expire(t.leaseNow()))
+}
+
+// del deletes keys, at one version.
+func (t *Target) del(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	t.now++
+	for _, k := range keys {
+		t.regs[k] = append(t.regs[k], version{at: t.now})
+	}
+}
+
+var _ workload.Leaser = (*client)(nil)
+
+func (c *client) Grant(ctx context.Context, ttl time.Duration) (id string, granted time.Duration, err error) {
+	err = c.do(ctx, leasing, func(int64) error { id = c.t.leases.Grant(c.t.leaseNow(), ttl); return nil })
+	return id, ttl, err
+}
+
+func (c *client) PutWithLease(ctx context.Context, key, value, lease string) error {
+	return c.do(ctx, leasing, func(int64) error {
+		if !c.t.leases.Attach(lease, key) {
+			return workload.ErrLeaseNotFound
+		}
+		c.t.put(key, version{value: value})
+		return nil
+	})
+}
+
+func (c *client) KeepAlive(ctx context.Context, lease string) (ttl time.Duration, err error) {
+	err = c.do(ctx, leasing, func(int64) error {
+		var ok bool
+		if ttl, ok = c.t.leases.Renew(c.t.leaseNow(), lease); !ok {
+			return workload.ErrLeaseNotFound
+		}
+		return nil
+	})
+	return ttl, err
+}
+
+func (c *client) Revoke(ctx context.Context, lease string) error {
+	return c.do(ctx, leasing, func(int64) error {
+		keys, ok := c.t.leases.Revoke(lease)
+		if !ok {
+			return workload.ErrLeaseNotFound
+		}
+		c.t.del(keys)
+		return nil
+	})
 }

@@ -1,0 +1,77 @@
+package workload
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/history"
+)
+
+// runLeases runs the lease workload against store in a synctest bubble (time is the
+// bubble's: a busy machine changes nothing) and checks the history.
+func runLeases(t *testing.T, seed int64, setup func(*SimStore)) ([]history.Event, checker.Result) {
+	t.Helper()
+	var events []history.Event
+	synctest.Test(t, func(t *testing.T) {
+		store := NewSimStore(seed)
+		store.Latency, store.Lost = 4*time.Millisecond, 0.02
+		if setup != nil {
+			setup(store)
+		}
+		rec := newRecorder()
+		cfg := Config{Workload: Lease, Concurrency: 6, Keys: 4, Rate: 200, TimeLimit: 20 * time.Second, LeaseTTL: 2 * time.Second, Seed: seed}
+		_, err := Run(context.Background(), cfg, store.Opener(3), rec)
+		require.NoError(t, err)
+		events = rec.Events()
+	})
+	wellFormed(t, events)
+	return events, checker.Check(context.Background(), events, checker.Options{Model: checker.Lease})
+}
+
+func TestLeaseWorkload(t *testing.T) {
+	t.Run("a correct store passes, and every operation is used", func(t *testing.T) {
+		for seed := range int64(3) {
+			events, res := runLeases(t, seed, nil)
+			require.Equal(t, checker.Valid, res.Verdict, "seed %d: %s", seed, res.Summary())
+			l := res.Lease
+			assert.Greater(t, l.Guarded, 100, "reads within a lease's life")
+			assert.Greater(t, l.Leases, 10)
+			assert.Positive(t, l.Expired, "leases left to lapse were seen gone")
+			byF := map[string]int{}
+			gone := 0
+			for _, e := range events {
+				if e.Type == history.OK {
+					byF[e.F]++
+				}
+				if e.Error == history.LeaseNotFound {
+					gone++
+				}
+			}
+			for _, f := range []string{history.OpGrant, history.OpPut, history.OpKeepAlive, history.OpRevoke, history.OpRead} {
+				assert.Positive(t, byF[f], "seed %d: %s acknowledged", seed, f)
+			}
+			t.Logf("seed %d: %s; %d lease-not-found answers", seed, l.Line(), gone)
+		}
+	})
+	t.Run("a lessor clock that jumps ahead is caught", func(t *testing.T) {
+		_, res := runLeases(t, 1, func(s *SimStore) {
+			start := time.Now()
+			s.LeaseClock = func() time.Time {
+				if now := time.Now(); now.Sub(start) > 8*time.Second && now.Sub(start) < 12*time.Second {
+					return now.Add(time.Minute)
+				}
+				return time.Now()
+			}
+		})
+		require.Equal(t, checker.Invalid, res.Verdict, res.Summary())
+		assert.Positive(t, res.Lease.Early)
+		assert.Contains(t, res.Lease.Anomalies[0], "early")
+		t.Log(res.Summary())
+	})
+}

@@ -25,10 +25,13 @@ const (
 	// Lease: each key attached to a lease (grant, put, keepalive, revoke, read), checked
 	// for keys deleted and leases ended before their TTL allows (LeaseResult).
 	Lease Model = "lease"
+	// Txn: list-append transactions (txn), checked Elle-style for dependency cycles and
+	// the anomalies that need none (TxnResult).
+	Txn Model = "txn"
 )
 
 // Models lists the models Check knows.
-func Models() []Model { return []Model{Register, Append, Set, Lease} }
+func Models() []Model { return []Model{Register, Append, Set, Lease, Txn} }
 
 // Options says how to check a history.
 type Options struct {
@@ -106,6 +109,11 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 		if res.Lease.Verdict == Unknown && res.Lease.Ignored == 0 {
 			reasons = append(reasons, Reason{Code: ReasonNoEvidence, Detail: leaseUnknown(p.untimed)})
 		}
+	case Txn:
+		var notes []string
+		res.Txn, notes = checkTxn(p.ops, &bad)
+		res.Notes = append(res.Notes, notes...)
+		verdicts = append(verdicts, res.Txn.Verdict)
 	default:
 		res.Notes = append(res.Notes, fmt.Sprintf("unknown model %q: nothing checked", res.Model))
 		reasons = append(reasons, Reason{Code: ReasonUnknownWorkload, Detail: fmt.Sprintf("unknown model %q: nothing checked", res.Model)})
@@ -159,6 +167,8 @@ func guessModel(ops []op) Model {
 			return Append
 		case history.OpGrant:
 			return Lease
+		case history.OpTxn:
+			return Txn
 		}
 	}
 	return Register

@@ -40,7 +40,7 @@ func modelOf(m Model) string {
 	switch m {
 	case Append:
 		return "list"
-	case Register, Set, Lease:
+	case Register, Set, Lease, Txn:
 		return string(m)
 	}
 	return ""
@@ -58,6 +58,8 @@ func isUpdate(model string, o *op) bool {
 		return o.f == history.OpAdd && o.in.Kind == history.Str
 	case "lease":
 		return o.f == history.OpPut && o.in.Kind == history.List && len(o.in.L) == 2
+	case "txn":
+		return o.f == history.OpTxn && o.in.Kind == history.Txn && hasMop(o.in.T, history.MopAppend)
 	}
 	return false
 }
@@ -74,6 +76,8 @@ func isAckedRead(model string, o *op) bool {
 		return o.f == history.OpRead && o.out.Kind != history.Str
 	case "lease":
 		return o.f == history.OpRead && o.out.Kind != history.List
+	case "txn":
+		return o.f == history.OpTxn && o.out.Kind == history.Txn && hasMop(o.out.T, history.MopRead)
 	}
 	return false
 }
@@ -125,7 +129,7 @@ func (ev evidence) shortfall(model string, floor int) string {
 	if ev.ops.total == 0 {
 		return "no client operations in the history"
 	}
-	update := map[string]string{"register": history.OpWrite, "list": history.OpAppend, "set": history.OpAdd, "lease": history.OpPut}[model]
+	update := map[string]string{"register": history.OpWrite, "list": history.OpAppend, "set": history.OpAdd, "lease": history.OpPut, "txn": "transaction with an append"}[model]
 	if update == "" {
 		update = "update"
 	}
@@ -176,4 +180,14 @@ func abbreviateKeys(keys []string, n int) string {
 		s += fmt.Sprintf(" and %d more", len(keys)-n)
 	}
 	return s
+}
+
+// hasMop reports whether a transaction has a micro-operation f.
+func hasMop(mops []history.Mop, f string) bool {
+	for _, m := range mops {
+		if m.F == f {
+			return true
+		}
+	}
+	return false
 }

@@ -76,6 +76,7 @@ type Result struct {
 	Set             *SetResult
 	Append          *AppendResult
 	Lease           *LeaseResult
+	Txn             *TxnResult
 	Stats           Stats
 	// Notes are what the checker had to forgive in the history (unpaired events, values
 	// of an unexpected shape); they never make a verdict valid: a history with any is
@@ -197,6 +198,9 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if r.Lease != nil {
 		c["lease"] = r.Lease
 	}
+	if r.Txn != nil {
+		c["txn"] = r.Txn
+	}
 	for _, e := range r.External {
 		c[e.Name] = e
 	}
@@ -220,6 +224,9 @@ func (r Result) Explanations() []string {
 	}
 	if r.Lease != nil {
 		out = append(out, r.Lease.Anomalies...)
+	}
+	if r.Txn != nil {
+		out = append(out, r.Txn.Anomalies...)
 	}
 	for _, e := range r.External {
 		if e.Verdict == Invalid {
@@ -267,6 +274,9 @@ func (r Result) Summary() string {
 	}
 	if l := r.Lease; l != nil {
 		fmt.Fprintf(&b, "lease: %s — %s\n", l.Verdict, l.Line())
+	}
+	if x := r.Txn; x != nil {
+		fmt.Fprintf(&b, "txn: %s — %s\n", x.Verdict, x.Line())
 	}
 	for _, e := range r.External {
 		fmt.Fprintf(&b, "%s: %s — %s\n", e.Name, e.Verdict, e.Detail)

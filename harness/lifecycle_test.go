@@ -303,3 +303,24 @@ func TestLifecycleLeasesEndEarlyOnlyUnderClockFaults(t *testing.T) {
 		healed(t, w)
 	})
 }
+
+// The txn workload through a whole run: the sim's transactions are strict
+// serializable under every fault it takes; with stale reads on a node cut off from the
+// majority, the run is invalid and names the anomaly.
+func TestLifecycleTransactions(t *testing.T) {
+	t.Run("valid under partitions, kills and pauses", func(t *testing.T) {
+		o, out, w := simRun(t, simSpec(t, "--workload", "txn", "--nemesis", "partition,kill,pause"), 0)
+		require.NoError(t, o.Err, out)
+		assert.Equal(t, checker.Valid, o.Verdict, out)
+		assert.Contains(t, out, "txn: valid")
+		healed(t, w)
+	})
+	t.Run("stale reads caught with a named anomaly", func(t *testing.T) {
+		o, out, w := simRun(t, simSpec(t, "--workload", "txn", "--sim-anomaly", sim.StaleRead, "--nemesis", "partition"), 0)
+		require.NoError(t, o.Err, out)
+		assert.Equal(t, checker.Invalid, o.Verdict, out)
+		assert.Regexp(t, `G-single-realtime|G1c-realtime|G2-item-realtime`, out)
+		assert.Contains(t, out, "not strict-serializable")
+		healed(t, w)
+	})
+}

@@ -120,3 +120,29 @@ func TestRunEtcdLeases(t *testing.T) {
 		assert.Empty(t, leftovers(t, o.Dir))
 	})
 }
+
+// The txn workload on etcd: its multi-key transactions (read, then a write guarded on
+// every key's mod revision) are strict serializable under partitions, kills and pauses;
+// serializable reads under partitions are caught with a named anomaly.
+func TestRunEtcdTransactions(t *testing.T) {
+	needNetns(t)
+	t.Run("valid under partitions, kills and pauses", func(t *testing.T) {
+		o, out := runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "txn", "--nemesis", "partition,kill,pause", "--seed", "4"))
+		require.NoError(t, o.Err)
+		assert.Equal(t, checker.Valid, o.Verdict)
+		assert.Regexp(t, `txn: valid — [1-9]\d* committed txns`, out)
+		assert.Empty(t, leftovers(t, o.Dir))
+	})
+	t.Run("serializable reads caught with a named anomaly", func(t *testing.T) {
+		var o Outcome
+		var out string
+		for _, seed := range []string{"21", "22", "23"} {
+			if o, out = runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "txn", "--etcd-serializable-reads", "--nemesis", "partition", "--seed", seed)); o.ExitCode() == results.ExitInvalid {
+				break
+			}
+		}
+		require.Equal(t, results.ExitInvalid, o.ExitCode(), "serializable reads were not caught in 3 runs")
+		assert.Regexp(t, `G-single-realtime|G1c-realtime|G2-item-realtime|G-single|G2-item`, out)
+		assert.Empty(t, leftovers(t, o.Dir))
+	})
+}

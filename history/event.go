@@ -58,6 +58,9 @@ const (
 	OpPut       = "put"       // put a key attached to a lease: Value [value, lease]
 	OpKeepAlive = "keepalive" // renew a lease: invoke Value the lease; ok Value [lease, TTL]
 	OpRevoke    = "revoke"    // revoke a lease (deleting its keys): Value the lease
+
+	// OpTxn is the txn workload's: a transaction of micro-operations (Value a Txn).
+	OpTxn = "txn"
 )
 
 // LeaseNotFound is the Error of a lease operation the server answered with "no such

@@ -170,3 +170,34 @@ func TestStreamRecorderKeepsNothingAndLosesNothing(t *testing.T) {
 	// what keeping them would hold, and well above the writer's own buffers.
 	assert.Less(t, int64(m.HeapAlloc)-int64(before), int64(n*40), "%d events recorded; the heap holds none of them", n)
 }
+
+func TestTxnValueRoundTrip(t *testing.T) {
+	v := T(Mop{F: MopAppend, Key: "x", V: S1("3")}, Mop{F: MopRead, Key: "y", V: L("1", "2")}, Mop{F: MopRead, Key: "z"})
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `[["append","x","3"],["r","y",["1","2"]],["r","z",null]]` {
+		t.Fatalf("encoded %s", b)
+	}
+	e := Event{Index: 3, Time: 5, Process: 1, Type: OK, F: "txn", Value: v}
+	line, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Event
+	if err := json.Unmarshal(line, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Value.String() != "[[append x 3] [r y [1 2]] [r z nil]]" || back.Value.String() != v.String() {
+		t.Fatalf("decoded %v from %s", back.Value, line)
+	}
+	events, _, err := ReadJSONL(strings.NewReader(string(line) + "\n"))
+	if err != nil || len(events) != 1 || events[0].Value.String() != v.String() {
+		t.Fatalf("read %v, %v", events, err)
+	}
+	var bad Value
+	if err := json.Unmarshal([]byte(`[["append","x"]]`), &bad); err == nil {
+		t.Fatal("a micro-operation without a value was accepted")
+	}
+}

@@ -350,6 +350,9 @@ func checkerRows(res checker.Result) []checkerRow {
 	if l := res.Lease; l != nil {
 		out = append(out, checkerRow{"lease", string(l.Verdict), l.Line()})
 	}
+	if x := res.Txn; x != nil {
+		out = append(out, checkerRow{"txn", string(x.Verdict), x.Line()})
+	}
 	for _, e := range res.External {
 		out = append(out, checkerRow{e.Name, string(e.Verdict), e.Detail})
 	}

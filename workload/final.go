@@ -65,6 +65,9 @@ func FinalReads(ctx context.Context, cfg Config, open Opener, rec *history.Recor
 func finalRead(ctx context.Context, cfg Config, open Opener, rec *history.Recorder, key string, newProcess func() int) bool {
 	d, _ := Lookup(cfg.Workload)
 	o := op{f: history.OpRead, key: key, list: d != nil && d.List}
+	if d != nil && d.final != nil {
+		o = d.final(key)
+	}
 	for ctx.Err() == nil {
 		sess := session{process: newProcess()}
 		c, node, err := open(ctx, sess.process)

@@ -18,6 +18,7 @@ type op struct {
 	ttl   int    // a grant's TTL, in seconds
 	list  bool   // a read of a list (append, set) rather than a register
 	slot  int    // the key slot it was drawn from
+	mops  []history.Mop
 }
 
 // invokeValue is the op's Value in its invoke event, and in a completion that did not
@@ -34,6 +35,8 @@ func (o op) invokeValue() history.Value {
 		return history.L(o.arg, o.lease)
 	case history.OpKeepAlive, history.OpRevoke:
 		return history.S1(o.lease)
+	case history.OpTxn:
+		return history.T(o.mops...)
 	default:
 		return history.S1(o.arg)
 	}
@@ -53,7 +56,7 @@ func newSource(cfg Config) source {
 	if d.source != nil {
 		return d.source(d, cfg)
 	}
-	return newGenerator(cfg)
+	return newGenerator(d, cfg)
 }
 
 // recentValues is how many recent values of a key a cas may expect.
@@ -100,8 +103,7 @@ type slot struct {
 	nrecent int // values ever put in recent
 }
 
-func newGenerator(cfg Config) *generator {
-	d, _ := Lookup(cfg.Workload) // normalize checked it
+func newGenerator(d *Def, cfg Config) *generator {
 	g := &generator{mix: d.Mix, prefix: d.Prefix, list: d.List, slots: make([]slot, max(cfg.Keys, 1))}
 	if d.Rotate {
 		g.rotate = cfg.OpsPerKey

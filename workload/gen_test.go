@@ -24,7 +24,7 @@ func TestGeneratorKeysAndValues(t *testing.T) {
 		t.Run(tc.workload, func(t *testing.T) {
 			cfg, err := Config{Workload: Kind(tc.workload), Keys: tc.keys, OpsPerKey: tc.per}.normalize()
 			require.NoError(t, err)
-			g := newGenerator(cfg)
+			g := newGenerator(mustDef(cfg.Workload), cfg)
 			r := workerRand(1, 0)
 			perKey := map[string]int{}
 			values := map[string]map[string]bool{}
@@ -69,7 +69,7 @@ func TestGeneratorKeysAndValues(t *testing.T) {
 func TestGeneratorMix(t *testing.T) {
 	cfg, err := Config{Workload: "register", Keys: 4, OpsPerKey: 1000}.normalize()
 	require.NoError(t, err)
-	g := newGenerator(cfg)
+	g := newGenerator(mustDef(cfg.Workload), cfg)
 	r := workerRand(9, 3)
 	fs := map[string]int{}
 	const n = 10000
@@ -135,4 +135,15 @@ func TestProgressZeroValue(t *testing.T) {
 	p.count(history.Info)
 	p.count(history.Invoke)
 	assert.Equal(t, Stats{OK: 1, Info: 1, Keys: []string{"a", "b"}}, p.Stats())
+}
+
+func mustDef(k Kind) *Def {
+	if k == "" {
+		k = DefaultWorkload
+	}
+	d, ok := Lookup(k)
+	if !ok {
+		panic("no workload " + k)
+	}
+	return d
 }

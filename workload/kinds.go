@@ -16,6 +16,7 @@ const (
 	Set      Kind = "set"
 	Append   Kind = "append"
 	Lease    Kind = "lease"
+	Txn      Kind = "txn"
 )
 
 // Def defines a workload: one row of the registry. The generator, the final reads, the
@@ -37,6 +38,8 @@ type Def struct {
 
 	// source, if set, makes the workload's operations in place of the keyed mix.
 	source func(*Def, Config) source
+	// final, if set, is the final read of a key in place of a read.
+	final func(key string) op
 }
 
 // Weighted is one operation of a mix and its weight.
@@ -71,6 +74,10 @@ var registry = []*Def{
 		// follows, while the lease lives (see leaseSource).
 		Model: checker.Lease, Prefix: "l", source: newLeaseSource,
 		Mix: []Weighted{{history.OpRead, 50}, {history.OpKeepAlive, 40}, {history.OpRevoke, 6}, {opLapse, 2}}},
+	{Kind: Txn, Doc: "list-append transactions of 1-4 reads and appends over a rotating keyspace; checked Elle-style for isolation anomalies",
+		// A micro-operation's mix: half reads, half appends (see txnSource).
+		Model: checker.Txn, Prefix: "t", Rotate: true, List: true, source: newTxnSource,
+		Mix: []Weighted{{history.OpRead, 50}, {history.OpAppend, 50}}, final: finalTxnRead},
 }
 
 // Kinds returns every workload's definition.

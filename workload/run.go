@@ -84,6 +84,9 @@ func (w *worker) run(ctx context.Context, deadline time.Time) {
 	for w.pace.wait(ctx, deadline) && w.connect(ctx, deadline) {
 		o := w.gen.next(w.rnd)
 		w.prog.touch(o.key)
+		for _, m := range o.mops[min(1, len(o.mops)):] {
+			w.prog.touch(m.Key)
+		}
 		t, result, errMsg := w.sess.do(ctx, w.rec, w.cfg.OpTimeout, o)
 		w.prog.count(t)
 		w.gen.done(o, t, result, errMsg)
@@ -178,6 +181,8 @@ func apply(ctx context.Context, c Client, o op) (v history.Value, err error) {
 		return o.invokeValue(), c.CAS(ctx, o.key, o.from, o.arg)
 	case history.OpGrant, history.OpPut, history.OpKeepAlive, history.OpRevoke:
 		return applyLease(ctx, c, o)
+	case history.OpTxn:
+		return applyTxn(ctx, c, o)
 	default: // append, add
 		return o.invokeValue(), c.Append(ctx, o.key, o.arg)
 	}

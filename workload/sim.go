@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/faultline/faultline/history"
 )
 
 // ErrSimLost is the indeterminate error SimStore returns for an operation whose reply
@@ -99,6 +102,36 @@ func (s *SimStore) ReadList(ctx context.Context, key string) (l []string, err er
 		return nil, err
 	}
 	return l, nil
+}
+
+// Txn implements Transactor: the micro-operations applied at one instant.
+func (s *SimStore) Txn(ctx context.Context, mops []history.Mop) (out []history.Mop, err error) {
+	err = s.do(ctx, func() error {
+		out = ApplyMops(mops, func(k string) []string { return s.lists[k] }, func(k string, l []string) { s.lists[k] = l })
+		return nil
+	})
+	return out, err
+}
+
+// ApplyMops runs a list-append transaction's micro-operations on lists read by get
+// and written by set, and returns them with what each read (for simulated stores).
+func ApplyMops(mops []history.Mop, get func(string) []string, set func(string, []string)) []history.Mop {
+	out := make([]history.Mop, len(mops))
+	mine := map[string][]string{} // what this transaction wrote: it reads its own appends
+	for i, m := range mops {
+		out[i] = m
+		cur, ok := mine[m.Key]
+		if !ok {
+			cur = get(m.Key)
+		}
+		if m.F == history.MopAppend {
+			mine[m.Key] = append(slices.Clone(cur), m.V.S)
+			set(m.Key, mine[m.Key])
+		} else {
+			out[i].V = history.L(slices.Clone(cur)...)
+		}
+	}
+	return out
 }
 
 // Grant implements Leaser: leases run on the wall clock.

@@ -47,6 +47,18 @@ type Leaser interface {
 	Revoke(ctx context.Context, lease string) error
 }
 
+// Transactor is what a Client also implements to run the txn workload; a target whose
+// clients do lists workload.Txn among its Workloads. Txn runs the micro-operations as
+// one transaction: appends (history.MopAppend, V the value) add to the end of a key's
+// list; reads (history.MopRead) return the key's list (V a List; an absent key is the
+// empty list), and see the transaction's own appends before them. It returns the
+// micro-operations with what each read. An error follows Client's rules: definite only
+// when the transaction did not and will not take effect (a conflict that aborted it
+// included).
+type Transactor interface {
+	Txn(ctx context.Context, mops []history.Mop) ([]history.Mop, error)
+}
+
 // ErrLeaseNotFound is the definite error of a lease operation on a lease the server
 // does not have.
 var ErrLeaseNotFound error = &definiteError{msg: history.LeaseNotFound}

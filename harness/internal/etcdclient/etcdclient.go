@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/workload"
 )
 
@@ -277,6 +279,74 @@ func (c *Client) ReadList(ctx context.Context, key string) ([]string, error) {
 		return nil, workload.Definite(fmt.Errorf("read list %q: %w", key, err))
 	}
 	return l, nil
+}
+
+var _ workload.Transactor = (*Client)(nil)
+
+// Txn runs a list-append transaction as Jepsen's etcd test does: one Txn reads every
+// key it touches (a linearizable read, unless Serializable, at one revision); the
+// micro-operations are applied to those lists; if any appended, a second Txn writes the
+// new lists guarded on every key's mod revision (create revision 0 for an absent key),
+// so that it commits only if no key changed since the read, and the whole transaction
+// takes effect atomically at its revision. A failed guard wrote nothing: a definite
+// "conflict". The read's error is definite; the write's is classified as a mutation's.
+func (c *Client) Txn(ctx context.Context, mops []history.Mop) ([]history.Mop, error) {
+	ctx, cancel := c.opCtx(ctx, !c.cfg.Serializable)
+	defer cancel()
+	var keys []string
+	for _, m := range mops {
+		if !slices.Contains(keys, m.Key) {
+			keys = append(keys, m.Key)
+		}
+	}
+	gets := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		gets[i] = clientv3.OpGet(k, c.readOpts()...)
+	}
+	resp, err := c.cli.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
+		return nil, Classify(err, false)
+	}
+	lists := map[string][]string{}
+	cmps := make([]clientv3.Cmp, len(keys))
+	for i, k := range keys {
+		cmps[i] = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+		if kvs := resp.Responses[i].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			l, err := decodeList(kvs[0].Value)
+			if err != nil {
+				return nil, workload.Definite(fmt.Errorf("txn: key %q: %w", k, err))
+			}
+			lists[k] = l
+			cmps[i] = clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision)
+		}
+	}
+	written := map[string]bool{}
+	out := workload.ApplyMops(mops, func(k string) []string { return lists[k] }, func(k string, l []string) {
+		lists[k], written[k] = l, true
+	})
+	if len(written) == 0 {
+		return out, nil
+	}
+	var puts []clientv3.Op
+	for _, k := range keys {
+		if written[k] {
+			enc, err := json.Marshal(lists[k])
+			if err != nil {
+				return nil, workload.Definite(fmt.Errorf("txn: %w", err))
+			}
+			puts = append(puts, clientv3.OpPut(k, string(enc)))
+		}
+	}
+	wctx, wcancel := c.opCtx(ctx, true)
+	defer wcancel()
+	tresp, err := c.cli.Txn(wctx).If(cmps...).Then(puts...).Commit()
+	if err != nil {
+		return nil, Classify(err, true)
+	}
+	if !tresp.Succeeded {
+		return nil, workload.Definite(errors.New("conflict: a key changed since the transaction read it"))
+	}
+	return out, nil
 }
 
 var _ workload.Leaser = (*Client)(nil)

@@ -134,7 +134,7 @@ func (o *Options) Caps() nemesis.Caps {
 func (o *Options) Workloads() []workload.Kind {
 	ws := []workload.Kind{workload.Register, workload.Set, workload.Append}
 	if o.f != nil && o.f.Client.Protocol == protoKV {
-		ws = append(ws, workload.Lease)
+		ws = append(ws, workload.Lease, workload.Txn)
 	}
 	return ws
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/runtime/memory"
 	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
 	"github.com/faultline/faultline/workload"
@@ -109,7 +110,7 @@ func (o *Options) Workloads() []workload.Kind {
 	if len(o.Only) > 0 {
 		return o.Only
 	}
-	return []workload.Kind{workload.Register, workload.Set, workload.Append, workload.Lease}
+	return []workload.Kind{workload.Register, workload.Set, workload.Append, workload.Lease, workload.Txn}
 }
 
 // Prepare implements sut.Options.
@@ -389,6 +390,21 @@ func (c *client) Append(ctx context.Context, key, value string) error {
 		c.t.put(key, version{list: append(slices.Clone(c.t.at(key, v).list), value)})
 		return nil
 	})
+}
+
+// Txn applies the transaction at one version; a read-only one is a read (a node cut off
+// answers it from what it last saw, with the stale-read anomaly), any other a write.
+func (c *client) Txn(ctx context.Context, mops []history.Mop) (out []history.Mop, err error) {
+	kind := reading
+	if slices.ContainsFunc(mops, func(m history.Mop) bool { return m.F == history.MopAppend }) {
+		kind = writing
+	}
+	err = c.do(ctx, kind, func(v int64) error {
+		out = workload.ApplyMops(mops, func(k string) []string { return c.t.at(k, v).list },
+			func(k string, l []string) { c.t.put(k, version{list: l}) })
+		return nil
+	})
+	return out, err
 }
 
 func (c *client) ReadList(ctx context.Context, key string) ([]string, error) {

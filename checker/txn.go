@@ -1,0 +1,764 @@
+package checker
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/faultline/faultline/history"
+)
+
+// The transaction checker: list-append histories checked the way Elle does (Kingsbury
+// and Alvaro, "Elle: Inferring Isolation Anomalies from Experimental Observations",
+// VLDB 2020). Every append adds a unique value to the end of a key's list, so the
+// longest read of a key gives the order of the appends in it (the version order), and
+// every read says which appends it saw. From them come the dependencies between
+// transactions — write-write (ww: T2 appended right after T1), write-read (wr: T2 read
+// T1's append last) and read-write (rw: T1 read the list just without T2's append) —
+// and the real-time order (rt: T1 completed before T2 began). A cycle of dependencies is
+// an anomaly, named by its edges: G0 (ww only), G1c (ww and wr), G-single (exactly one
+// rw), G2-item (more), each with a -realtime variant when it needs rt edges to close.
+// Anomalies that need no cycle are found directly: G1a (a read of an append whose
+// transaction failed), G1b (a read of an append its transaction later superseded),
+// garbage reads (of a value nobody appended), duplicate elements, incompatible orders
+// (two reads of a key that are not one a prefix of the other), and internal
+// inconsistency (a transaction that does not see its own appends).
+
+// The anomaly types.
+const (
+	AnomalyG0               = "G0"
+	AnomalyG1a              = "G1a"
+	AnomalyG1b              = "G1b"
+	AnomalyG1c              = "G1c"
+	AnomalyGSingle          = "G-single"
+	AnomalyG2               = "G2-item"
+	AnomalyGarbage          = "garbage-read"
+	AnomalyDuplicate        = "duplicate-elements"
+	AnomalyIncompatible     = "incompatible-order"
+	AnomalyInternal         = "internal"
+	realtimeSuffix          = "-realtime"
+	maxTxnExplanations      = 20
+	maxGSingleSearchesInSCC = 2000
+)
+
+// TxnModels are the consistency models the transaction checker can rule out, weakest
+// first: each anomaly rules out the model it names and every stronger one.
+var TxnModels = []string{"read-uncommitted", "read-committed", "snapshot-isolation", "serializable", "strict-serializable"}
+
+// weakestRuledOut is the weakest model each anomaly type rules out.
+func weakestRuledOut(anomaly string) string {
+	if strings.HasSuffix(anomaly, realtimeSuffix) {
+		return "strict-serializable"
+	}
+	switch anomaly {
+	case AnomalyG1a, AnomalyG1b, AnomalyG1c:
+		return "read-committed"
+	case AnomalyGSingle:
+		return "snapshot-isolation"
+	case AnomalyG2:
+		return "serializable"
+	}
+	return "read-uncommitted" // G0, and histories that make no sense under any model
+}
+
+// TxnResult is the transaction checker's result.
+type TxnResult struct {
+	Verdict Verdict `json:"valid"`
+	// Txns counts the committed transactions checked; Indeterminate those whose outcome
+	// is unknown, of which Observed were seen to commit (a read saw an append of theirs).
+	Txns          int `json:"txns"`
+	Indeterminate int `json:"indeterminate"`
+	Observed      int `json:"observed"`
+	// Edges counts the dependencies inferred (ww, wr, rw; rt are implied).
+	Edges int `json:"edges"`
+	// AnomalyTypes counts the anomalies found by type.
+	AnomalyTypes map[string]int `json:"anomaly_types"`
+	// NotModels are the models the anomalies rule out, weakest first (empty when valid).
+	NotModels []string `json:"not"`
+	// Ignored counts operations of another shape than a list-append transaction.
+	Ignored   int      `json:"ignored"`
+	Anomalies []string `json:"anomalies,omitempty"`
+}
+
+// Line is the result in one line.
+func (r *TxnResult) Line() string {
+	s := fmt.Sprintf("%d committed txns, %d indeterminate (%d seen to commit), %d dependencies", r.Txns, r.Indeterminate, r.Observed, r.Edges)
+	if len(r.AnomalyTypes) > 0 {
+		types := make([]string, 0, len(r.AnomalyTypes))
+		for _, k := range slices.Sorted(mapsKeys(r.AnomalyTypes)) {
+			types = append(types, fmt.Sprintf("%s×%d", k, r.AnomalyTypes[k]))
+		}
+		s += "; anomalies " + strings.Join(types, ", ") + "; not " + strings.Join(r.NotModels, ", ")
+	}
+	if r.Ignored > 0 {
+		s += fmt.Sprintf("; %d malformed ignored", r.Ignored)
+	}
+	return s
+}
+
+func mapsKeys(m map[string]int) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (r *TxnResult) found(anomaly, format string, args ...any) {
+	if r.AnomalyTypes == nil {
+		r.AnomalyTypes = map[string]int{}
+	}
+	r.AnomalyTypes[anomaly]++
+	if len(r.Anomalies) < maxTxnExplanations {
+		r.Anomalies = append(r.Anomalies, anomaly+": "+fmt.Sprintf(format, args...))
+	}
+}
+
+// Edge kinds, as bits.
+const (
+	edgeWW uint8 = 1 << iota
+	edgeWR
+	edgeRW
+	edgeRT
+)
+
+// tnode is one transaction of the graph; virtual nodes (the real-time chain) have none.
+type tnode struct {
+	o    *op
+	mops []history.Mop
+}
+
+// tedge is a dependency: to, its kind, and what it is about (a key, and the position in
+// the key's version order of the append it concerns).
+type tedge struct {
+	to   int32
+	kind uint8
+	key  int32
+	pos  int32
+}
+
+// appendRef names one append: its transaction and the micro-operation.
+type appendRef struct {
+	node int32
+	mop  int32
+}
+
+type txnGraph struct {
+	nodes  []tnode // real nodes: 0..len(nodes)-1; virtual ones follow
+	n      int     // all nodes, virtual included
+	adj    [][]tedge
+	keys   []string
+	orders [][]string // each key's version order
+}
+
+func (g *txnGraph) edge(from, to int32, kind uint8, key, pos int32) {
+	if from == to {
+		return
+	}
+	g.adj[from] = append(g.adj[from], tedge{to: to, kind: kind, key: key, pos: pos})
+}
+
+// checkTxn checks the txn workload's history.
+func checkTxn(ops []op, bad *ignoredOps) (res *TxnResult, notes []string) {
+	res = &TxnResult{}
+	g := &txnGraph{}
+	failed := map[string]map[string]*op{} // key → value → a failed txn's append
+	for i := range ops {
+		o := &ops[i]
+		if o.guessed != "" {
+			continue
+		}
+		mops, ok := txnMops(o)
+		if !ok {
+			bad.add(o.key, whyShape)
+			res.Ignored++
+			notes = append(notes, fmt.Sprintf("event %d: %s of %v → %v is not a list-append transaction; ignored", o.invIdx, o.f, o.in, o.out))
+			continue
+		}
+		switch o.status {
+		case history.Fail:
+			for _, m := range mops {
+				if m.F == history.MopAppend {
+					if failed[m.Key] == nil {
+						failed[m.Key] = map[string]*op{}
+					}
+					failed[m.Key][m.V.S] = o
+				}
+			}
+		case history.OK:
+			res.Txns++
+			g.nodes = append(g.nodes, tnode{o: o, mops: mops})
+		default:
+			res.Indeterminate++
+			g.nodes = append(g.nodes, tnode{o: o, mops: mops})
+		}
+	}
+	keyID := map[string]int32{}
+	kid := func(k string) int32 {
+		id, ok := keyID[k]
+		if !ok {
+			id = int32(len(g.keys))
+			keyID[k] = id
+			g.keys = append(g.keys, k)
+		}
+		return id
+	}
+	writer := map[int32]map[string]appendRef{}
+	for ni, nd := range g.nodes {
+		for mi, m := range nd.mops {
+			if m.F != history.MopAppend {
+				continue
+			}
+			k := kid(m.Key)
+			if writer[k] == nil {
+				writer[k] = map[string]appendRef{}
+			}
+			if prev, dup := writer[k][m.V.S]; dup {
+				bad.add(m.Key, whyDuplicateAppend)
+				res.Ignored++
+				notes = append(notes, fmt.Sprintf("event %d appends %q to key %q, as event %d did: appended values must be unique; the second is ignored",
+					nd.o.invIdx, m.V.S, m.Key, g.nodes[prev.node].o.invIdx))
+				continue
+			}
+			writer[k][m.V.S] = appendRef{node: int32(ni), mop: int32(mi)}
+		}
+	}
+	g.orders = g.versionOrders(res, kid)
+	observed := make([]bool, len(g.nodes))
+	g.n = len(g.nodes)
+	g.adj = make([][]tedge, g.n)
+	g.readDeps(res, writer, failed, keyID, observed)
+	for i, nd := range g.nodes {
+		if nd.o.status != history.OK && observed[i] {
+			res.Observed++
+		}
+	}
+	for k, order := range g.orders { // ww
+		for i := 1; i < len(order); i++ {
+			a, okA := writer[int32(k)][order[i-1]]
+			b, okB := writer[int32(k)][order[i]]
+			if okA && okB {
+				g.edge(a.node, b.node, edgeWW, int32(k), int32(i))
+			}
+		}
+	}
+	for i := range g.adj {
+		res.Edges += len(g.adj[i])
+	}
+	g.realtime()
+	g.cycles(res)
+	verdict := Valid
+	if len(res.AnomalyTypes) > 0 {
+		verdict = Invalid
+		weakest := len(TxnModels)
+		for a := range res.AnomalyTypes {
+			weakest = min(weakest, slices.Index(TxnModels, weakestRuledOut(a)))
+		}
+		res.NotModels = slices.Clone(TxnModels[weakest:])
+	} else if res.Txns == 0 {
+		verdict = Unknown
+	}
+	res.Verdict = verdict
+	return res, notes
+}
+
+// whyDuplicateAppend is why a second append of a value is left out.
+const whyDuplicateAppend = "append of a value already appended to its key (ignored)"
+
+// txnMops returns the micro-operations of a transaction as the checker reads them: the
+// completion's for a committed one (reads carry what they read), the invoke's
+// otherwise. ok is false when o is not a list-append transaction.
+func txnMops(o *op) ([]history.Mop, bool) {
+	if o.f != history.OpTxn || o.in.Kind != history.Txn {
+		return nil, false
+	}
+	mops := o.in.T
+	if o.status == history.OK {
+		if o.out.Kind != history.Txn || len(o.out.T) != len(o.in.T) {
+			return nil, false
+		}
+		mops = o.out.T
+	}
+	for i, m := range mops {
+		in := o.in.T[i]
+		if m.F != in.F || m.Key != in.Key {
+			return nil, false
+		}
+		switch {
+		case m.F == history.MopAppend && m.V.Kind == history.Str:
+		case m.F == history.MopRead && (o.status != history.OK || m.V.Kind == history.List || m.V.Kind == history.None):
+		default:
+			return nil, false
+		}
+	}
+	return mops, true
+}
+
+// versionOrders returns each key's order of appends: its longest committed read. Reads
+// that are not a prefix of it are incompatible orders (and no order is taken for the
+// key); a read with an element twice is a duplicate.
+func (g *txnGraph) versionOrders(res *TxnResult, kid func(string) int32) [][]string {
+	longest := map[int32][]string{}
+	who := map[int32]*op{}
+	g.committedReads(func(o *op, m history.Mop) {
+		if k := kid(m.Key); len(m.V.L) > len(longest[k]) {
+			longest[k], who[k] = m.V.L, o
+		}
+	})
+	orders := make([][]string, len(g.keys))
+	bad := map[int32]bool{}
+	g.committedReads(func(o *op, m history.Mop) {
+		k := kid(m.Key)
+		l := longest[k]
+		if !slices.Equal(m.V.L, l[:len(m.V.L)]) && !bad[k] {
+			bad[k] = true
+			res.found(AnomalyIncompatible, "key %q: %s read %v and %s read %v: neither is a prefix of the other, so the appends have no one order",
+				m.Key, describeTxn(o), m.V, describeTxn(who[k]), history.L(l...))
+		}
+		if d, ok := duplicate(m.V.L); ok {
+			res.found(AnomalyDuplicate, "key %q: %s read %v, with %q twice", m.Key, describeTxn(o), m.V, d)
+		}
+	})
+	for k, l := range longest {
+		if !bad[k] {
+			orders[k] = l
+		}
+	}
+	return orders
+}
+
+// committedReads calls f with every read of every committed transaction.
+func (g *txnGraph) committedReads(f func(*op, history.Mop)) {
+	for _, nd := range g.nodes {
+		if nd.o.status != history.OK {
+			continue
+		}
+		for _, m := range nd.mops {
+			if m.F == history.MopRead {
+				f(nd.o, m)
+			}
+		}
+	}
+}
+
+func duplicate(l []string) (string, bool) {
+	if len(l) < 2 {
+		return "", false
+	}
+	seen := make(map[string]bool, len(l))
+	for _, v := range l {
+		if seen[v] {
+			return v, true
+		}
+		seen[v] = true
+	}
+	return "", false
+}
+
+// readDeps checks every committed read — what it read exists, committed, and is not
+// superseded within its transaction; a transaction sees its own appends — and adds the
+// wr and rw dependencies of each read made before its transaction appended to the key.
+func (g *txnGraph) readDeps(res *TxnResult, writer map[int32]map[string]appendRef, failed map[string]map[string]*op, keyID map[string]int32, observed []bool) {
+	for ni, nd := range g.nodes {
+		if nd.o.status != history.OK {
+			continue
+		}
+		own := map[string][]string{} // this txn's appends so far, by key
+		for _, m := range nd.mops {
+			if m.F == history.MopAppend {
+				own[m.Key] = append(own[m.Key], m.V.S)
+				continue
+			}
+			k := keyID[m.Key]
+			l := m.V.L
+			for _, v := range l {
+				w, ok := writer[k][v]
+				switch {
+				case ok:
+					observed[w.node] = true
+				case failed[m.Key][v] != nil:
+					res.found(AnomalyG1a, "key %q: %s read %q, appended by %s, which failed: an aborted write was read",
+						m.Key, describeTxn(nd.o), v, strings.TrimPrefix(failed[m.Key][v].describeFail(), history.OpTxn+" by "))
+				default:
+					res.found(AnomalyGarbage, "key %q: %s read %q, which no transaction appended", m.Key, describeTxn(nd.o), v)
+				}
+			}
+			if mine := own[m.Key]; len(mine) > 0 { // internal: the read must end with this txn's appends
+				if len(l) < len(mine) || !slices.Equal(l[len(l)-len(mine):], mine) {
+					res.found(AnomalyInternal, "key %q: %s read %v after appending %v itself: a transaction must see its own appends",
+						m.Key, describeTxn(nd.o), m.V, history.L(mine...))
+				}
+				continue // not an external read: it says nothing of other transactions
+			}
+			if len(l) > 0 {
+				v := l[len(l)-1]
+				if w, ok := writer[k][v]; ok && int(w.node) != ni {
+					wn := g.nodes[w.node]
+					if last := lastAppend(wn.mops, m.Key); last != v {
+						res.found(AnomalyG1b, "key %q: %s read %v, ending in %q, which %s appended before appending %q: an intermediate state was read",
+							m.Key, describeTxn(nd.o), m.V, v, describeTxn(wn.o), last)
+					}
+					g.edge(w.node, int32(ni), edgeWR, k, int32(len(l)-1))
+				}
+			}
+			if order := g.orders[k]; len(l) < len(order) {
+				if w, ok := writer[k][order[len(l)]]; ok {
+					g.edge(int32(ni), w.node, edgeRW, k, int32(len(l)))
+				}
+			}
+		}
+	}
+}
+
+func lastAppend(mops []history.Mop, key string) string {
+	last := ""
+	for _, m := range mops {
+		if m.F == history.MopAppend && m.Key == key {
+			last = m.V.S
+		}
+	}
+	return last
+}
+
+// realtime adds the real-time order as a chain of virtual nodes, one per completion in
+// time order: T → its completion's node → the next completion's … → every transaction
+// invoked after. So T1 reaches T2 by rt edges exactly when T1 completed before T2
+// began, with 3 edges per transaction rather than one per pair.
+func (g *txnGraph) realtime() {
+	type done struct {
+		at   int64
+		node int32
+	}
+	var ends []done
+	for i, nd := range g.nodes {
+		if nd.o.status == history.OK && !nd.o.untimed {
+			ends = append(ends, done{nd.o.ret, int32(i)})
+		}
+	}
+	sort.Slice(ends, func(a, b int) bool { return ends[a].at < ends[b].at })
+	base := int32(g.n)
+	g.n += len(ends)
+	g.adj = append(g.adj, make([][]tedge, len(ends))...)
+	for i, d := range ends {
+		g.edge(d.node, base+int32(i), edgeRT, -1, -1)
+		if i > 0 {
+			g.edge(base+int32(i-1), base+int32(i), edgeRT, -1, -1)
+		}
+	}
+	for i, nd := range g.nodes {
+		if nd.o.untimed {
+			continue
+		}
+		j := sort.Search(len(ends), func(j int) bool { return ends[j].at >= nd.o.call }) - 1
+		if j >= 0 {
+			g.edge(base+int32(j), int32(i), edgeRT, -1, -1)
+		}
+	}
+}
+
+// cycles finds the strongly connected components and, in each, the cycle of the
+// weakest anomaly it holds.
+func (g *txnGraph) cycles(res *TxnResult) {
+	all := make([]int32, g.n)
+	for i := range all {
+		all[i] = int32(i)
+	}
+	comp := tarjan(all, func(v int32) int { return int(v) }, func(v int32, f func(int32)) {
+		for _, e := range g.adj[v] {
+			f(e.to)
+		}
+	})
+	members := map[int32][]int32{}
+	realIn := map[int32]int{}
+	for v := range int32(g.n) {
+		members[comp[v]] = append(members[comp[v]], v)
+		if v < int32(len(g.nodes)) {
+			realIn[comp[v]]++
+		}
+	}
+	var ids []int32
+	for c, n := range realIn {
+		if n > 1 {
+			ids = append(ids, c)
+		}
+	}
+	slices.Sort(ids)
+	for _, c := range ids {
+		if name, cyc := g.classify(members[c], func(v int32) bool { return comp[v] == c }); cyc != nil {
+			res.found(name, "%s", g.explainCycle(cyc))
+		}
+	}
+}
+
+// classify finds, among the nodes in, the cycle of the weakest anomaly: G0, G1c,
+// G-single, G2-item, then the same with real-time edges.
+func (g *txnGraph) classify(members []int32, in func(int32) bool) (string, []tedgeFrom) {
+	for _, rt := range []uint8{0, edgeRT} {
+		suffix := ""
+		if rt != 0 {
+			suffix = realtimeSuffix
+		}
+		if cyc := g.cycleWithin(members, in, edgeWW|rt); cyc != nil {
+			return AnomalyG0 + suffix, cyc
+		}
+		if cyc := g.cycleWithin(members, in, edgeWW|edgeWR|rt); cyc != nil {
+			return AnomalyG1c + suffix, cyc
+		}
+		if cyc := g.cycleThroughRW(members, in, edgeWW|edgeWR|rt); cyc != nil {
+			return AnomalyGSingle + suffix, cyc
+		}
+		if cyc := g.cycleThroughRW(members, in, edgeWW|edgeWR|edgeRW|rt); cyc != nil {
+			return AnomalyG2 + suffix, cyc
+		}
+	}
+	return "", nil
+}
+
+// tedgeFrom is one step of a cycle: the edge and where it starts.
+type tedgeFrom struct {
+	from int32
+	tedge
+}
+
+// cycleWithin returns a cycle among members (one component: in tells its nodes) using
+// only edges of mask, or nil.
+func (g *txnGraph) cycleWithin(members []int32, in func(int32) bool, mask uint8) []tedgeFrom {
+	pos := make(map[int32]int, len(members))
+	for i, v := range members {
+		pos[v] = i
+	}
+	comp := tarjan(members, func(v int32) int {
+		if i, ok := pos[v]; ok {
+			return i
+		}
+		return -1
+	}, func(v int32, f func(int32)) {
+		for _, e := range g.adj[v] {
+			if e.kind&mask != 0 {
+				f(e.to)
+			}
+		}
+	})
+	real := int32(len(g.nodes))
+	size := map[int32]int{}
+	for i, v := range members {
+		if v < real {
+			size[comp[i]]++
+		}
+	}
+	for i, v := range members {
+		if v < real && size[comp[i]] > 1 {
+			c := comp[i]
+			return g.path(v, v, mask, func(u int32) bool { j, ok := pos[u]; return ok && comp[j] == c }, nil)
+		}
+	}
+	return nil
+}
+
+// cycleThroughRW returns a cycle among members that takes one rw edge and then only
+// edges of mask back, or nil.
+func (g *txnGraph) cycleThroughRW(members []int32, in func(int32) bool, mask uint8) []tedgeFrom {
+	tries := 0
+	real := int32(len(g.nodes))
+	for _, u := range members {
+		if u >= real {
+			continue
+		}
+		for _, e := range g.adj[u] {
+			if e.kind != edgeRW || !in(e.to) {
+				continue
+			}
+			if tries++; tries > maxGSingleSearchesInSCC {
+				return nil
+			}
+			first := tedgeFrom{from: u, tedge: e}
+			if back := g.path(e.to, u, mask, in, &first); back != nil {
+				return back
+			}
+		}
+	}
+	return nil
+}
+
+// path returns the shortest path from a to b (a cycle when a == b) over edges of mask
+// through nodes ok, prefixed by first when given; nil when there is none.
+func (g *txnGraph) path(a, b int32, mask uint8, ok func(int32) bool, first *tedgeFrom) []tedgeFrom {
+	prev := map[int32]tedgeFrom{}
+	queue := []int32{a}
+	seen := map[int32]bool{a: true}
+	found := false
+	for len(queue) > 0 && !found {
+		v := queue[0]
+		queue = queue[1:]
+		for _, e := range g.adj[v] {
+			if e.kind&mask == 0 || !ok(e.to) {
+				continue
+			}
+			if e.to == b {
+				prev[b] = tedgeFrom{from: v, tedge: e}
+				found = true
+				break
+			}
+			if !seen[e.to] {
+				seen[e.to] = true
+				prev[e.to] = tedgeFrom{from: v, tedge: e}
+				queue = append(queue, e.to)
+			}
+		}
+	}
+	if !found {
+		return nil
+	}
+	var out []tedgeFrom
+	for v := b; ; {
+		st := prev[v]
+		out = append(out, st)
+		v = st.from
+		if v == a {
+			break
+		}
+	}
+	slices.Reverse(out)
+	if first != nil {
+		out = append([]tedgeFrom{*first}, out...)
+	}
+	return out
+}
+
+// explainCycle tells a cycle in words: each transaction with its operations, and each
+// dependency with why it holds. Runs of real-time edges through the virtual chain are
+// one "completed before … began".
+func (g *txnGraph) explainCycle(cyc []tedgeFrom) string {
+	real := int32(len(g.nodes))
+	var steps []string
+	names := map[int32]string{}
+	name := func(v int32) string {
+		if n, ok := names[v]; ok {
+			return n
+		}
+		names[v] = fmt.Sprintf("T%d", len(names)+1)
+		return names[v]
+	}
+	var txns []string
+	start := int32(-1)
+	for _, st := range cyc {
+		if st.from < real && start < 0 {
+			start = st.from
+		}
+		if st.to >= real { // into the chain: wait for where it comes out
+			if st.from < real {
+				start = st.from
+			}
+			continue
+		}
+		from := st.from
+		if from >= real {
+			from = start
+		}
+		a, b := name(from), name(st.to)
+		steps = append(steps, fmt.Sprintf("%s → %s (%s)", a, b, g.explainEdge(from, st, a, b)))
+		start = st.to
+	}
+	for v, n := range names {
+		txns = append(txns, fmt.Sprintf("%s = %s %v", n, describeTxn(g.nodes[v].o), history.T(g.nodes[v].mops...)))
+	}
+	slices.Sort(txns)
+	return strings.Join(steps, "; ") + ". Where " + strings.Join(txns, "; ") + "."
+}
+
+func (g *txnGraph) explainEdge(from int32, st tedgeFrom, a, b string) string {
+	if st.kind == edgeRT {
+		return fmt.Sprintf("rt: %s completed at %s, before %s began at %s", a, secs(g.nodes[from].o.ret), b, secs(g.nodes[st.to].o.call))
+	}
+	k := g.keys[st.key]
+	order := g.orders[st.key]
+	v := order[st.pos]
+	switch st.kind {
+	case edgeWW:
+		return fmt.Sprintf("ww on %s: %s appended %s, and %s appended %s next", k, a, order[st.pos-1], b, v)
+	case edgeWR:
+		return fmt.Sprintf("wr on %s: %s read %s's append of %s last", k, b, a, v)
+	default:
+		return fmt.Sprintf("rw on %s: %s read %s without %s, which %s appended next", k, a, history.L(order[:st.pos]...), v, b)
+	}
+}
+
+// describeTxn names a transaction by its process and times.
+func describeTxn(o *op) string {
+	d := o.describe()
+	return strings.TrimPrefix(d, o.f+" by ")
+}
+
+// tarjan returns the strongly connected component of each of nodes (by position in
+// nodes), following succ to the nodes that local places (local(v) is v's position in
+// nodes, or -1 for a node outside them). Iterative: histories are long.
+func tarjan(nodes []int32, local func(int32) int, succ func(int32, func(int32))) []int32 {
+	n := len(nodes)
+	index, low, comp := make([]int32, n), make([]int32, n), make([]int32, n)
+	for i := range index {
+		index[i] = -1
+	}
+	onStack := make([]bool, n)
+	var stack []int
+	var next, nextComp int32
+	type frame struct {
+		v     int
+		succs []int
+		i     int
+	}
+	var call []frame
+	push := func(v int) {
+		index[v], low[v] = next, next
+		next++
+		stack = append(stack, v)
+		onStack[v] = true
+		var s []int
+		succ(nodes[v], func(w int32) {
+			if l := local(w); l >= 0 {
+				s = append(s, l)
+			}
+		})
+		call = append(call, frame{v: v, succs: s})
+	}
+	for root := range n {
+		if index[root] >= 0 {
+			continue
+		}
+		push(root)
+		for len(call) > 0 {
+			f := &call[len(call)-1]
+			if f.i < len(f.succs) {
+				w := f.succs[f.i]
+				f.i++
+				if index[w] < 0 {
+					push(w)
+				} else if onStack[w] {
+					low[f.v] = min(low[f.v], index[w])
+				}
+				continue
+			}
+			v := f.v
+			call = call[:len(call)-1]
+			if len(call) > 0 {
+				p := call[len(call)-1].v
+				low[p] = min(low[p], low[v])
+			}
+			if low[v] == index[v] {
+				for {
+					w := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					onStack[w] = false
+					comp[w] = nextComp
+					if w == v {
+						break
+					}
+				}
+				nextComp++
+			}
+		}
+	}
+	return comp
+}

@@ -2,6 +2,7 @@ package checker
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"runtime/metrics"
 	"sync/atomic"
@@ -123,6 +124,33 @@ func BenchmarkRegister(b *testing.B) {
 			b.ReportMetric(float64(checkT)/float64(rawT), "ratio")
 			b.ReportMetric(checkPeak, "check-peak-MiB")
 			b.ReportMetric(rawPeak, "porcupine-peak-MiB")
+		})
+	}
+}
+
+// BenchmarkTxn checks simulated list-append histories (every one valid) of 100k and 1M
+// transactions. Elle's published rate on the JVM is 100-160k transactions a second.
+func BenchmarkTxn(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("%dk-txns", n/1000), func(b *testing.B) {
+			events := simulate(simConfig{Seed: 11, Ops: n, Procs: 10, Info: 0.01, Keys: 8, OpsPerKey: 64, Workload: "txn"})
+			b.ReportAllocs()
+			b.ResetTimer()
+			var took time.Duration
+			var peak float64
+			for range b.N {
+				stop := peakHeap()
+				t0 := time.Now()
+				res := Check(context.Background(), events, Options{Model: Txn})
+				took += time.Since(t0)
+				peak = max(peak, stop())
+				if res.Verdict != Valid {
+					b.Fatalf("check: %s", res.Summary())
+				}
+			}
+			b.ReportMetric(float64(took.Milliseconds())/float64(b.N), "check-ms/op")
+			b.ReportMetric(float64(n)/(took.Seconds()/float64(b.N)), "txns/s")
+			b.ReportMetric(peak, "peak-MiB")
 		})
 	}
 }

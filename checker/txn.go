@@ -2,6 +2,7 @@ package checker
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -86,7 +87,7 @@ func (r *TxnResult) Line() string {
 	s := fmt.Sprintf("%d committed txns, %d indeterminate (%d seen to commit), %d dependencies", r.Txns, r.Indeterminate, r.Observed, r.Edges)
 	if len(r.AnomalyTypes) > 0 {
 		types := make([]string, 0, len(r.AnomalyTypes))
-		for _, k := range slices.Sorted(mapsKeys(r.AnomalyTypes)) {
+		for _, k := range slices.Sorted(maps.Keys(r.AnomalyTypes)) {
 			types = append(types, fmt.Sprintf("%s×%d", k, r.AnomalyTypes[k]))
 		}
 		s += "; anomalies " + strings.Join(types, ", ") + "; not " + strings.Join(r.NotModels, ", ")
@@ -95,16 +96,6 @@ func (r *TxnResult) Line() string {
 		s += fmt.Sprintf("; %d malformed ignored", r.Ignored)
 	}
 	return s
-}
-
-func mapsKeys(m map[string]int) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func (r *TxnResult) found(anomaly, format string, args ...any) {
@@ -140,18 +131,55 @@ type tedge struct {
 	pos  int32
 }
 
-// appendRef names one append: its transaction and the micro-operation.
+// appendRef names one append: its transaction and the micro-operation, and whether a
+// read saw it.
 type appendRef struct {
 	node int32
 	mop  int32
+	seen bool
 }
 
 type txnGraph struct {
-	nodes  []tnode // real nodes: 0..len(nodes)-1; virtual ones follow
-	n      int     // all nodes, virtual included
-	adj    [][]tedge
-	keys   []string
-	orders [][]string // each key's version order
+	nodes []tnode // real nodes: 0..len(nodes)-1; virtual ones follow
+	n     int     // all nodes, virtual included
+	adj   [][]tedge
+	keys  []string
+	keyID map[string]int32
+	// orders is each key's version order: the appends its longest read saw, in order
+	// (the first read[k]), then the committed appends no read saw, which can only
+	// follow them (a read is a prefix of the final list), in no known order.
+	orders [][]string
+	read   []int
+	bad    map[int32]bool // keys whose reads disagree: no order
+}
+
+// addUnread puts after each key's read appends the committed appends that no read saw.
+func (g *txnGraph) addUnread(writer map[int32]map[string]appendRef) {
+	g.read = make([]int, len(g.orders))
+	for k, order := range g.orders {
+		g.read[k] = len(order)
+		g.orders[k] = slices.Clip(order) // a read's list, in the history: append to a copy
+		for _, v := range order {
+			if w, ok := writer[int32(k)][v]; ok {
+				w.seen = true
+				writer[int32(k)][v] = w
+			}
+		}
+	}
+	for ni, nd := range g.nodes {
+		if nd.o.status != history.OK {
+			continue
+		}
+		for mi, m := range nd.mops {
+			k, known := g.keyID[m.Key]
+			if m.F != history.MopAppend || !known || g.bad[k] {
+				continue
+			}
+			if w := writer[k][m.V.S]; !w.seen && w.node == int32(ni) && w.mop == int32(mi) { // not a duplicate left out
+				g.orders[k] = append(g.orders[k], m.V.S)
+			}
+		}
+	}
 }
 
 func (g *txnGraph) edge(from, to int32, kind uint8, key, pos int32) {
@@ -196,12 +224,12 @@ func checkTxn(ops []op, bad *ignoredOps) (res *TxnResult, notes []string) {
 			g.nodes = append(g.nodes, tnode{o: o, mops: mops})
 		}
 	}
-	keyID := map[string]int32{}
+	g.keyID = map[string]int32{}
 	kid := func(k string) int32 {
-		id, ok := keyID[k]
+		id, ok := g.keyID[k]
 		if !ok {
 			id = int32(len(g.keys))
-			keyID[k] = id
+			g.keyID[k] = id
 			g.keys = append(g.keys, k)
 		}
 		return id
@@ -227,10 +255,11 @@ func checkTxn(ops []op, bad *ignoredOps) (res *TxnResult, notes []string) {
 		}
 	}
 	g.orders = g.versionOrders(res, kid)
+	g.addUnread(writer)
 	observed := make([]bool, len(g.nodes))
 	g.n = len(g.nodes)
 	g.adj = make([][]tedge, g.n)
-	g.readDeps(res, writer, failed, keyID, observed)
+	g.readDeps(res, writer, failed, observed)
 	for i, nd := range g.nodes {
 		if nd.o.status != history.OK && observed[i] {
 			res.Observed++
@@ -238,7 +267,10 @@ func checkTxn(ops []op, bad *ignoredOps) (res *TxnResult, notes []string) {
 	}
 	for k, order := range g.orders { // ww
 		for i := 1; i < len(order); i++ {
-			a, okA := writer[int32(k)][order[i-1]]
+			if g.read[k] == 0 {
+				break // no read saw any: the appends have no known order
+			}
+			a, okA := writer[int32(k)][order[min(i, g.read[k])-1]]
 			b, okB := writer[int32(k)][order[i]]
 			if okA && okB {
 				g.edge(a.node, b.node, edgeWW, int32(k), int32(i))
@@ -309,7 +341,8 @@ func (g *txnGraph) versionOrders(res *TxnResult, kid func(string) int32) [][]str
 		}
 	})
 	orders := make([][]string, len(g.keys))
-	bad := map[int32]bool{}
+	g.bad = map[int32]bool{}
+	bad := g.bad
 	g.committedReads(func(o *op, m history.Mop) {
 		k := kid(m.Key)
 		l := longest[k]
@@ -317,6 +350,9 @@ func (g *txnGraph) versionOrders(res *TxnResult, kid func(string) int32) [][]str
 			bad[k] = true
 			res.found(AnomalyIncompatible, "key %q: %s read %v and %s read %v: neither is a prefix of the other, so the appends have no one order",
 				m.Key, describeTxn(o), m.V, describeTxn(who[k]), history.L(l...))
+		}
+		if len(m.V.L) < len(l) && !bad[k] {
+			return // a prefix of the longest read has a duplicate only if the longest has
 		}
 		if d, ok := duplicate(m.V.L); ok {
 			res.found(AnomalyDuplicate, "key %q: %s read %v, with %q twice", m.Key, describeTxn(o), m.V, d)
@@ -361,7 +397,7 @@ func duplicate(l []string) (string, bool) {
 // readDeps checks every committed read — what it read exists, committed, and is not
 // superseded within its transaction; a transaction sees its own appends — and adds the
 // wr and rw dependencies of each read made before its transaction appended to the key.
-func (g *txnGraph) readDeps(res *TxnResult, writer map[int32]map[string]appendRef, failed map[string]map[string]*op, keyID map[string]int32, observed []bool) {
+func (g *txnGraph) readDeps(res *TxnResult, writer map[int32]map[string]appendRef, failed map[string]map[string]*op, observed []bool) {
 	for ni, nd := range g.nodes {
 		if nd.o.status != history.OK {
 			continue
@@ -372,7 +408,7 @@ func (g *txnGraph) readDeps(res *TxnResult, writer map[int32]map[string]appendRe
 				own[m.Key] = append(own[m.Key], m.V.S)
 				continue
 			}
-			k := keyID[m.Key]
+			k := g.keyID[m.Key]
 			l := m.V.L
 			for _, v := range l {
 				w, ok := writer[k][v]
@@ -404,9 +440,19 @@ func (g *txnGraph) readDeps(res *TxnResult, writer map[int32]map[string]appendRe
 					g.edge(w.node, int32(ni), edgeWR, k, int32(len(l)-1))
 				}
 			}
-			if order := g.orders[k]; len(l) < len(order) {
-				if w, ok := writer[k][order[len(l)]]; ok {
-					g.edge(int32(ni), w.node, edgeRW, k, int32(len(l)))
+			order, n := g.orders[k], len(l)
+			if n < g.read[k] {
+				order = order[:n+1] // the next append read
+			}
+			last := int32(-1) // the writer of what it read last: reading part of a transaction is G1b, not also rw
+			if n > 0 {
+				if w, ok := writer[k][l[n-1]]; ok {
+					last = w.node
+				}
+			}
+			for i := n; i < len(order); i++ { // or, after the longest read, every append never read
+				if w, ok := writer[k][order[i]]; ok && w.node != last {
+					g.edge(int32(ni), w.node, edgeRW, k, int32(i))
 				}
 			}
 		}
@@ -466,26 +512,18 @@ func (g *txnGraph) cycles(res *TxnResult) {
 	for i := range all {
 		all[i] = int32(i)
 	}
-	comp := tarjan(all, func(v int32) int { return int(v) }, func(v int32, f func(int32)) {
-		for _, e := range g.adj[v] {
-			f(e.to)
-		}
-	})
+	comp := g.tarjan(all, func(v int32) int { return int(v) }, edgeWW|edgeWR|edgeRW|edgeRT)
+	realIn := make([]int32, g.n)
+	for v := range int32(len(g.nodes)) {
+		realIn[comp[v]]++
+	}
 	members := map[int32][]int32{}
-	realIn := map[int32]int{}
 	for v := range int32(g.n) {
-		members[comp[v]] = append(members[comp[v]], v)
-		if v < int32(len(g.nodes)) {
-			realIn[comp[v]]++
+		if c := comp[v]; realIn[c] > 1 {
+			members[c] = append(members[c], v)
 		}
 	}
-	var ids []int32
-	for c, n := range realIn {
-		if n > 1 {
-			ids = append(ids, c)
-		}
-	}
-	slices.Sort(ids)
+	ids := slices.Sorted(maps.Keys(members))
 	for _, c := range ids {
 		if name, cyc := g.classify(members[c], func(v int32) bool { return comp[v] == c }); cyc != nil {
 			res.found(name, "%s", g.explainCycle(cyc))
@@ -530,18 +568,12 @@ func (g *txnGraph) cycleWithin(members []int32, in func(int32) bool, mask uint8)
 	for i, v := range members {
 		pos[v] = i
 	}
-	comp := tarjan(members, func(v int32) int {
+	comp := g.tarjan(members, func(v int32) int {
 		if i, ok := pos[v]; ok {
 			return i
 		}
 		return -1
-	}, func(v int32, f func(int32)) {
-		for _, e := range g.adj[v] {
-			if e.kind&mask != 0 {
-				f(e.to)
-			}
-		}
-	})
+	}, mask)
 	real := int32(len(g.nodes))
 	size := map[int32]int{}
 	for i, v := range members {
@@ -583,16 +615,24 @@ func (g *txnGraph) cycleThroughRW(members []int32, in func(int32) bool, mask uin
 	return nil
 }
 
-// path returns the shortest path from a to b (a cycle when a == b) over edges of mask
-// through nodes ok, prefixed by first when given; nil when there is none.
+// path returns the path from a to b (a cycle when a == b) over edges of mask through
+// nodes ok with the fewest transactions on it (a 0-1 breadth-first search: a step into
+// the real-time chain's virtual nodes costs nothing), prefixed by first when given; nil
+// when there is none.
 func (g *txnGraph) path(a, b int32, mask uint8, ok func(int32) bool, first *tedgeFrom) []tedgeFrom {
+	real := int32(len(g.nodes))
 	prev := map[int32]tedgeFrom{}
-	queue := []int32{a}
-	seen := map[int32]bool{a: true}
+	dist := map[int32]int{a: 0}
+	var near []int32  // at the distance being searched (a stack: their order does not matter)
+	far := []int32{a} // one further, in order
 	found := false
-	for len(queue) > 0 && !found {
-		v := queue[0]
-		queue = queue[1:]
+	for (len(near) > 0 || len(far) > 0) && !found {
+		var v int32
+		if len(near) > 0 {
+			v, near = near[len(near)-1], near[:len(near)-1]
+		} else {
+			v, far = far[0], far[1:]
+		}
 		for _, e := range g.adj[v] {
 			if e.kind&mask == 0 || !ok(e.to) {
 				continue
@@ -602,10 +642,19 @@ func (g *txnGraph) path(a, b int32, mask uint8, ok func(int32) bool, first *tedg
 				found = true
 				break
 			}
-			if !seen[e.to] {
-				seen[e.to] = true
-				prev[e.to] = tedgeFrom{from: v, tedge: e}
-				queue = append(queue, e.to)
+			cost := 1
+			if e.to >= real {
+				cost = 0
+			}
+			if d, seen := dist[e.to]; seen && d <= dist[v]+cost {
+				continue
+			}
+			dist[e.to] = dist[v] + cost
+			prev[e.to] = tedgeFrom{from: v, tedge: e}
+			if cost == 0 {
+				near = append(near, e.to)
+			} else {
+				far = append(far, e.to)
 			}
 		}
 	}
@@ -674,15 +723,19 @@ func (g *txnGraph) explainEdge(from int32, st tedgeFrom, a, b string) string {
 		return fmt.Sprintf("rt: %s completed at %s, before %s began at %s", a, secs(g.nodes[from].o.ret), b, secs(g.nodes[st.to].o.call))
 	}
 	k := g.keys[st.key]
-	order := g.orders[st.key]
+	order, read := g.orders[st.key], g.read[st.key]
 	v := order[st.pos]
+	next := "next"
+	if int(st.pos) >= read {
+		next = "after it (no read saw " + v + ": it can only follow what reads saw)"
+	}
 	switch st.kind {
 	case edgeWW:
-		return fmt.Sprintf("ww on %s: %s appended %s, and %s appended %s next", k, a, order[st.pos-1], b, v)
+		return fmt.Sprintf("ww on %s: %s appended %s, and %s appended %s %s", k, a, order[min(int(st.pos), read)-1], b, v, next)
 	case edgeWR:
 		return fmt.Sprintf("wr on %s: %s read %s's append of %s last", k, b, a, v)
 	default:
-		return fmt.Sprintf("rw on %s: %s read %s without %s, which %s appended next", k, a, history.L(order[:st.pos]...), v, b)
+		return fmt.Sprintf("rw on %s: %s read %s without %s, which %s appended %s", k, a, history.L(order[:min(int(st.pos), read)]...), v, b, next)
 	}
 }
 
@@ -693,9 +746,9 @@ func describeTxn(o *op) string {
 }
 
 // tarjan returns the strongly connected component of each of nodes (by position in
-// nodes), following succ to the nodes that local places (local(v) is v's position in
-// nodes, or -1 for a node outside them). Iterative: histories are long.
-func tarjan(nodes []int32, local func(int32) int, succ func(int32, func(int32))) []int32 {
+// nodes), over the graph's edges of mask that lead to nodes local places (local(v) is
+// v's position in nodes, or -1 for a node outside them). Iterative: histories are long.
+func (g *txnGraph) tarjan(nodes []int32, local func(int32) int, mask uint8) []int32 {
 	n := len(nodes)
 	index, low, comp := make([]int32, n), make([]int32, n), make([]int32, n)
 	for i := range index {
@@ -705,9 +758,7 @@ func tarjan(nodes []int32, local func(int32) int, succ func(int32, func(int32)))
 	var stack []int
 	var next, nextComp int32
 	type frame struct {
-		v     int
-		succs []int
-		i     int
+		v, i int // local node, next edge of its adjacency
 	}
 	var call []frame
 	push := func(v int) {
@@ -715,13 +766,7 @@ func tarjan(nodes []int32, local func(int32) int, succ func(int32, func(int32)))
 		next++
 		stack = append(stack, v)
 		onStack[v] = true
-		var s []int
-		succ(nodes[v], func(w int32) {
-			if l := local(w); l >= 0 {
-				s = append(s, l)
-			}
-		})
-		call = append(call, frame{v: v, succs: s})
+		call = append(call, frame{v: v})
 	}
 	for root := range n {
 		if index[root] >= 0 {
@@ -730,12 +775,18 @@ func tarjan(nodes []int32, local func(int32) int, succ func(int32, func(int32)))
 		push(root)
 		for len(call) > 0 {
 			f := &call[len(call)-1]
-			if f.i < len(f.succs) {
-				w := f.succs[f.i]
+			if adj := g.adj[nodes[f.v]]; f.i < len(adj) {
+				e := adj[f.i]
 				f.i++
-				if index[w] < 0 {
+				w := -1
+				if e.kind&mask != 0 {
+					w = local(e.to)
+				}
+				switch {
+				case w < 0:
+				case index[w] < 0:
 					push(w)
-				} else if onStack[w] {
+				case onStack[w]:
 					low[f.v] = min(low[f.v], index[w])
 				}
 				continue

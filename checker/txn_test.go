@@ -87,6 +87,18 @@ func TestTxnCheck(t *testing.T) {
 			h.txn(1, 0, 100, ok, rd("y"), ap("x", "1"))
 			h.txn(2, 200, 210, ok, rd("x", "1"), rd("y", "1"))
 		}, explain: []string{"rw on x", "rw on y"}},
+		{name: "G2-item through an append no read saw, which can only follow what reads saw", anomaly: AnomalyG2, not: "serializable", build: func(h *txnHistory) {
+			// x's order: [2], then 5 (never read). So T1 -ww-> T3 and T4 -rw-> T3 on x;
+			// T2 -rw-> T1 on x; T3 -rw-> T2 on y and T3 -rw-> T4 on z; T1 -wr-> T4 on x.
+			h.txn(0, 0, 100, ok, ap("x", "2"))
+			h.txn(1, 0, 100, ok, ap("y", "1"), rd("x"))
+			h.txn(2, 0, 100, ok, rd("z"), rd("y"), ap("x", "5"))
+			h.txn(3, 0, 100, ok, ap("z", "2"), rd("x", "2"))
+		}, explain: []string{"rw on"}},
+		{name: "appends to a key no read saw have no order", build: func(h *txnHistory) {
+			h.txn(0, 0, 100, ok, ap("x", "1"), rd("y"))
+			h.txn(1, 0, 100, ok, ap("x", "2"))
+		}},
 		{name: "G-single-realtime: a stale read", anomaly: AnomalyGSingle + realtimeSuffix, not: "strict-serializable", build: func(h *txnHistory) {
 			h.txn(0, 0, 10, ok, ap("x", "1"))
 			h.txn(1, 20, 30, ok, rd("x"))

@@ -212,10 +212,25 @@ func jepsenEvents(ops []jepsenOp) ([]Event, error) {
 // cas, [k [from to]]).
 func isTuple(o jepsenOp) bool {
 	v := o.value
-	return v.kind == ednVector && len(v.items) == 2 && (o.f != OpCAS || v.items[1].kind == ednVector)
+	return v.kind == ednVector && len(v.items) == 2 && (o.f != OpCAS || v.items[1].kind == ednVector) && !isTxn(v)
 }
 
-// jepsenValue converts a client value: nil, a scalar, or a collection of scalars.
+// isTxn reports whether v is a transaction: a collection of [f key value] micro-operations,
+// f a keyword (Elle's histories: [[:append 1 2] [:r 2 [1 2]]]).
+func isTxn(v ednValue) bool {
+	if v.scalar() || v.kind == ednMap || len(v.items) == 0 {
+		return false
+	}
+	for _, m := range v.items {
+		if m.scalar() || m.kind == ednMap || len(m.items) != 3 || m.items[0].kind != ednKeyword || !m.items[1].scalar() {
+			return false
+		}
+	}
+	return true
+}
+
+// jepsenValue converts a client value: nil, a scalar, a collection of scalars, or a
+// transaction.
 func jepsenValue(v ednValue) (Value, error) {
 	switch {
 	case v.kind == ednNil:
@@ -224,6 +239,16 @@ func jepsenValue(v ednValue) (Value, error) {
 		return S1(v.text), nil
 	case v.kind == ednMap:
 		return Value{}, fmt.Errorf("value %s is a map, not a register or list value", clip(v.String()))
+	case isTxn(v):
+		mops := make([]Mop, len(v.items))
+		for i, m := range v.items {
+			mv, err := jepsenValue(m.items[2])
+			if err != nil {
+				return Value{}, fmt.Errorf("micro-operation %s: %w", clip(m.String()), err)
+			}
+			mops[i] = Mop{F: m.items[0].text, Key: m.items[1].text, V: mv}
+		}
+		return T(mops...), nil
 	}
 	items := make([]string, len(v.items))
 	for i, it := range v.items {

@@ -140,3 +140,24 @@ func TestReadJepsenEDNCompletionWithoutTuple(t *testing.T) {
 	assert.Equal(t, Value{}, events[1].Value)
 	assert.Equal(t, S1("5"), events[3].Value)
 }
+
+// Elle's list-append histories: transactions of [f key value] micro-operations.
+func TestJepsenTransactions(t *testing.T) {
+	in := `{:type :invoke, :f :txn, :value [[:append 1 2] [:r 2 nil]], :process 0, :time 10, :index 0}
+{:type :ok, :f :txn, :value [[:append 1 2] [:r 2 [1 2]]], :process 0, :time 20, :index 1}
+{:type :invoke, :f :txn, :value [[:r 1 nil]], :process 1, :time 30, :index 2}
+{:type :fail, :f :txn, :value [[:r 1 nil]], :process 1, :time 40, :index 3}`
+	events, _, err := ReadJepsenEDN(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 4 || events[1].Value.Kind != Txn || events[1].Key != "" {
+		t.Fatalf("read %+v", events)
+	}
+	if got := events[1].Value.String(); got != "[[append 1 2] [r 2 [1 2]]]" {
+		t.Errorf("ok value %s", got)
+	}
+	if got := events[2].Value.String(); got != "[[r 1 nil]]" {
+		t.Errorf("invoke value %s", got)
+	}
+}

@@ -24,7 +24,7 @@ type Config struct {
 	// random; each is replaced by a fresh key after OpsPerKey operations on it). 0: one
 	// at a time, every operation on the newest.
 	Keys     int
-	Workload string // "register" (default, also ""), "append" or "set"
+	Workload string // "register" (default, also ""), "append", "set" or "txn"
 }
 
 // simOp is one simulated operation: lp is its linearization point, apply whether an
@@ -63,24 +63,38 @@ func simGenerate(cfg Config, r *rand.Rand) []*simOp {
 	for k := range slots {
 		slots[k] = k
 	}
-	for i := range cfg.Ops {
-		w := r.IntN(cfg.Procs)
-		o := &simOp{proc: proc[w], key: "k0"}
+	pick := func(i int) string { // a key for operation i
 		switch {
 		case cfg.Keys > 0:
 			k := r.IntN(cfg.Keys)
-			o.key = fmt.Sprintf("k%d", slots[k])
+			key := fmt.Sprintf("k%d", slots[k])
 			if used[k]++; cfg.OpsPerKey > 0 && used[k] >= cfg.OpsPerKey {
 				slots[k], used[k], fresh = fresh, 0, fresh+1
 			}
+			return key
 		case cfg.OpsPerKey > 0:
-			o.key = fmt.Sprintf("k%d", i/cfg.OpsPerKey)
+			return fmt.Sprintf("k%d", i/cfg.OpsPerKey)
 		}
+		return "k0"
+	}
+	for i := range cfg.Ops {
+		w := r.IntN(cfg.Procs)
+		o := &simOp{proc: proc[w], key: pick(i)}
 		o.call = free[w] + 1 + r.Int64N(1000)
 		o.ret = o.call + 1 + r.Int64N(5000)
 		o.lp = o.call + r.Int64N(o.ret-o.call+1)
 		free[w] = o.ret
 		switch x := r.IntN(10); {
+		case cfg.Workload == "txn":
+			o.f, o.key = history.OpTxn, ""
+			mops := make([]history.Mop, 1+r.IntN(4))
+			for j := range mops {
+				mops[j] = history.Mop{F: history.MopRead, Key: pick(i)}
+				if r.IntN(2) == 0 {
+					mops[j] = history.Mop{F: history.MopAppend, Key: mops[j].Key, V: history.S1(fmt.Sprintf("%d.%d", i, j))}
+				}
+			}
+			o.in = history.T(mops...)
 		case cfg.Workload == "append" && x < 6, cfg.Workload == "set" && x < 9:
 			o.f = map[string]string{"append": "append", "set": "add"}[cfg.Workload]
 			o.in = history.S1(fmt.Sprintf("e%d", i))
@@ -123,6 +137,16 @@ func simApply(cfg Config, r *rand.Rand, ops []*simOp) {
 		cur, effect := state[o.key], !o.info || o.apply
 		o.status = history.OK
 		switch o.f {
+		case history.OpTxn:
+			o.out = history.T(slices.Clone(o.in.T)...)
+			for j, m := range o.out.T {
+				l := state[m.Key].L
+				if m.F == history.MopRead {
+					o.out.T[j].V = history.L(slices.Clone(l)...)
+				} else if effect {
+					state[m.Key] = history.L(append(slices.Clone(l), m.V.S)...)
+				}
+			}
 		case history.OpRead:
 			o.out = cur
 			if cfg.Workload != "" {
@@ -162,7 +186,7 @@ func simEvents(ops []*simOp) []history.Event {
 	var events []history.Event
 	for _, o := range ops {
 		done := history.Event{Time: o.ret, Process: o.proc, Type: o.status, F: o.f, Key: o.key, Value: o.in}
-		if o.status == history.OK && o.f == history.OpRead {
+		if o.status == history.OK && (o.f == history.OpRead || o.f == history.OpTxn) {
 			done.Value = o.out
 		}
 		events = append(events, history.Event{Time: o.call, Process: o.proc, Type: history.Invoke, F: o.f, Key: o.key, Value: o.in}, done)

@@ -134,6 +134,10 @@ func BenchmarkTxn(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("%dk-txns", n/1000), func(b *testing.B) {
 			events := simulate(simConfig{Seed: 11, Ops: n, Procs: 10, Info: 0.01, Keys: 8, OpsPerKey: 64, Workload: "txn"})
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "history-MiB")
 			b.ReportAllocs()
 			b.ResetTimer()
 			var took time.Duration

@@ -77,8 +77,11 @@ type TxnResult struct {
 	AnomalyTypes map[string]int `json:"anomaly_types"`
 	// NotModels are the models the anomalies rule out, weakest first (empty when valid).
 	NotModels []string `json:"not"`
-	// Ignored counts operations of another shape than a list-append transaction.
+	// Ignored counts operations of another shape than a list-append transaction, or
+	// that append a value already appended to the key; Malformed says what the first
+	// was. Such a history is not the txn workload's input at all.
 	Ignored   int      `json:"ignored"`
+	Malformed string   `json:"malformed,omitempty"`
 	Anomalies []string `json:"anomalies,omitempty"`
 }
 
@@ -282,6 +285,9 @@ func checkTxn(ops []op, bad *ignoredOps) (res *TxnResult, notes []string) {
 	}
 	g.realtime()
 	g.cycles(res)
+	if len(notes) > 0 {
+		res.Malformed = notes[0]
+	}
 	verdict := Valid
 	if len(res.AnomalyTypes) > 0 {
 		verdict = Invalid

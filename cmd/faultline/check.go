@@ -109,6 +109,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) resu
 	if res.CanVisualize() {
 		fmt.Fprintf(stdout, "view:    %s\n", filepath.Join(dir, results.VisualizationFile))
 	}
+	if res.Txn != nil && res.Txn.Malformed != "" && res.Verdict != checker.Invalid {
+		fmt.Fprintf(stderr, "faultline check: %s is not a list-append history: %s\n", file, res.Txn.Malformed)
+		return results.ExitUsage
+	}
 	return results.ExitFor(res.Verdict)
 }
 

@@ -248,3 +248,41 @@ func TestCheckMinEvidence(t *testing.T) {
 	assert.Equal(t, results.ExitUsage, code, out+errs)
 	assert.Contains(t, errs, "--min-evidence")
 }
+
+// A list-append history is checked Elle-style; one that is not list-append (a read that
+// returned a string, a value appended twice) is malformed input: exit 4, naming the
+// operation and why.
+func TestCheckTransactions(t *testing.T) {
+	const good = `{"index":0,"time":1,"process":0,"type":"invoke","f":"txn","value":[["append","x","1"]]}
+{"index":1,"time":2,"process":0,"type":"ok","f":"txn","value":[["append","x","1"]]}
+{"index":2,"time":3,"process":1,"type":"invoke","f":"txn","value":[["r","x",null]]}
+{"index":3,"time":4,"process":1,"type":"ok","f":"txn","value":[["r","x",["1"]]]}
+`
+	write := func(s string) string {
+		p := filepath.Join(t.TempDir(), "history.jsonl")
+		require.NoError(t, os.WriteFile(p, []byte(s), 0o644))
+		return p
+	}
+	code, out, errs := check(t, write(good))
+	assert.Equal(t, results.ExitValid, code, out+errs)
+	assert.Contains(t, out, "model:   txn")
+	assert.Contains(t, out, "txn: valid — 2 committed txns")
+
+	stale := good + `{"index":4,"time":5,"process":2,"type":"invoke","f":"txn","value":[["r","x",null]]}
+{"index":5,"time":6,"process":2,"type":"ok","f":"txn","value":[["r","x",[]]]}
+`
+	code, out, _ = check(t, write(stale))
+	assert.Equal(t, results.ExitInvalid, code)
+	assert.Contains(t, out, "G-single-realtime")
+
+	for name, bad := range map[string]string{
+		"a read of a string": strings.Replace(good, `["r","x",["1"]]`, `["r","x","1"]`, 1),
+		"an append twice": good + `{"index":4,"time":5,"process":2,"type":"invoke","f":"txn","value":[["append","x","1"]]}
+{"index":5,"time":6,"process":2,"type":"ok","f":"txn","value":[["append","x","1"]]}
+`,
+	} {
+		code, _, errs := check(t, "--workload", "txn", write(bad))
+		assert.Equal(t, results.ExitUsage, code, name)
+		assert.Contains(t, errs, "is not a list-append history: event ", name)
+	}
+}

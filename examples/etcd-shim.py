@@ -6,7 +6,8 @@ writes one request a line to its stdin; it answers one line each on stdout
 (docs/protocol.md). It talks to ONE etcd member through etcd's HTTP/JSON gRPC gateway
 (/v3/kv/range, /v3/kv/put, /v3/kv/txn), the way faultline's own etcd client does over
 gRPC: linearizable reads, writes refused at once by a member without a leader, cas as a
-Txn comparing the value, append as a Txn on the key's mod revision, no retries.
+Txn comparing the value, append as a Txn on the key's mod revision, list-append
+transactions as a read Txn and a write Txn guarded on mod revisions, no retries.
 
     etcd-shim.py ENDPOINT [--op-timeout-ms N] [--reads linearizable|serializable]
 
@@ -160,7 +161,42 @@ def do(db, req):
                 return {"type": "ok"}
             if time.monotonic() > deadline:  # the last compare failed: nothing applied
                 return {"type": "fail", "error": "append: gave up after conflicting writes"}
+    if f == "txn":
+        return {"type": "ok", "txn": transaction(db, req["txn"])}
     raise Definite("unknown f " + repr(f))
+
+
+def transaction(db, mops):
+    """A list-append transaction as Jepsen's etcd test runs one: read every key in one
+    Txn, apply the micro-operations to those lists, and (if any appended) write the new
+    lists in a Txn guarded on every key's mod revision: it commits only if no key changed
+    since the read. A failed guard wrote nothing: a definite conflict."""
+    keys = list(dict.fromkeys(k for _, k, _ in mops))
+    body = {"success": [{"request_range": {"key": b64(k), "serializable": db.serializable}} for k in keys]}
+    r = db.post("/v3/kv/txn", body, mutation=False, require_leader=not db.serializable)
+    lists, compares = {}, []
+    for k, resp in zip(keys, r.get("responses") or []):
+        kvs = resp.get("response_range", {}).get("kvs") or []
+        if kvs:
+            lists[k] = decode_list(unb64(kvs[0].get("value", "")))
+            compares.append({"key": b64(k), "target": "MOD", "result": "EQUAL", "mod_revision": kvs[0].get("mod_revision", "0")})
+        else:
+            lists[k] = []
+            compares.append({"key": b64(k), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+    out, written = [], set()
+    for f, k, v in mops:
+        if f == "append":
+            lists[k] = lists[k] + [v]
+            written.add(k)
+            out.append([f, k, v])
+        else:
+            out.append([f, k, list(lists[k])])
+    if written:
+        puts = [{"request_put": {"key": b64(k), "value": b64(json.dumps(lists[k]))}} for k in keys if k in written]
+        r = db.post("/v3/kv/txn", {"compare": compares, "success": puts}, mutation=True)
+        if not r.get("succeeded"):
+            raise Definite("conflict: a key changed since the transaction read it")
+    return out
 
 
 def main(argv):

@@ -123,6 +123,18 @@ func TestRunFileEtcd(t *testing.T) {
 	t.Run("exec valid", func(t *testing.T) { validUnderFaults(t, "process", "etcd-exec.yaml") })
 	t.Run("exec serializable reads caught", func(t *testing.T) { caught(t, "etcd-exec.yaml", "reads=serializable") })
 	t.Run("etcd protocol valid", func(t *testing.T) { validUnderFaults(t, "process", "etcd.yaml") })
+	t.Run("exec transactions valid", func(t *testing.T) {
+		o, events := runFile(t, "process", "etcd-exec.yaml", "--workload", "txn", "--nemesis", "partition,kill", "--seed", "3")
+		require.NoError(t, o.Err)
+		assert.Equal(t, checker.Valid, o.Verdict)
+		long := 0
+		for _, e := range events {
+			if e.Type == history.OK && e.F == history.OpTxn && len(e.Value.T) > 1 {
+				long++
+			}
+		}
+		assert.Positive(t, long, "transactions of several micro-operations committed through the shim")
+	})
 }
 
 // hashicorp/raft, whose consensus code is not ours: faults take effect on it, and its

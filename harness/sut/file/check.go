@@ -145,8 +145,8 @@ func (f *File) checkClient() error {
 	c := f.Client
 	switch c.Protocol {
 	case protoHTTP, protoKV:
-		if len(c.Command) > 0 || len(c.Env) > 0 || c.StartTimeout != 0 {
-			return fmt.Errorf("client: command, env and start-timeout are for the exec protocol, not %s", c.Protocol)
+		if len(c.Command) > 0 || len(c.Env) > 0 || c.StartTimeout != 0 || c.Transactions {
+			return fmt.Errorf("client: command, env, start-timeout and transactions are for the exec protocol, not %s", c.Protocol)
 		}
 		return f.portNamed("client.port", c.Port)
 	case protoExec:

@@ -44,12 +44,13 @@ import (
 
 // request is one line to a shim.
 type request struct {
-	ID    int     `json:"id"`
-	F     string  `json:"f"`
-	Key   string  `json:"key,omitempty"`
-	Value *string `json:"value,omitempty"`
-	From  *string `json:"from,omitempty"`
-	To    *string `json:"to,omitempty"`
+	ID    int            `json:"id"`
+	F     string         `json:"f"`
+	Key   string         `json:"key,omitempty"`
+	Value *string        `json:"value,omitempty"`
+	From  *string        `json:"from,omitempty"`
+	To    *string        `json:"to,omitempty"`
+	Txn   *history.Value `json:"txn,omitempty"`
 }
 
 // answer is one line from a shim.
@@ -58,6 +59,7 @@ type answer struct {
 	Type   string          `json:"type"`
 	Value  json.RawMessage `json:"value"`
 	Values json.RawMessage `json:"values"`
+	Txn    json.RawMessage `json:"txn"`
 	Error  string          `json:"error"`
 }
 
@@ -291,8 +293,35 @@ func parseAnswer(line []byte, req request) (answer, error) {
 		if json.Unmarshal(a.Values, &v) != nil {
 			return a, errors.New(`a read-list's "values" must be a list of strings`)
 		}
+	case req.F == history.OpTxn:
+		if _, err := txnAnswer(a, req); err != nil {
+			return a, err
+		}
 	}
 	return a, nil
+}
+
+// txnAnswer reads a txn's ok answer: its micro-operations, each the request's with what
+// a read read (a list of strings, or null for none).
+func txnAnswer(a answer, req request) ([]history.Mop, error) {
+	var v history.Value
+	if err := v.UnmarshalJSON(a.Txn); err != nil || v.Kind != history.Txn || len(v.T) != len(req.Txn.T) {
+		return nil, fmt.Errorf(`a txn's "txn" must be its %d micro-operations, [f, key, value] each`, len(req.Txn.T))
+	}
+	for i, m := range v.T {
+		want := req.Txn.T[i]
+		switch {
+		case m.F != want.F || m.Key != want.Key:
+			return nil, fmt.Errorf(`micro-operation %d is [%s %s …], not [%s %s …]`, i, m.F, m.Key, want.F, want.Key)
+		case m.F == history.MopAppend && (m.V.Kind != history.Str || m.V.S != want.V.S):
+			return nil, fmt.Errorf(`micro-operation %d must be the append as sent`, i)
+		case m.F == history.MopRead && m.V.Kind == history.Str:
+			return nil, fmt.Errorf(`micro-operation %d: a read's value must be a list of strings or null`, i)
+		case m.F == history.MopRead && m.V.Kind == history.None:
+			v.T[i].V = history.L()
+		}
+	}
+	return v.T, nil
 }
 
 func isNull(m json.RawMessage) bool { return len(m) == 0 || string(m) == "null" }
@@ -357,6 +386,17 @@ func (s *shim) ReadList(ctx context.Context, key string) ([]string, error) {
 		_ = json.Unmarshal(a.Values, &l) // checked by parseAnswer
 	}
 	return l, nil
+}
+
+// Txn implements workload.Transactor: one "txn" request.
+func (s *shim) Txn(ctx context.Context, mops []history.Mop) ([]history.Mop, error) {
+	in := history.T(mops...)
+	req := request{F: history.OpTxn, Txn: &in}
+	a, err := s.call(ctx, req)
+	if err := outcome(a, err); err != nil {
+		return nil, err
+	}
+	return txnAnswer(a, req) // checked by parseAnswer
 }
 
 // shimLog returns the stderr writer of a shim: lines into the run's shims.log, each

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/workload"
 )
 
@@ -81,6 +83,11 @@ func fakeShim(mode string) {
 			lists[r.Key] = append(lists[r.Key], *r.Value)
 		case r.F == "read-list":
 			a["values"] = lists[r.Key]
+		case r.F == "txn" && r.Txn.T[0].Key == "badtxn":
+			a["txn"] = [][]any{{"r", "other", nil}}
+		case r.F == "txn":
+			a["txn"] = history.T(workload.ApplyMops(r.Txn.T, func(k string) []string { return lists[k] },
+				func(k string, l []string) { lists[k] = l })...)
 		}
 		_ = out.Encode(a)
 	}
@@ -247,4 +254,38 @@ func TestCloseStopsShims(t *testing.T) {
 	pid := s.cmd.Process.Pid
 	require.NoError(t, tg.Close())
 	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "the shim is gone")
+}
+
+// A shim that says it runs transactions gets the txn workload; its answers are held to
+// the request's micro-operations.
+func TestExecShimTransactions(t *testing.T) {
+	tg, _ := shimTarget(t, "kv")
+	c := openShim(t, tg)
+	ctx := opCtx(t)
+	out, err := c.Txn(ctx, []history.Mop{{F: history.MopAppend, Key: "x", V: history.S1("1")}, {F: history.MopRead, Key: "x"}, {F: history.MopRead, Key: "y"}})
+	require.NoError(t, err)
+	assert.Equal(t, "[[append x 1] [r x [1]] [r y []]]", history.T(out...).String())
+	_, err = c.Txn(ctx, []history.Mop{{F: history.MopRead, Key: "badtxn"}})
+	require.Error(t, err)
+	assert.ErrorContains(t, tg.Failure(), "micro-operation 0 is [r other …], not [r badtxn …]")
+
+	for _, tc := range []struct {
+		client string
+		txn    bool
+		err    string
+	}{
+		{"{protocol: exec, command: [sh], transactions: true}", true, ""},
+		{"{protocol: exec, command: [sh]}", false, ""},
+		{"{protocol: http, port: client, transactions: true}", false, "transactions are for the exec protocol"},
+	} {
+		text := "ports: {client: 1}\npeers: {port: client}\nnodes: {command: [sh]}\nready: {tcp: client}\nclient: " + tc.client + "\n"
+		o := &Options{File: writeFile(t, text)}
+		err := o.Resolve(sut.Common{Nodes: 3, Workload: workload.Register})
+		if tc.err != "" {
+			assert.ErrorContains(t, err, tc.err)
+			continue
+		}
+		require.NoError(t, err)
+		assert.Equal(t, tc.txn, slices.Contains(o.Workloads(), workload.Txn), tc.client)
+	}
 }

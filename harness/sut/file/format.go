@@ -99,12 +99,16 @@ type HTTPCall struct {
 // for each client process and talks to in JSON lines on its stdin and stdout).
 //
 // StartTimeout bounds an exec shim's start, until it has answered init (default 30s).
+// Transactions says that an exec shim runs transactions (the txn workload).
 type ClientSpec struct {
 	Protocol     string          `yaml:"protocol"`
 	Port         string          `yaml:"port"`
 	Command      []Tmpl          `yaml:"command"`
 	Env          map[string]Tmpl `yaml:"env"`
 	StartTimeout Duration        `yaml:"start-timeout"`
+	// Transactions says that the exec shim answers "txn" requests (docs/protocol.md),
+	// which the txn workload sends.
+	Transactions bool `yaml:"transactions"`
 }
 
 // HookSpecs are the optional hooks: who leads, clock, membership.

@@ -130,11 +130,16 @@ func (o *Options) Caps() nemesis.Caps {
 }
 
 // Workloads implements sut.Options: leases only through the etcd protocol, whose
-// client has them.
+// client has them; transactions through it too, and through an exec shim that says it
+// answers them (client.transactions).
 func (o *Options) Workloads() []workload.Kind {
 	ws := []workload.Kind{workload.Register, workload.Set, workload.Append}
-	if o.f != nil && o.f.Client.Protocol == protoKV {
+	switch {
+	case o.f == nil:
+	case o.f.Client.Protocol == protoKV:
 		ws = append(ws, workload.Lease, workload.Txn)
+	case o.f.Client.Transactions:
+		ws = append(ws, workload.Txn)
 	}
 	return ws
 }

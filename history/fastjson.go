@@ -17,7 +17,7 @@ import (
 // encoding/json parses each line several times over (the event, its raw process, its
 // value, each of the value's strings).
 func decodeFast(b []byte, e *Event, in interner) bool {
-	p := parser{b: b}
+	p := parser{b: b, in: in}
 	p.ws()
 	if !p.eat('{') {
 		return false
@@ -133,8 +133,9 @@ func (in interner) get(b []byte) string {
 }
 
 type parser struct {
-	b []byte
-	i int
+	b  []byte
+	i  int
+	in interner // for the names a transaction's micro-operations repeat
 }
 
 func (p *parser) ws() {
@@ -252,6 +253,9 @@ func (p *parser) value() (Value, bool) {
 		if p.eat(']') {
 			return L(items...), true
 		}
+		if p.peek() == '[' {
+			return p.txn()
+		}
 		for {
 			p.ws()
 			s, ok := p.scalar()
@@ -270,4 +274,61 @@ func (p *parser) value() (Value, bool) {
 	}
 	s, ok := p.scalar()
 	return S1(s), ok
+}
+
+// txn reads a transaction's micro-operations, after its opening bracket: [f, key, value]
+// each, value null, a scalar or an array of scalars.
+func (p *parser) txn() (Value, bool) {
+	var mops []Mop
+	for {
+		p.ws()
+		if !p.eat('[') {
+			return Value{}, false
+		}
+		var m Mop
+		for i, dst := range []*string{&m.F, &m.Key} {
+			p.ws()
+			if i > 0 && !p.eat(',') {
+				return Value{}, false
+			}
+			p.ws()
+			var b []byte
+			if p.peek() == '"' {
+				s, ok := p.str()
+				if !ok {
+					return Value{}, false
+				}
+				b = s
+			} else {
+				s, ok := p.number()
+				if !ok {
+					return Value{}, false
+				}
+				b = []byte(s)
+			}
+			*dst = p.in.get(b)
+		}
+		p.ws()
+		if !p.eat(',') {
+			return Value{}, false
+		}
+		p.ws()
+		v, ok := p.value()
+		if !ok || v.Kind == Txn {
+			return Value{}, false
+		}
+		m.V = v
+		p.ws()
+		if !p.eat(']') {
+			return Value{}, false
+		}
+		mops = append(mops, m)
+		p.ws()
+		if p.eat(']') {
+			return T(mops...), true
+		}
+		if !p.eat(',') {
+			return Value{}, false
+		}
+	}
 }

@@ -92,6 +92,8 @@ func FuzzFastDecodeAgrees(f *testing.F) {
 		`{"index":1,"time":1,"process":1,"type":"ok","f":"read","value":"é\u00e9","Index":4}`,
 		` {"index":01,"time":1,"process":1,"type":"ok","f":"read","value":[]} `,
 		`{"index":1,"time":1,"process":-1,"type":"ok","value":1e400}`,
+		`{"index":2,"time":5,"process":3,"type":"ok","f":"txn","value":[["append","x","3"],["r",7,["1","2"]],["r","y",null]]}`,
+		`{"index":2,"time":5,"process":3,"type":"ok","f":"txn","value":[["r","x",[["a","b","c"]]]]}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -190,7 +190,43 @@ func checkerRows(ctx context.Context, o Options) ([]Row, error) {
 		rows = append(rows, row)
 		_ = os.Remove(file)
 	}
-	return rows, nil
+	row, err := txnRow(ctx, o)
+	if err != nil {
+		return rows, err
+	}
+	return append(rows, row), nil
+}
+
+// elleRate is Elle's published checking rate on the JVM, in transactions a second
+// (100-160 thousand, Kingsbury and Alvaro, VLDB 2020): the reference for the txn row,
+// as no JVM is here to run it.
+const elleRate = 130_000
+
+// txnRow checks a generated list-append history of a million transactions (100
+// thousand with Quick) and compares the time with what Elle's rate would take.
+func txnRow(ctx context.Context, o Options) (Row, error) {
+	n := 1_000_000
+	if o.Quick {
+		n = 100_000
+	}
+	file := filepath.Join(o.Dir, fmt.Sprintf("txn-%d.jsonl", n))
+	if err := writeSim(file, sim.Config{Seed: 31, Ops: n, Procs: 10, Info: 0.01, Keys: 8, OpsPerKey: 64, Workload: "txn"}); err != nil {
+		return Row{}, err
+	}
+	defer os.Remove(file)
+	logf(o, "checker: txn, %s transactions", count(n))
+	a, err := measure(ctx, o.Faultline, "check", "--out", filepath.Join(o.Dir, "out"), "--workload", "txn", file)
+	if err != nil {
+		return Row{}, err
+	}
+	elle := time.Duration(float64(n) / elleRate * float64(time.Second))
+	name := fmt.Sprintf("txn (list-append, Elle-style) %s transactions of 1-4 micro-ops, 10 clients, 8 keys rotated every 64 micro-ops", count(n))
+	if a.code != 0 {
+		name += fmt.Sprintf(" — NOT VALID (exit %d)", a.code)
+	}
+	return Row{Section: "checker", Name: name, Ours: secs(a.took) + ", " + mib(a.maxRSS),
+		Ref: secs(elle) + " (Elle's published 100-160k txn/s on the JVM, at 130k)", Ratio: a.took.Seconds() / elle.Seconds(),
+		Goal: "≤ 10 s, ≤ 2 GB", Command: "faultline check --workload txn FILE (FILE from checker/sim)"}, nil
 }
 
 func count(n int) string {

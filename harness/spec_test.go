@@ -150,3 +150,18 @@ func TestReplayRunsTheTargetFileAsRecorded(t *testing.T) {
 	require.NoError(t, replay.Options().Prepare(context.Background(), func(l string) { lines = append(lines, l) }))
 	assert.Contains(t, strings.Join(lines, "\n"), "has changed since this spec was recorded", "and says so")
 }
+
+// A workload the target's clients lack is a usage error that says where it runs.
+func TestAWorkloadSaysWhereItRuns(t *testing.T) {
+	for w, want := range map[string][]string{
+		"lease": {"lease runs on ", "--target etcd", "a target file whose client protocol is etcd"},
+		"txn":   {"txn runs on ", "--target etcd", "or exec with client.transactions"},
+	} {
+		_, err := ParseTestArgs([]string{"--target", "raftnode", "--workload", w}, io.Discard)
+		var ue *UsageError
+		require.ErrorAs(t, err, &ue, w)
+		for _, s := range want {
+			assert.Contains(t, err.Error(), s)
+		}
+	}
+}

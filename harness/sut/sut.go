@@ -218,14 +218,24 @@ func Supports(o Options, w workload.Kind) string {
 	why := fmt.Sprintf("its clients support %s", strings.Join(names, ", "))
 	var can []string
 	for _, f := range factories {
-		if slices.Contains(f.Options().Workloads(), w) {
-			can = append(can, f.Name)
+		fo := f.Options()
+		switch m, ok := fo.(Maybe); {
+		case slices.Contains(fo.Workloads(), w):
+			can = append(can, "--target "+f.Name)
+		case ok && m.MayRun(w) != "":
+			can = append(can, m.MayRun(w))
 		}
 	}
 	if len(can) > 0 {
-		why += fmt.Sprintf("; %s runs on --target %s", w, strings.Join(can, ", "))
+		why += fmt.Sprintf("; %s runs on %s", w, strings.Join(can, ", "))
 	}
 	return why
+}
+
+// Maybe is a target's Options whose workloads depend on what it is given (a target
+// file's client protocol): MayRun says on what terms it runs workload w ("" never).
+type Maybe interface {
+	MayRun(w workload.Kind) string
 }
 
 var programs = map[string]func(args []string) int{}

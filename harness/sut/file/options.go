@@ -144,6 +144,17 @@ func (o *Options) Workloads() []workload.Kind {
 	return ws
 }
 
+// MayRun implements sut.Maybe.
+func (o *Options) MayRun(w workload.Kind) string {
+	switch w {
+	case workload.Lease:
+		return "a target file whose client protocol is etcd"
+	case workload.Txn:
+		return "a target file whose client protocol is etcd, or exec with client.transactions"
+	}
+	return ""
+}
+
 // Prepare implements sut.Options: it says when the file on disk is not the text the run
 // will use (a replay of a file edited since).
 func (o *Options) Prepare(_ context.Context, progress func(string)) error {

@@ -80,9 +80,11 @@ type TxnResult struct {
 	// Ignored counts operations of another shape than a list-append transaction, or
 	// that append a value already appended to the key; Malformed says what the first
 	// was. Such a history is not the txn workload's input at all.
-	Ignored   int      `json:"ignored"`
-	Malformed string   `json:"malformed,omitempty"`
-	Anomalies []string `json:"anomalies,omitempty"`
+	Ignored   int    `json:"ignored"`
+	Malformed string `json:"malformed,omitempty"`
+	// Cycles are the first few dependency cycles found, for the report to draw.
+	Cycles    []TxnCycle `json:"cycles,omitempty"`
+	Anomalies []string   `json:"anomalies,omitempty"`
 }
 
 // Line is the result in one line.
@@ -532,7 +534,11 @@ func (g *txnGraph) cycles(res *TxnResult) {
 	ids := slices.Sorted(maps.Keys(members))
 	for _, c := range ids {
 		if name, cyc := g.classify(members[c], func(v int32) bool { return comp[v] == c }); cyc != nil {
-			res.found(name, "%s", g.explainCycle(cyc))
+			text, c := g.explainCycle(name, cyc)
+			res.found(name, "%s", text)
+			if len(res.Cycles) < maxCycles {
+				res.Cycles = append(res.Cycles, c)
+			}
 		}
 	}
 }
@@ -686,8 +692,9 @@ func (g *txnGraph) path(a, b int32, mask uint8, ok func(int32) bool, first *tedg
 // explainCycle tells a cycle in words: each transaction with its operations, and each
 // dependency with why it holds. Runs of real-time edges through the virtual chain are
 // one "completed before … began".
-func (g *txnGraph) explainCycle(cyc []tedgeFrom) string {
+func (g *txnGraph) explainCycle(anomaly string, cyc []tedgeFrom) (string, TxnCycle) {
 	real := int32(len(g.nodes))
+	c := TxnCycle{Anomaly: anomaly}
 	var steps []string
 	names := map[int32]string{}
 	name := func(v int32) string {
@@ -695,9 +702,11 @@ func (g *txnGraph) explainCycle(cyc []tedgeFrom) string {
 			return n
 		}
 		names[v] = fmt.Sprintf("T%d", len(names)+1)
+		o := g.nodes[v].o
+		c.Txns = append(c.Txns, CycleTxn{Name: names[v], Process: o.process, Node: o.node, From: secs(o.call),
+			To: secs(o.end()), Ops: history.T(g.nodes[v].mops...).String()})
 		return names[v]
 	}
-	var txns []string
 	start := int32(-1)
 	for _, st := range cyc {
 		if st.from < real && start < 0 {
@@ -714,15 +723,54 @@ func (g *txnGraph) explainCycle(cyc []tedgeFrom) string {
 			from = start
 		}
 		a, b := name(from), name(st.to)
-		steps = append(steps, fmt.Sprintf("%s → %s (%s)", a, b, g.explainEdge(from, st, a, b)))
+		why := g.explainEdge(from, st, a, b)
+		steps = append(steps, fmt.Sprintf("%s → %s (%s)", a, b, why))
+		c.Edges = append(c.Edges, CycleEdge{From: a, To: b, Why: why})
 		start = st.to
 	}
-	for v, n := range names {
-		txns = append(txns, fmt.Sprintf("%s = %s %v", n, describeTxn(g.nodes[v].o), history.T(g.nodes[v].mops...)))
+	txns := make([]string, len(c.Txns))
+	for i, t := range c.Txns {
+		txns[i] = fmt.Sprintf("%s = %s %s", t.Name, describeTxn(g.nodes[nodeOf(names, t.Name)].o), t.Ops)
 	}
-	slices.Sort(txns)
-	return strings.Join(steps, "; ") + ". Where " + strings.Join(txns, "; ") + "."
+	return strings.Join(steps, "; ") + ". Where " + strings.Join(txns, "; ") + ".", c
 }
+
+func nodeOf(names map[int32]string, name string) int32 {
+	for v, n := range names {
+		if n == name {
+			return v
+		}
+	}
+	return -1
+}
+
+// TxnCycle is a dependency cycle for the report: its transactions in cycle order, and
+// the edge from each to the next, the last closing the cycle.
+type TxnCycle struct {
+	Anomaly string      `json:"anomaly"`
+	Txns    []CycleTxn  `json:"txns"`
+	Edges   []CycleEdge `json:"edges"`
+}
+
+// CycleTxn is one transaction of a cycle.
+type CycleTxn struct {
+	Name    string `json:"name"`
+	Process int    `json:"process"`
+	Node    string `json:"node,omitempty"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Ops     string `json:"ops"`
+}
+
+// CycleEdge is one dependency of a cycle, with why it holds.
+type CycleEdge struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	Why  string `json:"why"`
+}
+
+// maxCycles bounds TxnResult.Cycles.
+const maxCycles = 5
 
 func (g *txnGraph) explainEdge(from int32, st tedgeFrom, a, b string) string {
 	if st.kind == edgeRT {
@@ -731,9 +779,10 @@ func (g *txnGraph) explainEdge(from int32, st tedgeFrom, a, b string) string {
 	k := g.keys[st.key]
 	order, read := g.orders[st.key], g.read[st.key]
 	v := order[st.pos]
-	next := "next"
+	next, after := "next", "next"
 	if int(st.pos) >= read {
 		next = "after it (no read saw " + v + ": it can only follow what reads saw)"
+		after = "after what " + a + " read (no read saw " + v + ")"
 	}
 	switch st.kind {
 	case edgeWW:
@@ -741,7 +790,7 @@ func (g *txnGraph) explainEdge(from int32, st tedgeFrom, a, b string) string {
 	case edgeWR:
 		return fmt.Sprintf("wr on %s: %s read %s's append of %s last", k, b, a, v)
 	default:
-		return fmt.Sprintf("rw on %s: %s read %s without %s, which %s appended %s", k, a, history.L(order[:min(int(st.pos), read)]...), v, b, next)
+		return fmt.Sprintf("rw on %s: %s read %s without %s, which %s appended %s", k, a, history.L(order[:min(int(st.pos), read)]...), v, b, after)
 	}
 }
 

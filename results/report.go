@@ -121,6 +121,7 @@ type reportPage struct {
 	Axis                           []axisTick
 	Lanes                          []laneView
 	Timelines                      []anomalyView
+	Cycles                         []cycleView
 	Visualization                  string // linearizability.html, when it is there
 	Notes                          []string
 	Omitted                        []string
@@ -161,6 +162,9 @@ func buildReport(dir string, res checker.Result, events []history.Event, opts Re
 	ops := checker.Operations(events)
 	failures := earliestFirst(res, ops)
 	page.addExplanations(res, failures)
+	if res.Txn != nil {
+		page.Cycles = cycleViews(res.Txn.Cycles)
+	}
 	page.Checkers = checkerRows(res)
 	page.Counts = countRows(res.Stats)
 	s, fmtT := spanOf(events, res.Stats.Untimed)
@@ -394,4 +398,32 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// cycleView is a dependency cycle drawn as a table: each transaction, then the edge to
+// the next; the last edge closes the cycle.
+type cycleView struct {
+	Anomaly string
+	Rows    []cycleRow
+}
+
+type cycleRow struct {
+	Txn    *checker.CycleTxn
+	Edge   string
+	Closes bool
+}
+
+func cycleViews(cs []checker.TxnCycle) []cycleView {
+	out := make([]cycleView, len(cs))
+	for i, c := range cs {
+		v := cycleView{Anomaly: c.Anomaly}
+		for j := range c.Txns {
+			v.Rows = append(v.Rows, cycleRow{Txn: &c.Txns[j]})
+			if j < len(c.Edges) {
+				v.Rows = append(v.Rows, cycleRow{Edge: c.Edges[j].Why, Closes: c.Edges[j].To == c.Txns[0].Name})
+			}
+		}
+		out[i] = v
+	}
+	return out
 }

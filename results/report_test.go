@@ -272,3 +272,30 @@ func TestReportExplainsTheEarliestAnomalyFirst(t *testing.T) {
 	assert.Less(t, strings.Index(page, html.EscapeString(`key "b"`)), strings.Index(page, html.EscapeString(`key "a"`)), "the page by time")
 	assert.Contains(t, page, "2 anomalies explained below, the earliest first")
 }
+
+// A transaction anomaly's cycle is drawn: each transaction with its operations, the
+// dependency to the next, the last closing the cycle.
+func TestReportDrawsTransactionCycles(t *testing.T) {
+	mops := func(ms ...history.Mop) history.Value { return history.T(ms...) }
+	ap := history.Mop{F: history.MopAppend, Key: "x", V: history.S1("1")}
+	rIn := history.Mop{F: history.MopRead, Key: "x"}
+	rOut := history.Mop{F: history.MopRead, Key: "x", V: history.L()}
+	rAll := history.Mop{F: history.MopRead, Key: "x", V: history.L("1")}
+	events := []history.Event{
+		{Process: 0, Type: history.Invoke, F: history.OpTxn, Value: mops(ap), Time: 1e6},
+		{Process: 0, Type: history.OK, F: history.OpTxn, Value: mops(ap), Time: 10e6},
+		{Process: 1, Type: history.Invoke, F: history.OpTxn, Value: mops(rIn), Time: 20e6},
+		{Process: 1, Type: history.OK, F: history.OpTxn, Value: mops(rOut), Time: 30e6},
+		{Process: 2, Type: history.Invoke, F: history.OpTxn, Value: mops(rIn), Time: 40e6},
+		{Process: 2, Type: history.OK, F: history.OpTxn, Value: mops(rAll), Time: 50e6},
+	}
+	for i := range events {
+		events[i].Index = int64(i)
+	}
+	_, res, page := writeReportOf(t, events, "")
+	require.Equal(t, checker.Invalid, res.Verdict, res.Summary())
+	assert.Contains(t, page, `<table class="cycle"><caption>G-single-realtime</caption>`)
+	assert.Contains(t, page, "<code>[[r x []]]</code>")
+	assert.Contains(t, page, "↺")
+	assert.Contains(t, page, "rt: T2 completed at 0.010s, before T1 began at 0.020s")
+}

@@ -430,6 +430,13 @@ func (g *txnGraph) readDeps(res *TxnResult, writer map[int32]map[string]appendRe
 					res.found(AnomalyGarbage, "key %q: %s read %q, which no transaction appended", m.Key, describeTxn(nd.o), v)
 				}
 			}
+			for _, v := range l { // a read of this transaction's own append, before it made it
+				if w, ok := writer[k][v]; ok && int(w.node) == ni && !slices.Contains(own[m.Key], v) {
+					res.found(AnomalyInternal, "key %q: %s read %v, with %q, which it appended only later: a read of the future",
+						m.Key, describeTxn(nd.o), m.V, v)
+					break
+				}
+			}
 			if mine := own[m.Key]; len(mine) > 0 { // internal: the read must end with this txn's appends
 				if len(l) < len(mine) || !slices.Equal(l[len(l)-len(mine):], mine) {
 					res.found(AnomalyInternal, "key %q: %s read %v after appending %v itself: a transaction must see its own appends",

@@ -111,6 +111,25 @@ func TestTxnCheck(t *testing.T) {
 		{name: "internal: a transaction that misses its own append", anomaly: AnomalyInternal, not: "read-uncommitted", build: func(h *txnHistory) {
 			h.txn(0, 0, 10, ok, ap("x", "1"), rd("x"))
 		}, explain: []string{"after appending [1] itself"}},
+		{name: "internal: a read of the transaction's own later append", anomaly: AnomalyInternal, not: "read-uncommitted", build: func(h *txnHistory) {
+			h.txn(0, 0, 10, ok, rd("x", "1"), ap("x", "1"))
+		}, explain: []string{"which it appended only later"}},
+		{name: "G0 beside G-single: the weakest is named (an unread append follows the read ones)", anomaly: AnomalyG0, not: "read-uncommitted", build: func(h *txnHistory) {
+			h.txn(0, 0, 100, ok, ap("x", "1"), ap("y", "1"))
+			h.txn(1, 0, 100, ok, ap("x", "2"), ap("y", "2"))
+			h.txn(2, 0, 100, ok, ap("x", "3"), ap("y", "3"))
+			h.txn(3, 0, 100, ok, rd("x", "1", "2"))
+			h.txn(4, 0, 100, ok, rd("y", "2"))
+		}},
+		{name: "a lost update is G2-item: each read the other's append away", anomaly: AnomalyG2, not: "serializable", build: func(h *txnHistory) {
+			h.txn(0, 0, 10, ok, ap("x", "0"))
+			h.txn(1, 20, 100, ok, rd("x", "0"), ap("x", "1"))
+			h.txn(2, 20, 100, ok, rd("x", "0"), ap("x", "2"))
+		}},
+		{name: "one transaction appending twice over its read is valid", build: func(h *txnHistory) {
+			h.txn(0, 0, 10, ok, rd("x"), ap("x", "1"), ap("x", "2"))
+			h.txn(1, 20, 30, ok, rd("x", "1", "2"))
+		}},
 		{name: "duplicate elements", anomaly: AnomalyDuplicate, not: "read-uncommitted", build: func(h *txnHistory) {
 			h.txn(0, 0, 10, ok, ap("x", "1"))
 			h.txn(1, 20, 30, ok, rd("x", "1", "1"))

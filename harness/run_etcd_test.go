@@ -106,15 +106,7 @@ func TestRunEtcdLeases(t *testing.T) {
 		if err := vclock.Supported(); err != nil {
 			t.Skip("no per-process clocks here: " + err.Error())
 		}
-		var o Outcome
-		var out string
-		for _, seed := range []string{"21", "22", "23"} {
-			if o, out = runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "lease", "--nemesis", "clock", "--seed", seed)); o.ExitCode() == results.ExitInvalid {
-				break
-			}
-			t.Logf("lease under clock faults, seed %s: %s: not caught this time", seed, o.Verdict)
-		}
-		require.Equal(t, results.ExitInvalid, o.ExitCode(), "leases under clock faults ended early in none of 3 runs")
+		o, out := caughtWithin(t, "leases under clock faults", "--workload", "lease", "--nemesis", "clock")
 		assert.Contains(t, out, "the clock of n")
 		assert.Contains(t, out, "was faulted: lease-based systems assume clocks that keep real time's rate")
 		assert.Empty(t, leftovers(t, o.Dir))
@@ -134,15 +126,24 @@ func TestRunEtcdTransactions(t *testing.T) {
 		assert.Empty(t, leftovers(t, o.Dir))
 	})
 	t.Run("serializable reads caught with a named anomaly", func(t *testing.T) {
-		var o Outcome
-		var out string
-		for _, seed := range []string{"21", "22", "23"} {
-			if o, out = runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "txn", "--etcd-serializable-reads", "--nemesis", "partition", "--seed", seed)); o.ExitCode() == results.ExitInvalid {
-				break
-			}
-		}
-		require.Equal(t, results.ExitInvalid, o.ExitCode(), "serializable reads were not caught in 3 runs")
+		o, out := caughtWithin(t, "serializable reads", "--workload", "txn", "--etcd-serializable-reads", "--nemesis", "partition")
 		assert.Regexp(t, `G-single-realtime|G1c-realtime|G2-item-realtime|G-single|G2-item`, out)
 		assert.Empty(t, leftovers(t, o.Dir))
 	})
+}
+
+// caughtWithin runs etcd on processes with args under seeds 21, 22, 23 until a run is
+// invalid, and returns it; the test fails if none is.
+func caughtWithin(t *testing.T, what string, args ...string) (Outcome, string) {
+	t.Helper()
+	var o Outcome
+	var out string
+	for _, seed := range []string{"21", "22", "23"} {
+		if o, out = runE2E(t, context.Background(), etcdSpec(t, "process", append(args, "--seed", seed)...)); o.ExitCode() == results.ExitInvalid {
+			return o, out
+		}
+		t.Logf("%s, seed %s: %s: not caught this time", what, seed, o.Verdict)
+	}
+	require.Equal(t, results.ExitInvalid, o.ExitCode(), "%s were not caught in 3 runs", what)
+	return o, out
 }

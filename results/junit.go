@@ -55,7 +55,7 @@ type junitFailure struct {
 }
 
 // WriteJUnit writes res to path as a JUnit XML test suite: a test case per checker
-// (linearizability, set, append, and each check made outside the history, such as
+// (linearizability, set, append, lease, txn, and each check made outside the history, such as
 // etcd-hashkv), failed with the explanations of what it found — one a line — or in
 // error with why it could not tell; and a last case, "verdict", for the verdict as a
 // whole: it fails for an invalid verdict and is in error for an unknown one, with the
@@ -135,6 +135,12 @@ func checkerCases(res checker.Result) []junitCase {
 	}
 	if a := res.Append; a != nil {
 		judge("append", a.Verdict, 0, a.Anomalies, "")
+	}
+	if l := res.Lease; l != nil {
+		judge("lease", l.Verdict, 0, l.Anomalies, l.Line())
+	}
+	if x := res.Txn; x != nil {
+		judge("txn", x.Verdict, 0, x.Anomalies, x.Line())
 	}
 	for _, e := range res.External {
 		judge(e.Name, e.Verdict, 0, []string{e.Detail}, e.Detail)

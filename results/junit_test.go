@@ -96,3 +96,17 @@ func TestWriteJUnit(t *testing.T) {
 	})
 	assert.Error(t, WriteJUnit(filepath.Join("/proc", "nope", "junit.xml"), checker.Result{}, info))
 }
+
+// The lease and txn checkers are cases of their own, failed with their anomalies.
+func TestJUnitOfLeasesAndTransactions(t *testing.T) {
+	for name, res := range map[string]checker.Result{
+		"lease": {Verdict: checker.Invalid, Lease: &checker.LeaseResult{Verdict: checker.Invalid, Early: 1, Anomalies: []string{`key "l0" deleted early`}}},
+		"txn":   {Verdict: checker.Invalid, Txn: &checker.TxnResult{Verdict: checker.Invalid, Anomalies: []string{"G-single-realtime: T1 → T2"}}},
+	} {
+		path := filepath.Join(t.TempDir(), "junit.xml")
+		require.NoError(t, WriteJUnit(path, res, JUnitInfo{Suite: "s"}))
+		c := caseNamed(t, readJUnit(t, path), name)
+		require.NotNil(t, c.Failure, name)
+		assert.Equal(t, res.Explanations()[0], c.Failure.Text)
+	}
+}

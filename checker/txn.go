@@ -704,11 +704,13 @@ func (g *txnGraph) explainCycle(anomaly string, cyc []tedgeFrom) (string, TxnCyc
 	c := TxnCycle{Anomaly: anomaly}
 	var steps []string
 	names := map[int32]string{}
+	var order []int32 // the transactions, in the order they were named
 	name := func(v int32) string {
 		if n, ok := names[v]; ok {
 			return n
 		}
 		names[v] = fmt.Sprintf("T%d", len(names)+1)
+		order = append(order, v)
 		o := g.nodes[v].o
 		c.Txns = append(c.Txns, CycleTxn{Name: names[v], Process: o.process, Node: o.node, From: secs(o.call),
 			To: secs(o.end()), Ops: history.T(g.nodes[v].mops...).String()})
@@ -737,18 +739,9 @@ func (g *txnGraph) explainCycle(anomaly string, cyc []tedgeFrom) (string, TxnCyc
 	}
 	txns := make([]string, len(c.Txns))
 	for i, t := range c.Txns {
-		txns[i] = fmt.Sprintf("%s = %s %s", t.Name, describeTxn(g.nodes[nodeOf(names, t.Name)].o), t.Ops)
+		txns[i] = fmt.Sprintf("%s = %s %s", t.Name, describeTxn(g.nodes[order[i]].o), t.Ops)
 	}
 	return strings.Join(steps, "; ") + ". Where " + strings.Join(txns, "; ") + ".", c
-}
-
-func nodeOf(names map[int32]string, name string) int32 {
-	for v, n := range names {
-		if n == name {
-			return v
-		}
-	}
-	return -1
 }
 
 // TxnCycle is a dependency cycle for the report: its transactions in cycle order, and

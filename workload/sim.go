@@ -114,7 +114,9 @@ func (s *SimStore) Txn(ctx context.Context, mops []history.Mop) (out []history.M
 }
 
 // ApplyMops runs a list-append transaction's micro-operations on lists read by get
-// and written by set, and returns them with what each read (for simulated stores).
+// and written by set, and returns them with what each read; a read sees the
+// transaction's own earlier appends. The simulated stores use it, and so do clients
+// that read every key first and write the results in one guarded request (etcd's).
 func ApplyMops(mops []history.Mop, get func(string) []string, set func(string, []string)) []history.Mop {
 	out := make([]history.Mop, len(mops))
 	mine := map[string][]string{} // what this transaction wrote: it reads its own appends

@@ -16,8 +16,9 @@ import (
 // Reading the history was most of what `faultline check` spent on a 1M-operation run:
 // encoding/json parses each line several times over (the event, its raw process, its
 // value, each of the value's strings).
-func decodeFast(b []byte, e *Event, in interner) bool {
-	p := parser{b: b, in: in}
+func decodeFast(b []byte, e *Event, d *decoder) bool {
+	p := parser{b: b, d: d}
+	in := d.names
 	p.ws()
 	if !p.eat('{') {
 		return false
@@ -132,10 +133,51 @@ func (in interner) get(b []byte) string {
 	return s
 }
 
+// decoder is what decodeFast keeps from one line of a history to the next, so that a
+// history held whole in memory costs little more than what it says:
+//   - names: one copy of each name (functions, keys, nodes, errors, a transaction's
+//     micro-operations' functions and keys);
+//   - lists: per first element, the longest list read so far. A list-append history's
+//     reads of a key are prefixes of one another, so a list that is a prefix of the one
+//     kept, or extends it, shares its storage instead of repeating every element: most
+//     of a million-transaction history's memory was its reads' copies of the same lists;
+//   - blocks from which lists and micro-operations are cut, one allocation per thousands
+//     of them (appending them one by one was a third of the decoder's time).
+//
+// Lists cut from shared storage have their capacity capped at their length (an append
+// to one copies): what decodeFast returns must not be changed in place. The zero
+// decoder works; newDecoder's shares more.
+type decoder struct {
+	names interner
+	lists map[string][]string
+	strs  []string // block the next fresh lists are cut from
+	mops  []Mop    // block the transactions' micro-operations are read into
+	tail  []string // scratch: the elements of the list being read past a shared prefix
+}
+
+func newDecoder() *decoder {
+	return &decoder{names: interner{}, lists: map[string][]string{}}
+}
+
+// blockLen is how many lists' elements or micro-operations a decoder block holds.
+const blockLen = 4096
+
+// cut returns n elements cut from *block (a new block when it has too few left), with
+// capacity n.
+func cut[T any](block *[]T, n int) []T {
+	if cap(*block)-len(*block) < n {
+		*block = make([]T, 0, max(blockLen, n))
+	}
+	l := len(*block)
+	*block = (*block)[:l+n]
+	return (*block)[l : l+n : l+n]
+}
+
 type parser struct {
-	b  []byte
-	i  int
-	in interner // for the names a transaction's micro-operations repeat
+	b     []byte
+	i     int
+	d     *decoder
+	inTxn bool
 }
 
 func (p *parser) ws() {
@@ -209,32 +251,43 @@ func (p *parser) digits() int {
 
 // number reads a JSON number and returns its text, as json.Number keeps it.
 func (p *parser) number() (string, bool) {
+	b, ok := p.numberBytes()
+	return string(b), ok
+}
+
+// numberBytes is number's text, not copied.
+func (p *parser) numberBytes() ([]byte, bool) {
 	start := p.i
 	p.eat('-')
 	if d := p.i; p.digits() == 0 || (p.b[d] == '0' && p.i > d+1) {
-		return "", false
+		return nil, false
 	}
 	if p.eat('.') && p.digits() == 0 {
-		return "", false
+		return nil, false
 	}
 	if p.eat('e') || p.eat('E') {
 		if !p.eat('+') {
 			p.eat('-')
 		}
 		if p.digits() == 0 {
-			return "", false
+			return nil, false
 		}
 	}
-	return string(p.b[start:p.i]), true
+	return p.b[start:p.i], true
 }
 
 // scalar reads a string or a number, as Value keeps either.
 func (p *parser) scalar() (string, bool) {
+	b, ok := p.scalarBytes()
+	return string(b), ok
+}
+
+// scalarBytes is scalar's text, not copied.
+func (p *parser) scalarBytes() ([]byte, bool) {
 	if p.peek() == '"' {
-		s, ok := p.str()
-		return string(s), ok
+		return p.str()
 	}
-	return p.number()
+	return p.numberBytes()
 }
 
 // value reads null, a scalar, or an array of scalars.
@@ -248,38 +301,86 @@ func (p *parser) value() (Value, bool) {
 		return Value{}, false
 	case '[':
 		p.i++
-		items := []string{}
 		p.ws()
 		if p.eat(']') {
-			return L(items...), true
+			return L(), true
 		}
 		if p.peek() == '[' {
+			if p.inTxn { // a transaction's micro-operation holds no transaction
+				return Value{}, false
+			}
+			p.inTxn = true
+			defer func() { p.inTxn = false }()
 			return p.txn()
 		}
-		for {
-			p.ws()
-			s, ok := p.scalar()
-			if !ok {
-				return Value{}, false
-			}
-			items = append(items, s)
-			p.ws()
-			if p.eat(']') {
-				return L(items...), true
-			}
-			if !p.eat(',') {
-				return Value{}, false
-			}
-		}
+		return p.list()
 	}
 	s, ok := p.scalar()
 	return S1(s), ok
 }
 
+// list reads the elements of a non-empty list of scalars, after its opening bracket.
+// Its prefix that matches the decoder's kept list of the same first element is shared
+// with it; a list that extends the kept one becomes the kept one.
+func (p *parser) list() (Value, bool) {
+	d := p.d
+	var kept []string
+	first := true
+	shared := 0 // the elements read so far equal kept[:shared], when tail is empty
+	d.tail = d.tail[:0]
+	for {
+		p.ws()
+		b, ok := p.scalarBytes()
+		if !ok {
+			return Value{}, false
+		}
+		if first {
+			kept = d.lists[string(b)]
+			first = false
+		}
+		if len(d.tail) == 0 && shared < len(kept) && kept[shared] == string(b) {
+			shared++
+		} else {
+			d.tail = append(d.tail, string(b))
+		}
+		p.ws()
+		if p.eat(']') {
+			break
+		}
+		if !p.eat(',') {
+			return Value{}, false
+		}
+	}
+	switch {
+	case len(d.tail) == 0:
+		return Value{Kind: List, L: kept[:shared:shared]}, true
+	case shared == len(kept) && d.lists != nil && (kept != nil || len(d.lists) < maxInterned):
+		// the kept list, extended: append may grow it in place past every list cut
+		// from it before, whose capacity ends at their length
+		kept = append(kept, d.tail...)
+		d.lists[kept[0]] = kept
+		return Value{Kind: List, L: kept[:len(kept):len(kept)]}, true
+	}
+	l := cut(&d.strs, shared+len(d.tail))
+	copy(l, kept[:shared])
+	copy(l[shared:], d.tail)
+	return Value{Kind: List, L: l}, true
+}
+
 // txn reads a transaction's micro-operations, after its opening bracket: [f, key, value]
 // each, value null, a scalar or an array of scalars.
 func (p *parser) txn() (Value, bool) {
-	var mops []Mop
+	// The micro-operations go straight into the decoder's block (copying them there
+	// afterwards, with the write barriers of their strings, was a third of the read).
+	d := p.d
+	start := len(d.mops)
+	ok := false
+	defer func() {
+		if !ok {
+			clear(d.mops[start:])
+			d.mops = d.mops[:start]
+		}
+	}()
 	for {
 		p.ws()
 		if !p.eat('[') {
@@ -293,28 +394,24 @@ func (p *parser) txn() (Value, bool) {
 			}
 			p.ws()
 			var b []byte
+			var good bool
 			if p.peek() == '"' {
-				s, ok := p.str()
-				if !ok {
-					return Value{}, false
-				}
-				b = s
+				b, good = p.str()
 			} else {
-				s, ok := p.number()
-				if !ok {
-					return Value{}, false
-				}
-				b = []byte(s)
+				b, good = p.numberBytes()
 			}
-			*dst = p.in.get(b)
+			if !good {
+				return Value{}, false
+			}
+			*dst = d.names.get(b)
 		}
 		p.ws()
 		if !p.eat(',') {
 			return Value{}, false
 		}
 		p.ws()
-		v, ok := p.value()
-		if !ok || v.Kind == Txn {
+		v, good := p.value()
+		if !good {
 			return Value{}, false
 		}
 		m.V = v
@@ -322,10 +419,18 @@ func (p *parser) txn() (Value, bool) {
 		if !p.eat(']') {
 			return Value{}, false
 		}
-		mops = append(mops, m)
+		if len(d.mops) == cap(d.mops) { // a new block, this transaction's first ones moved to it
+			n := len(d.mops) - start
+			b := make([]Mop, n, max(blockLen, 2*n))
+			copy(b, d.mops[start:])
+			clear(d.mops[start:])
+			d.mops, start = b, 0
+		}
+		d.mops = append(d.mops, m)
 		p.ws()
 		if p.eat(']') {
-			return T(mops...), true
+			ok = true
+			return Value{Kind: Txn, T: d.mops[start:len(d.mops):len(d.mops)]}, true
 		}
 		if !p.eat(',') {
 			return Value{}, false

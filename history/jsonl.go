@@ -190,7 +190,7 @@ func readJSONL(r io.Reader, lines int) ([]Event, ReadInfo, error) {
 		info   ReadInfo
 	)
 	br := bufio.NewReaderSize(r, 1<<16)
-	names := interner{}
+	d := newDecoder()
 	var long []byte // a line longer than the reader's buffer, put together
 	for lineNo := 1; ; lineNo++ {
 		// ReadSlice, not ReadBytes: no copy of every line (the decoders copy what they
@@ -212,7 +212,7 @@ func readJSONL(r io.Reader, lines int) ([]Event, ReadInfo, error) {
 			// decode in place: an Event on the stack would escape, one allocation a line
 			events = append(events, Event{})
 			e := &events[len(events)-1]
-			if !decodeFast(trimmed, e, names) {
+			if !decodeFast(trimmed, e, d) {
 				*e = Event{}
 				if perr := json.Unmarshal(trimmed, e); perr != nil {
 					events = events[:len(events)-1]

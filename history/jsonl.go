@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -165,11 +166,24 @@ var ErrBadHistory = errors.New("malformed history")
 // Blank lines are skipped.
 //
 // From a reader that can seek (a file), it counts the lines first and decodes into a
-// slice of that size.
+// slice of that size; from a file of parallelMin bytes or more, on every core
+// (readJSONLAt).
 func ReadJSONL(r io.Reader) ([]Event, ReadInfo, error) {
 	lines := 0
 	if rs, ok := r.(io.ReadSeeker); ok {
 		if at, err := rs.Seek(0, io.SeekCurrent); err == nil { // a pipe cannot: no pass
+			if ra, ok := r.(io.ReaderAt); ok && runtime.GOMAXPROCS(0) > 1 {
+				end, err := rs.Seek(0, io.SeekEnd)
+				if err != nil {
+					return nil, ReadInfo{}, fmt.Errorf("read history: %w", err)
+				}
+				if end-at >= parallelMin {
+					return readJSONLAt(ra, at, end-at, parallelBlock)
+				}
+				if _, err := rs.Seek(at, io.SeekStart); err != nil {
+					return nil, ReadInfo{}, fmt.Errorf("read history: %w", err)
+				}
+			}
 			if lines, err = countLines(rs); err != nil {
 				return nil, ReadInfo{}, fmt.Errorf("read history: %w", err)
 			}

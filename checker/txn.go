@@ -208,7 +208,7 @@ func checkTxn(ops []op, bad *ignoredOps) (res *TxnResult, notes []string) {
 // key (the tests hold the per-key check to it).
 func checkTxnReads(ops []op, bad *ignoredOps, eachRead bool) (res *TxnResult, notes []string) {
 	res = &TxnResult{}
-	g := &txnGraph{eachRead: eachRead}
+	g := &txnGraph{eachRead: eachRead, nodes: make([]tnode, 0, len(ops))}
 	failed := map[string]map[string]*op{} // key → value → a failed txn's append
 	for i := range ops {
 		o := &ops[i]
@@ -370,8 +370,8 @@ func (g *txnGraph) versionOrders(res *TxnResult, kid func(string) int32) [][]str
 			res.found(AnomalyIncompatible, "key %q: %s read %v and %s read %v: neither is a prefix of the other, so the appends have no one order",
 				m.Key, describeTxn(o), m.V, describeTxn(who[k]), history.L(l...))
 		}
-		if len(m.V.L) < len(l) && !bad[k] {
-			return // a prefix of the longest read has a duplicate only if the longest has
+		if !bad[k] && (len(m.V.L) < len(l) || o != who[k]) {
+			return // a prefix of the longest read (or the longest again) has a duplicate only if the longest has
 		}
 		if d, ok := duplicate(m.V.L); ok {
 			res.found(AnomalyDuplicate, "key %q: %s read %v, with %q twice", m.Key, describeTxn(o), m.V, d)
@@ -899,18 +899,19 @@ func (g *txnGraph) tarjan(nodes []int32, local func(int32) int, mask uint8) []in
 		index[i] = -1
 	}
 	onStack := make([]bool, n)
-	var stack []int
+	// as deep as the graph: the real-time chain makes a path through all of it
+	stack := make([]int32, 0, n)
 	var next, nextComp int32
 	type frame struct {
-		v, i int // local node, next edge of its adjacency
+		v, i int32 // local node, next edge of its adjacency
 	}
-	var call []frame
+	call := make([]frame, 0, n)
 	push := func(v int) {
 		index[v], low[v] = next, next
 		next++
-		stack = append(stack, v)
+		stack = append(stack, int32(v))
 		onStack[v] = true
-		call = append(call, frame{v: v})
+		call = append(call, frame{v: int32(v)})
 	}
 	for root := range n {
 		if index[root] >= 0 {
@@ -919,7 +920,7 @@ func (g *txnGraph) tarjan(nodes []int32, local func(int32) int, mask uint8) []in
 		push(root)
 		for len(call) > 0 {
 			f := &call[len(call)-1]
-			if adj := g.adj[nodes[f.v]]; f.i < len(adj) {
+			if adj := g.adj[nodes[f.v]]; int(f.i) < len(adj) {
 				e := adj[f.i]
 				f.i++
 				w := -1

@@ -125,6 +125,7 @@ const (
 type tnode struct {
 	o    *op
 	mops []history.Mop
+	kids []int32 // each micro-operation's key id; -1 for a read of a transaction not committed
 }
 
 // tedge is a dependency: to, its kind, and what it is about (a key, and the position in
@@ -148,7 +149,13 @@ type appendRef struct {
 type txnGraph struct {
 	nodes []tnode // real nodes: 0..len(nodes)-1; virtual ones follow
 	n     int     // all nodes, virtual included
-	adj   [][]tedge
+	// The edges as they are found (efrom[i] → es[i]), then, once all are (csr), each
+	// node's out-edges as out[off[v]:off[v+1]], in the order they were found: one
+	// array, not a slice per node grown edge by edge.
+	efrom []int32
+	es    []tedge
+	off   []int32
+	out   []tedge
 	keys  []string
 	keyID map[string]int32
 	// orders is each key's version order: the appends its longest read saw, in order
@@ -179,8 +186,8 @@ func (g *txnGraph) addUnread(writer map[int32]map[string]appendRef) {
 			continue
 		}
 		for mi, m := range nd.mops {
-			k, known := g.keyID[m.Key]
-			if m.F != history.MopAppend || !known || g.bad[k] {
+			k := nd.kids[mi]
+			if m.F != history.MopAppend || g.bad[k] {
 				continue
 			}
 			if w := writer[k][m.V.S]; !w.seen && w.node == int32(ni) && w.mop == int32(mi) { // not a duplicate left out
@@ -196,8 +203,30 @@ func (g *txnGraph) edge(from, to int32, kind uint8, key, pos int32) {
 	if from == to {
 		return
 	}
-	g.adj[from] = append(g.adj[from], tedge{to: to, kind: kind, key: key, pos: pos})
+	g.efrom = append(g.efrom, from)
+	g.es = append(g.es, tedge{to: to, kind: kind, key: key, pos: pos})
 }
+
+// csr lays the edges found out by node (a stable counting sort).
+func (g *txnGraph) csr() {
+	g.off = make([]int32, g.n+1)
+	for _, f := range g.efrom {
+		g.off[f+1]++
+	}
+	for v := range g.n {
+		g.off[v+1] += g.off[v]
+	}
+	g.out = make([]tedge, len(g.es))
+	at := slices.Clone(g.off[:g.n])
+	for i, f := range g.efrom {
+		g.out[at[f]] = g.es[i]
+		at[f]++
+	}
+	g.efrom, g.es = nil, nil
+}
+
+// adj is v's out-edges (after csr).
+func (g *txnGraph) adj(v int32) []tedge { return g.out[g.off[v]:g.off[v+1]] }
 
 // checkTxn checks the txn workload's history.
 func checkTxn(ops []op, bad *ignoredOps) (res *TxnResult, notes []string) {
@@ -250,16 +279,49 @@ func checkTxnReads(ops []op, bad *ignoredOps, eachRead bool) (res *TxnResult, no
 		}
 		return id
 	}
-	writer := map[int32]map[string]appendRef{}
+	// Each micro-operation's key id, looked up once: appends first, then committed
+	// reads, in the order of the transactions (as ids are numbered).
+	total := 0
+	for _, nd := range g.nodes {
+		total += len(nd.mops)
+	}
+	ids := make([]int32, total)
+	appends := []int{} // by key id
+	for ni := range g.nodes {
+		nd := &g.nodes[ni]
+		nd.kids, ids = ids[:len(nd.mops):len(nd.mops)], ids[len(nd.mops):]
+		for mi, m := range nd.mops {
+			nd.kids[mi] = -1
+			if m.F == history.MopAppend {
+				k := kid(m.Key)
+				for int(k) >= len(appends) {
+					appends = append(appends, 0)
+				}
+				nd.kids[mi] = k
+				appends[k]++
+			}
+		}
+	}
+	for _, nd := range g.nodes {
+		if nd.o.status != history.OK {
+			continue
+		}
+		for mi, m := range nd.mops {
+			if m.F == history.MopRead {
+				nd.kids[mi] = kid(m.Key)
+			}
+		}
+	}
+	writer := make(map[int32]map[string]appendRef, len(appends))
+	for k, n := range appends {
+		writer[int32(k)] = make(map[string]appendRef, n)
+	}
 	for ni, nd := range g.nodes {
 		for mi, m := range nd.mops {
 			if m.F != history.MopAppend {
 				continue
 			}
-			k := kid(m.Key)
-			if writer[k] == nil {
-				writer[k] = map[string]appendRef{}
-			}
+			k := nd.kids[mi]
 			if prev, dup := writer[k][m.V.S]; dup {
 				bad.add(m.Key, whyDuplicateAppend)
 				res.Ignored++
@@ -270,11 +332,12 @@ func checkTxnReads(ops []op, bad *ignoredOps, eachRead bool) (res *TxnResult, no
 			writer[k][m.V.S] = appendRef{node: int32(ni), mop: int32(mi), pos: -1}
 		}
 	}
-	g.orders = g.versionOrders(res, kid)
+	g.orders = g.versionOrders(res)
 	g.addUnread(writer)
 	observed := make([]bool, len(g.nodes))
 	g.n = len(g.nodes)
-	g.adj = make([][]tedge, g.n)
+	// about three dependencies and three real-time edges a transaction: one allocation
+	g.efrom, g.es = make([]int32, 0, 7*g.n), make([]tedge, 0, 7*g.n)
 	g.readDeps(res, writer, failed, observed)
 	for i, nd := range g.nodes {
 		if nd.o.status != history.OK && observed[i] {
@@ -293,10 +356,9 @@ func checkTxnReads(ops []op, bad *ignoredOps, eachRead bool) (res *TxnResult, no
 			}
 		}
 	}
-	for i := range g.adj {
-		res.Edges += len(g.adj[i])
-	}
+	res.Edges = len(g.es)
 	g.realtime()
+	g.csr()
 	g.cycles(res)
 	if len(notes) > 0 {
 		res.Malformed = notes[0]
@@ -351,19 +413,18 @@ func txnMops(o *op) ([]history.Mop, bool) {
 // versionOrders returns each key's order of appends: its longest committed read. Reads
 // that are not a prefix of it are incompatible orders (and no order is taken for the
 // key); a read with an element twice is a duplicate.
-func (g *txnGraph) versionOrders(res *TxnResult, kid func(string) int32) [][]string {
-	longest := map[int32][]string{}
-	who := map[int32]*op{}
-	g.committedReads(func(o *op, m history.Mop) {
-		if k := kid(m.Key); len(m.V.L) > len(longest[k]) {
+func (g *txnGraph) versionOrders(res *TxnResult) [][]string {
+	longest := make([][]string, len(g.keys))
+	who := make([]*op, len(g.keys))
+	g.committedReads(func(o *op, m history.Mop, k int32) {
+		if len(m.V.L) > len(longest[k]) {
 			longest[k], who[k] = m.V.L, o
 		}
 	})
 	orders := make([][]string, len(g.keys))
 	g.bad = map[int32]bool{}
 	bad := g.bad
-	g.committedReads(func(o *op, m history.Mop) {
-		k := kid(m.Key)
+	g.committedReads(func(o *op, m history.Mop, k int32) {
 		l := longest[k]
 		if !prefixOf(m.V.L, l) && !bad[k] {
 			bad[k] = true
@@ -378,22 +439,22 @@ func (g *txnGraph) versionOrders(res *TxnResult, kid func(string) int32) [][]str
 		}
 	})
 	for k, l := range longest {
-		if !bad[k] {
+		if !bad[int32(k)] {
 			orders[k] = l
 		}
 	}
 	return orders
 }
 
-// committedReads calls f with every read of every committed transaction.
-func (g *txnGraph) committedReads(f func(*op, history.Mop)) {
+// committedReads calls f with every read of every committed transaction, and its key id.
+func (g *txnGraph) committedReads(f func(*op, history.Mop, int32)) {
 	for _, nd := range g.nodes {
 		if nd.o.status != history.OK {
 			continue
 		}
-		for _, m := range nd.mops {
+		for mi, m := range nd.mops {
 			if m.F == history.MopRead {
-				f(nd.o, m)
+				f(nd.o, m, nd.kids[mi])
 			}
 		}
 	}
@@ -459,7 +520,7 @@ func (g *txnGraph) readDeps(res *TxnResult, writer map[int32]map[string]appendRe
 				own[m.Key] = append(own[m.Key], m.V.S)
 				continue
 			}
-			k := g.keyID[m.Key]
+			k := nd.kids[mi]
 			l := m.V.L
 			if perRead[k] {
 				g.readElements(res, ni, m, writer, failed, observed, own[m.Key])
@@ -577,7 +638,6 @@ func (g *txnGraph) realtime() {
 	sort.Slice(ends, func(a, b int) bool { return ends[a].at < ends[b].at })
 	base := int32(g.n)
 	g.n += len(ends)
-	g.adj = append(g.adj, make([][]tedge, len(ends))...)
 	for i, d := range ends {
 		g.edge(d.node, base+int32(i), edgeRT, -1, -1)
 		if i > 0 {
@@ -693,7 +753,7 @@ func (g *txnGraph) cycleThroughRW(members []int32, in func(int32) bool, mask uin
 		if u >= real {
 			continue
 		}
-		for _, e := range g.adj[u] {
+		for _, e := range g.adj(u) {
 			if e.kind != edgeRW || !in(e.to) {
 				continue
 			}
@@ -727,7 +787,7 @@ func (g *txnGraph) path(a, b int32, mask uint8, ok func(int32) bool, first *tedg
 		} else {
 			v, far = far[0], far[1:]
 		}
-		for _, e := range g.adj[v] {
+		for _, e := range g.adj(v) {
 			if e.kind&mask == 0 || !ok(e.to) {
 				continue
 			}
@@ -920,7 +980,7 @@ func (g *txnGraph) tarjan(nodes []int32, local func(int32) int, mask uint8) []in
 		push(root)
 		for len(call) > 0 {
 			f := &call[len(call)-1]
-			if adj := g.adj[nodes[f.v]]; int(f.i) < len(adj) {
+			if adj := g.adj(nodes[f.v]); int(f.i) < len(adj) {
 				e := adj[f.i]
 				f.i++
 				w := -1

@@ -28,10 +28,14 @@ const (
 	// Txn: list-append transactions (txn), checked Elle-style for dependency cycles and
 	// the anomalies that need none (TxnResult).
 	Txn Model = "txn"
+	// Keyspace: etcd's keyspace as Kubernetes uses it (conditional create, update and
+	// delete, get, paginated list at a revision, compaction), checked by replaying the
+	// writes in revision order (KeyspaceResult).
+	Keyspace Model = "keyspace"
 )
 
 // Models lists the models Check knows.
-func Models() []Model { return []Model{Register, Append, Set, Lease, Txn} }
+func Models() []Model { return []Model{Register, Append, Set, Lease, Txn, Keyspace} }
 
 // Options says how to check a history.
 type Options struct {
@@ -114,6 +118,11 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 		res.Txn, notes = checkTxn(p.ops, &bad)
 		res.Notes = append(res.Notes, notes...)
 		verdicts = append(verdicts, res.Txn.Verdict)
+	case Keyspace:
+		var notes []string
+		res.Keyspace, notes = checkKeyspace(p.ops, &bad)
+		res.Notes = append(res.Notes, notes...)
+		verdicts = append(verdicts, res.Keyspace.Verdict)
 	default:
 		res.Notes = append(res.Notes, fmt.Sprintf("unknown model %q: nothing checked", res.Model))
 		reasons = append(reasons, Reason{Code: ReasonUnknownWorkload, Detail: fmt.Sprintf("unknown model %q: nothing checked", res.Model)})
@@ -169,6 +178,8 @@ func guessModel(ops []op) Model {
 			return Lease
 		case history.OpTxn:
 			return Txn
+		case history.OpCreate, history.OpUpdate, history.OpList:
+			return Keyspace
 		}
 	}
 	return Register

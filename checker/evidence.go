@@ -40,7 +40,7 @@ func modelOf(m Model) string {
 	switch m {
 	case Append:
 		return "list"
-	case Register, Set, Lease, Txn:
+	case Register, Set, Lease, Txn, Keyspace:
 		return string(m)
 	}
 	return ""
@@ -60,6 +60,8 @@ func isUpdate(model string, o *op) bool {
 		return o.f == history.OpPut && o.in.Kind == history.List && len(o.in.L) == 2
 	case "txn":
 		return o.f == history.OpTxn && o.in.Kind == history.Txn && hasMop(o.in.T, history.MopAppend)
+	case "keyspace":
+		return o.f == history.OpCreate || o.f == history.OpUpdate || o.f == history.OpDelete
 	}
 	return false
 }
@@ -78,6 +80,8 @@ func isAckedRead(model string, o *op) bool {
 		return o.f == history.OpRead && o.out.Kind != history.List
 	case "txn":
 		return o.f == history.OpTxn && o.out.Kind == history.Txn && hasMop(o.out.T, history.MopRead)
+	case "keyspace":
+		return (o.f == history.OpGet || o.f == history.OpList) && o.out.Kind == history.List
 	}
 	return false
 }
@@ -129,7 +133,7 @@ func (ev evidence) shortfall(model string, floor int) string {
 	if ev.ops.total == 0 {
 		return "no client operations in the history"
 	}
-	update := map[string]string{"register": history.OpWrite, "list": history.OpAppend, "set": history.OpAdd, "lease": history.OpPut, "txn": "transaction with an append"}[model]
+	update := map[string]string{"register": history.OpWrite, "list": history.OpAppend, "set": history.OpAdd, "lease": history.OpPut, "txn": "transaction with an append", "keyspace": "write"}[model]
 	if update == "" {
 		update = "update"
 	}

@@ -77,6 +77,7 @@ type Result struct {
 	Append          *AppendResult
 	Lease           *LeaseResult
 	Txn             *TxnResult
+	Keyspace        *KeyspaceResult
 	Stats           Stats
 	// Notes are what the checker had to forgive in the history (unpaired events, values
 	// of an unexpected shape); they never make a verdict valid: a history with any is
@@ -201,6 +202,9 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if r.Txn != nil {
 		c["txn"] = r.Txn
 	}
+	if r.Keyspace != nil {
+		c["keyspace"] = r.Keyspace
+	}
 	for _, e := range r.External {
 		c[e.Name] = e
 	}
@@ -227,6 +231,9 @@ func (r Result) Explanations() []string {
 	}
 	if r.Txn != nil {
 		out = append(out, r.Txn.Anomalies...)
+	}
+	if r.Keyspace != nil {
+		out = append(out, r.Keyspace.Anomalies...)
 	}
 	for _, e := range r.External {
 		if e.Verdict == Invalid {
@@ -277,6 +284,9 @@ func (r Result) Summary() string {
 	}
 	if x := r.Txn; x != nil {
 		fmt.Fprintf(&b, "txn: %s — %s\n", x.Verdict, x.Line())
+	}
+	if x := r.Keyspace; x != nil {
+		fmt.Fprintf(&b, "keyspace: %s — %s\n", x.Verdict, x.Line())
 	}
 	for _, e := range r.External {
 		fmt.Fprintf(&b, "%s: %s — %s\n", e.Name, e.Verdict, e.Detail)

@@ -61,7 +61,26 @@ const (
 
 	// OpTxn is the txn workload's: a transaction of micro-operations (Value a Txn).
 	OpTxn = "txn"
+
+	// The keyspace operations, as Kubernetes drives etcd: every write is conditional
+	// on the key's mod revision, every answer carries revisions (decimal strings).
+	// A write's ok Value is the revision it made; its fail (Error Conflict) Value is
+	// the key's mod revision the server found ("0": absent).
+	OpCreate  = "create"  // Key; invoke Value the value; written only if the key is absent
+	OpUpdate  = "update"  // Key; invoke Value [value, expected mod revision]
+	OpDelete  = "delete"  // Key; invoke Value the expected mod revision
+	OpGet     = "get"     // Key; ok Value [header revision, mod revision, value], or [header revision, "0"] when absent
+	OpList    = "list"    // Key the prefix; invoke Value [revision ("0": the latest), start key, limit ("0": none)]; ok Value [header revision, more ("0"/"1"), then key, mod revision, value for each key]
+	OpCompact = "compact" // invoke Value the revision; fail (Error Compacted) when at or below the one compacted
 )
+
+// Conflict is the Error of a conditional keyspace write whose condition did not hold
+// (the key's mod revision was not the one expected): a definite answer.
+const Conflict = "conflict"
+
+// Compacted is the Error of a keyspace read at, or a compaction to, a revision already
+// compacted away: a definite answer.
+const Compacted = "compacted"
 
 // LeaseNotFound is the Error of a lease operation the server answered with "no such
 // lease" (expired or revoked): a definite answer, and a statement about the lease.

@@ -1,0 +1,654 @@
+package checker
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/faultline/faultline/history"
+)
+
+// Keyspace checks histories of the keyspace operations (history.OpCreate … OpCompact):
+// etcd as Kubernetes drives it, where every answer carries revisions.
+//
+// It needs no search. etcd numbers its writes: each acknowledged write returns the
+// revision it made, and every read says the revision it read at, so the order a
+// linearizable system must have used is written in the history. The check replays the
+// writes in revision order and holds every answer to that replay:
+//
+//   - an indeterminate write whose unique value a read saw happened at the mod revision
+//     the read gave (an unseen one may have happened at a revision no known write holds);
+//   - no two writes share a revision, and a revision never goes back in real time: an
+//     operation that began after another ended answers at its revision or later (a
+//     write, later only);
+//   - a conditional write that happened found its condition true in the replay (a
+//     create, the key absent; an update or delete, the key at the mod revision it
+//     expected): otherwise an update was lost;
+//   - a conflict found the key at a mod revision other than the one expected;
+//   - a get or a list page at revision R returns exactly the replay's keys at R (the
+//     value, the mod revision; a page, every key of its range in order up to its limit);
+//   - a read at a revision below one compacted before it began fails as compacted, and
+//     only such a read does.
+//
+// Each anomaly names the revision where the history stops making sense; FirstBad is the
+// lowest of them.
+//
+// Why not Porcupine over a model of the keyspace: the revisions fix the order, so the
+// search would only rediscover it, at a cost exponential in the concurrency where a
+// key's revision is lost (etcd's robustness tests patch the history and cache states to
+// keep that search tractable). The replay is near-linear and says which revision is
+// wrong.
+type KeyspaceResult struct {
+	Verdict Verdict `json:"valid"`
+	// Writes counts the acknowledged writes; Indeterminate the writes whose outcome is
+	// unknown, of which Placed were seen by a read (and so happened, at a known
+	// revision).
+	Writes        int `json:"writes"`
+	Indeterminate int `json:"indeterminate"`
+	Placed        int `json:"placed"`
+	// Reads counts the acknowledged gets and list pages; Compactions the acknowledged
+	// compactions.
+	Reads       int `json:"reads"`
+	Compactions int `json:"compactions"`
+	// Revision is the highest revision written.
+	Revision int64 `json:"revision"`
+	// FirstBad is the lowest revision an anomaly names (0: none).
+	FirstBad     int64          `json:"first_bad_revision,omitempty"`
+	AnomalyTypes map[string]int `json:"anomaly_types,omitempty"`
+	Anomalies    []string       `json:"anomalies,omitempty"`
+	// Ignored counts operations of another shape than the keyspace operations'.
+	Ignored int `json:"ignored"`
+}
+
+// The keyspace anomalies.
+const (
+	KSDuplicateRevision = "duplicate-revision" // two writes made one revision
+	KSRevisionOrder     = "revision-order"     // a revision below one an operation finished before it began
+	KSLostUpdate        = "lost-update"        // a conditional write happened though its condition was false
+	KSFalseConflict     = "false-conflict"     // a conflict that found the revision it expected
+	KSStaleRead         = "stale-read"         // a read that missed a write at or below its revision
+	KSGarbageRead       = "garbage-read"       // a value no write wrote there, or at another revision
+	KSAbortedRead       = "aborted-read"       // a value whose write failed
+	KSIncompleteList    = "incomplete-list"    // a list page that left out, misordered or overran keys
+	KSCompactedRead     = "compacted-read"     // data read at a revision compacted before the read began
+	KSFalseCompaction   = "false-compaction"   // "compacted" for a revision no compaction had reached
+)
+
+// Line is the result in one line.
+func (r *KeyspaceResult) Line() string {
+	s := fmt.Sprintf("%d writes to revision %d, %d indeterminate (%d placed by reads), %d reads, %d compactions",
+		r.Writes, r.Revision, r.Indeterminate, r.Placed, r.Reads, r.Compactions)
+	if len(r.AnomalyTypes) > 0 {
+		var types []string
+		for _, k := range slices.Sorted(maps.Keys(r.AnomalyTypes)) {
+			types = append(types, fmt.Sprintf("%s×%d", k, r.AnomalyTypes[k]))
+		}
+		s += "; " + strings.Join(types, ", ") + fmt.Sprintf("; first wrong at revision %d", r.FirstBad)
+	}
+	return s
+}
+
+// maxKeyspaceAnomalies bounds the anomalies described (all are counted).
+const maxKeyspaceAnomalies = 50
+
+func (r *KeyspaceResult) found(kind string, rev int64, format string, args ...any) {
+	if r.AnomalyTypes == nil {
+		r.AnomalyTypes = map[string]int{}
+	}
+	r.AnomalyTypes[kind]++
+	if rev > 0 && (r.FirstBad == 0 || rev < r.FirstBad) {
+		r.FirstBad = rev
+	}
+	if len(r.Anomalies) < maxKeyspaceAnomalies {
+		r.Anomalies = append(r.Anomalies, fmt.Sprintf("%s at revision %d: ", kind, rev)+fmt.Sprintf(format, args...))
+	}
+}
+
+// kwrite is one create, update or delete.
+type kwrite struct {
+	o      *op
+	key    string
+	value  string // create, update
+	expect int64  // the mod revision expected (a create's: 0, the key absent)
+	found  int64  // a conflict: the mod revision found
+	rev    int64  // the revision it made; 0 while unknown
+	placed bool   // rev is a read's
+}
+
+func (w *kwrite) del() bool { return w.o.f == history.OpDelete }
+
+// kv is a key as a read returned it.
+type kv struct {
+	key, value string
+	mod        int64
+}
+
+// kread is one acknowledged get or list page.
+type kread struct {
+	o      *op
+	at     int64 // the revision read
+	header int64 // the store's revision when it answered
+	latest bool  // at the latest revision (not one asked for)
+	list   bool
+	prefix string // a list's
+	start  string
+	limit  int64
+	more   bool
+	kvs    []kv // a get's: none when absent
+}
+
+// keyspace is what checkKeyspace works on.
+type keyspace struct {
+	res      *KeyspaceResult
+	writes   []*kwrite
+	reads    []*kread
+	compacts []*op
+	refused  []*kread // reads failed as compacted (at: the revision asked)
+	byRev    map[int64]*kwrite
+	revs     []int64              // the revisions of byRev, ascending
+	versions map[string][]*kwrite // per key, the writes that happened, by revision
+	unplaced map[string][]*kwrite // per key, indeterminate writes no read placed
+	byValue  map[string]*kwrite   // create and update by value (nil: written twice)
+	prefixes map[string][]string  // per list prefix, the keys written under it, sorted
+}
+
+func checkKeyspace(ops []op, bad *ignoredOps) (*KeyspaceResult, []string) {
+	ks := &keyspace{res: &KeyspaceResult{}, byRev: map[int64]*kwrite{}, versions: map[string][]*kwrite{},
+		unplaced: map[string][]*kwrite{}, byValue: map[string]*kwrite{}, prefixes: map[string][]string{}}
+	var notes []string
+	for i := range ops {
+		o := &ops[i]
+		if o.guessed != "" {
+			continue
+		}
+		if why := ks.add(o); why != "" {
+			bad.add(o.key, whyShape)
+			ks.res.Ignored++
+			notes = append(notes, fmt.Sprintf("event %d: %s %v → %v: %s; ignored", o.invIdx, o.f, o.in, o.out, why))
+		}
+	}
+	ks.place()
+	ks.order()
+	ks.placeByConflicts()
+	ks.conditions()
+	ks.checkReads()
+	ks.realtime()
+	ks.compaction()
+	res := ks.res
+	switch {
+	case len(res.AnomalyTypes) > 0:
+		res.Verdict = Invalid
+	case res.Reads == 0 || res.Writes+res.Placed == 0:
+		res.Verdict = Unknown
+	default:
+		res.Verdict = Valid
+	}
+	return res, notes
+}
+
+func revOf(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// add takes in one operation; it returns why it cannot, or "".
+func (ks *keyspace) add(o *op) string {
+	switch o.f {
+	case history.OpCreate, history.OpUpdate, history.OpDelete:
+		w := &kwrite{o: o, key: o.key}
+		switch {
+		case o.f == history.OpCreate && o.in.Kind == history.Str:
+			w.value = o.in.S
+		case o.f == history.OpUpdate && o.in.Kind == history.List && len(o.in.L) == 2:
+			e, ok := revOf(o.in.L[1])
+			if !ok {
+				return "an update's expected mod revision is not a revision"
+			}
+			w.value, w.expect = o.in.L[0], e
+		case o.f == history.OpDelete && o.in.Kind == history.Str:
+			e, ok := revOf(o.in.S)
+			if !ok {
+				return "a delete's expected mod revision is not a revision"
+			}
+			w.expect = e
+		default:
+			return "not a keyspace write's argument"
+		}
+		switch o.status {
+		case history.OK:
+			r, ok := revOf(o.out.S)
+			if o.out.Kind != history.Str || !ok || r == 0 {
+				return "an acknowledged write without the revision it made"
+			}
+			w.rev = r
+			ks.res.Writes++
+		case history.Fail:
+			if o.err == history.Conflict {
+				f, ok := revOf(o.out.S)
+				if o.out.Kind != history.Str || !ok {
+					return "a conflict without the mod revision it found"
+				}
+				w.found = f
+			}
+		default:
+			ks.res.Indeterminate++
+		}
+		if o.f != history.OpDelete {
+			if _, dup := ks.byValue[w.value]; dup {
+				ks.byValue[w.value] = nil // ambiguous: no read can say which
+			} else {
+				ks.byValue[w.value] = w
+			}
+		}
+		ks.writes = append(ks.writes, w)
+	case history.OpGet, history.OpList:
+		return ks.addRead(o)
+	case history.OpCompact:
+		if _, ok := revOf(o.in.S); o.in.Kind != history.Str || !ok {
+			return "a compaction's revision is not a revision"
+		}
+		if o.status == history.OK {
+			ks.res.Compactions++
+		}
+		ks.compacts = append(ks.compacts, o)
+	default:
+		return "not a keyspace operation"
+	}
+	return ""
+}
+
+func (ks *keyspace) addRead(o *op) string {
+	r := &kread{o: o, list: o.f == history.OpList, latest: true}
+	if r.list {
+		if o.in.Kind != history.List || len(o.in.L) != 3 {
+			return "a list's argument is not [revision, start key, limit]"
+		}
+		at, ok1 := revOf(o.in.L[0])
+		limit, ok2 := revOf(o.in.L[2])
+		if !ok1 || !ok2 {
+			return "a list's revision or limit is not a number"
+		}
+		r.prefix, r.at, r.start, r.limit, r.latest = o.key, at, o.in.L[1], limit, at == 0
+	}
+	switch {
+	case o.status == history.Fail && o.err == history.Compacted:
+		ks.refused = append(ks.refused, r)
+		return ""
+	case o.status != history.OK:
+		return ""
+	}
+	l := o.out.L
+	if o.out.Kind != history.List || len(l) < 2 {
+		return "a read's answer is not [header revision, …]"
+	}
+	h, ok := revOf(l[0])
+	if !ok {
+		return "a read's header revision is not a revision"
+	}
+	r.header = h
+	if r.latest {
+		r.at = h
+	}
+	if r.list {
+		if (len(l)-2)%3 != 0 || l[1] != "0" && l[1] != "1" {
+			return "a list's answer is not [header revision, more, key, mod revision, value …]"
+		}
+		r.more = l[1] == "1"
+		for i := 2; i < len(l); i += 3 {
+			m, ok := revOf(l[i+1])
+			if !ok || m == 0 {
+				return "a listed key's mod revision is not a revision"
+			}
+			r.kvs = append(r.kvs, kv{key: l[i], mod: m, value: l[i+2]})
+		}
+	} else {
+		m, ok := revOf(l[1])
+		switch {
+		case !ok || m == 0 && len(l) != 2 || m > 0 && len(l) != 3:
+			return "a get's answer is not [header revision, mod revision, value] or [header revision, \"0\"]"
+		case m > 0:
+			r.kvs = []kv{{key: o.key, mod: m, value: l[2]}}
+		}
+	}
+	ks.res.Reads++
+	ks.reads = append(ks.reads, r)
+	return ""
+}
+
+// place gives each indeterminate write a read saw the revision the read gave, and
+// checks that every value read was written, to its key, at its mod revision.
+func (ks *keyspace) place() {
+	for _, r := range ks.reads {
+		for _, x := range r.kvs {
+			w, known := ks.byValue[x.value]
+			switch {
+			case !known || w != nil && w.key != x.key:
+				ks.res.found(KSGarbageRead, x.mod, "%s read %s = %q (mod revision %d), a value no write gave that key",
+					r.o.describe(), x.key, x.value, x.mod)
+			case w == nil: // written twice: which write, no read can say
+			case w.o.status == history.Fail:
+				ks.res.found(KSAbortedRead, x.mod, "%s read %s = %q (mod revision %d), written by %s, which failed",
+					r.o.describe(), x.key, x.value, x.mod, w.o.describe())
+			case w.rev == 0:
+				w.rev, w.placed = x.mod, true
+				ks.res.Placed++
+			case w.rev != x.mod:
+				ks.res.found(KSGarbageRead, min(w.rev, x.mod), "%s read %s = %q with mod revision %d, but %s wrote it at revision %d",
+					r.o.describe(), x.key, x.value, x.mod, w.o.describe(), w.rev)
+			}
+		}
+	}
+}
+
+// placeByConflicts places an indeterminate put no read saw at the mod revision a
+// conflict found for its key, when no write that happened made that revision and the
+// put is the key's only candidate.
+func (ks *keyspace) placeByConflicts() {
+	for _, c := range ks.writes {
+		if c.o.status != history.Fail || c.o.err != history.Conflict || c.found == 0 {
+			continue
+		}
+		if w, known := ks.byRev[c.found]; known && w.key == c.key {
+			continue
+		}
+		var cand *kwrite
+		n := 0
+		for _, w := range ks.unplaced[c.key] {
+			if !w.del() && w.o.call < c.o.done {
+				cand, n = w, n+1
+			}
+		}
+		if n != 1 || ks.byRev[c.found] != nil {
+			continue
+		}
+		cand.rev, cand.placed = c.found, true
+		ks.res.Placed++
+		ks.byRev[c.found] = cand
+		ks.versions[c.key] = append(ks.versions[c.key], cand)
+		slices.SortFunc(ks.versions[c.key], func(a, b *kwrite) int { return cmp.Compare(a.rev, b.rev) })
+		ks.unplaced[c.key] = slices.DeleteFunc(ks.unplaced[c.key], func(w *kwrite) bool { return w == cand })
+		ks.res.Revision = max(ks.res.Revision, cand.rev)
+	}
+	ks.revs = slices.Sorted(maps.Keys(ks.byRev))
+}
+
+// order lays the writes that happened out by revision.
+func (ks *keyspace) order() {
+	for _, w := range ks.writes {
+		if w.rev == 0 {
+			if w.o.status != history.Fail {
+				ks.unplaced[w.key] = append(ks.unplaced[w.key], w)
+			}
+			continue
+		}
+		if other, dup := ks.byRev[w.rev]; dup {
+			ks.res.found(KSDuplicateRevision, w.rev, "%s and %s both made revision %d", other.o.describe(), w.o.describe(), w.rev)
+			continue
+		}
+		ks.byRev[w.rev] = w
+		ks.versions[w.key] = append(ks.versions[w.key], w)
+		ks.res.Revision = max(ks.res.Revision, w.rev)
+	}
+	ks.revs = slices.Sorted(maps.Keys(ks.byRev))
+	for k, vs := range ks.versions {
+		slices.SortFunc(vs, func(a, b *kwrite) int { return cmp.Compare(a.rev, b.rev) })
+		ks.versions[k] = vs
+	}
+	for _, r := range ks.reads {
+		if r.list {
+			if _, ok := ks.prefixes[r.prefix]; !ok {
+				var keys []string
+				for k := range ks.versions {
+					if strings.HasPrefix(k, r.prefix) {
+						keys = append(keys, k)
+					}
+				}
+				slices.Sort(keys)
+				ks.prefixes[r.prefix] = keys
+			}
+		}
+	}
+}
+
+// at returns the last write to key at or below rev that happened (nil: none).
+func (ks *keyspace) at(key string, rev int64) *kwrite {
+	vs := ks.versions[key]
+	i := sort.Search(len(vs), func(i int) bool { return vs[i].rev > rev })
+	if i == 0 {
+		return nil
+	}
+	return vs[i-1]
+}
+
+// gapIn says whether some revision in (a, b) was made by no write that happened: an
+// indeterminate write no read saw may have made it.
+func (ks *keyspace) gapIn(a, b int64) bool {
+	if b-a <= 1 {
+		return false
+	}
+	i, _ := slices.BinarySearch(ks.revs, a+1)
+	j, _ := slices.BinarySearch(ks.revs, b)
+	return int64(j-i) < b-a-1
+}
+
+// unseenDelete says whether an indeterminate delete of key may have happened in
+// (mod, by], the key at mod revision mod before: what explains its absence there. The
+// delete expected mod, or a revision an indeterminate put of the key may have made in
+// between.
+func (ks *keyspace) unseenDelete(key string, mod, by int64) bool {
+	if !ks.gapIn(mod, by+1) {
+		return false
+	}
+	for _, w := range ks.unplaced[key] {
+		if w.del() && (w.expect == mod || w.expect > mod && w.expect <= by && ks.unseenPut(key, w.expect)) {
+			return true
+		}
+	}
+	return false
+}
+
+// unseenPut says whether an indeterminate create or update of key that no read saw may
+// have made revision rev.
+func (ks *keyspace) unseenPut(key string, rev int64) bool {
+	if _, known := ks.byRev[rev]; known || !ks.gapIn(rev-1, rev+1) {
+		return false
+	}
+	for _, w := range ks.unplaced[key] {
+		if !w.del() {
+			return true
+		}
+	}
+	return false
+}
+
+func describeVersion(w *kwrite) string {
+	if w.del() {
+		return fmt.Sprintf("deleted at revision %d by %s", w.rev, w.o.describe())
+	}
+	return fmt.Sprintf("%q at revision %d by %s", w.value, w.rev, w.o.describe())
+}
+
+// conditions checks that each conditional write that happened found its condition
+// true, and that each conflict found it false.
+func (ks *keyspace) conditions() {
+	for _, w := range ks.writes {
+		if w.o.status == history.Fail && w.o.err == history.Conflict {
+			if w.found == w.expect {
+				ks.res.found(KSFalseConflict, w.found, "%s of %s expecting mod revision %d was refused as a conflict, having found mod revision %d",
+					w.o.describe(), w.key, w.expect, w.found)
+			}
+			continue
+		}
+		if w.rev == 0 {
+			continue
+		}
+		// The condition is etcd's: the key's mod revision (0 when it is absent) is the
+		// one expected.
+		prev := ks.at(w.key, w.rev-1)
+		mod := int64(0)
+		if prev != nil && !prev.del() {
+			mod = prev.rev
+		}
+		switch {
+		case mod == w.expect:
+		case w.expect == 0 && ks.unseenDelete(w.key, mod, w.rev-1):
+		case mod < w.expect && w.expect < w.rev && ks.unseenPut(w.key, w.expect):
+		case w.o.f == history.OpCreate:
+			ks.res.found(KSLostUpdate, w.rev, "%s created %s at revision %d, but the key was there: %s",
+				w.o.describe(), w.key, w.rev, describeVersion(prev))
+		case prev == nil:
+			ks.res.found(KSLostUpdate, w.rev, "%s of %s expecting mod revision %d happened at revision %d, but no write of the key came before",
+				w.o.describe(), w.key, w.expect, w.rev)
+		default:
+			ks.res.found(KSLostUpdate, w.rev, "%s of %s expecting mod revision %d happened at revision %d, but the key was then %s",
+				w.o.describe(), w.key, w.expect, w.rev, describeVersion(prev))
+		}
+	}
+}
+
+// checkReads holds every read to the replay at its revision.
+func (ks *keyspace) checkReads() {
+	for _, r := range ks.reads {
+		if !r.list {
+			var got *kv
+			if len(r.kvs) > 0 {
+				got = &r.kvs[0]
+			}
+			ks.checkKey(r, r.o.key, got)
+			continue
+		}
+		ks.checkPage(r)
+	}
+}
+
+// checkKey holds one key of read r to the replay: got is what r returned for it (nil:
+// absent).
+func (ks *keyspace) checkKey(r *kread, key string, got *kv) {
+	want := ks.at(key, r.at)
+	if got == nil {
+		if want != nil && !want.del() && !ks.unseenDelete(key, want.rev, r.at) {
+			ks.res.found(KSStaleRead, want.rev, "%s read %s at revision %d as absent, but it was %s",
+				r.o.describe(), key, r.at, describeVersion(want))
+		}
+		return
+	}
+	switch {
+	case got.mod > r.at:
+		ks.res.found(KSGarbageRead, r.at, "%s read %s at revision %d with mod revision %d, from its future",
+			r.o.describe(), key, r.at, got.mod)
+	case want != nil && want.rev > got.mod:
+		ks.res.found(KSStaleRead, got.mod, "%s read %s at revision %d as %q (mod revision %d), but it was %s",
+			r.o.describe(), key, r.at, got.value, got.mod, describeVersion(want))
+	}
+}
+
+// checkPage holds list page r to the replay: its keys in order, within its range and
+// limit, each as the replay has it, and none of the range's keys left out before its
+// last (before its end, when it says there are no more).
+func (ks *keyspace) checkPage(r *kread) {
+	for i, x := range r.kvs {
+		switch {
+		case !strings.HasPrefix(x.key, r.prefix) || x.key < r.start:
+			ks.res.found(KSIncompleteList, r.at, "%s of %q from %q listed %s, outside its range", r.o.describe(), r.prefix, r.start, x.key)
+		case i > 0 && x.key <= r.kvs[i-1].key:
+			ks.res.found(KSIncompleteList, r.at, "%s listed %s after %s: out of order", r.o.describe(), x.key, r.kvs[i-1].key)
+		}
+		ks.checkKey(r, x.key, &r.kvs[i])
+	}
+	if r.limit > 0 && int64(len(r.kvs)) > r.limit {
+		ks.res.found(KSIncompleteList, r.at, "%s listed %d keys, over its limit of %d", r.o.describe(), len(r.kvs), r.limit)
+	}
+	listed := map[string]bool{}
+	for _, x := range r.kvs {
+		listed[x.key] = true
+	}
+	keys := ks.prefixes[r.prefix]
+	from, _ := slices.BinarySearch(keys, r.start)
+	for _, k := range keys[from:] {
+		if r.more && len(r.kvs) > 0 && k > r.kvs[len(r.kvs)-1].key || r.more && len(r.kvs) == 0 {
+			break
+		}
+		if listed[k] {
+			continue
+		}
+		if w := ks.at(k, r.at); w != nil && !w.del() && !ks.unseenDelete(k, w.rev, r.at) {
+			ks.res.found(KSIncompleteList, w.rev, "%s of %q at revision %d left out %s, which was %s",
+				r.o.describe(), r.prefix, r.at, k, describeVersion(w))
+		}
+	}
+}
+
+// realtime checks that revisions never go back in real time: an operation that began
+// after another finished answers at the revision that one saw or later (a write, at a
+// later one, since it makes a new revision).
+func (ks *keyspace) realtime() {
+	type point struct {
+		o     *op
+		rev   int64
+		write bool
+	}
+	var pts []point
+	for _, w := range ks.writes {
+		if w.rev > 0 && w.o.status == history.OK {
+			pts = append(pts, point{w.o, w.rev, true})
+		}
+	}
+	for _, r := range ks.reads {
+		pts = append(pts, point{r.o, r.header, false})
+	}
+	byDone := slices.Clone(pts)
+	slices.SortFunc(byDone, func(a, b point) int { return cmp.Compare(a.o.done, b.o.done) })
+	slices.SortFunc(pts, func(a, b point) int { return cmp.Compare(a.o.call, b.o.call) })
+	j := 0
+	var seen point // of the finished, the one with the highest revision
+	for _, p := range pts {
+		for ; j < len(byDone) && byDone[j].o.done < p.o.call; j++ {
+			if byDone[j].rev > seen.rev {
+				seen = byDone[j]
+			}
+		}
+		if seen.o == nil || p.o.untimed {
+			continue
+		}
+		if p.rev < seen.rev || p.write && p.rev == seen.rev {
+			ks.res.found(KSRevisionOrder, p.rev, "%s answered at revision %d, but it began after %s had answered at revision %d",
+				p.o.describe(), p.rev, seen.o.describe(), seen.rev)
+		}
+	}
+}
+
+// compaction checks that reads below a revision compacted before they began fail, and
+// that a read fails as compacted only below a compaction asked before it ended.
+func (ks *keyspace) compaction() {
+	for _, r := range ks.reads {
+		if r.latest {
+			continue
+		}
+		for _, c := range ks.compacts {
+			rev, _ := revOf(c.in.S)
+			if c.status == history.OK && c.done < r.o.call && r.at < rev {
+				ks.res.found(KSCompactedRead, r.at, "%s read revision %d, but %s had compacted to revision %d before it began",
+					r.o.describe(), r.at, c.describe(), rev)
+				break
+			}
+		}
+	}
+	for _, r := range ks.refused {
+		if r.latest {
+			continue // the latest revision is never compacted: unavailability, not a claim
+		}
+		asked := false
+		for _, c := range ks.compacts {
+			rev, _ := revOf(c.in.S)
+			asked = asked || c.call < r.o.done && r.at < rev
+		}
+		if !asked {
+			ks.res.found(KSFalseCompaction, r.at, "%s was refused revision %d as compacted, but no compaction past it had been asked",
+				r.o.describe(), r.at)
+		}
+	}
+}

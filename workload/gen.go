@@ -17,8 +17,34 @@ type op struct {
 	lease string // the lease a put attaches to, or a keepalive or revoke renews or ends
 	ttl   int    // a grant's TTL, in seconds
 	list  bool   // a read of a list (append, set) rather than a register
-	slot  int    // the key slot it was drawn from
+	slot  int    // the key slot it was drawn from (kubernetes: the prefix)
 	mops  []history.Mop
+	rev   int64  // kubernetes: the mod revision a write expects, a list's revision, a compaction's
+	start string // kubernetes: the key a list page starts at
+	limit int    // kubernetes: a list page's limit
+}
+
+// keys are the keys o reads or writes, each to be read at the end: its key and its
+// micro-operations' (a list's prefix and a compaction are none).
+func (o op) keys() []string {
+	switch {
+	case o.f == history.OpList || o.f == history.OpCompact:
+		return nil
+	case len(o.mops) > 1:
+		ks := []string{o.key}
+		for _, m := range o.mops[1:] {
+			ks = append(ks, m.Key)
+		}
+		return ks
+	}
+	return []string{o.key}
+}
+
+// normalFail says whether a fail with this error is a working system's normal answer
+// (a cas's mismatch, a condition's conflict, a compacted revision), after which a
+// client goes on at once, rather than unavailability, after which it backs off.
+func normalFail(errMsg string) bool {
+	return errMsg == history.Mismatch || errMsg == history.Conflict || errMsg == history.Compacted
 }
 
 // invokeValue is the op's Value in its invoke event, and in a completion that did not
@@ -37,6 +63,14 @@ func (o op) invokeValue() history.Value {
 		return history.S1(o.lease)
 	case history.OpTxn:
 		return history.T(o.mops...)
+	case history.OpUpdate:
+		return history.L(o.arg, strconv.FormatInt(o.rev, 10))
+	case history.OpDelete, history.OpCompact:
+		return history.S1(strconv.FormatInt(o.rev, 10))
+	case history.OpGet:
+		return history.Value{}
+	case history.OpList:
+		return history.L(strconv.FormatInt(o.rev, 10), o.start, strconv.Itoa(o.limit))
 	default:
 		return history.S1(o.arg)
 	}

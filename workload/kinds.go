@@ -17,6 +17,8 @@ const (
 	Append   Kind = "append"
 	Lease    Kind = "lease"
 	Txn      Kind = "txn"
+	// Kubernetes is etcd's keyspace as the Kubernetes API server drives it.
+	Kubernetes Kind = "kubernetes"
 )
 
 // Def defines a workload: one row of the registry. The generator, the final reads, the
@@ -78,6 +80,11 @@ var registry = []*Def{
 		// A micro-operation's mix: half reads, half appends (see txnSource).
 		Model: checker.Txn, Prefix: "t", Rotate: true, List: true, source: newTxnSource,
 		Mix: []Weighted{{history.OpRead, 50}, {history.OpAppend, 50}}, final: finalTxnRead},
+	{Kind: Kubernetes, Doc: "etcd's keyspace as Kubernetes uses it: creates, updates and deletes conditional on mod revision, gets, paginated lists at a revision, compaction; checked by replaying the writes in revision order",
+		// Keys live under two resource prefixes (see kubernetesSource); about ten each.
+		Model: checker.Keyspace, Prefix: "/registry/", source: newKubernetesSource, final: finalGet,
+		// A compaction one operation in a thousand: every few seconds, at a few hundred a second.
+		Mix: []Weighted{{history.OpCreate, 80}, {history.OpUpdate, 450}, {history.OpDelete, 50}, {history.OpGet, 150}, {history.OpList, 269}, {history.OpCompact, 1}}},
 }
 
 // Kinds returns every workload's definition.

@@ -83,9 +83,8 @@ func (w *worker) run(ctx context.Context, deadline time.Time) {
 	defer w.sess.close()
 	for w.pace.wait(ctx, deadline) && w.connect(ctx, deadline) {
 		o := w.gen.next(w.rnd)
-		w.prog.touch(o.key)
-		for _, m := range o.mops[min(1, len(o.mops)):] {
-			w.prog.touch(m.Key)
+		for _, k := range o.keys() {
+			w.prog.touch(k)
 		}
 		t, result, errMsg := w.sess.do(ctx, w.rec, w.cfg.OpTimeout, o)
 		w.prog.count(t)
@@ -93,7 +92,7 @@ func (w *worker) run(ctx context.Context, deadline time.Time) {
 		if t == history.Info {
 			w.sess.retire(w.sess.process + w.cfg.Concurrency)
 		}
-		if t == history.Info || t == history.Fail && errMsg != history.Mismatch {
+		if t == history.Info || t == history.Fail && !normalFail(errMsg) {
 			sleep(ctx, errorBackoff, deadline)
 		}
 	}
@@ -183,6 +182,8 @@ func apply(ctx context.Context, c Client, o op) (v history.Value, err error) {
 		return applyLease(ctx, c, o)
 	case history.OpTxn:
 		return applyTxn(ctx, c, o)
+	case history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList, history.OpCompact:
+		return applyKeyspace(ctx, c, o)
 	default: // append, add
 		return o.invokeValue(), c.Append(ctx, o.key, o.arg)
 	}

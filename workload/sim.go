@@ -37,6 +37,9 @@ type SimStore struct {
 	regs   map[string]string
 	lists  map[string][]string
 	leases SimLeases
+	// Keyspace is its revisioned keyspace (the kubernetes workload's): set its
+	// StaleReads before use for a store with that bug.
+	Keyspace SimKeyspace
 }
 
 // NewSimStore returns an empty store whose delays and losses are drawn from seed.

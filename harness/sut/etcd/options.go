@@ -181,7 +181,7 @@ func (o *Options) Caps() nemesis.Caps {
 
 // Workloads implements sut.Options.
 func (o *Options) Workloads() []workload.Kind {
-	return []workload.Kind{workload.Register, workload.Set, workload.Append, workload.Lease, workload.Txn}
+	return []workload.Kind{workload.Register, workload.Set, workload.Append, workload.Lease, workload.Txn, workload.Kubernetes}
 }
 
 // Prepare implements sut.Options: every release of the run is built (once, cached)

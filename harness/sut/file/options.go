@@ -129,15 +129,16 @@ func (o *Options) Caps() nemesis.Caps {
 	return c
 }
 
-// Workloads implements sut.Options: leases only through the etcd protocol, whose
-// client has them; transactions through it too, and through an exec shim that says it
-// answers them (client.transactions).
+// Workloads implements sut.Options: leases and etcd's revisioned keyspace
+// (kubernetes) only through the etcd protocol, whose client has them; transactions
+// through it too, and through an exec shim that says it answers them
+// (client.transactions).
 func (o *Options) Workloads() []workload.Kind {
 	ws := []workload.Kind{workload.Register, workload.Set, workload.Append}
 	switch {
 	case o.f == nil:
 	case o.f.Client.Protocol == protoKV:
-		ws = append(ws, workload.Lease, workload.Txn)
+		ws = append(ws, workload.Lease, workload.Txn, workload.Kubernetes)
 	case o.f.Client.Transactions:
 		ws = append(ws, workload.Txn)
 	}
@@ -147,7 +148,7 @@ func (o *Options) Workloads() []workload.Kind {
 // MayRun implements sut.Maybe.
 func (o *Options) MayRun(w workload.Kind) string {
 	switch w {
-	case workload.Lease:
+	case workload.Lease, workload.Kubernetes:
 		return "a target file whose client protocol is etcd"
 	case workload.Txn:
 		return "a target file whose client protocol is etcd, or exec with client.transactions"

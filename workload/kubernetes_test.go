@@ -1,0 +1,71 @@
+package workload
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/checker"
+	"github.com/faultline/faultline/history"
+)
+
+// runKubernetes runs the kubernetes workload against store in a synctest bubble, its
+// final gets included, and checks the history.
+func runKubernetes(t *testing.T, seed int64, setup func(*SimStore)) ([]history.Event, checker.Result) {
+	t.Helper()
+	var events []history.Event
+	synctest.Test(t, func(t *testing.T) {
+		store := NewSimStore(seed)
+		store.Latency, store.Lost = 4*time.Millisecond, 0.02
+		if setup != nil {
+			setup(store)
+		}
+		rec := newRecorder()
+		cfg := Config{Workload: Kubernetes, Concurrency: 6, Rate: 300, TimeLimit: 30 * time.Second, Seed: seed}
+		st, err := Run(context.Background(), cfg, store.Opener(3), rec)
+		require.NoError(t, err)
+		require.NoError(t, FinalReads(context.Background(), cfg, store.Opener(3), rec, st.Keys))
+		events = rec.Events()
+	})
+	wellFormed(t, events)
+	return events, checker.Check(context.Background(), events, checker.Options{Model: checker.Keyspace})
+}
+
+func TestKubernetesWorkload(t *testing.T) {
+	t.Run("a correct store passes, and every operation is used", func(t *testing.T) {
+		for seed := range int64(3) {
+			events, res := runKubernetes(t, seed, nil)
+			require.Equal(t, checker.Valid, res.Verdict, "seed %d: %s\n%v", seed, res.Summary(), res.Keyspace.Anomalies)
+			ks := res.Keyspace
+			assert.Greater(t, ks.Writes, 300)
+			assert.Greater(t, ks.Reads, 300)
+			assert.Positive(t, ks.Compactions)
+			byF, conflicts, pinned := map[string]int{}, 0, 0
+			for _, e := range events {
+				if e.Type == history.OK {
+					byF[e.F]++
+				}
+				if e.Error == history.Conflict {
+					conflicts++
+				}
+				if e.F == history.OpList && e.Type == history.Invoke && e.Value.L[0] != "0" {
+					pinned++
+				}
+			}
+			for _, f := range []string{history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList, history.OpCompact} {
+				assert.Positive(t, byF[f], "%s acknowledged", f)
+			}
+			assert.Positive(t, conflicts, "updates that met a newer mod revision")
+			assert.Positive(t, pinned, "list pages continued at the first page's revision")
+		}
+	})
+	t.Run("a store whose latest reads lag a revision is caught", func(t *testing.T) {
+		_, res := runKubernetes(t, 1, func(s *SimStore) { s.Keyspace.StaleReads = true })
+		require.Equal(t, checker.Invalid, res.Verdict, res.Summary())
+		assert.NotZero(t, res.Keyspace.FirstBad)
+	})
+}

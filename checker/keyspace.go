@@ -54,6 +54,11 @@ type KeyspaceResult struct {
 	// compactions.
 	Reads       int `json:"reads"`
 	Compactions int `json:"compactions"`
+	// Watches counts the watches checked, Cancelled those the server cancelled because
+	// their revision was compacted, Events the events they delivered.
+	Watches   int `json:"watches"`
+	Cancelled int `json:"watches_cancelled"`
+	Events    int `json:"watch_events"`
 	// Revision is the highest revision written.
 	Revision int64 `json:"revision"`
 	// FirstBad is the lowest revision an anomaly names (0: none).
@@ -76,12 +81,17 @@ const (
 	KSIncompleteList    = "incomplete-list"    // a list page that left out, misordered or overran keys
 	KSCompactedRead     = "compacted-read"     // data read at a revision compacted before the read began
 	KSFalseCompaction   = "false-compaction"   // "compacted" for a revision no compaction had reached
+	KSWatchOrder        = "watch-order"        // a watch's events (or progress) went back in revision
+	KSWatchDuplicate    = "watch-duplicate"    // a watch delivered one event twice
+	KSWatchLost         = "watch-lost-event"   // a watch left out a write between its start and its last event
+	KSWatchWrong        = "watch-wrong-event"  // a watch event that is not the write the replay has at its revision
+	KSWatchPrevKV       = "watch-prev-kv"      // a watch event whose previous value is not the key's before it
 )
 
 // Line is the result in one line.
 func (r *KeyspaceResult) Line() string {
-	s := fmt.Sprintf("%d writes to revision %d, %d indeterminate (%d placed by reads), %d reads, %d compactions",
-		r.Writes, r.Revision, r.Indeterminate, r.Placed, r.Reads, r.Compactions)
+	s := fmt.Sprintf("%d writes to revision %d, %d indeterminate (%d placed by reads), %d reads, %d compactions, %d watches (%d cancelled by compaction) with %d events",
+		r.Writes, r.Revision, r.Indeterminate, r.Placed, r.Reads, r.Compactions, r.Watches, r.Cancelled, r.Events)
 	if len(r.AnomalyTypes) > 0 {
 		var types []string
 		for _, k := range slices.Sorted(maps.Keys(r.AnomalyTypes)) {
@@ -141,11 +151,27 @@ type kread struct {
 	kvs    []kv // a get's: none when absent
 }
 
+// wevent is one event a watch delivered.
+type wevent struct {
+	rev                   int64
+	typ, key, value, prev string
+}
+
+// kwatch is one watch the server answered: its events, to its end or its cancel.
+type kwatch struct {
+	o         *op
+	prefix    string
+	from      int64
+	events    []wevent
+	cancelled bool // by a compaction
+}
+
 // keyspace is what checkKeyspace works on.
 type keyspace struct {
 	res      *KeyspaceResult
 	writes   []*kwrite
 	reads    []*kread
+	watches  []*kwatch
 	compacts []*op
 	refused  []*kread // reads failed as compacted (at: the revision asked)
 	byRev    map[int64]*kwrite
@@ -176,6 +202,7 @@ func checkKeyspace(ops []op, bad *ignoredOps) (*KeyspaceResult, []string) {
 	ks.placeByConflicts()
 	ks.conditions()
 	ks.checkReads()
+	ks.checkWatches()
 	ks.realtime()
 	ks.compaction()
 	res := ks.res
@@ -247,6 +274,8 @@ func (ks *keyspace) add(o *op) string {
 		ks.writes = append(ks.writes, w)
 	case history.OpGet, history.OpList:
 		return ks.addRead(o)
+	case history.OpWatch:
+		return ks.addWatch(o)
 	case history.OpCompact:
 		if _, ok := revOf(o.in.S); o.in.Kind != history.Str || !ok {
 			return "a compaction's revision is not a revision"
@@ -319,27 +348,109 @@ func (ks *keyspace) addRead(o *op) string {
 	return ""
 }
 
-// place gives each indeterminate write a read saw the revision the read gave, and
-// checks that every value read was written, to its key, at its mod revision.
+func (ks *keyspace) addWatch(o *op) string {
+	from, ok := revOf(o.in.S)
+	if o.in.Kind != history.Str || !ok {
+		return "a watch's revision is not a revision"
+	}
+	w := &kwatch{o: o, prefix: o.key, from: from}
+	switch {
+	case o.status == history.Fail && o.err == history.Compacted:
+		w.cancelled = true
+	case o.status != history.OK:
+		return "" // what it saw is not known to be all it was sent
+	}
+	l := o.out.L
+	if o.out.Kind != history.List && !o.out.IsNone() || len(l)%5 != 0 {
+		return "a watch's answer is not [revision, type, key, value, previous value …]"
+	}
+	for i := 0; i < len(l); i += 5 {
+		r, ok := revOf(l[i])
+		switch {
+		case !ok || r == 0:
+			return "a watch event's revision is not a revision"
+		case l[i+1] != history.WatchPut && l[i+1] != history.WatchDelete && l[i+1] != history.WatchProgress:
+			return fmt.Sprintf("a watch event of type %q", l[i+1])
+		}
+		w.events = append(w.events, wevent{rev: r, typ: l[i+1], key: l[i+2], value: l[i+3], prev: l[i+4]})
+		if l[i+1] != history.WatchProgress {
+			ks.res.Events++
+		}
+	}
+	ks.res.Watches++
+	if w.cancelled {
+		ks.res.Cancelled++
+	}
+	ks.watches = append(ks.watches, w)
+	return ""
+}
+
+// place gives each indeterminate write a read or a watch saw the revision they gave,
+// and checks that every value read was written, to its key, at its mod revision.
 func (ks *keyspace) place() {
-	for _, r := range ks.reads {
-		for _, x := range r.kvs {
-			w, known := ks.byValue[x.value]
-			switch {
-			case !known || w != nil && w.key != x.key:
-				ks.res.found(KSGarbageRead, x.mod, "%s read %s = %q (mod revision %d), a value no write gave that key",
-					r.o.describe(), x.key, x.value, x.mod)
-			case w == nil: // written twice: which write, no read can say
-			case w.o.status == history.Fail:
-				ks.res.found(KSAbortedRead, x.mod, "%s read %s = %q (mod revision %d), written by %s, which failed",
-					r.o.describe(), x.key, x.value, x.mod, w.o.describe())
-			case w.rev == 0:
-				w.rev, w.placed = x.mod, true
-				ks.res.Placed++
-			case w.rev != x.mod:
-				ks.res.found(KSGarbageRead, min(w.rev, x.mod), "%s read %s = %q with mod revision %d, but %s wrote it at revision %d",
-					r.o.describe(), x.key, x.value, x.mod, w.o.describe(), w.rev)
+	for _, w := range ks.watches { // a watch's puts are reads at their revision
+		r := &kread{o: w.o}
+		for _, e := range w.events {
+			if e.typ == history.WatchPut {
+				r.kvs = append(r.kvs, kv{key: e.key, value: e.value, mod: e.rev})
 			}
+		}
+		ks.placeSeen(r)
+	}
+	// and its deletes place the key's one indeterminate delete, at a revision no write
+	// is known to have made
+	made := map[int64]bool{}
+	infoDeletes := map[string][]*kwrite{}
+	for _, d := range ks.writes {
+		if d.rev > 0 {
+			made[d.rev] = true
+		}
+		if d.del() && d.o.status == history.Info {
+			infoDeletes[d.key] = append(infoDeletes[d.key], d)
+		}
+	}
+	for _, w := range ks.watches {
+		for _, e := range w.events {
+			if e.typ != history.WatchDelete || made[e.rev] {
+				continue
+			}
+			var cand *kwrite
+			n := 0
+			for _, d := range infoDeletes[e.key] {
+				if d.rev == 0 && d.o.call < w.o.done {
+					cand, n = d, n+1
+				}
+			}
+			if n == 1 {
+				cand.rev, cand.placed = e.rev, true
+				made[e.rev] = true
+				ks.res.Placed++
+			}
+		}
+	}
+	for _, r := range ks.reads {
+		ks.placeSeen(r)
+	}
+}
+
+// placeSeen places the writes of what r saw, and checks it was written.
+func (ks *keyspace) placeSeen(r *kread) {
+	for _, x := range r.kvs {
+		w, known := ks.byValue[x.value]
+		switch {
+		case !known || w != nil && w.key != x.key:
+			ks.res.found(KSGarbageRead, x.mod, "%s read %s = %q (mod revision %d), a value no write gave that key",
+				r.o.describe(), x.key, x.value, x.mod)
+		case w == nil: // written twice: which write, no read can say
+		case w.o.status == history.Fail:
+			ks.res.found(KSAbortedRead, x.mod, "%s read %s = %q (mod revision %d), written by %s, which failed",
+				r.o.describe(), x.key, x.value, x.mod, w.o.describe())
+		case w.rev == 0:
+			w.rev, w.placed = x.mod, true
+			ks.res.Placed++
+		case w.rev != x.mod:
+			ks.res.found(KSGarbageRead, min(w.rev, x.mod), "%s read %s = %q with mod revision %d, but %s wrote it at revision %d",
+				r.o.describe(), x.key, x.value, x.mod, w.o.describe(), w.rev)
 		}
 	}
 }
@@ -650,5 +761,89 @@ func (ks *keyspace) compaction() {
 			ks.res.found(KSFalseCompaction, r.at, "%s was refused revision %d as compacted, but no compaction past it had been asked",
 				r.o.describe(), r.at)
 		}
+	}
+}
+
+// checkWatches holds every watch to the replay: its events in revision order, none
+// twice, each the write the replay has at its revision under the watched prefix, with
+// the key's previous value, and every such write from the watch's start to its last
+// event or progress notification delivered; a watch from a revision compacted before
+// it began must be cancelled.
+func (ks *keyspace) checkWatches() {
+	for _, w := range ks.watches {
+		last := int64(0)
+		seen := map[[2]string]bool{}
+		for i, e := range w.events {
+			switch {
+			case e.rev < last:
+				ks.res.found(KSWatchOrder, e.rev, "%s from revision %d delivered revision %d (%s %s) after revision %d: it went back in time",
+					w.o.describe(), w.from, e.rev, e.typ, e.key, last)
+			case e.typ != history.WatchProgress && e.rev < w.from:
+				ks.res.found(KSWatchOrder, e.rev, "%s from revision %d delivered revision %d (%s %s), before its start",
+					w.o.describe(), w.from, e.rev, e.typ, e.key)
+			}
+			last = max(last, e.rev)
+			if e.typ == history.WatchProgress {
+				continue
+			}
+			id := [2]string{strconv.FormatInt(e.rev, 10), e.key}
+			if seen[id] {
+				ks.res.found(KSWatchDuplicate, e.rev, "%s delivered %s %s at revision %d twice (event %d)", w.o.describe(), e.typ, e.key, e.rev, i+1)
+				continue
+			}
+			seen[id] = true
+			ks.checkEvent(w, e)
+		}
+		// every write of the prefix in [from, last] delivered
+		lo, _ := slices.BinarySearch(ks.revs, w.from)
+		for _, rev := range ks.revs[lo:] {
+			if rev > last {
+				break
+			}
+			x := ks.byRev[rev]
+			if !strings.HasPrefix(x.key, w.prefix) || seen[[2]string{strconv.FormatInt(rev, 10), x.key}] {
+				continue
+			}
+			ks.res.found(KSWatchLost, rev, "%s from revision %d, which got to revision %d, never delivered %s %s",
+				w.o.describe(), w.from, last, x.key, describeVersion(x))
+		}
+		if !w.cancelled {
+			for _, c := range ks.compacts {
+				rev, _ := revOf(c.in.S)
+				if c.status == history.OK && c.done < w.o.call && w.from < rev {
+					ks.res.found(KSCompactedRead, w.from, "%s from revision %d was not cancelled, though %s had compacted to revision %d before it began",
+						w.o.describe(), w.from, c.describe(), rev)
+					break
+				}
+			}
+		}
+	}
+}
+
+// checkEvent holds one event of w to the write the replay has at its revision.
+func (ks *keyspace) checkEvent(w *kwatch, e wevent) {
+	x, known := ks.byRev[e.rev]
+	switch {
+	case !known:
+		if len(ks.unplaced[e.key]) == 0 {
+			ks.res.found(KSWatchWrong, e.rev, "%s delivered %s %s at revision %d, which no write of that key made", w.o.describe(), e.typ, e.key, e.rev)
+		}
+		return
+	case !strings.HasPrefix(e.key, w.prefix):
+		ks.res.found(KSWatchWrong, e.rev, "%s of %q delivered %s, outside its prefix", w.o.describe(), w.prefix, e.key)
+		return
+	case x.key != e.key || x.del() != (e.typ == history.WatchDelete) || !x.del() && x.value != e.value:
+		ks.res.found(KSWatchWrong, e.rev, "%s delivered %s %s = %q at revision %d, but the write there was %s %s",
+			w.o.describe(), e.typ, e.key, e.value, e.rev, x.key, describeVersion(x))
+		return
+	}
+	before := ks.at(e.key, e.rev-1)
+	want, mod := "", int64(0)
+	if before != nil && !before.del() {
+		want, mod = before.value, before.rev
+	}
+	if e.prev != want && !(len(ks.unplaced[e.key]) > 0 && ks.gapIn(mod, e.rev)) {
+		ks.res.found(KSWatchPrevKV, e.rev, "%s delivered %s %s at revision %d with previous value %q, but it was %q",
+			w.o.describe(), e.typ, e.key, e.rev, e.prev, want)
 	}
 }

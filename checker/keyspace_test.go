@@ -55,6 +55,11 @@ func (h *ksHistory) list(p, from, to int, prefix string, at int, start string, l
 	h.op(p, from, to, history.OpList, prefix, history.L(rv(at), start, rv(limit)), history.OK, history.L(append([]string{rv(header), m}, kvs...)...), "")
 }
 
+// watch: events as revision, type, key, value, previous value (five strings each).
+func (h *ksHistory) watch(p, from, to int, prefix string, fromRev int, events ...string) {
+	h.op(p, from, to, history.OpWatch, prefix, history.S1(rv(fromRev)), history.OK, history.L(events...), "")
+}
+
 func checkKS(t *testing.T, h *ksHistory) Result {
 	t.Helper()
 	res := Check(context.Background(), h.events, Options{Model: Keyspace, MinEvidence: 1})
@@ -156,6 +161,51 @@ func TestKeyspaceCheck(t *testing.T) {
 			h.op(2, 40, 50, history.OpCompact, "", history.S1("3"), history.OK, history.Value{}, "")
 			h.list(1, 60, 70, "/p/", 2, "", 0, 3, false, "/p/a", "2", "a1")
 		}, anomaly: KSCompactedRead, rev: 2, explain: "had compacted to revision 3 before it began"},
+		{name: "a watch that delivers every write in order, with previous values and progress, is valid", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.create(1, 20, 30, "/q/x", "x1", 4) // another prefix
+			h.del(0, 40, 50, "/p/a", 3, 5)
+			h.get(1, 60, 70, "/p/a", 5, 0, "")
+			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "3", "put", "/p/a", "a2", "a1",
+				"5", "delete", "/p/a", "", "a2", "5", "progress", "", "", "")
+		}},
+		{name: "a watch that goes back in revision (etcd#15271)", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.get(1, 40, 50, "/p/a", 3, 3, "a2")
+			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "3", "put", "/p/a", "a2", "a1", "2", "put", "/p/a", "a1", "")
+		}, anomaly: KSWatchOrder, rev: 2, explain: "delivered revision 2 (put /p/a) after revision 3: it went back in time"},
+		{name: "a watch that skips a write before its last event", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.update(0, 40, 50, "/p/a", "a3", 3, 4)
+			h.get(1, 60, 70, "/p/a", 4, 4, "a3")
+			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "4", "put", "/p/a", "a3", "a2")
+		}, anomaly: KSWatchLost, rev: 3, explain: `never delivered /p/a "a2" at revision 3`},
+		{name: "a progress notification past an undelivered write", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.get(1, 60, 70, "/p/a", 2, 2, "a1")
+			h.watch(2, 5, 80, "/p/", 2, "2", "progress", "", "", "")
+		}, anomaly: KSWatchLost, rev: 2},
+		{name: "a watch that delivers one event twice", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.get(1, 60, 70, "/p/a", 2, 2, "a1")
+			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "2", "put", "/p/a", "a1", "")
+		}, anomaly: KSWatchDuplicate, rev: 2},
+		{name: "a watch event with the wrong previous value", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.get(1, 60, 70, "/p/a", 3, 3, "a2")
+			h.watch(2, 5, 80, "/p/", 3, "3", "put", "/p/a", "a2", "zz")
+		}, anomaly: KSWatchPrevKV, rev: 3, explain: `with previous value "zz", but it was "a1"`},
+		{name: "a watch from a compacted revision that was not cancelled", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.op(2, 40, 50, history.OpCompact, "", history.S1("3"), history.OK, history.Value{}, "")
+			h.get(1, 60, 70, "/p/a", 3, 3, "a2")
+			h.watch(2, 60, 80, "/p/", 2, "3", "put", "/p/a", "a2", "a1")
+		}, anomaly: KSCompactedRead, rev: 2, explain: "was not cancelled"},
 		{name: "a read refused as compacted with no compaction asked", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.update(0, 20, 30, "/p/a", "a2", 2, 3)

@@ -72,6 +72,20 @@ const (
 	OpGet     = "get"     // Key; ok Value [header revision, mod revision, value], or [header revision, "0"] when absent
 	OpList    = "list"    // Key the prefix; invoke Value [revision ("0": the latest), start key, limit ("0": none)]; ok Value [header revision, more ("0"/"1"), then key, mod revision, value for each key]
 	OpCompact = "compact" // invoke Value the revision; fail (Error Compacted) when at or below the one compacted
+	// OpWatch watches a prefix (Key) from a revision (invoke Value) for a while; its
+	// completion's Value is every event received, five strings each: revision, type
+	// (WatchPut, WatchDelete or WatchProgress), key, value, the previous value ("" when
+	// none, and for a progress notification's key and values). A watch the server
+	// cancelled because its revision was compacted fails with Error Compacted, its Value
+	// the events received before.
+	OpWatch = "watch"
+)
+
+// The types of a watch's events.
+const (
+	WatchPut      = "put"
+	WatchDelete   = "delete"
+	WatchProgress = "progress" // a progress notification: every event up to its revision was sent
 )
 
 // Conflict is the Error of a conditional keyspace write whose condition did not hold

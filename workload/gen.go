@@ -28,7 +28,7 @@ type op struct {
 // micro-operations' (a list's prefix and a compaction are none).
 func (o op) keys() []string {
 	switch {
-	case o.f == history.OpList || o.f == history.OpCompact:
+	case o.f == history.OpList || o.f == history.OpCompact || o.f == history.OpWatch:
 		return nil
 	case len(o.mops) > 1:
 		ks := []string{o.key}
@@ -65,7 +65,7 @@ func (o op) invokeValue() history.Value {
 		return history.T(o.mops...)
 	case history.OpUpdate:
 		return history.L(o.arg, strconv.FormatInt(o.rev, 10))
-	case history.OpDelete, history.OpCompact:
+	case history.OpDelete, history.OpCompact, history.OpWatch:
 		return history.S1(strconv.FormatInt(o.rev, 10))
 	case history.OpGet:
 		return history.Value{}

@@ -84,7 +84,8 @@ var registry = []*Def{
 		// Keys live under two resource prefixes (see kubernetesSource); about ten each.
 		Model: checker.Keyspace, Prefix: "/registry/", source: newKubernetesSource, final: finalGet,
 		// A compaction one operation in a thousand: every few seconds, at a few hundred a second.
-		Mix: []Weighted{{history.OpCreate, 80}, {history.OpUpdate, 450}, {history.OpDelete, 50}, {history.OpGet, 150}, {history.OpList, 269}, {history.OpCompact, 1}}},
+		// A watch watches for half a second: a few in a hundred keep several open.
+		Mix: []Weighted{{history.OpCreate, 80}, {history.OpUpdate, 450}, {history.OpDelete, 50}, {history.OpGet, 140}, {history.OpList, 249}, {history.OpWatch, 30}, {history.OpCompact, 1}}},
 }
 
 // Kinds returns every workload's definition.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/faultline/faultline/history"
 )
@@ -33,6 +34,20 @@ type Keyspacer interface {
 	List(ctx context.Context, prefix, start string, rev, limit int64) (header int64, kvs []KV, more bool, err error)
 	// Compact compacts the keyspace's history up to rev.
 	Compact(ctx context.Context, rev int64) error
+	// Watch watches prefix from revision from, with each event's previous value, for
+	// d, asking for a progress notification on the way; it returns the events
+	// received. A watch the server cancels because from was compacted returns the
+	// events before the cancel and ErrCompacted.
+	Watch(ctx context.Context, prefix string, from int64, d time.Duration) ([]WatchEvent, error)
+}
+
+// WatchEvent is one event a watch received: a put or a delete (history.WatchPut,
+// WatchDelete) of Key at Rev, with Value and the previous value Prev, or a progress
+// notification (history.WatchProgress) at Rev.
+type WatchEvent struct {
+	Rev              int64
+	Type             string
+	Key, Value, Prev string
 }
 
 // KV is a key as a list returns it.
@@ -55,8 +70,10 @@ var ErrCompacted error = &definiteError{msg: history.Compacted}
 
 // The kubernetes workload's shape.
 const (
-	k8sLiveKeys  = 10 // keys kept alive under each prefix (creates refill, deletes thin)
-	k8sPageLimit = 4  // a list page's limit
+	k8sLiveKeys  = 10                     // keys kept alive under each prefix (creates refill, deletes thin)
+	k8sPageLimit = 4                      // a list page's limit
+	k8sWatchFor  = 500 * time.Millisecond // how long a watch watches
+	k8sResume    = 20                     // a watch with no list to follow resumes this many revisions back
 )
 
 // k8sPrefixes are the resources the kubernetes workload stores, as the API server lays
@@ -79,6 +96,7 @@ type kubernetesSource struct {
 	values    int                // values written so far
 	live      []map[string]int64 // per prefix: key → mod revision last seen
 	pages     []page             // list pages to continue
+	watchFrom []int64            // revisions to watch from: first pages' headers + 1
 	seen      int64              // the highest revision seen
 	compactTo int64              // the revision to compact to next
 	compacted int64              // the highest compaction acknowledged
@@ -129,6 +147,12 @@ func (s *kubernetesSource) next(r *rand.Rand) op {
 			o.arg = "v" + strconv.Itoa(s.values)
 		}
 		return o
+	case history.OpWatch:
+		from := max(s.seen-k8sResume, 1)
+		if len(s.watchFrom) > 0 {
+			from, s.watchFrom = s.watchFrom[0], s.watchFrom[1:]
+		}
+		return op{f: f, key: prefix, rev: from, slot: p}
 	case history.OpCompact:
 		if s.compactTo > s.compacted {
 			o := op{f: f, rev: s.compactTo, slot: p}
@@ -194,6 +218,9 @@ func (s *kubernetesSource) done(o op, t history.Type, result history.Value, errM
 		for i := 2; i+2 < len(result.L); i += 3 {
 			live[result.L[i]], last = rev(result.L[i+1]), result.L[i]
 		}
+		if o.rev == 0 && len(s.watchFrom) < 16 { // a first page: watch from after it, as the API server does
+			s.watchFrom = append(s.watchFrom, h+1)
+		}
 		if result.L[1] == "1" && last != "" {
 			at := o.rev
 			if at == 0 {
@@ -256,6 +283,13 @@ func applyKeyspace(ctx context.Context, c Client, o op) (history.Value, error) {
 			l = append(l, x.Key, num(x.Mod), x.Value)
 		}
 		return history.L(l...), nil
+	case history.OpWatch:
+		evs, err := k.Watch(ctx, o.key, o.rev, k8sWatchFor)
+		l := make([]string, 0, 5*len(evs))
+		for _, e := range evs {
+			l = append(l, num(e.Rev), e.Type, e.Key, e.Value, e.Prev)
+		}
+		return history.L(l...), err
 	default: // compact
 		return o.invokeValue(), k.Compact(ctx, o.rev)
 	}

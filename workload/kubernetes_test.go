@@ -44,6 +44,8 @@ func TestKubernetesWorkload(t *testing.T) {
 			assert.Greater(t, ks.Writes, 300)
 			assert.Greater(t, ks.Reads, 300)
 			assert.Positive(t, ks.Compactions)
+			assert.Greater(t, ks.Watches, 20)
+			assert.Greater(t, ks.Events, 100)
 			byF, conflicts, pinned := map[string]int{}, 0, 0
 			for _, e := range events {
 				if e.Type == history.OK {
@@ -56,12 +58,17 @@ func TestKubernetesWorkload(t *testing.T) {
 					pinned++
 				}
 			}
-			for _, f := range []string{history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList, history.OpCompact} {
+			for _, f := range []string{history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList, history.OpCompact, history.OpWatch} {
 				assert.Positive(t, byF[f], "%s acknowledged", f)
 			}
 			assert.Positive(t, conflicts, "updates that met a newer mod revision")
 			assert.Positive(t, pinned, "list pages continued at the first page's revision")
 		}
+	})
+	t.Run("a store whose watches skip an event is caught", func(t *testing.T) {
+		_, res := runKubernetes(t, 2, func(s *SimStore) { s.Keyspace.SkipWatchEvent = true })
+		require.Equal(t, checker.Invalid, res.Verdict, res.Summary())
+		assert.Positive(t, res.Keyspace.AnomalyTypes[checker.KSWatchLost], res.Keyspace.Line())
 	})
 	t.Run("a store whose latest reads lag a revision is caught", func(t *testing.T) {
 		_, res := runKubernetes(t, 1, func(s *SimStore) { s.Keyspace.StaleReads = true })

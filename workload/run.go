@@ -182,7 +182,7 @@ func apply(ctx context.Context, c Client, o op) (v history.Value, err error) {
 		return applyLease(ctx, c, o)
 	case history.OpTxn:
 		return applyTxn(ctx, c, o)
-	case history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList, history.OpCompact:
+	case history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList, history.OpCompact, history.OpWatch:
 		return applyKeyspace(ctx, c, o)
 	default: // append, add
 		return o.invokeValue(), c.Append(ctx, o.key, o.arg)

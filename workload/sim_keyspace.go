@@ -1,9 +1,13 @@
 package workload
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/faultline/faultline/history"
 )
 
 // SimKeyspace is a revisioned keyspace for simulated stores, as etcd keeps one: every
@@ -11,9 +15,11 @@ import (
 // or above the compacted one see the keyspace as it was. It is not safe for concurrent
 // use: the store's lock guards it.
 type SimKeyspace struct {
-	// StaleReads makes gets and lists at the latest revision read one revision back:
-	// a deliberate bug, for tests that the keyspace check catches it.
-	StaleReads bool
+	// StaleReads makes gets and lists at the latest revision read one revision back,
+	// and SkipWatchEvent makes every watch leave out its second event: deliberate
+	// bugs, for tests that the keyspace check catches them.
+	StaleReads     bool
+	SkipWatchEvent bool
 
 	rev       int64 // the latest revision (1: empty, as etcd starts)
 	compacted int64
@@ -152,4 +158,52 @@ func (s *SimStore) List(ctx context.Context, prefix, start string, rev, limit in
 // Compact implements Keyspacer.
 func (s *SimStore) Compact(ctx context.Context, rev int64) error {
 	return s.do(ctx, func() error { return s.Keyspace.Compact(rev) })
+}
+
+// Watch returns the events of prefix from revision from to the latest, each with its
+// previous value, then a progress notification at the latest revision.
+func (k *SimKeyspace) Watch(prefix string, from int64) ([]WatchEvent, error) {
+	if from < k.compacted {
+		return nil, ErrCompacted
+	}
+	var evs []WatchEvent
+	for key, vs := range k.versions {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		for i, v := range vs {
+			if v.rev < from {
+				continue
+			}
+			e := WatchEvent{Rev: v.rev, Type: history.WatchPut, Key: key, Value: v.value}
+			if v.deleted {
+				e.Type, e.Value = history.WatchDelete, ""
+			}
+			if i > 0 && !vs[i-1].deleted {
+				e.Prev = vs[i-1].value
+			}
+			evs = append(evs, e)
+		}
+	}
+	slices.SortFunc(evs, func(a, b WatchEvent) int { return cmp.Compare(a.Rev, b.Rev) })
+	if k.SkipWatchEvent && len(evs) > 1 {
+		evs = slices.Delete(evs, 1, 2)
+	}
+	return append(evs, WatchEvent{Rev: k.latest(), Type: history.WatchProgress}), nil
+}
+
+// Watch implements Keyspacer: the events from the start of the watch to its end, d
+// later (or ctx's end).
+func (s *SimStore) Watch(ctx context.Context, prefix string, from int64, d time.Duration) (evs []WatchEvent, err error) {
+	s.mu.Lock()
+	compacted := from < s.Keyspace.compacted
+	s.mu.Unlock()
+	if compacted {
+		return nil, ErrCompacted
+	}
+	if !sleep(ctx, d, time.Time{}) {
+		return nil, ctx.Err()
+	}
+	err = s.do(ctx, func() (err error) { evs, err = s.Keyspace.Watch(prefix, from); return err })
+	return evs, err
 }

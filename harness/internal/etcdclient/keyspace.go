@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/workload"
 )
 
@@ -109,4 +111,57 @@ func compacted(err error) bool {
 	}
 	st, ok := grpcstatus.FromError(err)
 	return ok && st.Message() == rpctypes.ErrorDesc(rpctypes.ErrGRPCCompacted)
+}
+
+// Watch implements workload.Keyspacer as the API server watches a resource: prefix
+// from revision from, with previous values and progress notifications, without
+// require-leader (a watch stays on its member through a partition, as etcd's
+// robustness tests watch). Half-way it asks for a progress notification (etcd sends
+// one only when the watch has caught up). It ends after d, or when the server cancels
+// it: for a compacted revision with workload.ErrCompacted, otherwise with the server's
+// error (definite: a watch changes nothing).
+func (c *Client) Watch(ctx context.Context, prefix string, from int64, d time.Duration) ([]workload.WatchEvent, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	wch := c.cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	ask := time.NewTimer(d / 2)
+	defer ask.Stop()
+	var evs []workload.WatchEvent
+	for {
+		select {
+		case <-ask.C:
+			_ = c.cli.RequestProgress(ctx) // best effort: a notification is evidence, not a duty
+			continue
+		case resp, ok := <-wch:
+			if !ok {
+				return evs, nil // d is up
+			}
+			if resp.Canceled {
+				if resp.CompactRevision > 0 || compacted(resp.Err()) {
+					return evs, workload.ErrCompacted
+				}
+				if ctx.Err() != nil {
+					return evs, nil
+				}
+				return evs, workload.Definite(fmt.Errorf("watch cancelled: %w", resp.Err()))
+			}
+			if err := resp.Err(); err != nil {
+				return evs, workload.Definite(err)
+			}
+			if resp.IsProgressNotify() {
+				evs = append(evs, workload.WatchEvent{Rev: resp.Header.Revision, Type: history.WatchProgress})
+				continue
+			}
+			for _, e := range resp.Events {
+				we := workload.WatchEvent{Rev: e.Kv.ModRevision, Type: history.WatchPut, Key: string(e.Kv.Key), Value: string(e.Kv.Value)}
+				if e.Type == clientv3.EventTypeDelete {
+					we.Type, we.Value = history.WatchDelete, ""
+				}
+				if e.PrevKv != nil {
+					we.Prev = string(e.PrevKv.Value)
+				}
+				evs = append(evs, we)
+			}
+		}
+	}
 }

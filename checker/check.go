@@ -120,9 +120,15 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 		verdicts = append(verdicts, res.Txn.Verdict)
 	case Keyspace:
 		var notes []string
-		res.Keyspace, notes = checkKeyspace(p.ops, &bad)
+		res.Keyspace, res.Watch, notes = checkKeyspace(p.ops, &bad)
 		res.Notes = append(res.Notes, notes...)
 		verdicts = append(verdicts, res.Keyspace.Verdict)
+		if res.Watch != nil {
+			verdicts = append(verdicts, res.Watch.Verdict)
+			if res.Watch.Verdict == Unknown {
+				reasons = append(reasons, Reason{Code: ReasonNoEvidence, Detail: "the watches delivered no event"})
+			}
+		}
 	default:
 		res.Notes = append(res.Notes, fmt.Sprintf("unknown model %q: nothing checked", res.Model))
 		reasons = append(reasons, Reason{Code: ReasonUnknownWorkload, Detail: fmt.Sprintf("unknown model %q: nothing checked", res.Model)})

@@ -54,11 +54,6 @@ type KeyspaceResult struct {
 	// compactions.
 	Reads       int `json:"reads"`
 	Compactions int `json:"compactions"`
-	// Watches counts the watches checked, Cancelled those the server cancelled because
-	// their revision was compacted, Events the events they delivered.
-	Watches   int `json:"watches"`
-	Cancelled int `json:"watches_cancelled"`
-	Events    int `json:"watch_events"`
 	// Revision is the highest revision written.
 	Revision int64 `json:"revision"`
 	// FirstBad is the lowest revision an anomaly names (0: none).
@@ -67,45 +62,92 @@ type KeyspaceResult struct {
 	Anomalies    []string       `json:"anomalies,omitempty"`
 	// Ignored counts operations of another shape than the keyspace operations'.
 	Ignored int `json:"ignored"`
+
+	watch *WatchResult // where the watches' anomalies go
 }
 
 // The keyspace anomalies.
 const (
-	KSDuplicateRevision = "duplicate-revision" // two writes made one revision
-	KSRevisionOrder     = "revision-order"     // a revision below one an operation finished before it began
-	KSLostUpdate        = "lost-update"        // a conditional write happened though its condition was false
-	KSFalseConflict     = "false-conflict"     // a conflict that found the revision it expected
-	KSStaleRead         = "stale-read"         // a read that missed a write at or below its revision
-	KSGarbageRead       = "garbage-read"       // a value no write wrote there, or at another revision
-	KSAbortedRead       = "aborted-read"       // a value whose write failed
-	KSIncompleteList    = "incomplete-list"    // a list page that left out, misordered or overran keys
-	KSCompactedRead     = "compacted-read"     // data read at a revision compacted before the read began
-	KSFalseCompaction   = "false-compaction"   // "compacted" for a revision no compaction had reached
-	KSWatchOrder        = "watch-order"        // a watch's events (or progress) went back in revision
-	KSWatchDuplicate    = "watch-duplicate"    // a watch delivered one event twice
-	KSWatchLost         = "watch-lost-event"   // a watch left out a write between its start and its last event
-	KSWatchWrong        = "watch-wrong-event"  // a watch event that is not the write the replay has at its revision
-	KSWatchPrevKV       = "watch-prev-kv"      // a watch event whose previous value is not the key's before it
+	KSDuplicateRevision = "duplicate-revision"  // two writes made one revision
+	KSRevisionOrder     = "revision-order"      // a revision below one an operation finished before it began
+	KSLostUpdate        = "lost-update"         // a conditional write happened though its condition was false
+	KSFalseConflict     = "false-conflict"      // a conflict that found the revision it expected
+	KSStaleRead         = "stale-read"          // a read that missed a write at or below its revision
+	KSGarbageRead       = "garbage-read"        // a value no write wrote there, or at another revision
+	KSAbortedRead       = "aborted-read"        // a value whose write failed
+	KSIncompleteList    = "incomplete-list"     // a list page that left out, misordered or overran keys
+	KSCompactedRead     = "compacted-read"      // data read at a revision compacted before the read began
+	KSFalseCompaction   = "false-compaction"    // "compacted" for a revision no compaction had reached
+	KSWatchOrder        = "watch-order"         // a watch's events (or progress) went back in revision
+	KSWatchDuplicate    = "watch-duplicate"     // a watch delivered one event twice
+	KSWatchLost         = "watch-lost-event"    // a watch left out a write between its start and its last event
+	KSWatchWrong        = "watch-wrong-event"   // a watch event that is not the write the replay has at its revision
+	KSWatchPrevKV       = "watch-prev-kv"       // a watch event whose previous value is not the key's before it
+	KSWatchNotCancelled = "watch-not-cancelled" // a watch from a revision compacted before it began, not cancelled
 )
 
 // Line is the result in one line.
 func (r *KeyspaceResult) Line() string {
-	s := fmt.Sprintf("%d writes to revision %d, %d indeterminate (%d placed by reads), %d reads, %d compactions, %d watches (%d cancelled by compaction) with %d events",
-		r.Writes, r.Revision, r.Indeterminate, r.Placed, r.Reads, r.Compactions, r.Watches, r.Cancelled, r.Events)
-	if len(r.AnomalyTypes) > 0 {
-		var types []string
-		for _, k := range slices.Sorted(maps.Keys(r.AnomalyTypes)) {
-			types = append(types, fmt.Sprintf("%s×%d", k, r.AnomalyTypes[k]))
-		}
-		s += "; " + strings.Join(types, ", ") + fmt.Sprintf("; first wrong at revision %d", r.FirstBad)
+	s := fmt.Sprintf("%d writes to revision %d, %d indeterminate (%d placed by reads and watches), %d reads, %d compactions",
+		r.Writes, r.Revision, r.Indeterminate, r.Placed, r.Reads, r.Compactions)
+	return s + anomalyLine(r.AnomalyTypes, r.FirstBad)
+}
+
+func anomalyLine(types map[string]int, firstBad int64) string {
+	if len(types) == 0 {
+		return ""
 	}
-	return s
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(types)) {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, types[k]))
+	}
+	return "; " + strings.Join(parts, ", ") + fmt.Sprintf("; first wrong at revision %d", firstBad)
+}
+
+// WatchResult is the keyspace check's verdict on the history's watches (see
+// checkWatches): a checker of its own in results.json ("watch"), set only when the
+// history has watches.
+type WatchResult struct {
+	Verdict Verdict `json:"valid"`
+	// Watches counts the watches checked, Cancelled those the server cancelled because
+	// their revision was compacted, Events the events they delivered (progress
+	// notifications left out).
+	Watches   int `json:"watches"`
+	Cancelled int `json:"cancelled"`
+	Events    int `json:"events"`
+	// FirstBad is the lowest revision an anomaly names (0: none).
+	FirstBad     int64          `json:"first_bad_revision,omitempty"`
+	AnomalyTypes map[string]int `json:"anomaly_types,omitempty"`
+	Anomalies    []string       `json:"anomalies,omitempty"`
+}
+
+// Line is the result in one line.
+func (r *WatchResult) Line() string {
+	return fmt.Sprintf("%d watches (%d cancelled by compaction) delivering %d events", r.Watches, r.Cancelled, r.Events) +
+		anomalyLine(r.AnomalyTypes, r.FirstBad)
+}
+
+func (r *WatchResult) found(kind string, rev int64, text string) {
+	if r.AnomalyTypes == nil {
+		r.AnomalyTypes = map[string]int{}
+	}
+	r.AnomalyTypes[kind]++
+	if rev > 0 && (r.FirstBad == 0 || rev < r.FirstBad) {
+		r.FirstBad = rev
+	}
+	if len(r.Anomalies) < maxKeyspaceAnomalies {
+		r.Anomalies = append(r.Anomalies, text)
+	}
 }
 
 // maxKeyspaceAnomalies bounds the anomalies described (all are counted).
 const maxKeyspaceAnomalies = 50
 
 func (r *KeyspaceResult) found(kind string, rev int64, format string, args ...any) {
+	if strings.HasPrefix(kind, "watch-") && r.watch != nil {
+		r.watch.found(kind, rev, fmt.Sprintf("%s at revision %d: ", kind, rev)+fmt.Sprintf(format, args...))
+		return
+	}
 	if r.AnomalyTypes == nil {
 		r.AnomalyTypes = map[string]int{}
 	}
@@ -182,8 +224,8 @@ type keyspace struct {
 	prefixes map[string][]string  // per list prefix, the keys written under it, sorted
 }
 
-func checkKeyspace(ops []op, bad *ignoredOps) (*KeyspaceResult, []string) {
-	ks := &keyspace{res: &KeyspaceResult{}, byRev: map[int64]*kwrite{}, versions: map[string][]*kwrite{},
+func checkKeyspace(ops []op, bad *ignoredOps) (*KeyspaceResult, *WatchResult, []string) {
+	ks := &keyspace{res: &KeyspaceResult{watch: &WatchResult{}}, byRev: map[int64]*kwrite{}, versions: map[string][]*kwrite{},
 		unplaced: map[string][]*kwrite{}, byValue: map[string]*kwrite{}, prefixes: map[string][]string{}}
 	var notes []string
 	for i := range ops {
@@ -205,7 +247,7 @@ func checkKeyspace(ops []op, bad *ignoredOps) (*KeyspaceResult, []string) {
 	ks.checkWatches()
 	ks.realtime()
 	ks.compaction()
-	res := ks.res
+	res, wr := ks.res, ks.res.watch
 	switch {
 	case len(res.AnomalyTypes) > 0:
 		res.Verdict = Invalid
@@ -214,7 +256,17 @@ func checkKeyspace(ops []op, bad *ignoredOps) (*KeyspaceResult, []string) {
 	default:
 		res.Verdict = Valid
 	}
-	return res, notes
+	switch {
+	case wr.Watches == 0:
+		wr = nil // no watches: no watch checker
+	case len(wr.AnomalyTypes) > 0:
+		wr.Verdict = Invalid
+	case wr.Events == 0:
+		wr.Verdict = Unknown // watches that saw nothing are no evidence
+	default:
+		wr.Verdict = Valid
+	}
+	return res, wr, notes
 }
 
 func revOf(s string) (int64, bool) {
@@ -374,12 +426,12 @@ func (ks *keyspace) addWatch(o *op) string {
 		}
 		w.events = append(w.events, wevent{rev: r, typ: l[i+1], key: l[i+2], value: l[i+3], prev: l[i+4]})
 		if l[i+1] != history.WatchProgress {
-			ks.res.Events++
+			ks.res.watch.Events++
 		}
 	}
-	ks.res.Watches++
+	ks.res.watch.Watches++
 	if w.cancelled {
-		ks.res.Cancelled++
+		ks.res.watch.Cancelled++
 	}
 	ks.watches = append(ks.watches, w)
 	return ""
@@ -811,7 +863,7 @@ func (ks *keyspace) checkWatches() {
 			for _, c := range ks.compacts {
 				rev, _ := revOf(c.in.S)
 				if c.status == history.OK && c.done < w.o.call && w.from < rev {
-					ks.res.found(KSCompactedRead, w.from, "%s from revision %d was not cancelled, though %s had compacted to revision %d before it began",
+					ks.res.found(KSWatchNotCancelled, w.from, "%s from revision %d was not cancelled, though %s had compacted to revision %d before it began",
 						w.o.describe(), w.from, c.describe(), rev)
 					break
 				}

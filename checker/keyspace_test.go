@@ -205,7 +205,7 @@ func TestKeyspaceCheck(t *testing.T) {
 			h.op(2, 40, 50, history.OpCompact, "", history.S1("3"), history.OK, history.Value{}, "")
 			h.get(1, 60, 70, "/p/a", 3, 3, "a2")
 			h.watch(2, 60, 80, "/p/", 2, "3", "put", "/p/a", "a2", "a1")
-		}, anomaly: KSCompactedRead, rev: 2, explain: "was not cancelled"},
+		}, anomaly: KSWatchNotCancelled, rev: 2, explain: "was not cancelled"},
 		{name: "a read refused as compacted with no compaction asked", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
@@ -217,20 +217,24 @@ func TestKeyspaceCheck(t *testing.T) {
 			h := &ksHistory{}
 			tc.build(h)
 			res := checkKS(t, h)
-			ks := res.Keyspace
+			// the keyspace's anomalies, or the watches' when the test is about one
+			anomalies, types, first, line := res.Keyspace.Anomalies, res.Keyspace.AnomalyTypes, res.Keyspace.FirstBad, res.Keyspace.Line()
+			if w := res.Watch; w != nil && strings.HasPrefix(tc.anomaly, "watch-") {
+				anomalies, types, first, line = w.Anomalies, w.AnomalyTypes, w.FirstBad, w.Line()
+			}
 			if tc.anomaly == "" {
-				assert.Equal(t, Valid, res.Verdict, "%s\n%v", ks.Line(), ks.Anomalies)
-				assert.Empty(t, ks.Anomalies)
+				assert.Equal(t, Valid, res.Verdict, "%s\n%v", line, res.Explanations())
+				assert.Empty(t, res.Explanations())
 				return
 			}
-			assert.Equal(t, Invalid, res.Verdict, ks.Line())
-			require.NotEmpty(t, ks.Anomalies, ks.Line())
-			assert.Contains(t, ks.AnomalyTypes, tc.anomaly, "%v", ks.Anomalies)
+			assert.Equal(t, Invalid, res.Verdict, line)
+			require.NotEmpty(t, anomalies, line)
+			assert.Contains(t, types, tc.anomaly, "%v", anomalies)
 			if tc.rev > 0 {
-				assert.Equal(t, tc.rev, ks.FirstBad, "%v", ks.Anomalies)
+				assert.Equal(t, tc.rev, first, "%v", anomalies)
 			}
 			if tc.explain != "" {
-				assert.True(t, strings.Contains(strings.Join(ks.Anomalies, "\n"), tc.explain), "%v", ks.Anomalies)
+				assert.True(t, strings.Contains(strings.Join(anomalies, "\n"), tc.explain), "%v", anomalies)
 			}
 		})
 	}

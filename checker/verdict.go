@@ -78,6 +78,7 @@ type Result struct {
 	Lease           *LeaseResult
 	Txn             *TxnResult
 	Keyspace        *KeyspaceResult
+	Watch           *WatchResult // the keyspace check's watches, when the history has some
 	Stats           Stats
 	// Notes are what the checker had to forgive in the history (unpaired events, values
 	// of an unexpected shape); they never make a verdict valid: a history with any is
@@ -205,6 +206,9 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if r.Keyspace != nil {
 		c["keyspace"] = r.Keyspace
 	}
+	if r.Watch != nil {
+		c["watch"] = r.Watch
+	}
 	for _, e := range r.External {
 		c[e.Name] = e
 	}
@@ -234,6 +238,9 @@ func (r Result) Explanations() []string {
 	}
 	if r.Keyspace != nil {
 		out = append(out, r.Keyspace.Anomalies...)
+	}
+	if r.Watch != nil {
+		out = append(out, r.Watch.Anomalies...)
 	}
 	for _, e := range r.External {
 		if e.Verdict == Invalid {
@@ -287,6 +294,9 @@ func (r Result) Summary() string {
 	}
 	if x := r.Keyspace; x != nil {
 		fmt.Fprintf(&b, "keyspace: %s — %s\n", x.Verdict, x.Line())
+	}
+	if x := r.Watch; x != nil {
+		fmt.Fprintf(&b, "watch: %s — %s\n", x.Verdict, x.Line())
 	}
 	for _, e := range r.External {
 		fmt.Fprintf(&b, "%s: %s — %s\n", e.Name, e.Verdict, e.Detail)

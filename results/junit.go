@@ -145,6 +145,9 @@ func checkerCases(res checker.Result) []junitCase {
 	if x := res.Keyspace; x != nil {
 		judge("keyspace", x.Verdict, 0, x.Anomalies, x.Line())
 	}
+	if x := res.Watch; x != nil {
+		judge("watch", x.Verdict, 0, x.Anomalies, x.Line())
+	}
 	for _, e := range res.External {
 		judge(e.Name, e.Verdict, 0, []string{e.Detail}, e.Detail)
 	}

@@ -44,8 +44,9 @@ func TestKubernetesWorkload(t *testing.T) {
 			assert.Greater(t, ks.Writes, 300)
 			assert.Greater(t, ks.Reads, 300)
 			assert.Positive(t, ks.Compactions)
-			assert.Greater(t, ks.Watches, 20)
-			assert.Greater(t, ks.Events, 100)
+			require.NotNil(t, res.Watch)
+			assert.Greater(t, res.Watch.Watches, 20)
+			assert.Greater(t, res.Watch.Events, 100)
 			byF, conflicts, pinned := map[string]int{}, 0, 0
 			for _, e := range events {
 				if e.Type == history.OK {
@@ -68,7 +69,7 @@ func TestKubernetesWorkload(t *testing.T) {
 	t.Run("a store whose watches skip an event is caught", func(t *testing.T) {
 		_, res := runKubernetes(t, 2, func(s *SimStore) { s.Keyspace.SkipWatchEvent = true })
 		require.Equal(t, checker.Invalid, res.Verdict, res.Summary())
-		assert.Positive(t, res.Keyspace.AnomalyTypes[checker.KSWatchLost], res.Keyspace.Line())
+		assert.Positive(t, res.Watch.AnomalyTypes[checker.KSWatchLost], res.Watch.Line())
 	})
 	t.Run("a store whose latest reads lag a revision is caught", func(t *testing.T) {
 		_, res := runKubernetes(t, 1, func(s *SimStore) { s.Keyspace.StaleReads = true })

@@ -51,11 +51,12 @@ func (c *Client) guarded(ctx context.Context, key string, expect int64, then cli
 	return 0, &workload.ConflictError{Found: found}
 }
 
-// Get implements workload.Keyspacer: a linearizable get.
+// Get implements workload.Keyspacer: a linearizable get (serializable under
+// Config.Serializable, the unsafe mode).
 func (c *Client) Get(ctx context.Context, key string) (header, mod int64, value string, err error) {
-	ctx, cancel := c.opCtx(ctx, true)
+	ctx, cancel := c.opCtx(ctx, !c.cfg.Serializable)
 	defer cancel()
-	resp, err := c.cli.Get(ctx, key)
+	resp, err := c.cli.Get(ctx, key, c.readOpts()...)
 	if err != nil {
 		return 0, 0, "", Classify(err, false)
 	}
@@ -67,11 +68,12 @@ func (c *Client) Get(ctx context.Context, key string) (header, mod int64, value 
 
 // List implements workload.Keyspacer as the API server pages a list: a range from
 // start to the end of prefix's keys, with a limit, at rev (0: the latest,
-// linearizable). A revision compacted away is workload.ErrCompacted.
+// linearizable, or serializable under Config.Serializable). A revision compacted away
+// is workload.ErrCompacted.
 func (c *Client) List(ctx context.Context, prefix, start string, rev, limit int64) (int64, []workload.KV, bool, error) {
-	ctx, cancel := c.opCtx(ctx, true)
+	ctx, cancel := c.opCtx(ctx, !c.cfg.Serializable)
 	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(limit)}
+	opts := append([]clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(limit)}, c.readOpts()...)
 	if rev > 0 {
 		opts = append(opts, clientv3.WithRev(rev))
 	}

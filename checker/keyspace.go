@@ -56,10 +56,7 @@ type KeyspaceResult struct {
 	Compactions int `json:"compactions"`
 	// Revision is the highest revision written.
 	Revision int64 `json:"revision"`
-	// FirstBad is the lowest revision an anomaly names (0: none).
-	FirstBad     int64          `json:"first_bad_revision,omitempty"`
-	AnomalyTypes map[string]int `json:"anomaly_types,omitempty"`
-	Anomalies    []string       `json:"anomalies,omitempty"`
+	revisionAnomalies
 	// Ignored counts operations of another shape than the keyspace operations'.
 	Ignored int `json:"ignored"`
 
@@ -90,18 +87,41 @@ const (
 func (r *KeyspaceResult) Line() string {
 	s := fmt.Sprintf("%d writes to revision %d, %d indeterminate (%d placed by reads and watches), %d reads, %d compactions",
 		r.Writes, r.Revision, r.Indeterminate, r.Placed, r.Reads, r.Compactions)
-	return s + anomalyLine(r.AnomalyTypes, r.FirstBad)
+	return s + r.line()
 }
 
-func anomalyLine(types map[string]int, firstBad int64) string {
-	if len(types) == 0 {
+// revisionAnomalies are the anomalies of a check that names revisions: counted by type,
+// the first maxKeyspaceAnomalies described.
+type revisionAnomalies struct {
+	// FirstBad is the lowest revision an anomaly names (0: none).
+	FirstBad     int64          `json:"first_bad_revision,omitempty"`
+	AnomalyTypes map[string]int `json:"anomaly_types,omitempty"`
+	Anomalies    []string       `json:"anomalies,omitempty"`
+}
+
+func (a *revisionAnomalies) add(kind string, rev int64, text string) {
+	if a.AnomalyTypes == nil {
+		a.AnomalyTypes = map[string]int{}
+	}
+	a.AnomalyTypes[kind]++
+	if rev > 0 && (a.FirstBad == 0 || rev < a.FirstBad) {
+		a.FirstBad = rev
+	}
+	if len(a.Anomalies) < maxKeyspaceAnomalies {
+		a.Anomalies = append(a.Anomalies, fmt.Sprintf("%s at revision %d: %s", kind, rev, text))
+	}
+}
+
+// line is the anomalies' part of a result's line ("" when none).
+func (a *revisionAnomalies) line() string {
+	if len(a.AnomalyTypes) == 0 {
 		return ""
 	}
 	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(types)) {
-		parts = append(parts, fmt.Sprintf("%s×%d", k, types[k]))
+	for _, k := range slices.Sorted(maps.Keys(a.AnomalyTypes)) {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, a.AnomalyTypes[k]))
 	}
-	return "; " + strings.Join(parts, ", ") + fmt.Sprintf("; first wrong at revision %d", firstBad)
+	return "; " + strings.Join(parts, ", ") + fmt.Sprintf("; first wrong at revision %d", a.FirstBad)
 }
 
 // WatchResult is the keyspace check's verdict on the history's watches (see
@@ -115,29 +135,12 @@ type WatchResult struct {
 	Watches   int `json:"watches"`
 	Cancelled int `json:"cancelled"`
 	Events    int `json:"events"`
-	// FirstBad is the lowest revision an anomaly names (0: none).
-	FirstBad     int64          `json:"first_bad_revision,omitempty"`
-	AnomalyTypes map[string]int `json:"anomaly_types,omitempty"`
-	Anomalies    []string       `json:"anomalies,omitempty"`
+	revisionAnomalies
 }
 
 // Line is the result in one line.
 func (r *WatchResult) Line() string {
-	return fmt.Sprintf("%d watches (%d cancelled by compaction) delivering %d events", r.Watches, r.Cancelled, r.Events) +
-		anomalyLine(r.AnomalyTypes, r.FirstBad)
-}
-
-func (r *WatchResult) found(kind string, rev int64, text string) {
-	if r.AnomalyTypes == nil {
-		r.AnomalyTypes = map[string]int{}
-	}
-	r.AnomalyTypes[kind]++
-	if rev > 0 && (r.FirstBad == 0 || rev < r.FirstBad) {
-		r.FirstBad = rev
-	}
-	if len(r.Anomalies) < maxKeyspaceAnomalies {
-		r.Anomalies = append(r.Anomalies, text)
-	}
+	return fmt.Sprintf("%d watches (%d cancelled by compaction) delivering %d events", r.Watches, r.Cancelled, r.Events) + r.line()
 }
 
 // maxKeyspaceAnomalies bounds the anomalies described (all are counted).
@@ -145,19 +148,10 @@ const maxKeyspaceAnomalies = 50
 
 func (r *KeyspaceResult) found(kind string, rev int64, format string, args ...any) {
 	if strings.HasPrefix(kind, "watch-") && r.watch != nil {
-		r.watch.found(kind, rev, fmt.Sprintf("%s at revision %d: ", kind, rev)+fmt.Sprintf(format, args...))
+		r.watch.add(kind, rev, fmt.Sprintf(format, args...))
 		return
 	}
-	if r.AnomalyTypes == nil {
-		r.AnomalyTypes = map[string]int{}
-	}
-	r.AnomalyTypes[kind]++
-	if rev > 0 && (r.FirstBad == 0 || rev < r.FirstBad) {
-		r.FirstBad = rev
-	}
-	if len(r.Anomalies) < maxKeyspaceAnomalies {
-		r.Anomalies = append(r.Anomalies, fmt.Sprintf("%s at revision %d: ", kind, rev)+fmt.Sprintf(format, args...))
-	}
+	r.add(kind, rev, fmt.Sprintf(format, args...))
 }
 
 // kwrite is one create, update or delete.
@@ -784,6 +778,17 @@ func (ks *keyspace) realtime() {
 	}
 }
 
+// compactedBefore returns an acknowledged compaction past revision at that finished
+// before o began, and its revision (nil: none).
+func (ks *keyspace) compactedBefore(o *op, at int64) (*op, int64) {
+	for _, c := range ks.compacts {
+		if rev, _ := revOf(c.in.S); c.status == history.OK && c.done < o.call && at < rev {
+			return c, rev
+		}
+	}
+	return nil, 0
+}
+
 // compaction checks that reads below a revision compacted before they began fail, and
 // that a read fails as compacted only below a compaction asked before it ended.
 func (ks *keyspace) compaction() {
@@ -791,13 +796,9 @@ func (ks *keyspace) compaction() {
 		if r.latest {
 			continue
 		}
-		for _, c := range ks.compacts {
-			rev, _ := revOf(c.in.S)
-			if c.status == history.OK && c.done < r.o.call && r.at < rev {
-				ks.res.found(KSCompactedRead, r.at, "%s read revision %d, but %s had compacted to revision %d before it began",
-					r.o.describe(), r.at, c.describe(), rev)
-				break
-			}
+		if c, rev := ks.compactedBefore(r.o, r.at); c != nil {
+			ks.res.found(KSCompactedRead, r.at, "%s read revision %d, but %s had compacted to revision %d before it began",
+				r.o.describe(), r.at, c.describe(), rev)
 		}
 	}
 	for _, r := range ks.refused {
@@ -859,15 +860,9 @@ func (ks *keyspace) checkWatches() {
 			ks.res.found(KSWatchLost, rev, "%s from revision %d, which got to revision %d, never delivered %s %s",
 				w.o.describe(), w.from, last, x.key, describeVersion(x))
 		}
-		if !w.cancelled {
-			for _, c := range ks.compacts {
-				rev, _ := revOf(c.in.S)
-				if c.status == history.OK && c.done < w.o.call && w.from < rev {
-					ks.res.found(KSWatchNotCancelled, w.from, "%s from revision %d was not cancelled, though %s had compacted to revision %d before it began",
-						w.o.describe(), w.from, c.describe(), rev)
-					break
-				}
-			}
+		if c, rev := ks.compactedBefore(w.o, w.from); c != nil && !w.cancelled {
+			ks.res.found(KSWatchNotCancelled, w.from, "%s from revision %d was not cancelled, though %s had compacted to revision %d before it began",
+				w.o.describe(), w.from, c.describe(), rev)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -12,6 +13,31 @@ import (
 
 	"github.com/faultline/faultline/history"
 )
+
+// runOnSim runs cfg against a sim store (4 ms latency, 2% of replies lost) made from
+// cfg.Seed and set up by setup, in a synctest bubble (time is the bubble's: a busy
+// machine changes nothing), with the final reads when final; it returns the history,
+// well formed.
+func runOnSim(t *testing.T, cfg Config, setup func(*SimStore), final bool) []history.Event {
+	t.Helper()
+	var events []history.Event
+	synctest.Test(t, func(t *testing.T) {
+		store := NewSimStore(cfg.Seed)
+		store.Latency, store.Lost = 4*time.Millisecond, 0.02
+		if setup != nil {
+			setup(store)
+		}
+		rec := newRecorder()
+		st, err := Run(context.Background(), cfg, store.Opener(3), rec)
+		require.NoError(t, err)
+		if final {
+			require.NoError(t, FinalReads(context.Background(), cfg, store.Opener(3), rec, st.Keys))
+		}
+		events = rec.Events()
+	})
+	wellFormed(t, events)
+	return events
+}
 
 // wellFormed checks the rules every recorded history obeys (see checkWellFormed).
 func wellFormed(t *testing.T, events []history.Event) {

@@ -3,7 +3,6 @@ package workload
 import (
 	"context"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -13,25 +12,12 @@ import (
 	"github.com/faultline/faultline/history"
 )
 
-// runKubernetes runs the kubernetes workload against store in a synctest bubble, its
-// final gets included, and checks the history.
+// runKubernetes runs the kubernetes workload against a sim store, its final gets
+// included, and checks the history.
 func runKubernetes(t *testing.T, seed int64, setup func(*SimStore)) ([]history.Event, checker.Result) {
 	t.Helper()
-	var events []history.Event
-	synctest.Test(t, func(t *testing.T) {
-		store := NewSimStore(seed)
-		store.Latency, store.Lost = 4*time.Millisecond, 0.02
-		if setup != nil {
-			setup(store)
-		}
-		rec := newRecorder()
-		cfg := Config{Workload: Kubernetes, Concurrency: 6, Rate: 300, TimeLimit: 30 * time.Second, Seed: seed}
-		st, err := Run(context.Background(), cfg, store.Opener(3), rec)
-		require.NoError(t, err)
-		require.NoError(t, FinalReads(context.Background(), cfg, store.Opener(3), rec, st.Keys))
-		events = rec.Events()
-	})
-	wellFormed(t, events)
+	cfg := Config{Workload: Kubernetes, Concurrency: 6, Rate: 300, TimeLimit: 30 * time.Second, Seed: seed}
+	events := runOnSim(t, cfg, setup, true)
 	return events, checker.Check(context.Background(), events, checker.Options{Model: checker.Keyspace})
 }
 

@@ -13,24 +13,11 @@ import (
 	"github.com/faultline/faultline/history"
 )
 
-// runLeases runs the lease workload against store in a synctest bubble (time is the
-// bubble's: a busy machine changes nothing) and checks the history.
+// runLeases runs the lease workload against a sim store and checks the history.
 func runLeases(t *testing.T, seed int64, setup func(*SimStore)) ([]history.Event, checker.Result) {
 	t.Helper()
-	var events []history.Event
-	synctest.Test(t, func(t *testing.T) {
-		store := NewSimStore(seed)
-		store.Latency, store.Lost = 4*time.Millisecond, 0.02
-		if setup != nil {
-			setup(store)
-		}
-		rec := newRecorder()
-		cfg := Config{Workload: Lease, Concurrency: 6, Keys: 4, Rate: 200, TimeLimit: 20 * time.Second, LeaseTTL: 2 * time.Second, Seed: seed}
-		_, err := Run(context.Background(), cfg, store.Opener(3), rec)
-		require.NoError(t, err)
-		events = rec.Events()
-	})
-	wellFormed(t, events)
+	cfg := Config{Workload: Lease, Concurrency: 6, Keys: 4, Rate: 200, TimeLimit: 20 * time.Second, LeaseTTL: 2 * time.Second, Seed: seed}
+	events := runOnSim(t, cfg, setup, false)
 	return events, checker.Check(context.Background(), events, checker.Options{Model: checker.Lease})
 }
 

@@ -447,3 +447,14 @@ func (s *ksSim) versionsOf(key, mod string) *ksVal {
 	}
 	return nil
 }
+
+// TestKeyspaceSimulatedStore: checker/sim's keyspace histories (what the bench checks)
+// are valid, at every concurrency the bench uses, with indeterminate writes.
+func TestKeyspaceSimulatedStore(t *testing.T) {
+	for _, procs := range []int{1, 10, 100} {
+		events := simulate(simConfig{Seed: uint64(procs), Ops: 5000, Procs: procs, Info: 0.05, Keys: 8, OpsPerKey: 200, Workload: "keyspace"})
+		res := Check(context.Background(), events, Options{Model: Keyspace})
+		require.Equal(t, Valid, res.Verdict, "%d clients: %s\n%v", procs, res.Summary(), res.Explanations())
+		assert.Greater(t, res.Keyspace.Writes, 1000)
+	}
+}

@@ -24,7 +24,7 @@ type Config struct {
 	// random; each is replaced by a fresh key after OpsPerKey operations on it). 0: one
 	// at a time, every operation on the newest.
 	Keys     int
-	Workload string // "register" (default, also ""), "append", "set" or "txn"
+	Workload string // "register" (default, also ""), "append", "set", "txn" or "keyspace"
 }
 
 // simOp is one simulated operation: lp is its linearization point, apply whether an
@@ -36,6 +36,7 @@ type simOp struct {
 	call, ret, lp int64
 	info, apply   bool
 	out           history.Value
+	outSet        bool // the completion carries out, whatever its status
 	status        history.Type
 }
 
@@ -95,6 +96,20 @@ func simGenerate(cfg Config, r *rand.Rand) []*simOp {
 				}
 			}
 			o.in = history.T(mops...)
+		case cfg.Workload == "keyspace":
+			// conditions and lists are decided where the operation takes effect
+			o.f = []string{history.OpCreate, history.OpUpdate, history.OpUpdate, history.OpUpdate, history.OpUpdate,
+				history.OpDelete, history.OpGet, history.OpGet, history.OpList, history.OpList}[x]
+			switch o.f {
+			case history.OpCreate:
+				o.in = history.S1(fmt.Sprintf("v%d", i))
+			case history.OpUpdate:
+				o.in = history.L(fmt.Sprintf("v%d", i), "0")
+			case history.OpDelete:
+				o.in = history.S1("0")
+			case history.OpList:
+				o.key, o.in = "k", history.L("0", "k", "10")
+			}
 		case cfg.Workload == "append" && x < 6, cfg.Workload == "set" && x < 9:
 			o.f = map[string]string{"append": "append", "set": "add"}[cfg.Workload]
 			o.in = history.S1(fmt.Sprintf("e%d", i))
@@ -133,10 +148,13 @@ func simApply(cfg Config, r *rand.Rand, ops []*simOp) {
 	sort.SliceStable(sorted, func(a, b int) bool { return sorted[a].lp < sorted[b].lp })
 	state := map[string]history.Value{}
 	recent := map[string][]string{}
+	ks := keyspace{rev: 1, mod: map[string]int64{}, value: map[string]string{}}
 	for _, o := range sorted {
 		cur, effect := state[o.key], !o.info || o.apply
 		o.status = history.OK
 		switch o.f {
+		case history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList:
+			ks.apply(r, o, effect)
 		case history.OpTxn:
 			o.out = history.T(slices.Clone(o.in.T)...)
 			for j, m := range o.out.T {
@@ -186,8 +204,11 @@ func simEvents(ops []*simOp) []history.Event {
 	var events []history.Event
 	for _, o := range ops {
 		done := history.Event{Time: o.ret, Process: o.proc, Type: o.status, F: o.f, Key: o.key, Value: o.in}
-		if o.status == history.OK && (o.f == history.OpRead || o.f == history.OpTxn) {
+		if o.status == history.OK && (o.f == history.OpRead || o.f == history.OpTxn) || o.outSet && o.status != history.Info {
 			done.Value = o.out
+		}
+		if o.outSet && o.status == history.Fail {
+			done.Error = history.Conflict
 		}
 		events = append(events, history.Event{Time: o.call, Process: o.proc, Type: history.Invoke, F: o.f, Key: o.key, Value: o.in}, done)
 	}
@@ -196,4 +217,77 @@ func simEvents(ops []*simOp) []history.Event {
 		events[i].Index = int64(i)
 	}
 	return events
+}
+
+// keyspace is a revisioned keyspace (the keyspace workload's store): each write makes a
+// revision, each key has its mod revision (absent: none).
+type keyspace struct {
+	rev   int64
+	mod   map[string]int64
+	value map[string]string
+}
+
+// apply runs a keyspace operation at its linearization point: an update expects the
+// key's mod revision (one in five a stale one: a conflict), a delete of an absent key
+// is a get instead, a list reads the first ten keys.
+func (k *keyspace) apply(r *rand.Rand, o *simOp, effect bool) {
+	num := func(n int64) string { return fmt.Sprint(n) }
+	mod := k.mod[o.key]
+	if o.f == history.OpDelete && mod == 0 {
+		o.f, o.in = history.OpGet, history.Value{}
+	}
+	o.outSet = true
+	switch o.f {
+	case history.OpGet:
+		o.out = history.L(num(k.rev), "0")
+		if mod > 0 {
+			o.out = history.L(num(k.rev), num(mod), k.value[o.key])
+		}
+		return
+	case history.OpList:
+		keys := make([]string, 0, len(k.mod))
+		for key := range k.mod {
+			keys = append(keys, key)
+		}
+		slices.Sort(keys)
+		l := []string{num(k.rev), "0"}
+		if len(keys) > 10 {
+			keys, l[1] = keys[:10], "1"
+		}
+		for _, key := range keys {
+			l = append(l, key, num(k.mod[key]), k.value[key])
+		}
+		o.out = history.L(l...)
+		return
+	}
+	expect := int64(0)
+	switch o.f {
+	case history.OpUpdate:
+		expect = mod
+		if r.IntN(5) == 0 && expect > 1 {
+			expect--
+		}
+		o.in = history.L(o.in.L[0], num(expect))
+	case history.OpDelete:
+		expect = mod
+		o.in = history.S1(num(expect))
+	}
+	if mod != expect {
+		o.status, o.out = history.Fail, history.S1(num(mod))
+		return
+	}
+	if !effect {
+		return
+	}
+	k.rev++
+	o.out = history.S1(num(k.rev))
+	if o.f == history.OpDelete {
+		delete(k.mod, o.key)
+		delete(k.value, o.key)
+		return
+	}
+	k.mod[o.key], k.value[o.key] = k.rev, o.in.S
+	if o.f == history.OpUpdate {
+		k.value[o.key] = o.in.L[0]
+	}
 }

@@ -195,7 +195,45 @@ func checkerRows(ctx context.Context, o Options) ([]Row, error) {
 	if err != nil {
 		return rows, err
 	}
+	rows = append(rows, row)
+	if row, err = keyspaceRow(ctx, o); err != nil {
+		return rows, err
+	}
 	return append(rows, row), nil
+}
+
+// keyspaceRow checks a keyspace history the size of a 60 s, 10-client kubernetes run
+// (a sim's: creates, conditional updates and deletes, gets, list pages; 5%
+// indeterminate) against the register check of a history of as many operations.
+func keyspaceRow(ctx context.Context, o Options) (Row, error) {
+	n := 60_000
+	if o.Quick {
+		n = 10_000
+	}
+	var files [2]string
+	for i, w := range []string{"keyspace", "register"} {
+		files[i] = filepath.Join(o.Dir, fmt.Sprintf("%s-%d.jsonl", w, n))
+		if err := writeSim(files[i], sim.Config{Seed: 41, Ops: n, Procs: 10, Info: 0.05, Keys: 8, OpsPerKey: 200, Workload: w}); err != nil {
+			return Row{}, err
+		}
+		defer os.Remove(files[i])
+	}
+	logf(o, "checker: keyspace and register, %s operations each", count(n))
+	a, err := measure(ctx, o.Faultline, "check", "--out", filepath.Join(o.Dir, "out"), "--workload", "kubernetes", files[0])
+	if err != nil {
+		return Row{}, err
+	}
+	b, err := measure(ctx, o.Faultline, "check", "--out", filepath.Join(o.Dir, "out"), "--workload", "register", files[1])
+	if err != nil {
+		return Row{}, err
+	}
+	name := fmt.Sprintf("keyspace (kubernetes) %s ops, 10 clients, 5%% indeterminate, against register of as many", count(n))
+	if a.code != 0 || b.code != 0 {
+		name += fmt.Sprintf(" — NOT VALID (exits %d, %d)", a.code, b.code)
+	}
+	return Row{Section: "checker", Name: name, Ours: secs(a.took) + ", " + mib(a.maxRSS), Ref: secs(b.took) + ", " + mib(b.maxRSS),
+		Ratio: a.took.Seconds() / b.took.Seconds(), Goal: "seconds",
+		Command: "faultline check --workload kubernetes FILE  vs  faultline check --workload register FILE2 (both from checker/sim)"}, nil
 }
 
 // elleRate is Elle's published checking rate on the JVM, in transactions a second

@@ -199,13 +199,6 @@ func TestKeyspaceCheck(t *testing.T) {
 			h.get(1, 60, 70, "/p/a", 3, 3, "a2")
 			h.watch(2, 5, 80, "/p/", 3, "3", "put", "/p/a", "a2", "zz")
 		}, anomaly: KSWatchPrevKV, rev: 3, explain: `with previous value "zz", but it was "a1"`},
-		{name: "a watch from a compacted revision that was not cancelled", build: func(h *ksHistory) {
-			h.create(0, 0, 10, "/p/a", "a1", 2)
-			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
-			h.op(2, 40, 50, history.OpCompact, "", history.S1("3"), history.OK, history.Value{}, "")
-			h.get(1, 60, 70, "/p/a", 3, 3, "a2")
-			h.watch(2, 60, 80, "/p/", 2, "3", "put", "/p/a", "a2", "a1")
-		}, anomaly: KSWatchNotCancelled, rev: 2, explain: "was not cancelled"},
 		{name: "a read refused as compacted with no compaction asked", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.update(0, 20, 30, "/p/a", "a2", 2, 3)

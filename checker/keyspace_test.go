@@ -170,6 +170,13 @@ func TestKeyspaceCheck(t *testing.T) {
 			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "3", "put", "/p/a", "a2", "a1",
 				"5", "delete", "/p/a", "", "a2", "5", "progress", "", "", "")
 		}},
+		{name: "a watch event without the previous value of a compacted revision is valid", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.op(2, 40, 50, history.OpCompact, "", history.S1("3"), history.OK, history.Value{}, "")
+			h.get(1, 60, 70, "/p/a", 3, 3, "a2")
+			h.watch(2, 45, 80, "/p/", 3, "3", "put", "/p/a", "a2", "") // etcd: prev_kv of a compacted revision is not sent
+		}},
 		{name: "a watch that goes back in revision (etcd#15271)", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.update(0, 20, 30, "/p/a", "a2", 2, 3)

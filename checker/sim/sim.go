@@ -24,7 +24,7 @@ type Config struct {
 	// random; each is replaced by a fresh key after OpsPerKey operations on it). 0: one
 	// at a time, every operation on the newest.
 	Keys     int
-	Workload string // "register" (default, also ""), "append", "set", "txn" or "keyspace"
+	Workload string // "" (registers), "append", "set", "txn" or "keyspace"
 }
 
 // simOp is one simulated operation: lp is its linearization point, apply whether an

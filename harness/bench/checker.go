@@ -211,8 +211,8 @@ func keyspaceRow(ctx context.Context, o Options) (Row, error) {
 		n = 10_000
 	}
 	var files [2]string
-	for i, w := range []string{"keyspace", "register"} {
-		files[i] = filepath.Join(o.Dir, fmt.Sprintf("%s-%d.jsonl", w, n))
+	for i, w := range []string{"keyspace", ""} { // "": the sim's registers
+		files[i] = filepath.Join(o.Dir, fmt.Sprintf("sim%d-%d.jsonl", i, n))
 		if err := writeSim(files[i], sim.Config{Seed: 41, Ops: n, Procs: 10, Info: 0.05, Keys: 8, OpsPerKey: 200, Workload: w}); err != nil {
 			return Row{}, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -227,6 +228,78 @@ func (s *kubernetesSource) done(o op, t history.Type, result history.Value, errM
 				at = h
 			}
 			s.pages = append(s.pages, page{prefix: o.key, start: last + "\x00", rev: at})
+		}
+	}
+}
+
+// k8sWatchers is how many long watches the kubernetes workload keeps open on each
+// prefix for the whole run, beside its workers' half-second ones, as the API server
+// keeps a watch per resource open on its etcd member: what a member that falls behind
+// and catches up by a snapshot delivers across it is what etcd#15271 got wrong. Their
+// processes are watcherProcess + 0, 1, …: consecutive, above every worker's, so that an
+// opener that picks the node by process mod nodes puts one on each of up to
+// k8sWatchers nodes.
+const (
+	k8sWatchers    = 5
+	watcherProcess = 1_000_000_000
+)
+
+// background runs the long watches: each watches its prefix from revision 1, and when
+// its watch ends (its member went away, or the server cancelled it for a compaction)
+// opens another from the revision after the last it saw (at least the highest
+// compaction acknowledged), under the same process, until the deadline. Each watch is
+// one operation in the history; a watch changes nothing, so an error ends it as a fail.
+func (s *kubernetesSource) background(ctx context.Context, deadline time.Time, open Opener, rec *history.Recorder) {
+	var wg sync.WaitGroup
+	for p, prefix := range k8sPrefixes {
+		for i := range k8sWatchers {
+			wg.Go(func() { s.longWatch(ctx, deadline, open, rec, watcherProcess+p*k8sWatchers+i, prefix) })
+		}
+	}
+	wg.Wait()
+}
+
+func (s *kubernetesSource) longWatch(ctx context.Context, deadline time.Time, open Opener, rec *history.Recorder, process int, prefix string) {
+	from := int64(1)
+	for ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
+		c, node, err := open(ctx, process)
+		if err != nil || c == nil {
+			sleep(ctx, errorBackoff, deadline)
+			continue
+		}
+		k, ok := c.(Keyspacer)
+		if !ok {
+			return
+		}
+		d := 24 * time.Hour
+		if !deadline.IsZero() {
+			d = time.Until(deadline)
+		}
+		ev := history.Event{Process: process, Type: history.Invoke, F: history.OpWatch, Key: prefix,
+			Value: history.S1(strconv.FormatInt(from, 10)), Node: node}
+		rec.Record(ev)
+		evs, err := k.Watch(ctx, prefix, from, d)
+		if cl, ok := c.(io.Closer); ok {
+			_ = cl.Close()
+		}
+		l := make([]string, 0, 5*len(evs))
+		for _, e := range evs {
+			l = append(l, strconv.FormatInt(e.Rev, 10), e.Type, e.Key, e.Value, e.Prev)
+			from = max(from, e.Rev+1)
+		}
+		ev.Type, ev.Value, ev.Error = history.OK, history.L(l...), ""
+		if err != nil {
+			ev.Type, ev.Error = history.Fail, err.Error()
+			if errors.Is(err, ErrCompacted) {
+				ev.Error = history.Compacted
+			}
+		}
+		rec.Record(ev)
+		if err != nil {
+			s.mu.Lock()
+			from = max(from, s.compacted)
+			s.mu.Unlock()
+			sleep(ctx, errorBackoff, deadline)
 		}
 	}
 }

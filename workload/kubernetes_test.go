@@ -49,6 +49,13 @@ func TestKubernetesWorkload(t *testing.T) {
 				assert.Positive(t, byF[f], "%s acknowledged", f)
 			}
 			assert.Positive(t, conflicts, "updates that met a newer mod revision")
+			long := map[int]bool{}
+			for _, e := range events {
+				if e.F == history.OpWatch && e.Process >= watcherProcess {
+					long[e.Process] = true
+				}
+			}
+			assert.Len(t, long, len(k8sPrefixes)*k8sWatchers, "long watches, one per watcher process")
 			assert.Positive(t, pinned, "list pages continued at the first page's revision")
 		}
 	})

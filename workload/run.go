@@ -61,8 +61,26 @@ func Run(ctx context.Context, cfg Config, open Opener, rec *history.Recorder) (S
 			wk.run(ctx, deadline)
 		})
 	}
+	if bg, ok := gen.(backgrounder); ok {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("workload: %s's background operations panicked: %v", cfg.Workload, p))
+					mu.Unlock()
+				}
+			}()
+			bg.background(ctx, deadline, open, rec)
+		})
+	}
 	wg.Wait()
 	return prog.Stats(), errors.Join(errs...)
+}
+
+// backgrounder is a source that also runs operations of its own beside the workers,
+// until the deadline or ctx's end (the kubernetes workload's long watches).
+type backgrounder interface {
+	background(ctx context.Context, deadline time.Time, open Opener, rec *history.Recorder)
 }
 
 // worker is one logical client: it issues one operation at a time, under process ids

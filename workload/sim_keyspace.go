@@ -161,11 +161,10 @@ func (s *SimStore) Compact(ctx context.Context, rev int64) error {
 }
 
 // Watch returns the events of prefix from revision from to the latest, each with its
-// previous value, then a progress notification at the latest revision.
-func (k *SimKeyspace) Watch(prefix string, from int64) ([]WatchEvent, error) {
-	if from < k.compacted {
-		return nil, ErrCompacted
-	}
+// previous value, then a progress notification at the latest revision. (Whether from
+// was compacted when the watch began is the caller's to say: a watch already under
+// way is not cancelled by a later compaction.)
+func (k *SimKeyspace) Watch(prefix string, from int64) []WatchEvent {
 	var evs []WatchEvent
 	for key, vs := range k.versions {
 		if !strings.HasPrefix(key, prefix) {
@@ -189,7 +188,7 @@ func (k *SimKeyspace) Watch(prefix string, from int64) ([]WatchEvent, error) {
 	if k.SkipWatchEvent && len(evs) > 1 {
 		evs = slices.Delete(evs, 1, 2)
 	}
-	return append(evs, WatchEvent{Rev: k.latest(), Type: history.WatchProgress}), nil
+	return append(evs, WatchEvent{Rev: k.latest(), Type: history.WatchProgress})
 }
 
 // Watch implements Keyspacer: the events from the start of the watch to its end, d
@@ -204,6 +203,6 @@ func (s *SimStore) Watch(ctx context.Context, prefix string, from int64, d time.
 	if !sleep(ctx, d, time.Time{}) {
 		return nil, ctx.Err()
 	}
-	err = s.do(ctx, func() (err error) { evs, err = s.Keyspace.Watch(prefix, from); return err })
+	err = s.do(ctx, func() error { evs = s.Keyspace.Watch(prefix, from); return nil })
 	return evs, err
 }

@@ -118,15 +118,16 @@ func compacted(err error) bool {
 // Watch implements workload.Keyspacer as the API server watches a resource: prefix
 // from revision from, with previous values and progress notifications, without
 // require-leader (a watch stays on its member through a partition, as etcd's
-// robustness tests watch). Half-way it asks for a progress notification (etcd sends
-// one only when the watch has caught up). It ends after d, or when the server cancels
+// robustness tests watch). Every second (or half-way through a shorter watch) it asks
+// for a progress notification (etcd sends one only when the watch has caught up). It
+// ends after d, or when the server cancels
 // it: for a compacted revision with workload.ErrCompacted, otherwise with the server's
 // error (definite: a watch changes nothing).
 func (c *Client) Watch(ctx context.Context, prefix string, from int64, d time.Duration) ([]workload.WatchEvent, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	wch := c.cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
-	ask := time.NewTimer(d / 2)
+	ask := time.NewTicker(min(d/2, time.Second))
 	defer ask.Stop()
 	var evs []workload.WatchEvent
 	for {

@@ -137,7 +137,11 @@ func (t *Target) sendCount(ctx context.Context, node, to string) (sendCount, err
 // maxSnapshotLag is the most entries a snapshot partition may need node to fall
 // behind: beyond it (etcd's default --snapshot-count of 10000 or 100000) the wait would
 // take most of a run, so the variant is offered only with a small --snapshot-count.
-const maxSnapshotLag = 5000
+// Releases with no catch-up flag (3.4, 3.5 before 3.5.14) keep 5000 entries: with
+// --snapshot-count 100 and the in-flight margin that is 6100, about a minute of the
+// workloads' writes, within SnapshotPartitionTimeout — the reach of etcd#15271's
+// v3.5.7.
+const maxSnapshotLag = 6500
 
 // inflightEntries is a margin for what the leader may still hold for a cut-off follower.
 // A partition that drops packets keeps the TCP streams, and what the leader had sent

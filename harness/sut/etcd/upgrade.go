@@ -100,19 +100,38 @@ const defaultCatchUpEntries = 5000
 // catchUpFlag is the flag setting SnapshotCatchUpEntries in release version, "" if it
 // has none. From each release's `etcd --help` and etcdmain/config.go:
 //   - 3.4 (Debian's 3.4.23): none; etcdserver keeps DefaultSnapshotCatchUpEntries = 5000.
-//   - 3.5 (3.5.35): --experimental-snapshot-catchup-entries, hidden from --help
-//     (etcdmain/config.go registers it; config_test.go's TestFlagsPresentInHelp exempts it
-//     as "supposed to only be used in tests").
+//   - 3.5 from 3.5.14 (3.5.35): --experimental-snapshot-catchup-entries, hidden from
+//     --help (etcdmain/config.go registers it; config_test.go's TestFlagsPresentInHelp
+//     exempts it as "supposed to only be used in tests"). 3.5.0–3.5.13 have none: their
+//     etcdmain/config.go does not register it, and a 3.5.7 member given it exits
+//     ("flag provided but not defined").
 //   - 3.6 (3.6.16): --snapshot-catchup-entries, and the old name, deprecated.
 //   - 3.7 (3.7.3): --snapshot-catchup-entries only (the --experimental-* flags are gone).
 func catchUpFlag(version string) string {
 	switch {
 	case atLeast(version, 3, 6):
 		return "--snapshot-catchup-entries"
-	case atLeast(version, 3, 5):
+	case atLeast(version, 3, 5) && patchOf(version) >= 14:
 		return "--experimental-snapshot-catchup-entries"
 	}
 	return ""
+}
+
+// patchOf is version's patch number (v3.5.14: 14), -1 when it has none.
+func patchOf(version string) int {
+	parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
+	if len(parts) < 3 {
+		return -1
+	}
+	f := strings.FieldsFunc(parts[2], func(r rune) bool { return r == '-' || r == '+' })
+	if len(f) == 0 {
+		return -1
+	}
+	p, err := strconv.Atoi(f[0])
+	if err != nil {
+		return -1
+	}
+	return p
 }
 
 // catchUpArgs are the flags for Config.SnapshotCatchUpEntries on node's release: none

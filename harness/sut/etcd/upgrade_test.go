@@ -19,7 +19,7 @@ import (
 
 func TestCatchUpFlags(t *testing.T) {
 	for v, want := range map[string]string{
-		"v3.4.23": "", "v3.5.35": "--experimental-snapshot-catchup-entries",
+		"v3.4.23": "", "v3.5.35": "--experimental-snapshot-catchup-entries", "v3.5.14": "--experimental-snapshot-catchup-entries", "v3.5.7": "",
 		"v3.6.16": "--snapshot-catchup-entries", "v3.7.3": "--snapshot-catchup-entries",
 		"v3.8.0-alpha.0": "--snapshot-catchup-entries", "": "", "etcd": "",
 	} {

@@ -108,7 +108,8 @@ type page struct {
 	rev           int64
 }
 
-// The kubernetes workload's operations, as the mix names them: OpCreate … OpCompact.
+// newKubernetesSource is the kubernetes workload's source: its mix names the keyspace
+// operations, history.OpCreate … OpCompact and OpWatch.
 func newKubernetesSource(d *Def, _ Config) source {
 	s := &kubernetesSource{mix: d.Mix, live: make([]map[string]int64, len(k8sPrefixes))}
 	for _, w := range s.mix {

@@ -860,14 +860,23 @@ func (ks *keyspace) checkWatches() {
 			seen[id] = true
 			ks.checkEvent(w, e)
 		}
-		// every write of the prefix in [from, last] delivered
+		// every write of the prefix in [from, last] delivered; but a compaction asked
+		// before the watch began, at or above its start, removed the deletes at or below
+		// it (etcd drops tombstones when it compacts: a watch from the compacted revision
+		// itself is allowed and cannot see them)
+		tombstonesGone := int64(0)
+		for _, c := range ks.compacts {
+			if rev, _ := revOf(c.in.S); c.call < w.o.call && rev >= w.from {
+				tombstonesGone = max(tombstonesGone, rev)
+			}
+		}
 		lo, _ := slices.BinarySearch(ks.revs, w.from)
 		for _, rev := range ks.revs[lo:] {
 			if rev > last {
 				break
 			}
 			x := ks.byRev[rev]
-			if !strings.HasPrefix(x.key, w.prefix) || seen[[2]string{strconv.FormatInt(rev, 10), x.key}] {
+			if !strings.HasPrefix(x.key, w.prefix) || seen[[2]string{strconv.FormatInt(rev, 10), x.key}] || x.del() && rev <= tombstonesGone {
 				continue
 			}
 			ks.res.found(KSWatchLost, rev, "%s from revision %d, which got to revision %d, never delivered %s %s",

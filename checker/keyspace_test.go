@@ -177,6 +177,22 @@ func TestKeyspaceCheck(t *testing.T) {
 			h.get(1, 60, 70, "/p/a", 3, 3, "a2")
 			h.watch(2, 45, 80, "/p/", 3, "3", "put", "/p/a", "a2", "") // etcd: prev_kv of a compacted revision is not sent
 		}},
+		{name: "a watch from the compacted revision without the delete made there is valid", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.del(0, 20, 30, "/p/a", 2, 3)
+			h.create(0, 20, 30, "/p/b", "b1", 4)
+			h.op(2, 40, 50, history.OpCompact, "", history.S1("3"), history.OK, history.Value{}, "")
+			h.get(1, 60, 70, "/p/b", 4, 4, "b1")
+			h.watch(2, 55, 80, "/p/", 3, "4", "put", "/p/b", "b1", "") // etcd dropped the tombstone at 3
+		}},
+		{name: "a watch that began before the compaction must deliver the delete", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.del(0, 20, 30, "/p/a", 2, 3)
+			h.create(0, 20, 30, "/p/b", "b1", 4)
+			h.op(2, 40, 50, history.OpCompact, "", history.S1("3"), history.OK, history.Value{}, "")
+			h.get(1, 60, 70, "/p/b", 4, 4, "b1")
+			h.watch(2, 35, 80, "/p/", 3, "4", "put", "/p/b", "b1", "")
+		}, anomaly: KSWatchLost, rev: 3},
 		{name: "a watch that goes back in revision (etcd#15271)", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.update(0, 20, 30, "/p/a", "a2", 2, 3)

@@ -186,6 +186,12 @@ type kread struct {
 	kvs    []kv // a get's: none when absent
 }
 
+// kcompact is one compaction asked, and its revision.
+type kcompact struct {
+	*op
+	rev int64
+}
+
 // wevent is one event a watch delivered.
 type wevent struct {
 	rev                   int64
@@ -207,7 +213,7 @@ type keyspace struct {
 	writes   []*kwrite
 	reads    []*kread
 	watches  []*kwatch
-	compacts []*op
+	compacts []kcompact
 	refused  []*kread // reads failed as compacted (at: the revision asked)
 	byRev    map[int64]*kwrite
 	revs     []int64              // the revisions of byRev, ascending
@@ -322,13 +328,14 @@ func (ks *keyspace) add(o *op) string {
 	case history.OpWatch:
 		return ks.addWatch(o)
 	case history.OpCompact:
-		if _, ok := revOf(o.in.S); o.in.Kind != history.Str || !ok {
+		rev, ok := revOf(o.in.S)
+		if o.in.Kind != history.Str || !ok {
 			return "a compaction's revision is not a revision"
 		}
 		if o.status == history.OK {
 			ks.res.Compactions++
 		}
-		ks.compacts = append(ks.compacts, o)
+		ks.compacts = append(ks.compacts, kcompact{o, rev})
 	default:
 		return "not a keyspace operation"
 	}
@@ -781,8 +788,8 @@ func (ks *keyspace) realtime() {
 // before o began, and its revision (nil: none).
 func (ks *keyspace) compactedBefore(o *op, at int64) (*op, int64) {
 	for _, c := range ks.compacts {
-		if rev, _ := revOf(c.in.S); c.status == history.OK && c.done < o.call && at < rev {
-			return c, rev
+		if c.status == history.OK && c.done < o.call && at < c.rev {
+			return c.op, c.rev
 		}
 	}
 	return nil, 0
@@ -791,7 +798,7 @@ func (ks *keyspace) compactedBefore(o *op, at int64) (*op, int64) {
 // compactedPast says whether a compaction past revision rev was asked before by.
 func (ks *keyspace) compactedPast(rev, by int64) bool {
 	for _, c := range ks.compacts {
-		if r, _ := revOf(c.in.S); r > rev && c.call < by {
+		if c.rev > rev && c.call < by {
 			return true
 		}
 	}
@@ -816,8 +823,7 @@ func (ks *keyspace) compaction() {
 		}
 		asked := false
 		for _, c := range ks.compacts {
-			rev, _ := revOf(c.in.S)
-			asked = asked || c.call < r.o.done && r.at < rev
+			asked = asked || c.call < r.o.done && r.at < c.rev
 		}
 		if !asked {
 			ks.res.found(KSFalseCompaction, r.at, "%s was refused revision %d as compacted, but no compaction past it had been asked",
@@ -866,8 +872,8 @@ func (ks *keyspace) checkWatches() {
 		// itself is allowed and cannot see them)
 		tombstonesGone := int64(0)
 		for _, c := range ks.compacts {
-			if rev, _ := revOf(c.in.S); c.call < w.o.call && rev >= w.from {
-				tombstonesGone = max(tombstonesGone, rev)
+			if c.call < w.o.call && c.rev >= w.from {
+				tombstonesGone = max(tombstonesGone, c.rev)
 			}
 		}
 		lo, _ := slices.BinarySearch(ks.revs, w.from)

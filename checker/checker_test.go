@@ -113,6 +113,7 @@ func TestSetFixtureDetails(t *testing.T) {
 func TestVisualizationOfAViolation(t *testing.T) {
 	res := Check(context.Background(), readFixture(t, "register-bad.jsonl"), Options{Model: "register"})
 	require.Equal(t, Invalid, res.Verdict)
+	assert.Equal(t, []string{"linearizability"}, res.AnomalyKinds(), "a check without kinds is named")
 	require.True(t, res.CanVisualize())
 	var b bytes.Buffer
 	require.NoError(t, res.Visualize(&b))
@@ -209,6 +210,7 @@ func TestSimulatedListsAndSets(t *testing.T) {
 		require.GreaterOrEqual(t, corrupt(events, cfg.Workload), int64(0), "seed %d", cfg.Seed)
 		res = Check(context.Background(), events, Options{Model: Model(cfg.Workload), Timeout: time.Minute})
 		assert.Equal(t, Invalid, res.Verdict, "seed %d with a lost element: %s", cfg.Seed, res.Summary())
+		assert.Contains(t, res.AnomalyKinds(), cfg.Workload, "seed %d", cfg.Seed)
 	}
 }
 

@@ -75,7 +75,9 @@ const (
 	KSIncompleteList    = "incomplete-list"    // a list page that left out, misordered or overran keys
 	KSCompactedRead     = "compacted-read"     // data read at a revision compacted before the read began
 	KSFalseCompaction   = "false-compaction"   // "compacted" for a revision no compaction had reached
-	KSWatchOrder        = "watch-order"        // a watch's events (or progress) went back in revision
+	KSWatchOrder        = "watch-order"        // a watch's events went back in revision, or before its start
+	KSWatchProgress     = "watch-progress"     // a progress notification out of step with the events (etcd#15220)
+	KSWatchCompaction   = "watch-compaction"   // a watch cancelled for a compaction below an event it had delivered (etcd#15271)
 	KSWatchDuplicate    = "watch-duplicate"    // a watch delivered one event twice
 	KSWatchLost         = "watch-lost-event"   // a watch left out a write between its start and its last event
 	KSWatchWrong        = "watch-wrong-event"  // a watch event that is not the write the replay has at its revision
@@ -200,11 +202,12 @@ type wevent struct {
 
 // kwatch is one watch the server answered: its events, to its end or its cancel.
 type kwatch struct {
-	o         *op
-	prefix    string
-	from      int64
-	events    []wevent
-	cancelled bool // by a compaction
+	o          *op
+	prefix     string
+	from       int64
+	events     []wevent
+	cancelled  bool  // by a compaction
+	compactRev int64 // the compact revision its cancel gave (0: not given)
 }
 
 // keyspace is what checkKeyspace works on.
@@ -421,8 +424,15 @@ func (ks *keyspace) addWatch(o *op) string {
 		switch {
 		case !ok || r == 0:
 			return "a watch event's revision is not a revision"
-		case l[i+1] != history.WatchPut && l[i+1] != history.WatchDelete && l[i+1] != history.WatchProgress:
+		case l[i+1] != history.WatchPut && l[i+1] != history.WatchDelete && l[i+1] != history.WatchProgress && l[i+1] != history.WatchCompacted:
 			return fmt.Sprintf("a watch event of type %q", l[i+1])
+		}
+		if l[i+1] == history.WatchCompacted {
+			if !w.cancelled || i+5 != len(l) {
+				return "a watch's cancel for compaction is not the last event of a watch cancelled for compaction"
+			}
+			w.compactRev = r
+			break
 		}
 		w.events = append(w.events, wevent{rev: r, typ: l[i+1], key: l[i+2], value: l[i+3], prev: l[i+4]})
 		if l[i+1] != history.WatchProgress {
@@ -843,21 +853,31 @@ func (ks *keyspace) compaction() {
 // held to the replay like any other.
 func (ks *keyspace) checkWatches() {
 	for _, w := range ks.watches {
-		last := int64(0)
+		// lastEvent is the highest revision of an event delivered so far, progress the
+		// highest a progress notification claimed: every event at or below it delivered
+		lastEvent, progress := int64(0), int64(0)
 		seen := map[[2]string]bool{}
 		for i, e := range w.events {
-			switch {
-			case e.rev < last:
-				ks.res.found(KSWatchOrder, e.rev, "%s from revision %d delivered revision %d (%s %s) after revision %d: it went back in time",
-					w.o.describe(), w.from, e.rev, e.typ, e.key, last)
-			case e.typ != history.WatchProgress && e.rev < w.from:
-				ks.res.found(KSWatchOrder, e.rev, "%s from revision %d delivered revision %d (%s %s), before its start",
-					w.o.describe(), w.from, e.rev, e.typ, e.key)
-			}
-			last = max(last, e.rev)
 			if e.typ == history.WatchProgress {
+				if e.rev < lastEvent {
+					ks.res.found(KSWatchProgress, e.rev, "%s from revision %d sent a progress notification at revision %d, behind revision %d it had delivered",
+						w.o.describe(), w.from, e.rev, lastEvent)
+				}
+				progress = max(progress, e.rev)
 				continue
 			}
+			switch {
+			case e.rev < lastEvent:
+				ks.res.found(KSWatchOrder, e.rev, "%s from revision %d delivered revision %d (%s %s) after revision %d: it went back in time",
+					w.o.describe(), w.from, e.rev, e.typ, e.key, lastEvent)
+			case e.rev < w.from:
+				ks.res.found(KSWatchOrder, e.rev, "%s from revision %d delivered revision %d (%s %s), before its start",
+					w.o.describe(), w.from, e.rev, e.typ, e.key)
+			case e.rev <= progress:
+				ks.res.found(KSWatchProgress, e.rev, "%s from revision %d delivered revision %d (%s %s) after a progress notification at revision %d had said every event up to it was delivered",
+					w.o.describe(), w.from, e.rev, e.typ, e.key, progress)
+			}
+			lastEvent = max(lastEvent, e.rev)
 			id := [2]string{strconv.FormatInt(e.rev, 10), e.key}
 			if seen[id] {
 				ks.res.found(KSWatchDuplicate, e.rev, "%s delivered %s %s at revision %d twice (event %d)", w.o.describe(), e.typ, e.key, e.rev, i+1)
@@ -866,10 +886,25 @@ func (ks *keyspace) checkWatches() {
 			seen[id] = true
 			ks.checkEvent(w, e)
 		}
-		// every write of the prefix in [from, last] delivered; but a compaction asked
-		// before the watch began, at or above its start, removed the deletes at or below
-		// it (etcd drops tombstones when it compacts: a watch from the compacted revision
-		// itself is allowed and cannot see them)
+		// a cancel for compaction says the watch's next revision was compacted: etcd
+		// cancels a watch whose next revision is below the compact revision, and a
+		// watch goes on from its last event's revision + 1 (a progress notification
+		// does not move it, in the client or the server), so a cancel at or below the
+		// last event means the member took the watch back to a revision it had passed
+		// (and the compaction was asked before the watch ended)
+		switch {
+		case w.compactRev > 0 && lastEvent >= w.compactRev:
+			ks.res.found(KSWatchCompaction, w.compactRev, "%s from revision %d was cancelled as compacted at revision %d after it had delivered revision %d: its member took it back to a revision before that",
+				w.o.describe(), w.from, w.compactRev, lastEvent)
+		case w.compactRev > 0 && !ks.compactedPast(w.compactRev-1, w.o.done):
+			ks.res.found(KSWatchCompaction, w.compactRev, "%s from revision %d was cancelled as compacted at revision %d, but no compaction to it had been asked",
+				w.o.describe(), w.from, w.compactRev)
+		}
+		// every write of the prefix in [from, last] delivered, where last is the last
+		// event's revision or the highest progress notification's; but a compaction
+		// asked before the watch began, at or above its start, removed the deletes at
+		// or below it (etcd drops tombstones when it compacts: a watch from the
+		// compacted revision itself is allowed and cannot see them)
 		tombstonesGone := int64(0)
 		for _, c := range ks.compacts {
 			if c.call < w.o.call && c.rev >= w.from {
@@ -878,15 +913,20 @@ func (ks *keyspace) checkWatches() {
 		}
 		lo, _ := slices.BinarySearch(ks.revs, w.from)
 		for _, rev := range ks.revs[lo:] {
-			if rev > last {
+			if rev > max(lastEvent, progress) {
 				break
 			}
 			x := ks.byRev[rev]
 			if !strings.HasPrefix(x.key, w.prefix) || seen[[2]string{strconv.FormatInt(rev, 10), x.key}] || x.del() && rev <= tombstonesGone {
 				continue
 			}
+			if rev > lastEvent {
+				ks.res.found(KSWatchProgress, rev, "%s from revision %d: a progress notification at revision %d claimed %s %s, which it never delivered",
+					w.o.describe(), w.from, progress, x.key, describeVersion(x))
+				continue
+			}
 			ks.res.found(KSWatchLost, rev, "%s from revision %d, which got to revision %d, never delivered %s %s",
-				w.o.describe(), w.from, last, x.key, describeVersion(x))
+				w.o.describe(), w.from, lastEvent, x.key, describeVersion(x))
 		}
 	}
 }

@@ -60,11 +60,31 @@ func (h *ksHistory) watch(p, from, to int, prefix string, fromRev int, events ..
 	h.op(p, from, to, history.OpWatch, prefix, history.S1(rv(fromRev)), history.OK, history.L(events...), "")
 }
 
+// cancelledWatch is a watch the server cancelled for compaction: its events, then the
+// cancel at compact revision compactRev.
+func (h *ksHistory) cancelledWatch(p, from, to int, prefix string, fromRev, compactRev int, events ...string) {
+	events = append(events, rv(compactRev), history.WatchCompacted, "", "", "")
+	h.op(p, from, to, history.OpWatch, prefix, history.S1(rv(fromRev)), history.Fail, history.L(events...), history.Compacted)
+}
+
 func checkKS(t *testing.T, h *ksHistory) Result {
 	t.Helper()
 	res := Check(context.Background(), h.events, Options{Model: Keyspace, MinEvidence: 1})
 	require.NotNil(t, res.Keyspace, res.Summary())
 	return res
+}
+
+// A cancel for compaction anywhere but last in a watch cancelled for compaction is a
+// history this checker cannot read: the watch is ignored, with a note saying why.
+func TestKeyspaceCheckRefusesMisplacedCancel(t *testing.T) {
+	h := &ksHistory{}
+	h.create(0, 0, 10, "/p/a", "a1", 2)
+	h.get(1, 20, 30, "/p/a", 2, 2, "a1")
+	h.watch(3, 5, 80, "/p/", 2, "2", history.WatchCompacted, "", "", "", "2", "put", "/p/a", "a1", "")
+	h.cancelledWatch(4, 5, 80, "/p/", 2, 2, "2", history.WatchCompacted, "", "", "")
+	res := checkKS(t, h)
+	assert.Equal(t, 2, res.Keyspace.Ignored)
+	assert.Contains(t, strings.Join(res.Notes, "\n"), "not the last event of a watch cancelled for compaction")
 }
 
 func TestKeyspaceCheck(t *testing.T) {
@@ -199,6 +219,28 @@ func TestKeyspaceCheck(t *testing.T) {
 			h.get(1, 40, 50, "/p/a", 3, 3, "a2")
 			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "3", "put", "/p/a", "a2", "a1", "2", "put", "/p/a", "a1", "")
 		}, anomaly: KSWatchOrder, rev: 2, explain: "delivered revision 2 (put /p/a) after revision 3: it went back in time"},
+		{name: "a watch cancelled for a compaction it had passed is valid", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.update(0, 40, 50, "/p/a", "a3", 3, 4)
+			h.op(2, 60, 70, history.OpCompact, "", history.S1("4"), history.OK, history.Value{}, "")
+			h.get(1, 80, 90, "/p/a", 4, 4, "a3")
+			h.cancelledWatch(3, 5, 80, "/p/", 2, 4, "2", "put", "/p/a", "a1", "")
+		}},
+		{name: "a watch cancelled for a compaction below an event it delivered (etcd#15271)", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.update(0, 40, 50, "/p/a", "a3", 3, 4)
+			h.op(2, 60, 70, history.OpCompact, "", history.S1("3"), history.OK, history.Value{}, "")
+			h.get(1, 80, 90, "/p/a", 4, 4, "a3")
+			h.cancelledWatch(3, 5, 80, "/p/", 2, 3, "2", "put", "/p/a", "a1", "", "3", "put", "/p/a", "a2", "a1", "4", "put", "/p/a", "a3", "a2")
+		}, anomaly: KSWatchCompaction, rev: 3, explain: "cancelled as compacted at revision 3 after it had delivered revision 4"},
+		{name: "a watch cancelled for a compaction nobody asked", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.get(1, 80, 90, "/p/a", 3, 3, "a2")
+			h.cancelledWatch(3, 5, 80, "/p/", 2, 3)
+		}, anomaly: KSWatchCompaction, rev: 3, explain: "no compaction to it had been asked"},
 		{name: "a watch that skips a write before its last event", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
@@ -206,11 +248,23 @@ func TestKeyspaceCheck(t *testing.T) {
 			h.get(1, 60, 70, "/p/a", 4, 4, "a3")
 			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "4", "put", "/p/a", "a3", "a2")
 		}, anomaly: KSWatchLost, rev: 3, explain: `never delivered /p/a "a2" at revision 3`},
-		{name: "a progress notification past an undelivered write", build: func(h *ksHistory) {
+		{name: "a progress notification past an undelivered write (etcd#15220)", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.get(1, 60, 70, "/p/a", 2, 2, "a1")
 			h.watch(2, 5, 80, "/p/", 2, "2", "progress", "", "", "")
-		}, anomaly: KSWatchLost, rev: 2},
+		}, anomaly: KSWatchProgress, rev: 2, explain: "a progress notification at revision 2 claimed /p/a"},
+		{name: "an event at or below a progress notification's revision (etcd#15220)", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.get(1, 40, 50, "/p/a", 3, 3, "a2")
+			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "3", "progress", "", "", "", "3", "put", "/p/a", "a2", "a1")
+		}, anomaly: KSWatchProgress, rev: 3, explain: "after a progress notification at revision 3"},
+		{name: "a progress notification behind an event already delivered", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.get(1, 40, 50, "/p/a", 3, 3, "a2")
+			h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "3", "put", "/p/a", "a2", "a1", "2", "progress", "", "", "")
+		}, anomaly: KSWatchProgress, rev: 2, explain: "behind revision 3"},
 		{name: "a watch that delivers one event twice", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.get(1, 60, 70, "/p/a", 2, 2, "a1")
@@ -241,9 +295,12 @@ func TestKeyspaceCheck(t *testing.T) {
 			if tc.anomaly == "" {
 				assert.Equal(t, Valid, res.Verdict, "%s\n%v", line, res.Explanations())
 				assert.Empty(t, res.Explanations())
+				assert.Empty(t, res.AnomalyKinds())
 				return
 			}
 			assert.Equal(t, Invalid, res.Verdict, line)
+			assert.Contains(t, res.AnomalyKinds(), tc.anomaly)
+			assert.Contains(t, AnomalyKindNames(), tc.anomaly, "every kind found is one a campaign can name")
 			require.NotEmpty(t, anomalies, line)
 			assert.Contains(t, types, tc.anomaly, "%v", anomalies)
 			if tc.rev > 0 {

@@ -160,6 +160,8 @@ func TestTxnCheck(t *testing.T) {
 			}
 			require.Equal(t, Invalid, res.Verdict, res.Summary())
 			assert.Equal(t, map[string]int{tc.anomaly: 1}, res.Txn.AnomalyTypes, res.Summary())
+			assert.Equal(t, []string{tc.anomaly}, res.AnomalyKinds())
+			assert.Contains(t, AnomalyKindNames(), tc.anomaly, "every kind found is one a campaign can name")
 			require.NotEmpty(t, res.Txn.NotModels)
 			assert.Equal(t, tc.not, res.Txn.NotModels[0])
 			assert.Equal(t, "strict-serializable", res.Txn.NotModels[len(res.Txn.NotModels)-1])

@@ -129,6 +129,63 @@ const (
 var reasonRank = map[string]int{ReasonNoEvidence: 0, ReasonMalformedOps: 1, ReasonUnreadKeys: 2,
 	ReasonUndecidedKeys: 3, ReasonUnknownWorkload: 4, ReasonInterrupted: 5, ReasonRunError: 6, ReasonExternalUnknown: 7}
 
+// AnomalyKinds lists, sorted, the kinds of anomaly the checks found: the named kinds of
+// the txn, keyspace and watch checks (G1c, lost-update, watch-order, …), and for a
+// check without kinds its name (linearizability, set, append, lease) when it found the
+// history invalid. A campaign scenario that expects one (its anomaly) counts a run as
+// caught only when it is here.
+func (r Result) AnomalyKinds() []string {
+	var out []string
+	if r.Txn != nil {
+		out = appendKinds(out, r.Txn.AnomalyTypes)
+	}
+	if r.Keyspace != nil {
+		out = appendKinds(out, r.Keyspace.AnomalyTypes)
+	}
+	if r.Watch != nil {
+		out = appendKinds(out, r.Watch.AnomalyTypes)
+	}
+	for _, c := range []struct {
+		name string
+		bad  bool
+	}{
+		{"linearizability", r.Linearizability != nil && r.Linearizability.Verdict == Invalid},
+		{"set", r.Set != nil && r.Set.Verdict == Invalid},
+		{"append", r.Append != nil && r.Append.Verdict == Invalid},
+		{"lease", r.Lease != nil && r.Lease.Verdict == Invalid},
+	} {
+		if c.bad {
+			out = append(out, c.name)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// AnomalyKindNames lists every kind AnomalyKinds can return, sorted: what a campaign
+// scenario's anomaly may name.
+func AnomalyKindNames() []string {
+	out := []string{"linearizability", "set", "append", "lease",
+		AnomalyG1a, AnomalyG1b, AnomalyGarbage, AnomalyDuplicate, AnomalyIncompatible, AnomalyInternal,
+		KSDuplicateRevision, KSRevisionOrder, KSLostUpdate, KSFalseConflict, KSStaleRead, KSGarbageRead, KSAbortedRead,
+		KSIncompleteList, KSCompactedRead, KSFalseCompaction,
+		KSWatchOrder, KSWatchProgress, KSWatchCompaction, KSWatchDuplicate, KSWatchLost, KSWatchWrong, KSWatchPrevKV}
+	for _, cycle := range []string{AnomalyG0, AnomalyG1c, AnomalyGSingle, AnomalyG2} {
+		out = append(out, cycle, cycle+realtimeSuffix)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func appendKinds(out []string, types map[string]int) []string {
+	for k, n := range types {
+		if n > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Why renders UnknownBecause in one line ("" when the verdict is not unknown).
 func (r Result) Why() string {
 	ds := make([]string, len(r.UnknownBecause))

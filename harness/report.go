@@ -26,9 +26,13 @@ import (
 // unknown, with the reason in results.json (unknown_because) and the JUnit report; an
 // invalid one stays invalid (a violation found is real). A results.json that cannot be
 // written is an error of the run: a gate must not pass on files that are not there.
-func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Duration, checker.Stats, error) {
+// check checks the run's history and writes results.json, the report and the JUnit
+// file; it returns out with the verdict, the first violation, the stats and the
+// anomalies' kinds set, and the error of writing what it writes joined to its Err.
+func (r *run) check(ctx context.Context, out Outcome) Outcome {
+	out.Verdict, out.Violation = checker.Unknown, -1
 	if r.rec == nil {
-		return checker.Unknown, -1, checker.Stats{}, nil
+		return out
 	}
 	r.phase = "checking"
 	events, herr := r.history()
@@ -72,12 +76,12 @@ func (r *run) check(ctx context.Context, out Outcome) (checker.Verdict, time.Dur
 		r.logf("%v", werr)
 		out.Err = errors.Join(out.Err, werr)
 	}
-	out.Violation = -1
 	if at, ok := res.FirstViolation(events); ok && res.Verdict == checker.Invalid {
 		out.Violation = at
 	}
 	r.summary(out, res, res.Verdict, events)
-	return res.Verdict, out.Violation, res.Stats, werr
+	out.Verdict, out.Stats, out.Anomalies = res.Verdict, res.Stats, res.AnomalyKinds()
+	return out
 }
 
 // history reads the run's history back from history.jsonl (the recorder streams it there
@@ -156,6 +160,9 @@ func ReplayCommand(s Spec) string {
 	}
 	if s.Clock != "" {
 		args = append(args, "--clock", s.Clock)
+	}
+	if s.CompactInterval > 0 {
+		args = append(args, "--compact-interval", s.CompactInterval.String())
 	}
 	if o := s.Options(); o != nil {
 		for _, a := range o.Args() {

@@ -57,6 +57,8 @@ type Outcome struct {
 	// Stats are the checked history's counts, rates and latencies (zero when the run
 	// recorded nothing).
 	Stats checker.Stats
+	// Anomalies are the kinds of anomaly the check found (checker.Result.AnomalyKinds).
+	Anomalies []string
 	// Duration is how long the run took, from start to verdict.
 	Duration time.Duration
 }
@@ -179,9 +181,7 @@ func RunPlan(ctx context.Context, p *Plan, env Env) Outcome {
 	if cerr := r.hw.Close(); cerr != nil && out.Err == nil {
 		out.Err = cerr
 	}
-	var cerr error
-	out.Verdict, out.Violation, out.Stats, cerr = r.check(context.WithoutCancel(ctx), out)
-	out.Err = errors.Join(out.Err, cerr)
+	out = r.check(context.WithoutCancel(ctx), out)
 	out.Duration = time.Since(r.base)
 	return out
 }
@@ -420,6 +420,7 @@ func (r *run) workloadConfig() workload.Config {
 		Workload: r.spec.Workload, Concurrency: r.spec.Concurrency, Rate: r.spec.Rate,
 		TimeLimit: r.spec.TimeLimit.D(), Keys: r.spec.Keys, OpsPerKey: r.spec.OpsPerKey,
 		OpTimeout: r.spec.OpTimeout.D(), Seed: r.spec.Seed, Progress: workload.NewProgress(),
+		CompactInterval: r.spec.CompactInterval.D(),
 	}
 }
 

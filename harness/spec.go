@@ -40,13 +40,17 @@ type Spec struct {
 	Name string `yaml:"name" json:"name"`
 	// Target names a registered target; empty: the one whose section is given, else the
 	// default (sut.Default).
-	Target          string        `yaml:"target" json:"target"`
-	Runtime         string        `yaml:"runtime" json:"runtime"`
-	Nodes           int           `yaml:"nodes" json:"nodes"`
-	Workload        workload.Kind `yaml:"workload" json:"workload"`
-	OpsPerKey       int           `yaml:"ops-per-key" json:"ops_per_key"`
-	Nemesis         List          `yaml:"nemesis" json:"nemesis"`
-	NemesisInterval Duration      `yaml:"nemesis-interval" json:"nemesis_interval"`
+	Target    string        `yaml:"target" json:"target"`
+	Runtime   string        `yaml:"runtime" json:"runtime"`
+	Nodes     int           `yaml:"nodes" json:"nodes"`
+	Workload  workload.Kind `yaml:"workload" json:"workload"`
+	OpsPerKey int           `yaml:"ops-per-key" json:"ops_per_key"`
+	// CompactInterval is the kubernetes workload's time from one compaction to the
+	// next, each to the revision seen at the one before (workload.Config); 0: every
+	// thousandth operation or so.
+	CompactInterval Duration `yaml:"compact-interval" json:"compact_interval,omitempty"`
+	Nemesis         List     `yaml:"nemesis" json:"nemesis"`
+	NemesisInterval Duration `yaml:"nemesis-interval" json:"nemesis_interval"`
 	// Clock is how the clock fault changes a node's clock: "hook" (the target's clock
 	// hook), "process" (the runtime's per-process clocks, for any program), or "" (auto:
 	// the hook where the target has one, else per-process clocks).
@@ -307,6 +311,7 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nem *string) {
 		return nil
 	})
 	fs.IntVar(&s.OpsPerKey, "ops-per-key", s.OpsPerKey, "retire a key after this many operations")
+	fs.Var(&s.CompactInterval, "compact-interval", "workload kubernetes: time between compactions, each to the revision of the one before, as the API server's --etcd-compaction-interval (default: every thousandth operation, a few seconds)")
 	fs.StringVar(nem, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(nemesis.KindNames(), ",")+
 		"; kind:variant picks a variant (kill:all, partition:leader); kinds joined by + act together on the same nodes (partition:leader+clock:slow)")
 	fs.Var(&s.NemesisInterval, "nemesis-interval", "mean time from one fault's start to the next (each is held 50-90% of it)")
@@ -545,6 +550,10 @@ func (s Spec) Resolve() (Spec, error) {
 		return s, usagef("keys: %d must be at least 1", s.Keys)
 	case s.OpsPerKey < 1:
 		return s, usagef("ops-per-key: %d must be at least 1", s.OpsPerKey)
+	case s.CompactInterval.D() < 0:
+		return s, usagef("compact-interval: %v must not be negative", s.CompactInterval)
+	case s.CompactInterval.D() > 0 && s.Workload != workload.Kubernetes:
+		return s, usagef("compact-interval: only the %s workload compacts (workload %s)", workload.Kubernetes, s.Workload)
 	case s.Rate < 0:
 		return s, usagef("rate: %v must not be negative", s.Rate)
 	case s.TimeLimit.D() <= 0:

@@ -77,7 +77,8 @@ const (
 	// (WatchPut, WatchDelete or WatchProgress), key, value, the previous value ("" when
 	// none, and for a progress notification's key and values). A watch the server
 	// cancelled because its revision was compacted fails with Error Compacted, its Value
-	// the events received before.
+	// the events received before and, last, the cancel (WatchCompacted) at the
+	// compacted revision the server gave, when it gave one.
 	OpWatch = "watch"
 )
 
@@ -86,6 +87,9 @@ const (
 	WatchPut      = "put"
 	WatchDelete   = "delete"
 	WatchProgress = "progress" // a progress notification: every event up to its revision was sent
+	// WatchCompacted is a watch's cancel for compaction, last of its events: the
+	// server's compact revision, below which the watch could not go on.
+	WatchCompacted = "compacted"
 )
 
 // Conflict is the Error of a conditional keyspace write whose condition did not hold

@@ -66,6 +66,10 @@ type CampaignScenario struct {
 	Expect string `json:"expect"`
 	// MinDetection is the share of runs an invalid scenario must be caught in.
 	MinDetection float64 `json:"min_detection,omitempty"`
+	// Anomaly, for an invalid scenario, is the kind of anomaly a run must show to count
+	// as caught (checker.Result.AnomalyKinds: a bug's own symptom, e.g. watch-order);
+	// "": any invalid run is caught.
+	Anomaly string `json:"anomaly,omitempty"`
 	// Spec is the scenario's resolved spec (its seed the first run's).
 	Spec map[string]any `json:"spec,omitempty"`
 }
@@ -84,9 +88,17 @@ type CampaignRun struct {
 	// FirstAnomaly is when the earliest operation blamed was invoked, since the run's
 	// start (invalid runs that name one; else absent).
 	FirstAnomaly *Seconds `json:"first_anomaly_s,omitempty"`
-	Ops          int      `json:"ops"`
-	OpsPerSec    float64  `json:"ops_per_sec"`
-	Duration     Seconds  `json:"duration_s"`
+	// Anomalies are the kinds of anomaly the run's check found, sorted.
+	Anomalies []string `json:"anomalies,omitempty"`
+	Ops       int      `json:"ops"`
+	OpsPerSec float64  `json:"ops_per_sec"`
+	Duration  Seconds  `json:"duration_s"`
+}
+
+// Caught says whether the run caught what scenario s expects caught: it was invalid,
+// with s's anomaly among its kinds when s names one.
+func (r CampaignRun) Caught(s CampaignScenario) bool {
+	return r.Exit == ExitInvalid && (s.Anomaly == "" || slices.Contains(r.Anomalies, s.Anomaly))
 }
 
 // Seconds is a duration written as seconds.
@@ -99,7 +111,9 @@ func (s Seconds) D() time.Duration { return time.Duration(float64(s) * float64(t
 type CampaignRow struct {
 	CampaignScenario
 	Runs, Valid, Invalid, Unknown, Errors int
-	// Detection is Invalid/Runs; MedianFirstAnomaly the median of the invalid runs'
+	// Caught counts the runs that caught what the scenario expects (CampaignRun.Caught).
+	Caught int
+	// Detection is Caught/Runs; MedianFirstAnomaly the median of the invalid runs'
 	// first anomalies (0: none).
 	Detection          float64
 	MedianFirstAnomaly time.Duration
@@ -125,6 +139,9 @@ func (ix CampaignIndex) Rows() []CampaignRow {
 		}
 		row := &rows[i]
 		row.Runs++
+		if r.Caught(row.CampaignScenario) {
+			row.Caught++
+		}
 		if r.Ops > 0 {
 			row.OpsPerSec += r.OpsPerSec
 			measured[i]++
@@ -146,7 +163,7 @@ func (ix CampaignIndex) Rows() []CampaignRow {
 	for i := range rows {
 		r := &rows[i]
 		if r.Runs > 0 {
-			r.Detection = float64(r.Invalid) / float64(r.Runs)
+			r.Detection = float64(r.Caught) / float64(r.Runs)
 		}
 		if measured[i] > 0 {
 			r.OpsPerSec /= float64(measured[i])
@@ -162,7 +179,11 @@ func (r CampaignRow) failed() string {
 	case r.Runs == 0:
 		return ""
 	case r.Expect == ExpectInvalid && r.Detection+1e-9 < r.MinDetection:
-		return fmt.Sprintf("caught in %d of %d runs (%.0f%%), fewer than the %.0f%% expected", r.Invalid, r.Runs, 100*r.Detection, 100*r.MinDetection)
+		with := ""
+		if r.Anomaly != "" {
+			with = fmt.Sprintf(" with %s (invalid in %d)", r.Anomaly, r.Invalid)
+		}
+		return fmt.Sprintf("caught%s in %d of %d runs (%.0f%%), fewer than the %.0f%% expected", with, r.Caught, r.Runs, 100*r.Detection, 100*r.MinDetection)
 	case r.Expect != ExpectInvalid && r.Invalid > 0:
 		return fmt.Sprintf("judged invalid in %d of %d runs", r.Invalid, r.Runs)
 	}
@@ -348,8 +369,9 @@ func campaignJUnit(ix CampaignIndex) ([]byte, error) {
 		Suites  []junitSuite `xml:"testsuite"`
 	}
 	expect := map[string]string{}
+	scenario := map[string]CampaignScenario{}
 	for _, s := range ix.Scenarios {
-		expect[s.Name] = s.Expect
+		expect[s.Name], scenario[s.Name] = s.Expect, s
 	}
 	all := suites{Name: ix.Name}
 	at := map[string]int{}
@@ -371,8 +393,12 @@ func campaignJUnit(ix CampaignIndex) ([]byte, error) {
 			c.Error = &junitFailure{Message: "harness error: " + r.Error, Text: msg}
 		case r.Exit == 1 && e != ExpectInvalid:
 			c.Failure = &junitFailure{Message: "invalid: a safety violation was found", Text: msg}
-		case r.Exit != 1 && e == ExpectInvalid:
-			c.Failure = &junitFailure{Message: "the deliberate bug was not caught in this run", Text: msg}
+		case e == ExpectInvalid && !r.Caught(scenario[r.Scenario]):
+			why := "the deliberate bug was not caught in this run"
+			if a := scenario[r.Scenario].Anomaly; r.Exit == 1 && a != "" {
+				why = fmt.Sprintf("invalid, but without the anomaly expected (%s): %s", a, strings.Join(r.Anomalies, ", "))
+			}
+			c.Failure = &junitFailure{Message: why, Text: msg}
 		case r.Exit == 2:
 			c.Error = &junitFailure{Message: "unknown: the run proves nothing", Text: msg}
 		}

@@ -38,13 +38,15 @@ type Keyspacer interface {
 	// Watch watches prefix from revision from, with each event's previous value, for
 	// d, asking for a progress notification on the way; it returns the events
 	// received. A watch the server cancels because from was compacted returns the
-	// events before the cancel and ErrCompacted.
+	// events before the cancel, then the cancel (history.WatchCompacted at the
+	// server's compact revision, when it says), and ErrCompacted.
 	Watch(ctx context.Context, prefix string, from int64, d time.Duration) ([]WatchEvent, error)
 }
 
 // WatchEvent is one event a watch received: a put or a delete (history.WatchPut,
-// WatchDelete) of Key at Rev, with Value and the previous value Prev, or a progress
-// notification (history.WatchProgress) at Rev.
+// WatchDelete) of Key at Rev, with Value and the previous value Prev, a progress
+// notification (history.WatchProgress) at Rev, or the watch's cancel for compaction
+// (history.WatchCompacted) at the compact revision Rev.
 type WatchEvent struct {
 	Rev              int64
 	Type             string
@@ -91,6 +93,9 @@ var k8sPrefixes = []string{"/registry/pods/", "/registry/configmaps/"}
 type kubernetesSource struct {
 	mix   []Weighted
 	total int
+	every time.Duration // Config.CompactInterval
+
+	nextCompact time.Time // with every: when the next compaction is due
 
 	mu        sync.Mutex
 	names     int                // keys made so far
@@ -110,8 +115,8 @@ type page struct {
 
 // newKubernetesSource is the kubernetes workload's source: its mix names the keyspace
 // operations, history.OpCreate … OpCompact and OpWatch.
-func newKubernetesSource(d *Def, _ Config) source {
-	s := &kubernetesSource{mix: d.Mix, live: make([]map[string]int64, len(k8sPrefixes))}
+func newKubernetesSource(d *Def, cfg Config) source {
+	s := &kubernetesSource{mix: d.Mix, every: cfg.CompactInterval, live: make([]map[string]int64, len(k8sPrefixes))}
 	for _, w := range s.mix {
 		s.total += w.Weight
 	}
@@ -122,11 +127,20 @@ func newKubernetesSource(d *Def, _ Config) source {
 }
 
 // next draws the same numbers every time: a prefix, an operation, and a pick among
-// the prefix's live keys.
+// the prefix's live keys. With a compaction interval, the mix's compactions are lists
+// and a compaction comes when the interval is up instead.
 func (s *kubernetesSource) next(r *rand.Rand) op {
 	p, f, pick := r.IntN(len(k8sPrefixes)), pickOp(s.mix, r.IntN(s.total)), r.IntN(1<<20)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.every > 0 {
+		if f == history.OpCompact {
+			f = history.OpList
+		}
+		if now := time.Now(); !now.Before(s.nextCompact) {
+			s.nextCompact, f = now.Add(s.every), history.OpCompact
+		}
+	}
 	prefix := k8sPrefixes[p]
 	keys := sortedKeys(s.live[p])
 	if len(keys) < k8sLiveKeys/2 && (f == history.OpUpdate || f == history.OpDelete) ||
@@ -286,7 +300,11 @@ func (s *kubernetesSource) longWatch(ctx context.Context, deadline time.Time, op
 		l := make([]string, 0, 5*len(evs))
 		for _, e := range evs {
 			l = append(l, strconv.FormatInt(e.Rev, 10), e.Type, e.Key, e.Value, e.Prev)
-			from = max(from, e.Rev+1)
+			next := e.Rev + 1
+			if e.Type == history.WatchCompacted {
+				next = e.Rev // the compacted revision itself can still be watched
+			}
+			from = max(from, next)
 		}
 		ev.Type, ev.Value, ev.Error = history.OK, history.L(l...), ""
 		if err != nil {

@@ -33,8 +33,14 @@ func TestKubernetesWorkload(t *testing.T) {
 			require.NotNil(t, res.Watch)
 			assert.Greater(t, res.Watch.Watches, 20)
 			assert.Greater(t, res.Watch.Events, 100)
-			byF, conflicts, pinned := map[string]int{}, 0, 0
+			byF, conflicts, pinned, cancels := map[string]int{}, 0, 0, 0
 			for _, e := range events {
+				if e.F == history.OpWatch && e.Error == history.Compacted {
+					l := e.Value.L
+					require.GreaterOrEqual(t, len(l), 5)
+					assert.Equal(t, history.WatchCompacted, l[len(l)-4], "a cancelled watch's last event is its cancel")
+					cancels++
+				}
 				if e.Type == history.OK {
 					byF[e.F]++
 				}
@@ -49,6 +55,7 @@ func TestKubernetesWorkload(t *testing.T) {
 				assert.Positive(t, byF[f], "%s acknowledged", f)
 			}
 			assert.Positive(t, conflicts, "updates that met a newer mod revision")
+			assert.Positive(t, cancels, "watches cancelled for compaction")
 			long := map[int]bool{}
 			for _, e := range events {
 				if e.F == history.OpWatch && e.Process >= watcherProcess {
@@ -57,6 +64,24 @@ func TestKubernetesWorkload(t *testing.T) {
 			}
 			assert.Len(t, long, len(k8sPrefixes)*k8sWatchers, "long watches, one per watcher process")
 			assert.Positive(t, pinned, "list pages continued at the first page's revision")
+		}
+	})
+	t.Run("with a compaction interval, compactions come once per interval", func(t *testing.T) {
+		cfg := Config{Workload: Kubernetes, Concurrency: 6, Rate: 300, TimeLimit: 30 * time.Second, Seed: 4, CompactInterval: 5 * time.Second}
+		events := runOnSim(t, cfg, nil, true)
+		res := checker.Check(context.Background(), events, checker.Options{Model: checker.Keyspace})
+		require.Equal(t, checker.Valid, res.Verdict, "%s\n%v", res.Summary(), res.Explanations())
+		var at []int64
+		for _, e := range events {
+			if e.F == history.OpCompact && e.Type == history.Invoke {
+				at = append(at, e.Time)
+			}
+		}
+		// the first interval only notes the revision to compact to
+		require.NotEmpty(t, at)
+		assert.InDelta(t, 5, len(at), 1, "compactions in 30 s, one per 5 s after the first interval")
+		for i := 1; i < len(at); i++ {
+			assert.GreaterOrEqual(t, time.Duration(at[i]-at[i-1]), 5*time.Second, "compactions %d and %d", i-1, i)
 		}
 	})
 	t.Run("a store whose watches skip an event is caught", func(t *testing.T) {

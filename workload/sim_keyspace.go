@@ -195,10 +195,10 @@ func (k *SimKeyspace) Watch(prefix string, from int64) []WatchEvent {
 // later (or ctx's end).
 func (s *SimStore) Watch(ctx context.Context, prefix string, from int64, d time.Duration) (evs []WatchEvent, err error) {
 	s.mu.Lock()
-	compacted := from < s.Keyspace.compacted
+	compacted := s.Keyspace.compacted
 	s.mu.Unlock()
-	if compacted {
-		return nil, ErrCompacted
+	if from < compacted {
+		return []WatchEvent{{Rev: compacted, Type: history.WatchCompacted}}, ErrCompacted
 	}
 	if !sleep(ctx, d, time.Time{}) {
 		return nil, ctx.Err()

@@ -78,6 +78,11 @@ type Config struct {
 	OpsPerKey   int           // register/append: retire a key after this many ops; default 200
 	OpTimeout   time.Duration // per-op client deadline; default 2s (expiry → info)
 	LeaseTTL    time.Duration // lease: the TTL each lease is granted with; default 5s, whole seconds
+	// CompactInterval, for the kubernetes workload, is the time from one compaction to
+	// the next, each to the revision seen at the one before, as the API server's
+	// --etcd-compaction-interval; 0: a compaction every thousandth operation or so
+	// (every few seconds).
+	CompactInterval time.Duration
 	Seed        int64
 	// Progress, if set, is updated as the run goes so that a renderer can poll it;
 	// Run makes its own when it is nil.
@@ -123,6 +128,8 @@ func (c Config) normalize() (Config, error) {
 	case c.Rate < 0 || c.TimeLimit < 0 || c.OpTimeout < 0:
 		return c, fmt.Errorf("workload: rate %v, time limit %v and op timeout %v must not be negative",
 			c.Rate, c.TimeLimit, c.OpTimeout)
+	case c.CompactInterval < 0:
+		return c, fmt.Errorf("workload: compaction interval %v is negative", c.CompactInterval)
 	case c.LeaseTTL < time.Second || c.LeaseTTL%time.Second != 0:
 		return c, fmt.Errorf("workload: lease TTL %v is not a whole number of seconds, at least 1", c.LeaseTTL)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/harness"
 	"github.com/faultline/faultline/results"
 )
@@ -55,6 +56,9 @@ type Scenario struct {
 	Spec         harness.Spec
 	Expect       string
 	MinDetection float64
+	// Anomaly, for a scenario expected invalid, is the kind of anomaly a run must show
+	// to count as caught (checker.AnomalyKindNames); "": any invalid run.
+	Anomaly string
 }
 
 // file is the YAML form (docs/campaigns.md).
@@ -73,6 +77,7 @@ type fileScenario struct {
 	Spec         yaml.Node `yaml:"spec"`
 	Expect       string    `yaml:"expect"`
 	MinDetection *float64  `yaml:"min-detection"`
+	Anomaly      string    `yaml:"anomaly"`
 }
 
 // fileMatrix is a cross product: each axis a spec key and its values.
@@ -80,6 +85,7 @@ type fileMatrix struct {
 	Axes         yaml.Node `yaml:"axes"`
 	Expect       string    `yaml:"expect"`
 	MinDetection *float64  `yaml:"min-detection"`
+	Anomaly      string    `yaml:"anomaly"`
 }
 
 // Overrides change every scenario of a campaign from the command line: Set holds spec
@@ -114,7 +120,7 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 	if err != nil {
 		return nil, err
 	}
-	add := func(name string, layers []*yaml.Node, expect string, minDet *float64) error {
+	add := func(name string, layers []*yaml.Node, expect string, minDet *float64, anomaly string) error {
 		spec := harness.DefaultSpec()
 		for _, l := range append(append([]*yaml.Node{&f.Base}, layers...), over) {
 			if l == nil || l.Kind == 0 {
@@ -129,7 +135,7 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 		if err != nil {
 			return fmt.Errorf("campaign %s: scenario %s: %w", c.Name, name, err)
 		}
-		sc := Scenario{Name: name, Spec: rs, Expect: expect}
+		sc := Scenario{Name: name, Spec: rs, Expect: expect, Anomaly: anomaly}
 		if sc.Expect == "" {
 			sc.Expect = results.ExpectValid
 			if rs.Options().KnownUnsafe() != "" {
@@ -149,6 +155,13 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 		default:
 			return fmt.Errorf("campaign %s: scenario %s: expect %q: want valid or invalid", c.Name, name, sc.Expect)
 		}
+		switch {
+		case anomaly == "":
+		case sc.Expect != results.ExpectInvalid:
+			return fmt.Errorf("campaign %s: scenario %s: anomaly %s: only a scenario expected invalid names the anomaly it must show", c.Name, name, anomaly)
+		case !slices.Contains(checker.AnomalyKindNames(), anomaly):
+			return fmt.Errorf("campaign %s: scenario %s: anomaly %q is not one of %s", c.Name, name, anomaly, strings.Join(checker.AnomalyKindNames(), ", "))
+		}
 		if slices.ContainsFunc(c.Scenarios, func(s Scenario) bool { return s.Name == name }) {
 			return fmt.Errorf("campaign %s: two scenarios are named %s", c.Name, name)
 		}
@@ -159,7 +172,7 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 		if s.Name == "" {
 			return nil, fmt.Errorf("campaign %s: scenario %d has no name", c.Name, i+1)
 		}
-		if err := add(s.Name, []*yaml.Node{&s.Spec}, s.Expect, s.MinDetection); err != nil {
+		if err := add(s.Name, []*yaml.Node{&s.Spec}, s.Expect, s.MinDetection, s.Anomaly); err != nil {
 			return nil, err
 		}
 	}
@@ -169,7 +182,7 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 			return nil, fmt.Errorf("campaign %s: matrix: %w", c.Name, err)
 		}
 		for _, cell := range cells {
-			if err := add(cell.name, []*yaml.Node{cell.node}, f.Matrix.Expect, f.Matrix.MinDetection); err != nil {
+			if err := add(cell.name, []*yaml.Node{cell.node}, f.Matrix.Expect, f.Matrix.MinDetection, f.Matrix.Anomaly); err != nil {
 				return nil, err
 			}
 		}
@@ -310,12 +323,13 @@ func (c *Campaign) PlanID() string {
 		Name, Expect string
 		Min          float64
 		Spec         harness.Spec
+		Anomaly      string `json:",omitempty"` // absent when not named: plans named before it keep their ids
 	}
 	rows := make([]row, len(c.Scenarios))
 	for i, s := range c.Scenarios {
 		spec := s.Spec
 		spec.Results, spec.JUnit = "", ""
-		rows[i] = row{s.Name, s.Expect, s.MinDetection, spec}
+		rows[i] = row{s.Name, s.Expect, s.MinDetection, spec, s.Anomaly}
 	}
 	b, _ := json.Marshal(struct {
 		Name string
@@ -338,7 +352,7 @@ func (c *Campaign) Index(plan []Planned, shard string) results.CampaignIndex {
 		b, _ := json.Marshal(s.Spec)
 		_ = json.Unmarshal(b, &spec)
 		delete(spec, "results")
-		ix.Scenarios = append(ix.Scenarios, results.CampaignScenario{Name: s.Name, Expect: s.Expect, MinDetection: s.MinDetection, Spec: spec})
+		ix.Scenarios = append(ix.Scenarios, results.CampaignScenario{Name: s.Name, Expect: s.Expect, MinDetection: s.MinDetection, Anomaly: s.Anomaly, Spec: spec})
 	}
 	return ix
 }

@@ -68,6 +68,8 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		"min-detection 2":        "name: x\nscenarios: [{name: a, expect: invalid, min-detection: 2}]",
 		"want a list":            "name: x\nmatrix: {axes: {workload: register}}",
 		"without spaces":         "name: a b\nscenarios: [{name: a}]",
+		"only a scenario expected invalid names the anomaly": "name: x\nscenarios: [{name: a, anomaly: watch-order}]",
+		`anomaly "watch-backwards" is not one of`:            "name: x\nscenarios: [{name: a, expect: invalid, anomaly: watch-backwards}]",
 	} {
 		_, err := Parse([]byte(f), Overrides{})
 		require.Error(t, err, f)
@@ -195,6 +197,32 @@ func TestExitGatesBothWays(t *testing.T) {
 	assert.Equal(t, results.ExitValid, ix.Exit())
 }
 
+// A scenario that names its bug's anomaly counts as caught only the invalid runs that
+// show it: another bug in the same release is not a detection of this one.
+func TestAScenarioThatNamesItsAnomalyCountsOnlyRunsThatShowIt(t *testing.T) {
+	c, err := Parse([]byte("name: x\nscenarios: [{name: a, expect: invalid, anomaly: watch-order, min-detection: 0.5}]"), Overrides{})
+	require.NoError(t, err)
+	assert.Equal(t, "watch-order", c.Scenarios[0].Anomaly)
+	ix := c.Index(c.Plan(), "")
+	ix.Runs = nil
+	require.Equal(t, "watch-order", ix.Scenarios[0].Anomaly, "campaign.json says what was expected")
+	for i, kinds := range [][]string{{"watch-order", "watch-progress"}, {"watch-progress"}, {"watch-progress"}, nil} {
+		exit := results.ExitInvalid
+		if kinds == nil {
+			exit = results.ExitValid
+		}
+		ix.Runs = append(ix.Runs, results.CampaignRun{Index: i, Scenario: "a", Exit: exit, Anomalies: kinds})
+	}
+	row := ix.Rows()[0]
+	assert.Equal(t, 3, row.Invalid)
+	assert.Equal(t, 1, row.Caught)
+	assert.InDelta(t, 0.25, row.Detection, 1e-9)
+	assert.Contains(t, row.Failed, "caught with watch-order (invalid in 3) in 1 of 4 runs")
+	assert.Equal(t, results.ExitInvalid, ix.Exit(), "1 of 4 is under the 50% asked")
+	ix.Runs[1].Anomalies = []string{"watch-order"}
+	assert.Equal(t, results.ExitValid, ix.Exit(), "2 of 4 meets it")
+}
+
 func TestFailfastStopsAfterTheFirstFailingRun(t *testing.T) {
 	c, err := Parse([]byte("name: ff\nruns: 5\nscenarios: [{name: a, spec: {target: raftnode}}]"), Overrides{})
 	require.NoError(t, err)
@@ -231,6 +259,18 @@ func TestTheZooIsACampaign(t *testing.T) {
 	}
 	for _, m := range append(slices.Clone(node.UnsafeModes), "") {
 		assert.True(t, seen[string(m)], "the zoo has a row for %q", m)
+	}
+}
+
+// docs/campaigns.md names every anomaly kind a scenario may expect.
+func TestTheDocsNameEveryAnomalyKind(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/campaigns.md")
+	require.NoError(t, err)
+	for _, k := range checker.AnomalyKindNames() {
+		if base, ok := strings.CutSuffix(k, "-realtime"); ok {
+			k = base // "each cycle also -realtime"
+		}
+		assert.Contains(t, string(doc), "`"+k+"`", "docs/campaigns.md names %s", k)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -106,8 +107,11 @@ func (c *Campaign) Run(ctx context.Context, o Options) (results.CampaignIndex, s
 				ix.StoppedEarly = fmt.Sprintf("--failfast after %s seed %d: %s", sc.Name, p.Seed, r.Verdict)
 			}
 			mark := ""
-			if fails {
+			switch {
+			case fails:
 				mark = "  ✗ expected " + sc.Expect
+			case sc.Anomaly != "" && r.Exit == results.ExitInvalid && !slices.Contains(r.Anomalies, sc.Anomaly):
+				mark = "  (not caught: no " + sc.Anomaly + ")"
 			}
 			if r.Error != "" {
 				mark += "  " + firstLine(r.Error, 160)
@@ -142,7 +146,8 @@ func failsExpectation(expect string, exit results.ExitCode) bool {
 
 func entry(dir string, p Planned, sc Scenario, o harness.Outcome) results.CampaignRun {
 	r := results.CampaignRun{Index: p.Index, Scenario: sc.Name, Seed: p.Seed, Dir: o.Dir,
-		Verdict: string(o.Verdict), Exit: o.ExitCode(), OpsPerSec: o.Stats.OpsPerSec, Duration: results.Seconds(o.Duration.Seconds())}
+		Verdict: string(o.Verdict), Exit: o.ExitCode(), OpsPerSec: o.Stats.OpsPerSec, Duration: results.Seconds(o.Duration.Seconds()),
+		Anomalies: o.Anomalies}
 	if rel, err := filepath.Rel(dir, o.Dir); err == nil && o.Dir != "" && !strings.HasPrefix(rel, "..") {
 		r.Dir = rel
 	}

@@ -141,6 +141,9 @@ func (c *Client) Watch(ctx context.Context, prefix string, from int64, d time.Du
 			}
 			if resp.Canceled {
 				if resp.CompactRevision > 0 || compacted(resp.Err()) {
+					if resp.CompactRevision > 0 {
+						evs = append(evs, workload.WatchEvent{Rev: resp.CompactRevision, Type: history.WatchCompacted})
+					}
 					return evs, workload.ErrCompacted
 				}
 				if ctx.Err() != nil {

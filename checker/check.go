@@ -134,6 +134,13 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 		reasons = append(reasons, Reason{Code: ReasonUnknownWorkload, Detail: fmt.Sprintf("unknown model %q: nothing checked", res.Model)})
 		verdicts = append(verdicts, Unknown)
 	}
+	switch res.Model {
+	case Register, Append, Set: // revisions order every key: the one check across keys
+		if rr := checkRevisions(p.ops); rr != nil {
+			res.Revision = rr
+			verdicts = append(verdicts, rr.Verdict)
+		}
+	}
 	if len(p.ops) == 0 {
 		res.Notes = append(res.Notes, "no client operations in the history")
 	}

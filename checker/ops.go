@@ -26,7 +26,8 @@ type op struct {
 	retIdx  int64 // -1 when the invoke never completed
 	node    string
 	err     string
-	untimed bool // the history's times are only its order: describe by events
+	rev     int64 // the store's revision the completion reports (history.Event.Rev); 0: none
+	untimed bool  // the history's times are only its order: describe by events
 	// guessed says why the pairing had to guess this operation's outcome or times (a
 	// reused process, a completion of another operation, a completion timed before its
 	// invoke); "" when it did not. Its key cannot be judged valid.
@@ -97,7 +98,7 @@ func pairOps(events []history.Event) pairing {
 			p.ignored.add(o.key, whyMispaired)
 			continue // o stays open: info, never completed
 		}
-		o.status, o.out, o.done, o.retIdx, o.err = e.Type, e.Value, e.Time, e.Index, e.Error
+		o.status, o.out, o.done, o.retIdx, o.err, o.rev = e.Type, e.Value, e.Time, e.Index, e.Error, e.Rev
 		if e.Node != "" {
 			o.node = e.Node
 		}

@@ -79,7 +79,10 @@ type Result struct {
 	Txn             *TxnResult
 	Keyspace        *KeyspaceResult
 	Watch           *WatchResult // the keyspace check's watches, when the history has some
-	Stats           Stats
+	// Revision is the revision check, when a register, set or append history's
+	// operations carry the store's revisions (see RevisionResult).
+	Revision *RevisionResult
+	Stats    Stats
 	// Notes are what the checker had to forgive in the history (unpaired events, values
 	// of an unexpected shape); they never make a verdict valid: a history with any is
 	// judged invalid or unknown.
@@ -144,6 +147,9 @@ func (r Result) AnomalyKinds() []string {
 	}
 	if r.Watch != nil {
 		out = appendKinds(out, r.Watch.AnomalyTypes)
+	}
+	if r.Revision != nil {
+		out = appendKinds(out, r.Revision.AnomalyTypes)
 	}
 	for _, c := range []struct {
 		name string
@@ -266,6 +272,9 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if r.Watch != nil {
 		c["watch"] = r.Watch
 	}
+	if r.Revision != nil {
+		c["revision"] = r.Revision
+	}
 	for _, e := range r.External {
 		c[e.Name] = e
 	}
@@ -298,6 +307,9 @@ func (r Result) Explanations() []string {
 	}
 	if r.Watch != nil {
 		out = append(out, r.Watch.Anomalies...)
+	}
+	if r.Revision != nil {
+		out = append(out, r.Revision.Anomalies...)
 	}
 	for _, e := range r.External {
 		if e.Verdict == Invalid {
@@ -354,6 +366,9 @@ func (r Result) Summary() string {
 	}
 	if x := r.Watch; x != nil {
 		fmt.Fprintf(&b, "watch: %s — %s\n", x.Verdict, x.Line())
+	}
+	if x := r.Revision; x != nil {
+		fmt.Fprintf(&b, "revision: %s — %s\n", x.Verdict, x.Line())
 	}
 	for _, e := range r.External {
 		fmt.Fprintf(&b, "%s: %s — %s\n", e.Name, e.Verdict, e.Detail)

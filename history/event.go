@@ -42,6 +42,11 @@ type Event struct {
 	// Node names the node the client talked to, or the nodes a fault touched.
 	Node  string
 	Error string
+	// Rev, on an ok completion, is the store's revision the answer was made at, where
+	// the target's client reports one (etcd's response header: for a write, the
+	// revision it made); 0: none. The revision check (checker.RevisionResult) holds
+	// them to real time across every key.
+	Rev int64
 }
 
 // The F of clients' operations: one vocabulary for the workloads that issue them and
@@ -144,6 +149,7 @@ type wireEvent struct {
 	Value   Value           `json:"value"`
 	Node    string          `json:"node,omitempty"`
 	Error   string          `json:"error,omitempty"`
+	Rev     int64           `json:"rev,omitempty"`
 }
 
 var nemesisJSON = json.RawMessage(`"nemesis"`)
@@ -151,7 +157,7 @@ var nemesisJSON = json.RawMessage(`"nemesis"`)
 // MarshalJSON encodes the event as one JSONL object (see docs/design.md).
 func (e Event) MarshalJSON() ([]byte, error) {
 	w := wireEvent{Index: e.Index, Time: e.Time, Type: e.Type, F: e.F, Key: e.Key,
-		Value: e.Value, Node: e.Node, Error: e.Error}
+		Value: e.Value, Node: e.Node, Error: e.Error, Rev: e.Rev}
 	if e.Process == NemesisProcess {
 		w.Process = nemesisJSON
 	} else {
@@ -177,7 +183,10 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("process %s is neither \"nemesis\" nor a non-negative integer", w.Process)
 		}
 	}
+	if w.Rev < 0 {
+		return fmt.Errorf("rev %d is negative", w.Rev)
+	}
 	*e = Event{Index: w.Index, Time: w.Time, Process: p, Type: w.Type, F: w.F, Key: w.Key,
-		Value: w.Value, Node: w.Node, Error: w.Error}
+		Value: w.Value, Node: w.Node, Error: w.Error, Rev: w.Rev}
 	return nil
 }

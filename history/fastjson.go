@@ -49,6 +49,10 @@ func decodeFast(b []byte, e *Event, d *decoder) bool {
 			if out.Time, ok = p.int(); !ok {
 				return false
 			}
+		case "rev":
+			if out.Rev, ok = p.int(); !ok || out.Rev < 0 {
+				return false
+			}
 		case "process":
 			if p.peek() == '"' {
 				s, ok := p.str()

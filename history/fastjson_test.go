@@ -7,13 +7,33 @@ import (
 	"testing"
 )
 
+// An event's revision survives the writer and both readers; a negative one is refused.
+func TestRevisionRoundTrips(t *testing.T) {
+	e := Event{Index: 3, Time: 9, Process: 1, Type: OK, F: OpRead, Key: "k", Value: S1("v"), Rev: 1234}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fast, slow Event
+	if !decodeFast(b, &fast, newDecoder()) || json.Unmarshal(b, &slow) != nil {
+		t.Fatalf("%s was refused", b)
+	}
+	if !reflect.DeepEqual(fast, e) || !reflect.DeepEqual(slow, e) {
+		t.Errorf("%s decoded as %+v and %+v", b, fast, slow)
+	}
+	bad := []byte(`{"index":0,"time":1,"process":0,"type":"ok","f":"read","value":"v","rev":-1}`)
+	if decodeFast(bad, &fast, newDecoder()) || json.Unmarshal(bad, &slow) == nil {
+		t.Errorf("a negative revision was taken")
+	}
+}
+
 // TestDecoderSharesLists: reads of one list that are prefixes or extensions of one
 // another share storage; each still decodes to what encoding/json makes of its line,
 // and stays so after the lines that follow it (a list that extends the kept one must
 // not write into an earlier read's elements).
 func TestDecoderSharesLists(t *testing.T) {
 	lines := []string{
-		`{"index":0,"time":1,"process":0,"type":"ok","f":"read","value":["a"]}`,
+		`{"index":0,"time":1,"process":0,"type":"ok","f":"read","value":["a"],"rev":42}`,
 		`{"index":1,"time":2,"process":0,"type":"ok","f":"read","value":["a","b"]}`,
 		`{"index":2,"time":3,"process":0,"type":"ok","f":"read","value":["a"]}`,
 		`{"index":3,"time":4,"process":0,"type":"ok","f":"txn","value":[["r","k",["a","b","c"]],["append","k","d"]]}`,

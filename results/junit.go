@@ -148,6 +148,9 @@ func checkerCases(res checker.Result) []junitCase {
 	if x := res.Watch; x != nil {
 		judge("watch", x.Verdict, 0, x.Anomalies, x.Line())
 	}
+	if x := res.Revision; x != nil {
+		judge("revision", x.Verdict, 0, x.Anomalies, x.Line())
+	}
 	for _, e := range res.External {
 		judge(e.Name, e.Verdict, 0, []string{e.Detail}, e.Detail)
 	}

@@ -363,6 +363,9 @@ func checkerRows(res checker.Result) []checkerRow {
 	if x := res.Watch; x != nil {
 		out = append(out, checkerRow{"watch", string(x.Verdict), x.Line()})
 	}
+	if x := res.Revision; x != nil {
+		out = append(out, checkerRow{"revision", string(x.Verdict), x.Line()})
+	}
 	for _, e := range res.External {
 		out = append(out, checkerRow{e.Name, string(e.Verdict), e.Detail})
 	}

@@ -146,11 +146,15 @@ func (s *session) do(ctx context.Context, rec *history.Recorder, timeout time.Du
 		Value: o.invokeValue(), Node: s.node}
 	rec.Record(ev)
 	octx, cancel := context.WithTimeout(ctx, timeout)
+	octx, rev := WithRevision(octx)
 	result, err := apply(octx, s.client, o)
 	cancel()
 	ev.Type, ev.Error = classify(err)
 	if ev.Type == history.OK || o.f != history.OpRead {
 		ev.Value = result
+	}
+	if ev.Type == history.OK {
+		ev.Rev = rev.Load()
 	}
 	rec.Record(ev)
 	return ev.Type, result, ev.Error

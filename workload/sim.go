@@ -31,11 +31,16 @@ type SimStore struct {
 	// LeaseClock is the clock its leases run on (nil: the wall clock's time.Now): a
 	// clock that jumps ahead ends leases early, for tests that the lease check sees it.
 	LeaseClock func() time.Time
+	// LagReads is a deliberate bug: a register or list read answers with the right
+	// value but at the revision before the last write, as a member that had not applied
+	// that write (to another key) would — a stale read only the revision check can see.
+	LagReads bool
 
 	mu     sync.Mutex
 	rnd    *rand.Rand
 	regs   map[string]string
 	lists  map[string][]string
+	rev    int64 // the registers' and lists' revision: one per write, as etcd's
 	leases SimLeases
 	// Keyspace is its revisioned keyspace (the kubernetes workload's): set its
 	// StaleReads before use for a store with that bug.
@@ -60,6 +65,7 @@ func (s *SimStore) Opener(nodes int) Opener {
 func (s *SimStore) Read(ctx context.Context, key string) (v string, found bool, err error) {
 	err = s.do(ctx, func() error {
 		v, found = s.regs[key]
+		s.readAt(ctx)
 		return nil
 	})
 	if err != nil {
@@ -72,6 +78,7 @@ func (s *SimStore) Read(ctx context.Context, key string) (v string, found bool, 
 func (s *SimStore) Write(ctx context.Context, key, value string) error {
 	return s.do(ctx, func() error {
 		s.regs[key] = value
+		s.wrote(ctx)
 		return nil
 	})
 }
@@ -83,6 +90,7 @@ func (s *SimStore) CAS(ctx context.Context, key, from, to string) error {
 			return ErrMismatch
 		}
 		s.regs[key] = to
+		s.wrote(ctx)
 		return nil
 	})
 }
@@ -91,6 +99,7 @@ func (s *SimStore) CAS(ctx context.Context, key, from, to string) error {
 func (s *SimStore) Append(ctx context.Context, key, value string) error {
 	return s.do(ctx, func() error {
 		s.lists[key] = append(s.lists[key], value)
+		s.wrote(ctx)
 		return nil
 	})
 }
@@ -99,6 +108,7 @@ func (s *SimStore) Append(ctx context.Context, key, value string) error {
 func (s *SimStore) ReadList(ctx context.Context, key string) (l []string, err error) {
 	err = s.do(ctx, func() error {
 		l = append([]string{}, s.lists[key]...)
+		s.readAt(ctx)
 		return nil
 	})
 	if err != nil {
@@ -199,6 +209,22 @@ func (s *SimStore) drop(keys []string) {
 // do runs apply atomically after a random delay, then waits a random delay more. An
 // operation cut off by ctx before it applied returns ctx's error without taking
 // effect; one cut off after, returns it having taken effect.
+// wrote makes the next revision and reports it (under s.mu).
+func (s *SimStore) wrote(ctx context.Context) {
+	s.rev++
+	ReportRevision(ctx, s.rev)
+}
+
+// readAt reports the revision a read answers at (under s.mu): the latest, or with
+// LagReads the one before it.
+func (s *SimStore) readAt(ctx context.Context) {
+	rev := s.rev
+	if s.LagReads {
+		rev--
+	}
+	ReportRevision(ctx, rev)
+}
+
 func (s *SimStore) do(ctx context.Context, apply func() error) error {
 	s.mu.Lock()
 	var before, after time.Duration

@@ -83,7 +83,7 @@ type Config struct {
 	// --etcd-compaction-interval; 0: a compaction every thousandth operation or so
 	// (every few seconds).
 	CompactInterval time.Duration
-	Seed        int64
+	Seed            int64
 	// Progress, if set, is updated as the run goes so that a renderer can poll it;
 	// Run makes its own when it is nil.
 	Progress *Progress

@@ -178,6 +178,7 @@ func (c *Client) Read(ctx context.Context, key string) (string, bool, error) {
 	if err != nil {
 		return "", false, Classify(err, false)
 	}
+	workload.ReportRevision(ctx, resp.Header.Revision)
 	if len(resp.Kvs) == 0 {
 		return "", false, nil
 	}
@@ -188,8 +189,12 @@ func (c *Client) Read(ctx context.Context, key string) (string, bool, error) {
 func (c *Client) Write(ctx context.Context, key, value string) error {
 	ctx, cancel := c.opCtx(ctx, true)
 	defer cancel()
-	_, err := c.cli.Put(ctx, key, value)
-	return Classify(err, true)
+	resp, err := c.cli.Put(ctx, key, value)
+	if err != nil {
+		return Classify(err, true)
+	}
+	workload.ReportRevision(ctx, resp.Header.Revision)
+	return nil
 }
 
 // CAS sets key to `to` if its value is `from`, in one Txn. A failed compare, a missing key
@@ -207,6 +212,7 @@ func (c *Client) CAS(ctx context.Context, key, from, to string) error {
 	if !resp.Succeeded {
 		return workload.ErrMismatch
 	}
+	workload.ReportRevision(ctx, resp.Header.Revision)
 	return nil
 }
 
@@ -249,6 +255,7 @@ func (c *Client) Append(ctx context.Context, key, value string) error {
 			return Classify(err, true)
 		}
 		if tresp.Succeeded {
+			workload.ReportRevision(ctx, tresp.Header.Revision)
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -271,6 +278,7 @@ func (c *Client) ReadList(ctx context.Context, key string) ([]string, error) {
 	if err != nil {
 		return nil, Classify(err, false)
 	}
+	workload.ReportRevision(ctx, resp.Header.Revision)
 	if len(resp.Kvs) == 0 {
 		return []string{}, nil
 	}

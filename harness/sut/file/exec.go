@@ -61,6 +61,9 @@ type answer struct {
 	Values json.RawMessage `json:"values"`
 	Txn    json.RawMessage `json:"txn"`
 	Error  string          `json:"error"`
+	// Rev, on an ok answer, is the store's revision the answer was made at, for a
+	// system with one revision counter (optional: 0 or absent is none).
+	Rev int64 `json:"rev"`
 }
 
 // shim is one running exec-protocol client: a workload.Client and io.Closer.
@@ -225,6 +228,9 @@ func (s *shim) call(ctx context.Context, req request) (answer, error) {
 		if err != nil {
 			return answer{}, s.broken("answered %s to %s: %v", quote(line), b, err)
 		}
+		if a.Type == "ok" {
+			workload.ReportRevision(ctx, a.Rev)
+		}
 		return a, nil
 	case <-ctx.Done():
 		s.dead = fmt.Errorf("%s was abandoned after an operation timed out", s)
@@ -281,6 +287,8 @@ func parseAnswer(line []byte, req request) (answer, error) {
 		return a, fmt.Errorf("id %d, not %d", *a.ID, req.ID)
 	case a.Type != "ok" && a.Type != "fail" && a.Type != "info":
 		return a, fmt.Errorf(`"type" %q is not ok, fail or info`, a.Type)
+	case a.Rev < 0:
+		return a, fmt.Errorf(`"rev" %d is negative`, a.Rev)
 	case a.Type != "ok":
 		return a, nil
 	case req.F == history.OpRead && !isNull(a.Value):

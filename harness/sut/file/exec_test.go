@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 // "badtype" an unknown type, "badvalue" a read with a number.
 func fakeShim(mode string) {
 	regs, lists := map[string]string{}, map[string][]string{}
+	rev := int64(1)
 	out := json.NewEncoder(os.Stdout)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -67,6 +68,8 @@ func fakeShim(mode string) {
 			a["type"] = "maybe"
 		case r.Key == "badvalue":
 			a["value"] = 5
+		case r.Key == "badrev":
+			a["rev"] = -1
 		case r.F == "read":
 			if v, ok := regs[r.Key]; ok {
 				a["value"] = v
@@ -88,6 +91,12 @@ func fakeShim(mode string) {
 		case r.F == "txn":
 			a["txn"] = history.T(workload.ApplyMops(r.Txn.T, func(k string) []string { return lists[k] },
 				func(k string, l []string) { lists[k] = l })...)
+		}
+		if mode == "rev" && a["type"] == "ok" && r.F != "init" {
+			if r.F == "write" || r.F == "cas" || r.F == "append" {
+				rev++
+			}
+			a["rev"] = rev
 		}
 		_ = out.Encode(a)
 	}
@@ -174,6 +183,31 @@ func TestExecShimOperations(t *testing.T) {
 	assert.NoError(t, tg.Failure(), "fail and info are answers: the target is fine")
 	require.NoError(t, c.Close())
 	require.NoError(t, c.Close(), "twice")
+}
+
+// A shim's ok answers may carry the store's revision: the client reports it to the
+// workload, which records it.
+func TestExecShimReportsRevisions(t *testing.T) {
+	tg, _ := shimTarget(t, "rev")
+	c := openShim(t, tg)
+	ctx, rev := workload.WithRevision(opCtx(t))
+	require.NoError(t, c.Write(ctx, "k", "1"))
+	assert.EqualValues(t, 2, rev.Load(), "a write: the revision it made")
+	_, _, err := c.Read(ctx, "k")
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, rev.Load(), "a read: the revision it read at")
+	ctx, rev = workload.WithRevision(opCtx(t))
+	require.NoError(t, c.Append(ctx, "l", "a"))
+	assert.EqualValues(t, 3, rev.Load())
+
+	tg, _ = shimTarget(t, "kv")
+	c = openShim(t, tg)
+	ctx, rev = workload.WithRevision(opCtx(t))
+	require.NoError(t, c.Write(ctx, "k", "1"))
+	assert.Zero(t, rev.Load(), "no rev: none")
+	_, _, err = c.Read(ctx, "badrev")
+	require.Error(t, err)
+	assert.Contains(t, tg.Failure().Error(), `"rev" -1 is negative`)
 }
 
 // A shim that dies or answers garbage ends its operation indeterminate and fails the

@@ -1,0 +1,96 @@
+package checker
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/history"
+)
+
+// revHistory builds register histories whose completions carry revisions.
+type revHistory struct{ events []history.Event }
+
+func (h *revHistory) op(p int, call, done int64, f, key, in, out string, rev int64) {
+	inv := history.Event{Index: int64(len(h.events)), Time: call, Process: p, Type: history.Invoke, F: f, Key: key}
+	if in != "" {
+		inv.Value = history.S1(in)
+	}
+	h.events = append(h.events, inv)
+	ok := history.Event{Time: done, Process: p, Type: history.OK, F: f, Key: key, Value: history.S1(out), Rev: rev}
+	if out == "" {
+		ok.Value = history.Value{}
+	}
+	h.events = append(h.events, ok)
+}
+
+func (h *revHistory) check(t *testing.T) Result {
+	t.Helper()
+	slices.SortStableFunc(h.events, func(a, b history.Event) int { return cmp.Compare(a.Time, b.Time) })
+	for i := range h.events {
+		h.events[i].Index = int64(i)
+	}
+	return Check(context.Background(), h.events, Options{Model: Register, MinEvidence: 1})
+}
+
+func TestRevisionCheck(t *testing.T) {
+	t.Run("answers in revision order across keys are valid", func(t *testing.T) {
+		h := &revHistory{}
+		h.op(0, 0, 10, history.OpWrite, "a", "1", "1", 2)
+		h.op(1, 5, 15, history.OpWrite, "b", "2", "2", 3) // concurrent with the first
+		h.op(0, 20, 30, history.OpRead, "b", "", "2", 3)
+		h.op(1, 20, 30, history.OpRead, "a", "", "1", 4) // a later revision: another key's write
+		res := h.check(t)
+		require.NotNil(t, res.Revision)
+		assert.Equal(t, Valid, res.Revision.Verdict, res.Revision.Line())
+		assert.Equal(t, Valid, res.Verdict, res.Summary())
+		assert.Equal(t, 4, res.Revision.Ops)
+		assert.Equal(t, 2, res.Revision.Writes)
+	})
+	t.Run("a stale read of an unchanged key is caught, though each key is linearizable", func(t *testing.T) {
+		h := &revHistory{}
+		h.op(0, 0, 10, history.OpWrite, "a", "1", "1", 2)
+		h.op(0, 20, 30, history.OpWrite, "b", "2", "2", 3)
+		h.op(2, 32, 38, history.OpRead, "b", "", "2", 3)
+		h.op(1, 40, 50, history.OpRead, "a", "", "1", 2) // a member at revision 2 served it: b's write was acknowledged
+		res := h.check(t)
+		require.NotNil(t, res.Linearizability)
+		assert.Equal(t, Valid, res.Linearizability.Verdict, "key a alone is linearizable")
+		assert.Equal(t, Invalid, res.Verdict, res.Summary())
+		assert.Equal(t, []string{KSRevisionOrder}, res.AnomalyKinds())
+		assert.EqualValues(t, 2, res.Revision.FirstBad)
+		assert.Contains(t, strings.Join(res.Explanations(), "\n"), "answered at revision 2, but write of b")
+	})
+	t.Run("a write that makes a revision no later than one answered before it began", func(t *testing.T) {
+		h := &revHistory{}
+		h.op(0, 0, 10, history.OpWrite, "a", "1", "1", 2)
+		h.op(1, 20, 30, history.OpRead, "a", "", "1", 5)
+		h.op(0, 40, 50, history.OpWrite, "b", "2", "2", 5)
+		res := h.check(t)
+		assert.Equal(t, Invalid, res.Verdict, res.Summary())
+		assert.Contains(t, strings.Join(res.Explanations(), "\n"), "a write makes a later one")
+	})
+	t.Run("two writes that made one revision", func(t *testing.T) {
+		h := &revHistory{}
+		h.op(0, 0, 10, history.OpWrite, "a", "1", "1", 2)
+		h.op(1, 5, 15, history.OpWrite, "b", "2", "2", 2)
+		h.op(0, 20, 30, history.OpRead, "a", "", "1", 2)
+		h.op(1, 20, 30, history.OpRead, "b", "", "2", 2)
+		res := h.check(t)
+		assert.Equal(t, Invalid, res.Verdict, res.Summary())
+		assert.Equal(t, []string{KSDuplicateRevision}, res.AnomalyKinds())
+	})
+	t.Run("a history without revisions has no revision check", func(t *testing.T) {
+		h := &revHistory{}
+		h.op(0, 0, 10, history.OpWrite, "a", "1", "1", 0)
+		h.op(0, 20, 30, history.OpRead, "a", "", "1", 0)
+		res := h.check(t)
+		assert.Nil(t, res.Revision)
+		assert.Equal(t, Valid, res.Verdict, res.Summary())
+	})
+}

@@ -130,10 +130,13 @@ func (a *revisionAnomalies) line() string {
 // history has watches.
 type WatchResult struct {
 	Verdict Verdict `json:"valid"`
-	// Watches counts the watches checked, Cancelled those the server cancelled because
-	// their revision was compacted, Events the events they delivered (progress
+	// Watches counts the watches checked, Resumed those that began from a revision a
+	// write had already been acknowledged at (they replay history, as a watch resumed
+	// after a list or a broken stream does), Cancelled those the server cancelled
+	// because their revision was compacted, Events the events they delivered (progress
 	// notifications left out).
 	Watches   int `json:"watches"`
+	Resumed   int `json:"resumed"`
 	Cancelled int `json:"cancelled"`
 	Events    int `json:"events"`
 	revisionAnomalies
@@ -141,7 +144,8 @@ type WatchResult struct {
 
 // Line is the result in one line.
 func (r *WatchResult) Line() string {
-	return fmt.Sprintf("%d watches (%d cancelled by compaction) delivering %d events", r.Watches, r.Cancelled, r.Events) + r.line()
+	return fmt.Sprintf("%d watches (%d resumed from a past revision, %d cancelled by compaction) delivering %d events",
+		r.Watches, r.Resumed, r.Cancelled, r.Events) + r.line()
 }
 
 // maxKeyspaceAnomalies bounds the anomalies described (all are counted).
@@ -852,6 +856,7 @@ func (ks *keyspace) compaction() {
 // applied the compaction yet still has the revisions. What such a watch delivers is
 // held to the replay like any other.
 func (ks *keyspace) checkWatches() {
+	ks.countResumed()
 	for _, w := range ks.watches {
 		// lastEvent is the highest revision of an event delivered so far, progress the
 		// highest a progress notification claimed: every event at or below it delivered
@@ -927,6 +932,36 @@ func (ks *keyspace) checkWatches() {
 			}
 			ks.res.found(KSWatchLost, rev, "%s from revision %d, which got to revision %d, never delivered %s %s",
 				w.o.describe(), w.from, lastEvent, x.key, describeVersion(x))
+		}
+	}
+}
+
+// countResumed counts the watches that began from a revision at or below one a write
+// had been acknowledged at before they began.
+func (ks *keyspace) countResumed() {
+	var acked []*kwrite
+	for _, x := range ks.byRev {
+		if x.o.status == history.OK {
+			acked = append(acked, x)
+		}
+	}
+	slices.SortFunc(acked, func(a, b *kwrite) int { return cmp.Compare(a.o.done, b.o.done) })
+	highest := make([]int64, len(acked)) // highest[i]: the highest revision of acked[:i+1]
+	for i, x := range acked {
+		highest[i] = x.rev
+		if i > 0 {
+			highest[i] = max(highest[i], highest[i-1])
+		}
+	}
+	for _, w := range ks.watches {
+		n, _ := slices.BinarySearchFunc(acked, w.o.call, func(x *kwrite, call int64) int {
+			if x.o.done < call {
+				return -1
+			}
+			return 1
+		})
+		if n > 0 && w.from <= highest[n-1] {
+			ks.res.watch.Resumed++
 		}
 	}
 }

@@ -87,6 +87,24 @@ func TestKeyspaceCheckRefusesMisplacedCancel(t *testing.T) {
 	assert.Contains(t, strings.Join(res.Notes, "\n"), "not the last event of a watch cancelled for compaction")
 }
 
+// A watch that begins from a revision already acknowledged replays history: resumed; one
+// from the future, or begun before any write was acknowledged, is not.
+func TestWatchesResumedAreCounted(t *testing.T) {
+	h := &ksHistory{}
+	h.create(0, 0, 10, "/p/a", "a1", 2)
+	h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+	h.get(1, 40, 50, "/p/a", 3, 3, "a2")
+	h.watch(2, 5, 80, "/p/", 2, "2", "put", "/p/a", "a1", "", "3", "put", "/p/a", "a2", "a1") // began before any acknowledgement
+	h.watch(3, 35, 80, "/p/", 3, "3", "put", "/p/a", "a2", "a1")                              // from revision 3, acknowledged at 30: resumed
+	h.watch(4, 35, 80, "/p/", 4, "3", "progress", "", "", "")                                 // from the next revision
+	res := checkKS(t, h)
+	require.NotNil(t, res.Watch)
+	assert.Equal(t, Valid, res.Verdict, "%s\n%v", res.Summary(), res.Explanations())
+	assert.Equal(t, 3, res.Watch.Watches)
+	assert.Equal(t, 1, res.Watch.Resumed)
+	assert.Contains(t, res.Watch.Line(), "1 resumed from a past revision")
+}
+
 func TestKeyspaceCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,4 +94,33 @@ func TestRevisionCheck(t *testing.T) {
 		assert.Nil(t, res.Revision)
 		assert.Equal(t, Valid, res.Verdict, res.Summary())
 	})
+}
+
+// Simulated stores that record revisions (what the bench checks) are valid, and a read
+// moved back below a revision acknowledged before it began is caught.
+func TestRevisionCheckOnSimulatedStores(t *testing.T) {
+	for _, w := range []string{"", "append", "set"} {
+		cfg := simConfig{Seed: 21, Ops: 3000, Procs: 8, Info: 0.05, Keys: 4, OpsPerKey: 300, Workload: w, Revisions: true}
+		events := simulate(cfg)
+		model := Model(w)
+		if w == "" {
+			model = Register
+		}
+		res := Check(context.Background(), events, Options{Model: model, Timeout: time.Minute})
+		require.NotNil(t, res.Revision, w)
+		require.Equal(t, Valid, res.Verdict, "%q: %s\n%v", w, res.Summary(), res.Explanations())
+		assert.Greater(t, res.Revision.Ops, 2000, w)
+		// the last ok read: pull its revision below the highest acknowledged before it began
+		var last *history.Event
+		for i := range events {
+			if e := &events[i]; e.Type == history.OK && e.F == history.OpRead && e.Rev > 2 {
+				last = e
+			}
+		}
+		require.NotNil(t, last, w)
+		last.Rev = 1
+		res = Check(context.Background(), events, Options{Model: model, Timeout: time.Minute})
+		assert.Equal(t, Invalid, res.Verdict, "%q: %s", w, res.Summary())
+		assert.Contains(t, res.AnomalyKinds(), KSRevisionOrder, w)
+	}
 }

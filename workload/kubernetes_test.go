@@ -33,6 +33,7 @@ func TestKubernetesWorkload(t *testing.T) {
 			require.NotNil(t, res.Watch)
 			assert.Greater(t, res.Watch.Watches, 20)
 			assert.Greater(t, res.Watch.Events, 100)
+			assert.Positive(t, res.Watch.Resumed, "watches from a list's revision, or resumed")
 			byF, conflicts, pinned, cancels := map[string]int{}, 0, 0, 0
 			for _, e := range events {
 				if e.F == history.OpWatch && e.Error == history.Compacted {

@@ -25,6 +25,9 @@ type Config struct {
 	// at a time, every operation on the newest.
 	Keys     int
 	Workload string // "" (registers), "append", "set", "txn" or "keyspace"
+	// Revisions gives register, append and set answers the store's revision, as etcd's
+	// clients record it (history.Event.Rev): each write that takes effect makes one.
+	Revisions bool
 }
 
 // simOp is one simulated operation: lp is its linearization point, apply whether an
@@ -35,6 +38,7 @@ type simOp struct {
 	in            history.Value
 	call, ret, lp int64
 	info, apply   bool
+	rev           int64 // with Config.Revisions, the revision an ok answer was made at
 	out           history.Value
 	outSet        bool // the completion carries out, whatever its status
 	status        history.Type
@@ -149,9 +153,11 @@ func simApply(cfg Config, r *rand.Rand, ops []*simOp) {
 	state := map[string]history.Value{}
 	recent := map[string][]string{}
 	ks := keyspace{rev: 1, mod: map[string]int64{}, value: map[string]string{}}
+	rev := int64(1) // the registers' and lists' revision (Config.Revisions)
 	for _, o := range sorted {
 		cur, effect := state[o.key], !o.info || o.apply
 		o.status = history.OK
+		wrote := false // a register, list or set write that took effect: it made a revision
 		switch o.f {
 		case history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList:
 			ks.apply(r, o, effect)
@@ -173,10 +179,12 @@ func simApply(cfg Config, r *rand.Rand, ops []*simOp) {
 		case history.OpAppend, history.OpAdd:
 			if effect {
 				state[o.key] = history.L(append(slices.Clone(cur.L), o.in.S)...)
+				wrote = true
 			}
 		case history.OpWrite:
 			if effect {
 				state[o.key] = o.in
+				wrote = true
 			}
 			recent[o.key] = append(recent[o.key], o.in.S)
 		case history.OpCAS:
@@ -191,10 +199,19 @@ func simApply(cfg Config, r *rand.Rand, ops []*simOp) {
 			case effect:
 				state[o.key] = history.S1(o.in.L[1])
 				recent[o.key] = append(recent[o.key], o.in.L[1])
+				wrote = true
 			}
 		}
 		if o.info {
 			o.status = history.Info
+		}
+		if cfg.Revisions && o.f != history.OpTxn && !ks.owns(o.f) {
+			if wrote {
+				rev++
+			}
+			if o.status == history.OK {
+				o.rev = rev
+			}
 		}
 	}
 }
@@ -203,7 +220,7 @@ func simApply(cfg Config, r *rand.Rand, ops []*simOp) {
 func simEvents(ops []*simOp) []history.Event {
 	var events []history.Event
 	for _, o := range ops {
-		done := history.Event{Time: o.ret, Process: o.proc, Type: o.status, F: o.f, Key: o.key, Value: o.in}
+		done := history.Event{Time: o.ret, Process: o.proc, Type: o.status, F: o.f, Key: o.key, Value: o.in, Rev: o.rev}
 		if o.status == history.OK && (o.f == history.OpRead || o.f == history.OpTxn) || o.outSet && o.status != history.Info {
 			done.Value = o.out
 		}
@@ -217,6 +234,15 @@ func simEvents(ops []*simOp) []history.Event {
 		events[i].Index = int64(i)
 	}
 	return events
+}
+
+// owns says whether f is one of the keyspace's operations.
+func (ks *keyspace) owns(f string) bool {
+	switch f {
+	case history.OpCreate, history.OpUpdate, history.OpDelete, history.OpGet, history.OpList:
+		return true
+	}
+	return false
 }
 
 // keyspace is a revisioned keyspace (the keyspace workload's store): each write makes a

@@ -98,9 +98,17 @@ type revisionAnomalies struct {
 	FirstBad     int64          `json:"first_bad_revision,omitempty"`
 	AnomalyTypes map[string]int `json:"anomaly_types,omitempty"`
 	Anomalies    []string       `json:"anomalies,omitempty"`
+	// firstCall is the earliest invoke of an operation an anomaly blames (see
+	// Result.FirstViolation); blamed says whether there is one.
+	firstCall int64
+	blamed    bool
 }
 
-func (a *revisionAnomalies) add(kind string, rev int64, text string) {
+// add records an anomaly of kind at revision rev, blaming o (nil: none), explained by text.
+func (a *revisionAnomalies) add(kind string, rev int64, o *op, text string) {
+	if o != nil && !o.untimed && (!a.blamed || o.call < a.firstCall) {
+		a.firstCall, a.blamed = o.call, true
+	}
 	if a.AnomalyTypes == nil {
 		a.AnomalyTypes = map[string]int{}
 	}
@@ -151,12 +159,13 @@ func (r *WatchResult) Line() string {
 // maxKeyspaceAnomalies bounds the anomalies described (all are counted).
 const maxKeyspaceAnomalies = 50
 
-func (r *KeyspaceResult) found(kind string, rev int64, format string, args ...any) {
+// found records an anomaly of kind at revision rev, blaming o, explained by format.
+func (r *KeyspaceResult) found(kind string, rev int64, o *op, format string, args ...any) {
 	if strings.HasPrefix(kind, "watch-") && r.watch != nil {
-		r.watch.add(kind, rev, fmt.Sprintf(format, args...))
+		r.watch.add(kind, rev, o, fmt.Sprintf(format, args...))
 		return
 	}
-	r.add(kind, rev, fmt.Sprintf(format, args...))
+	r.add(kind, rev, o, fmt.Sprintf(format, args...))
 }
 
 // kwrite is one create, update or delete.
@@ -505,17 +514,17 @@ func (ks *keyspace) placeSeen(r *kread) {
 		w, known := ks.byValue[x.value]
 		switch {
 		case !known || w != nil && w.key != x.key:
-			ks.res.found(KSGarbageRead, x.mod, "%s read %s = %q (mod revision %d), a value no write gave that key",
+			ks.res.found(KSGarbageRead, x.mod, r.o, "%s read %s = %q (mod revision %d), a value no write gave that key",
 				r.o.describe(), x.key, x.value, x.mod)
 		case w == nil: // written twice: which write, no read can say
 		case w.o.status == history.Fail:
-			ks.res.found(KSAbortedRead, x.mod, "%s read %s = %q (mod revision %d), written by %s, which failed",
+			ks.res.found(KSAbortedRead, x.mod, r.o, "%s read %s = %q (mod revision %d), written by %s, which failed",
 				r.o.describe(), x.key, x.value, x.mod, w.o.describe())
 		case w.rev == 0:
 			w.rev, w.placed = x.mod, true
 			ks.res.Placed++
 		case w.rev != x.mod:
-			ks.res.found(KSGarbageRead, min(w.rev, x.mod), "%s read %s = %q with mod revision %d, but %s wrote it at revision %d",
+			ks.res.found(KSGarbageRead, min(w.rev, x.mod), r.o, "%s read %s = %q with mod revision %d, but %s wrote it at revision %d",
 				r.o.describe(), x.key, x.value, x.mod, w.o.describe(), w.rev)
 		}
 	}
@@ -563,7 +572,7 @@ func (ks *keyspace) order() {
 			continue
 		}
 		if other, dup := ks.byRev[w.rev]; dup {
-			ks.res.found(KSDuplicateRevision, w.rev, "%s and %s both made revision %d", other.o.describe(), w.o.describe(), w.rev)
+			ks.res.found(KSDuplicateRevision, w.rev, other.o, "%s and %s both made revision %d", other.o.describe(), w.o.describe(), w.rev)
 			continue
 		}
 		ks.byRev[w.rev] = w
@@ -655,7 +664,7 @@ func (ks *keyspace) conditions() {
 	for _, w := range ks.writes {
 		if w.o.status == history.Fail && w.o.err == history.Conflict {
 			if w.found == w.expect {
-				ks.res.found(KSFalseConflict, w.found, "%s of %s expecting mod revision %d was refused as a conflict, having found mod revision %d",
+				ks.res.found(KSFalseConflict, w.found, w.o, "%s of %s expecting mod revision %d was refused as a conflict, having found mod revision %d",
 					w.o.describe(), w.key, w.expect, w.found)
 			}
 			continue
@@ -675,13 +684,13 @@ func (ks *keyspace) conditions() {
 		case w.expect == 0 && ks.unseenDelete(w.key, mod, w.rev-1):
 		case mod < w.expect && w.expect < w.rev && ks.unseenPut(w.key, w.expect):
 		case w.o.f == history.OpCreate:
-			ks.res.found(KSLostUpdate, w.rev, "%s created %s at revision %d, but the key was there: %s",
+			ks.res.found(KSLostUpdate, w.rev, w.o, "%s created %s at revision %d, but the key was there: %s",
 				w.o.describe(), w.key, w.rev, describeVersion(prev))
 		case prev == nil:
-			ks.res.found(KSLostUpdate, w.rev, "%s of %s expecting mod revision %d happened at revision %d, but no write of the key came before",
+			ks.res.found(KSLostUpdate, w.rev, w.o, "%s of %s expecting mod revision %d happened at revision %d, but no write of the key came before",
 				w.o.describe(), w.key, w.expect, w.rev)
 		default:
-			ks.res.found(KSLostUpdate, w.rev, "%s of %s expecting mod revision %d happened at revision %d, but the key was then %s",
+			ks.res.found(KSLostUpdate, w.rev, w.o, "%s of %s expecting mod revision %d happened at revision %d, but the key was then %s",
 				w.o.describe(), w.key, w.expect, w.rev, describeVersion(prev))
 		}
 	}
@@ -708,17 +717,17 @@ func (ks *keyspace) checkKey(r *kread, key string, got *kv) {
 	want := ks.at(key, r.at)
 	if got == nil {
 		if want != nil && !want.del() && !ks.unseenDelete(key, want.rev, r.at) {
-			ks.res.found(KSStaleRead, want.rev, "%s read %s at revision %d as absent, but it was %s",
+			ks.res.found(KSStaleRead, want.rev, r.o, "%s read %s at revision %d as absent, but it was %s",
 				r.o.describe(), key, r.at, describeVersion(want))
 		}
 		return
 	}
 	switch {
 	case got.mod > r.at:
-		ks.res.found(KSGarbageRead, r.at, "%s read %s at revision %d with mod revision %d, from its future",
+		ks.res.found(KSGarbageRead, r.at, r.o, "%s read %s at revision %d with mod revision %d, from its future",
 			r.o.describe(), key, r.at, got.mod)
 	case want != nil && want.rev > got.mod:
-		ks.res.found(KSStaleRead, got.mod, "%s read %s at revision %d as %q (mod revision %d), but it was %s",
+		ks.res.found(KSStaleRead, got.mod, r.o, "%s read %s at revision %d as %q (mod revision %d), but it was %s",
 			r.o.describe(), key, r.at, got.value, got.mod, describeVersion(want))
 	}
 }
@@ -730,14 +739,14 @@ func (ks *keyspace) checkPage(r *kread) {
 	for i, x := range r.kvs {
 		switch {
 		case !strings.HasPrefix(x.key, r.prefix) || x.key < r.start:
-			ks.res.found(KSIncompleteList, r.at, "%s of %q from %q listed %s, outside its range", r.o.describe(), r.prefix, r.start, x.key)
+			ks.res.found(KSIncompleteList, r.at, r.o, "%s of %q from %q listed %s, outside its range", r.o.describe(), r.prefix, r.start, x.key)
 		case i > 0 && x.key <= r.kvs[i-1].key:
-			ks.res.found(KSIncompleteList, r.at, "%s listed %s after %s: out of order", r.o.describe(), x.key, r.kvs[i-1].key)
+			ks.res.found(KSIncompleteList, r.at, r.o, "%s listed %s after %s: out of order", r.o.describe(), x.key, r.kvs[i-1].key)
 		}
 		ks.checkKey(r, x.key, &r.kvs[i])
 	}
 	if r.limit > 0 && int64(len(r.kvs)) > r.limit {
-		ks.res.found(KSIncompleteList, r.at, "%s listed %d keys, over its limit of %d", r.o.describe(), len(r.kvs), r.limit)
+		ks.res.found(KSIncompleteList, r.at, r.o, "%s listed %d keys, over its limit of %d", r.o.describe(), len(r.kvs), r.limit)
 	}
 	listed := map[string]bool{}
 	for _, x := range r.kvs {
@@ -753,7 +762,7 @@ func (ks *keyspace) checkPage(r *kread) {
 			continue
 		}
 		if w := ks.at(k, r.at); w != nil && !w.del() && !ks.unseenDelete(k, w.rev, r.at) {
-			ks.res.found(KSIncompleteList, w.rev, "%s of %q at revision %d left out %s, which was %s",
+			ks.res.found(KSIncompleteList, w.rev, r.o, "%s of %q at revision %d left out %s, which was %s",
 				r.o.describe(), r.prefix, r.at, k, describeVersion(w))
 		}
 	}
@@ -792,7 +801,7 @@ func (ks *keyspace) realtime() {
 			continue
 		}
 		if p.rev < seen.rev || p.write && p.rev == seen.rev {
-			ks.res.found(KSRevisionOrder, p.rev, "%s answered at revision %d, but it began after %s had answered at revision %d",
+			ks.res.found(KSRevisionOrder, p.rev, p.o, "%s answered at revision %d, but it began after %s had answered at revision %d",
 				p.o.describe(), p.rev, seen.o.describe(), seen.rev)
 		}
 	}
@@ -827,7 +836,7 @@ func (ks *keyspace) compaction() {
 			continue
 		}
 		if c, rev := ks.compactedBefore(r.o, r.at); c != nil {
-			ks.res.found(KSCompactedRead, r.at, "%s read revision %d, but %s had compacted to revision %d before it began",
+			ks.res.found(KSCompactedRead, r.at, r.o, "%s read revision %d, but %s had compacted to revision %d before it began",
 				r.o.describe(), r.at, c.describe(), rev)
 		}
 	}
@@ -840,7 +849,7 @@ func (ks *keyspace) compaction() {
 			asked = asked || c.call < r.o.done && r.at < c.rev
 		}
 		if !asked {
-			ks.res.found(KSFalseCompaction, r.at, "%s was refused revision %d as compacted, but no compaction past it had been asked",
+			ks.res.found(KSFalseCompaction, r.at, r.o, "%s was refused revision %d as compacted, but no compaction past it had been asked",
 				r.o.describe(), r.at)
 		}
 	}
@@ -865,7 +874,7 @@ func (ks *keyspace) checkWatches() {
 		for i, e := range w.events {
 			if e.typ == history.WatchProgress {
 				if e.rev < lastEvent {
-					ks.res.found(KSWatchProgress, e.rev, "%s from revision %d sent a progress notification at revision %d, behind revision %d it had delivered",
+					ks.res.found(KSWatchProgress, e.rev, w.o, "%s from revision %d sent a progress notification at revision %d, behind revision %d it had delivered",
 						w.o.describe(), w.from, e.rev, lastEvent)
 				}
 				progress = max(progress, e.rev)
@@ -873,19 +882,19 @@ func (ks *keyspace) checkWatches() {
 			}
 			switch {
 			case e.rev < lastEvent:
-				ks.res.found(KSWatchOrder, e.rev, "%s from revision %d delivered revision %d (%s %s) after revision %d: it went back in time",
+				ks.res.found(KSWatchOrder, e.rev, w.o, "%s from revision %d delivered revision %d (%s %s) after revision %d: it went back in time",
 					w.o.describe(), w.from, e.rev, e.typ, e.key, lastEvent)
 			case e.rev < w.from:
-				ks.res.found(KSWatchOrder, e.rev, "%s from revision %d delivered revision %d (%s %s), before its start",
+				ks.res.found(KSWatchOrder, e.rev, w.o, "%s from revision %d delivered revision %d (%s %s), before its start",
 					w.o.describe(), w.from, e.rev, e.typ, e.key)
 			case e.rev <= progress:
-				ks.res.found(KSWatchProgress, e.rev, "%s from revision %d delivered revision %d (%s %s) after a progress notification at revision %d had said every event up to it was delivered",
+				ks.res.found(KSWatchProgress, e.rev, w.o, "%s from revision %d delivered revision %d (%s %s) after a progress notification at revision %d had said every event up to it was delivered",
 					w.o.describe(), w.from, e.rev, e.typ, e.key, progress)
 			}
 			lastEvent = max(lastEvent, e.rev)
 			id := [2]string{strconv.FormatInt(e.rev, 10), e.key}
 			if seen[id] {
-				ks.res.found(KSWatchDuplicate, e.rev, "%s delivered %s %s at revision %d twice (event %d)", w.o.describe(), e.typ, e.key, e.rev, i+1)
+				ks.res.found(KSWatchDuplicate, e.rev, w.o, "%s delivered %s %s at revision %d twice (event %d)", w.o.describe(), e.typ, e.key, e.rev, i+1)
 				continue
 			}
 			seen[id] = true
@@ -899,10 +908,10 @@ func (ks *keyspace) checkWatches() {
 		// (and the compaction was asked before the watch ended)
 		switch {
 		case w.compactRev > 0 && lastEvent >= w.compactRev:
-			ks.res.found(KSWatchCompaction, w.compactRev, "%s from revision %d was cancelled as compacted at revision %d after it had delivered revision %d: its member took it back to a revision before that",
+			ks.res.found(KSWatchCompaction, w.compactRev, w.o, "%s from revision %d was cancelled as compacted at revision %d after it had delivered revision %d: its member took it back to a revision before that",
 				w.o.describe(), w.from, w.compactRev, lastEvent)
 		case w.compactRev > 0 && !ks.compactedPast(w.compactRev-1, w.o.done):
-			ks.res.found(KSWatchCompaction, w.compactRev, "%s from revision %d was cancelled as compacted at revision %d, but no compaction to it had been asked",
+			ks.res.found(KSWatchCompaction, w.compactRev, w.o, "%s from revision %d was cancelled as compacted at revision %d, but no compaction to it had been asked",
 				w.o.describe(), w.from, w.compactRev)
 		}
 		// every write of the prefix in [from, last] delivered, where last is the last
@@ -926,11 +935,11 @@ func (ks *keyspace) checkWatches() {
 				continue
 			}
 			if rev > lastEvent {
-				ks.res.found(KSWatchProgress, rev, "%s from revision %d: a progress notification at revision %d claimed %s %s, which it never delivered",
+				ks.res.found(KSWatchProgress, rev, w.o, "%s from revision %d: a progress notification at revision %d claimed %s %s, which it never delivered",
 					w.o.describe(), w.from, progress, x.key, describeVersion(x))
 				continue
 			}
-			ks.res.found(KSWatchLost, rev, "%s from revision %d, which got to revision %d, never delivered %s %s",
+			ks.res.found(KSWatchLost, rev, w.o, "%s from revision %d, which got to revision %d, never delivered %s %s",
 				w.o.describe(), w.from, lastEvent, x.key, describeVersion(x))
 		}
 	}
@@ -972,14 +981,14 @@ func (ks *keyspace) checkEvent(w *kwatch, e wevent) {
 	switch {
 	case !known:
 		if len(ks.unplaced[e.key]) == 0 {
-			ks.res.found(KSWatchWrong, e.rev, "%s delivered %s %s at revision %d, which no write of that key made", w.o.describe(), e.typ, e.key, e.rev)
+			ks.res.found(KSWatchWrong, e.rev, w.o, "%s delivered %s %s at revision %d, which no write of that key made", w.o.describe(), e.typ, e.key, e.rev)
 		}
 		return
 	case !strings.HasPrefix(e.key, w.prefix):
-		ks.res.found(KSWatchWrong, e.rev, "%s of %q delivered %s, outside its prefix", w.o.describe(), w.prefix, e.key)
+		ks.res.found(KSWatchWrong, e.rev, w.o, "%s of %q delivered %s, outside its prefix", w.o.describe(), w.prefix, e.key)
 		return
 	case x.key != e.key || x.del() != (e.typ == history.WatchDelete) || !x.del() && x.value != e.value:
-		ks.res.found(KSWatchWrong, e.rev, "%s delivered %s %s = %q at revision %d, but the write there was %s %s",
+		ks.res.found(KSWatchWrong, e.rev, w.o, "%s delivered %s %s = %q at revision %d, but the write there was %s %s",
 			w.o.describe(), e.typ, e.key, e.value, e.rev, x.key, describeVersion(x))
 		return
 	}
@@ -994,7 +1003,7 @@ func (ks *keyspace) checkEvent(w *kwatch, e wevent) {
 	case e.prev == "" && ks.compactedPast(mod, w.o.done):
 		// etcd sends no previous value once its revision is compacted away
 	default:
-		ks.res.found(KSWatchPrevKV, e.rev, "%s delivered %s %s at revision %d with previous value %q, but it was %q",
+		ks.res.found(KSWatchPrevKV, e.rev, w.o, "%s delivered %s %s at revision %d with previous value %q, but it was %q",
 			w.o.describe(), e.typ, e.key, e.rev, e.prev, want)
 	}
 }

@@ -318,6 +318,8 @@ func TestKeyspaceCheck(t *testing.T) {
 			}
 			assert.Equal(t, Invalid, res.Verdict, line)
 			assert.Contains(t, res.AnomalyKinds(), tc.anomaly)
+			_, blamed := res.FirstViolation(h.events)
+			assert.True(t, blamed, "an operation is blamed: the campaign's first anomaly")
 			assert.Contains(t, AnomalyKindNames(), tc.anomaly, "every kind found is one a campaign can name")
 			require.NotEmpty(t, anomalies, line)
 			assert.Contains(t, types, tc.anomaly, "%v", anomalies)

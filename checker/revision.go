@@ -66,8 +66,8 @@ func checkRevisions(ops []op) *RevisionResult {
 		return nil
 	}
 	res := &RevisionResult{Ops: len(rs)}
-	found := func(kind string, rev int64, format string, args ...any) {
-		res.add(kind, rev, fmt.Sprintf(format, args...))
+	found := func(kind string, rev int64, o *op, format string, args ...any) {
+		res.add(kind, rev, o, fmt.Sprintf(format, args...))
 	}
 	// every write's revision once
 	byRev := make(map[int64]*op, len(rs)/2)
@@ -77,7 +77,7 @@ func checkRevisions(ops []op) *RevisionResult {
 		}
 		res.Writes++
 		if other, ok := byRev[r.o.rev]; ok {
-			found(KSDuplicateRevision, r.o.rev, "%s and %s both made revision %d", describeKeyed(other), describeKeyed(r.o), r.o.rev)
+			found(KSDuplicateRevision, r.o.rev, r.o, "%s and %s both made revision %d", describeKeyed(other), describeKeyed(r.o), r.o.rev)
 			continue
 		}
 		byRev[r.o.rev] = r.o
@@ -107,10 +107,10 @@ func checkRevisions(ops []op) *RevisionResult {
 		before := highest[n-1]
 		switch {
 		case r.o.rev < before.rev:
-			found(KSRevisionOrder, r.o.rev, "%s answered at revision %d, but %s had answered at revision %d before it began",
+			found(KSRevisionOrder, r.o.rev, r.o, "%s answered at revision %d, but %s had answered at revision %d before it began",
 				describeKeyed(r.o), r.o.rev, describeKeyed(before), before.rev)
 		case r.write && r.o.rev == before.rev:
-			found(KSRevisionOrder, r.o.rev, "%s made revision %d, but %s had answered at revision %d before it began: a write makes a later one",
+			found(KSRevisionOrder, r.o.rev, r.o, "%s made revision %d, but %s had answered at revision %d before it began: a write makes a later one",
 				describeKeyed(r.o), r.o.rev, describeKeyed(before), before.rev)
 		}
 	}

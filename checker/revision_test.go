@@ -66,6 +66,9 @@ func TestRevisionCheck(t *testing.T) {
 		assert.Equal(t, []string{KSRevisionOrder}, res.AnomalyKinds())
 		assert.EqualValues(t, 2, res.Revision.FirstBad)
 		assert.Contains(t, strings.Join(res.Explanations(), "\n"), "answered at revision 2, but write of b")
+		at, ok := res.FirstViolation(h.events)
+		assert.True(t, ok, "the stale read is blamed")
+		assert.EqualValues(t, 40, at, "when it was invoked")
 	})
 	t.Run("a write that makes a revision no later than one answered before it began", func(t *testing.T) {
 		h := &revHistory{}

@@ -183,6 +183,27 @@ func AnomalyKindNames() []string {
 	return slices.Compact(out)
 }
 
+func (r Result) keyspaceAnomalies() *revisionAnomalies {
+	if r.Keyspace == nil {
+		return nil
+	}
+	return &r.Keyspace.revisionAnomalies
+}
+
+func (r Result) watchAnomalies() *revisionAnomalies {
+	if r.Watch == nil {
+		return nil
+	}
+	return &r.Watch.revisionAnomalies
+}
+
+func (r Result) revisionCheckAnomalies() *revisionAnomalies {
+	if r.Revision == nil {
+		return nil
+	}
+	return &r.Revision.revisionAnomalies
+}
+
 func appendKinds(out []string, types map[string]int) []string {
 	for k, n := range types {
 		if n > 0 {
@@ -402,12 +423,18 @@ func (r Result) Summary() string {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// FirstViolation returns when the earliest operation blamed for a linearizability
-// violation was invoked, as a time since the run's base time (events is the history that
-// was checked); ok is false when no violation names an operation.
+// FirstViolation returns when the earliest operation blamed for a violation (of
+// linearizability, or of the keyspace, watch or revision checks) was invoked, as a time
+// since the run's base time (events is the history that was checked); ok is false when
+// no violation names an operation.
 func (r Result) FirstViolation(events []history.Event) (at time.Duration, ok bool) {
+	for _, a := range []*revisionAnomalies{r.keyspaceAnomalies(), r.watchAnomalies(), r.revisionCheckAnomalies()} {
+		if a != nil && a.blamed && (!ok || time.Duration(a.firstCall) < at) {
+			at, ok = time.Duration(a.firstCall), true
+		}
+	}
 	if r.Linearizability == nil {
-		return 0, false
+		return at, ok
 	}
 	for _, f := range r.Linearizability.Failures {
 		i := int(f.Op)

@@ -51,7 +51,15 @@ type Options struct {
 	// pass. The floor is over the whole history; per key, a key with updates and no
 	// acknowledged read makes the verdict unknown as well, whatever the floor.
 	MinEvidence int
+	// MinAvailability is the share of completed operations the system must have
+	// answered for the verdict to rest on enough (below it: a warning,
+	// WarnLowAvailability, whatever the verdict). 0: DefaultMinAvailability; negative:
+	// none.
+	MinAvailability float64
 }
+
+// DefaultMinAvailability is Options.MinAvailability's default: half.
+const DefaultMinAvailability = 0.5
 
 // maxNotes bounds Result.Notes; a history malformed throughout says so soon enough.
 const maxNotes = 100
@@ -71,7 +79,12 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 	}
 	stats := make(chan Stats, 1) // the stats are independent of the checks: overlap them
 	go func() { stats <- computeStats(p) }()
-	defer func() { res.Stats = <-stats }()
+	defer func() {
+		res.Stats = <-stats
+		if w, ok := lowAvailability(res.Stats, opts.MinAvailability); ok {
+			res.Warnings = append(res.Warnings, w)
+		}
+	}()
 	var verdicts []Verdict
 	var reasons []Reason
 	bad := ignoredOps{}
@@ -170,6 +183,21 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 	}
 	res.Elapsed = time.Since(start)
 	return res
+}
+
+// lowAvailability is the warning for stats whose availability is below min (0: the
+// default; negative: never).
+func lowAvailability(st Stats, min float64) (Reason, bool) {
+	if min == 0 {
+		min = DefaultMinAvailability
+	}
+	if st.Availability < 0 || st.Availability >= min {
+		return Reason{}, false
+	}
+	return Reason{Code: WarnLowAvailability, Detail: fmt.Sprintf(
+		"low availability: the system answered %.1f%% of the operations that completed, below %.0f%%; "+
+			"the verdict rests on little (faults closer together than the system recovers? try a longer --nemesis-interval)",
+		100*st.Availability, 100*min)}, true
 }
 
 func rank(code string) int {

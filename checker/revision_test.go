@@ -127,3 +127,39 @@ func TestRevisionCheckOnSimulatedStores(t *testing.T) {
 		assert.Contains(t, res.AnomalyKinds(), KSRevisionOrder, w)
 	}
 }
+
+// A run whose system answered little is flagged, whatever its verdict; answers about the
+// data (a conflict, a mismatch) count as answers.
+func TestLowAvailabilityIsAWarning(t *testing.T) {
+	mk := func(unanswered int, err string) []history.Event {
+		h := &revHistory{}
+		h.op(0, 0, 10, history.OpWrite, "a", "1", "1", 0)
+		h.op(0, 20, 30, history.OpRead, "a", "", "1", 0)
+		for i := range unanswered {
+			p := 10 + i
+			h.events = append(h.events,
+				history.Event{Time: int64(40 + i), Process: p, Type: history.Invoke, F: history.OpCAS, Key: "a", Value: history.L("x", "y")},
+				history.Event{Time: int64(41 + i), Process: p, Type: history.Fail, F: history.OpCAS, Key: "a", Value: history.L("x", "y"), Error: err})
+		}
+		slices.SortStableFunc(h.events, func(a, b history.Event) int { return cmp.Compare(a.Time, b.Time) })
+		for i := range h.events {
+			h.events[i].Index = int64(i)
+		}
+		return h.events
+	}
+	res := Check(context.Background(), mk(8, "no leader"), Options{Model: Register, MinEvidence: 1})
+	assert.Equal(t, Valid, res.Verdict, res.Summary())
+	require.Len(t, res.Warnings, 1)
+	assert.Equal(t, WarnLowAvailability, res.Warnings[0].Code)
+	assert.Contains(t, res.Summary(), "warning: low availability: the system answered 20.0%")
+	b, err := res.MarshalJSON()
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"warnings":[{"code":"low_availability"`)
+
+	res = Check(context.Background(), mk(8, history.Mismatch), Options{Model: Register, MinEvidence: 1})
+	assert.Empty(t, res.Warnings, "a mismatch is an answer")
+	res = Check(context.Background(), mk(8, "no leader"), Options{Model: Register, MinEvidence: 1, MinAvailability: -1})
+	assert.Empty(t, res.Warnings, "negative: no floor")
+	res = Check(context.Background(), mk(1, "no leader"), Options{Model: Register, MinEvidence: 1})
+	assert.Empty(t, res.Warnings, "two in three answered")
+}

@@ -8,12 +8,24 @@ import (
 	"github.com/faultline/faultline/history"
 )
 
+// answered says whether a definite failure was an answer about the data (a cas that
+// found another value, a conditional write that found another revision, a read of a
+// compacted revision, a lease found gone), not a refusal to serve.
+func answered(err string) bool {
+	switch err {
+	case history.Mismatch, history.Conflict, history.Compacted, history.LeaseNotFound:
+		return true
+	}
+	return false
+}
+
 // Stats describe how the system under test behaved; they never decide a verdict.
 type Stats struct {
 	// Counts is the number of client operations by f and by how they ended.
 	Counts map[string]map[history.Type]int `json:"counts"`
 	// Availability is the share of completed client operations that the system answered:
-	// ok, or a cas that definitely found another value (history.Mismatch).
+	// ok, or a definite answer about the data (a cas mismatch, a conflict, a compacted
+	// revision, a lease not found).
 	Availability float64 `json:"availability"`
 	// During and Outside split availability by whether the operation was invoked while
 	// a fault was in force (-1 when there was no such operation).
@@ -60,7 +72,7 @@ func computeStats(p pairing) Stats {
 		if during {
 			totalIn++
 		}
-		if o.status == history.OK || o.status == history.Fail && o.err == history.Mismatch {
+		if o.status == history.OK || o.status == history.Fail && answered(o.err) {
 			ok++
 			if during {
 				okIn++

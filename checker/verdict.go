@@ -91,6 +91,10 @@ type Result struct {
 	// it is empty unless the verdict is unknown. results.json carries it as
 	// "unknown_because": [{"code": "no_evidence", "detail": "..."}].
 	UnknownBecause []Reason
+	// Warnings are what makes a verdict weaker than it reads, without changing it (a
+	// pass that saw little: WarnLowAvailability). results.json carries them as
+	// "warnings": [{"code": "low_availability", "detail": "..."}].
+	Warnings []Reason
 	// External are checks made outside the history (e.g. etcd's HashKV agreement across
 	// members at the end of a run), joined with AddExternal.
 	External []External
@@ -229,6 +233,10 @@ type External struct {
 	Detail  string  `json:"detail"`
 }
 
+// WarnLowAvailability: the system answered less than Options.MinAvailability of the
+// operations that completed; whatever the verdict, it rests on little.
+const WarnLowAvailability = "low_availability"
+
 // ReasonExternalUnknown: a check made outside the history could not tell.
 const ReasonExternalUnknown = "external_unknown"
 
@@ -261,6 +269,7 @@ func (r *Result) MakeUnknown(code, detail string) {
 type resultJSON struct {
 	Valid          Verdict        `json:"valid"`
 	UnknownBecause []Reason       `json:"unknown_because,omitempty"`
+	Warnings       []Reason       `json:"warnings,omitempty"`
 	Model          Model          `json:"model"`
 	Checkers       map[string]any `json:"checkers"`
 	Stats          Stats          `json:"stats"`
@@ -299,7 +308,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	for _, e := range r.External {
 		c[e.Name] = e
 	}
-	return json.Marshal(resultJSON{Valid: r.Verdict, UnknownBecause: r.UnknownBecause, Model: r.Model,
+	return json.Marshal(resultJSON{Valid: r.Verdict, UnknownBecause: r.UnknownBecause, Warnings: r.Warnings, Model: r.Model,
 		Checkers: c, Stats: r.Stats, Notes: r.Notes, ElapsedMS: ms(r.Elapsed)})
 }
 
@@ -410,6 +419,9 @@ func (r Result) Summary() string {
 		}
 		fmt.Fprintf(&b, ", latency p50 %.1fms p99 %.1fms max %.1fms, %.1f ops/s",
 			st.Latency.P50, st.Latency.P99, st.Latency.Max, st.OpsPerSec)
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "\nwarning: %s", w.Detail)
 	}
 	for i, e := range r.Explanations() {
 		if i == 3 {

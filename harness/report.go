@@ -36,7 +36,8 @@ func (r *run) check(ctx context.Context, out Outcome) Outcome {
 	}
 	r.phase = "checking"
 	events, herr := r.history()
-	res := checker.Check(ctx, events, checker.Options{Model: modelOf(r.spec.Workload), Timeout: r.spec.CheckTimeout.D()})
+	res := checker.Check(ctx, events, checker.Options{Model: modelOf(r.spec.Workload), Timeout: r.spec.CheckTimeout.D(),
+		MinAvailability: r.spec.MinAvailability})
 	runtime.GC() // the check's garbage is dead: the report's GC target starts from the history (see cmd/faultline check)
 	if c := r.consistency; c != nil {
 		v := checker.Unknown
@@ -81,6 +82,9 @@ func (r *run) check(ctx context.Context, out Outcome) Outcome {
 	}
 	r.summary(out, res, res.Verdict, events)
 	out.Verdict, out.Stats, out.Anomalies = res.Verdict, res.Stats, res.AnomalyKinds()
+	for _, w := range res.Warnings {
+		out.Warnings = append(out.Warnings, w.Code)
+	}
 	return out
 }
 

@@ -57,8 +57,10 @@ type Outcome struct {
 	// Stats are the checked history's counts, rates and latencies (zero when the run
 	// recorded nothing).
 	Stats checker.Stats
-	// Anomalies are the kinds of anomaly the check found (checker.Result.AnomalyKinds).
+	// Anomalies are the kinds of anomaly the check found (checker.Result.AnomalyKinds);
+	// Warnings the codes of its warnings (checker.WarnLowAvailability).
 	Anomalies []string
+	Warnings  []string
 	// Duration is how long the run took, from start to verdict.
 	Duration time.Duration
 }

@@ -49,6 +49,10 @@ type Spec struct {
 	// next, each to the revision seen at the one before (workload.Config); 0: every
 	// thousandth operation or so.
 	CompactInterval Duration `yaml:"compact-interval" json:"compact_interval,omitempty"`
+	// MinAvailability is the share of completed operations the system must answer for
+	// its verdict not to carry a low-availability warning (checker.Options); 0: the
+	// checker's default (half); negative: no warning.
+	MinAvailability float64  `yaml:"min-availability" json:"min_availability,omitempty"`
 	Nemesis         List     `yaml:"nemesis" json:"nemesis"`
 	NemesisInterval Duration `yaml:"nemesis-interval" json:"nemesis_interval"`
 	// Clock is how the clock fault changes a node's clock: "hook" (the target's clock
@@ -311,6 +315,7 @@ func bindFlags(fs *flag.FlagSet, s *Spec, nem *string) {
 		return nil
 	})
 	fs.IntVar(&s.OpsPerKey, "ops-per-key", s.OpsPerKey, "retire a key after this many operations")
+	fs.Float64Var(&s.MinAvailability, "min-availability", s.MinAvailability, "warn (summary, results.json, JUnit, report, campaign table) when the system answered less than this share of its operations (default 0.5; negative: never)")
 	fs.Var(&s.CompactInterval, "compact-interval", "workload kubernetes: time between compactions, each to the revision of the one before, as the API server's --etcd-compaction-interval (default: every thousandth operation, a few seconds)")
 	fs.StringVar(nem, "nemesis", "", "faults, comma-separated: none|all|"+strings.Join(nemesis.KindNames(), ",")+
 		"; kind:variant picks a variant (kill:all, partition:leader); kinds joined by + act together on the same nodes (partition:leader+clock:slow)")
@@ -550,6 +555,8 @@ func (s Spec) Resolve() (Spec, error) {
 		return s, usagef("keys: %d must be at least 1", s.Keys)
 	case s.OpsPerKey < 1:
 		return s, usagef("ops-per-key: %d must be at least 1", s.OpsPerKey)
+	case s.MinAvailability > 1:
+		return s, usagef("min-availability: %v is a share: at most 1", s.MinAvailability)
 	case s.CompactInterval.D() < 0:
 		return s, usagef("compact-interval: %v must not be negative", s.CompactInterval)
 	case s.CompactInterval.D() > 0 && s.Workload != workload.Kubernetes:

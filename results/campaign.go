@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/faultline/faultline/checker"
 )
 
 // The files of a campaign directory.
@@ -88,11 +90,19 @@ type CampaignRun struct {
 	// FirstAnomaly is when the earliest operation blamed was invoked, since the run's
 	// start (invalid runs that name one; else absent).
 	FirstAnomaly *Seconds `json:"first_anomaly_s,omitempty"`
-	// Anomalies are the kinds of anomaly the run's check found, sorted.
+	// Anomalies are the kinds of anomaly the run's check found, sorted; Warnings the
+	// codes of its warnings (low_availability: a pass that saw little).
 	Anomalies []string `json:"anomalies,omitempty"`
+	Warnings  []string `json:"warnings,omitempty"`
 	Ops       int      `json:"ops"`
 	OpsPerSec float64  `json:"ops_per_sec"`
 	Duration  Seconds  `json:"duration_s"`
+}
+
+// LowAvailability says whether the run's system answered too little for its verdict to
+// rest on much (checker.WarnLowAvailability).
+func (r CampaignRun) LowAvailability() bool {
+	return slices.Contains(r.Warnings, checker.WarnLowAvailability)
 }
 
 // Caught says whether the run caught what scenario s expects caught: it was invalid,
@@ -111,8 +121,11 @@ func (s Seconds) D() time.Duration { return time.Duration(float64(s) * float64(t
 type CampaignRow struct {
 	CampaignScenario
 	Runs, Valid, Invalid, Unknown, Errors int
-	// Caught counts the runs that caught what the scenario expects (CampaignRun.Caught).
-	Caught int
+	// Caught counts the runs that caught what the scenario expects (CampaignRun.Caught);
+	// LowAvailability the runs whose system answered too little (their passes say
+	// little).
+	Caught          int
+	LowAvailability int
 	// Detection is Caught/Runs; MedianFirstAnomaly the median of the invalid runs'
 	// first anomalies (0: none).
 	Detection          float64
@@ -141,6 +154,9 @@ func (ix CampaignIndex) Rows() []CampaignRow {
 		row.Runs++
 		if r.Caught(row.CampaignScenario) {
 			row.Caught++
+		}
+		if r.LowAvailability() {
+			row.LowAvailability++
 		}
 		if r.Ops > 0 {
 			row.OpsPerSec += r.OpsPerSec
@@ -254,6 +270,12 @@ func PrintCampaignTable(w io.Writer, ix CampaignIndex) {
 	for _, r := range rows {
 		if r.Failed != "" {
 			fmt.Fprintf(w, "FAILS: %s (expect %s): %s\n", r.Name, r.Expect, r.Failed)
+		}
+	}
+	for _, r := range rows {
+		if r.LowAvailability > 0 {
+			fmt.Fprintf(w, "WARNING: %s: %d of %d runs had low availability (the system answered less than half its operations): their verdicts rest on little\n",
+				r.Name, r.LowAvailability, r.Runs)
 		}
 	}
 	if m := ix.Missing(); len(m) > 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,6 +78,10 @@ func WriteJUnit(path string, res checker.Result, info JUnitInfo) error {
 		suite.Cases = append(suite.Cases, c)
 	}
 	v := junitCase{Name: "verdict", Class: info.Suite, Time: info.Time.Seconds(), Properties: props}
+	for _, w := range res.Warnings { // a pass that saw little says so where CI shows it
+		suite.Properties = append(suite.Properties, junitProperty{"warning", w.Detail})
+		v.Properties = append(slices.Clone(v.Properties), junitProperty{"warning", w.Detail})
+	}
 	switch res.Verdict {
 	case checker.Valid:
 	case checker.Invalid:

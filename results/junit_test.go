@@ -68,6 +68,16 @@ func TestWriteJUnit(t *testing.T) {
 		assert.Equal(t, 0, s.Failures+s.Errors)
 		assert.Equal(t, 2, s.Tests)
 	})
+	t.Run("a pass that saw little says so", func(t *testing.T) {
+		res := check(t, "register-ok.jsonl")
+		res.Warnings = []checker.Reason{{Code: checker.WarnLowAvailability, Detail: "low availability: 9%"}}
+		path := filepath.Join(t.TempDir(), "junit.xml")
+		require.NoError(t, WriteJUnit(path, res, info))
+		s := readJUnit(t, path)
+		assert.Equal(t, 0, s.Failures+s.Errors, "a warning is not a failure")
+		assert.Contains(t, s.Properties, junitProperty{Name: "warning", Value: "low availability: 9%"})
+		assert.Contains(t, caseNamed(t, s, "verdict").Properties, junitProperty{Name: "warning", Value: "low availability: 9%"})
+	})
 	t.Run("unknown run", func(t *testing.T) {
 		res := check(t, "register-ok.jsonl")
 		res.MakeUnknown(checker.ReasonInterrupted, "the run was interrupted: its history stops where it was cut")

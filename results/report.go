@@ -108,6 +108,7 @@ func writeAtomic(dir, name string, b []byte) error {
 type reportPage struct {
 	Title, Verdict string
 	Why            []checker.Reason
+	Warnings       []checker.Reason
 	// Explanations are shown first, MoreExplanations folded; Anomalies counts them all.
 	Explanations, MoreExplanations []string
 	Anomalies                      int
@@ -154,7 +155,7 @@ type fileLink struct {
 }
 
 func buildReport(dir string, res checker.Result, events []history.Event, opts ReportOptions) (reportPage, map[string][]byte, error) {
-	page := reportPage{Verdict: string(res.Verdict), Why: res.UnknownBecause, Stats: res.Stats,
+	page := reportPage{Verdict: string(res.Verdict), Why: res.UnknownBecause, Warnings: res.Warnings, Stats: res.Stats,
 		Generated: time.Now().UTC().Format(time.RFC3339)}
 	if err := page.addFacts(dir, res, events, opts); err != nil {
 		return page, nil, err

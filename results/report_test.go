@@ -133,6 +133,22 @@ func TestReportUnknownSaysWhy(t *testing.T) {
 	}
 }
 
+// A run whose system answered little carries the warning at the top of its report.
+func TestReportShowsWarnings(t *testing.T) {
+	events := []history.Event{
+		{Process: 0, Type: history.Invoke, F: "write", Key: "k", Value: history.S1("a"), Time: 1},
+		{Process: 0, Type: history.OK, F: "write", Key: "k", Value: history.S1("a"), Time: 2},
+	}
+	for p := 1; p <= 4; p++ {
+		events = append(events,
+			history.Event{Process: p, Type: history.Invoke, F: "read", Key: "k", Time: int64(2 + 2*p)},
+			history.Event{Process: p, Type: history.Fail, F: "read", Key: "k", Time: int64(3 + 2*p), Error: "no leader"})
+	}
+	_, res, page := writeReportOf(t, events, "")
+	require.NotEmpty(t, res.Warnings)
+	assert.Contains(t, page, `<code>low_availability</code>: `+html.EscapeString(res.Warnings[0].Detail))
+}
+
 func TestReportShowsTheSpec(t *testing.T) {
 	_, _, page := writeReportOf(t, fixtureEvents(t, "register-ok.jsonl"), `{"spec": {"name": "nightly", "nodes": 5, "time_limit": "1m0s", "nemesis": ["partition"]},
 		"run_id": "ab12cd", "runtime": "process", "seed": 42, "workload": "register", "nemesis_faults": ["partition", "kill"],

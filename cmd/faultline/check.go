@@ -30,11 +30,12 @@ type checkArgs struct {
 	junit                       string
 	timeout                     time.Duration
 	minEvidence                 int
+	minAvailability             float64
 }
 
 // runCheck implements
 //
-//	faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--junit FILE] [--timeout D] [--min-evidence N] FILE|RUNDIR
+//	faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--junit FILE] [--timeout D] [--min-evidence N] [--min-availability F] FILE|RUNDIR
 //
 // It prints the verdict (with why, when it is unknown) and a summary, writes
 // results.json, report.html (and linearizability.html for a violation) next to the
@@ -65,7 +66,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) resu
 	if d, ok := wl.Lookup(wl.Kind(workload)); ok {
 		model = d.Model
 	}
-	res := checker.Check(ctx, events, checker.Options{Model: model, Timeout: a.timeout, MinEvidence: a.minEvidence})
+	res := checker.Check(ctx, events, checker.Options{Model: model, Timeout: a.timeout, MinEvidence: a.minEvidence, MinAvailability: a.minAvailability})
 	if ctx.Err() != nil {
 		res.MakeUnknown(checker.ReasonInterrupted, "the check was interrupted")
 	}
@@ -130,8 +131,9 @@ func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, results.ExitCod
 	fs.StringVar(&a.junit, "junit", "", "also write a JUnit XML report here: a case per checker, and the verdict")
 	fs.DurationVar(&a.timeout, "timeout", DefaultCheckTimeout, "bound on the linearizability search; expiry gives unknown")
 	fs.IntVar(&a.minEvidence, "min-evidence", checker.DefaultMinEvidence, "least number of acknowledged updates, and of acknowledged reads, for any verdict but unknown (at least 1)")
+	fs.Float64Var(&a.minAvailability, "min-availability", checker.DefaultMinAvailability, "warn when the system answered less than this share of the operations that completed (negative: never)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--junit FILE] [--timeout D] [--min-evidence N] FILE|RUNDIR")
+		fmt.Fprintln(stderr, "usage: faultline check [--workload W] [--format jsonl|jepsen-edn|jepsen-log] [--out DIR] [--junit FILE] [--timeout D] [--min-evidence N] [--min-availability F] FILE|RUNDIR")
 		fs.PrintDefaults()
 	}
 	var paths []string
@@ -156,6 +158,8 @@ func parseCheckArgs(args []string, stderr io.Writer) (checkArgs, results.ExitCod
 		fmt.Fprintf(stderr, "faultline check: --format %q is not jsonl, jepsen-edn or jepsen-log\n", a.format)
 	case a.timeout < 0:
 		fmt.Fprintf(stderr, "faultline check: --timeout must not be negative\n")
+	case a.minAvailability > 1:
+		fmt.Fprintf(stderr, "faultline check: --min-availability %v is a share: at most 1\n", a.minAvailability)
 	case a.minEvidence < 1:
 		fmt.Fprintf(stderr, "faultline check: --min-evidence must be at least 1: no evidence is never a pass\n")
 	default:

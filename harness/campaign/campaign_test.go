@@ -223,6 +223,19 @@ func TestAScenarioThatNamesItsAnomalyCountsOnlyRunsThatShowIt(t *testing.T) {
 	assert.Equal(t, results.ExitValid, ix.Exit(), "2 of 4 meets it")
 }
 
+// A pass whose system answered little is marked in the table and in campaign.json.
+func TestLowAvailabilityRunsAreMarked(t *testing.T) {
+	ix := results.CampaignIndex{Scenarios: []results.CampaignScenario{{Name: "s", Expect: results.ExpectValid}}, Planned: []int{0, 1}}
+	ix.Runs = []results.CampaignRun{{Index: 0, Scenario: "s", Exit: results.ExitValid},
+		{Index: 1, Scenario: "s", Verdict: "valid", Exit: results.ExitValid, Warnings: []string{checker.WarnLowAvailability}}}
+	assert.Equal(t, results.ExitValid, ix.Exit(), "a warning does not change the verdict")
+	assert.Equal(t, 1, ix.Rows()[0].LowAvailability)
+	var b bytes.Buffer
+	results.PrintCampaignTable(&b, ix)
+	assert.Contains(t, b.String(), "WARNING: s: 1 of 2 runs had low availability")
+	assert.Equal(t, "VALID (low availability)", describe(ix.Runs[1]))
+}
+
 func TestFailfastStopsAfterTheFirstFailingRun(t *testing.T) {
 	c, err := Parse([]byte("name: ff\nruns: 5\nscenarios: [{name: a, spec: {target: raftnode}}]"), Overrides{})
 	require.NoError(t, err)

@@ -147,7 +147,7 @@ func failsExpectation(expect string, exit results.ExitCode) bool {
 func entry(dir string, p Planned, sc Scenario, o harness.Outcome) results.CampaignRun {
 	r := results.CampaignRun{Index: p.Index, Scenario: sc.Name, Seed: p.Seed, Dir: o.Dir,
 		Verdict: string(o.Verdict), Exit: o.ExitCode(), OpsPerSec: o.Stats.OpsPerSec, Duration: results.Seconds(o.Duration.Seconds()),
-		Anomalies: o.Anomalies}
+		Anomalies: o.Anomalies, Warnings: o.Warnings}
 	if rel, err := filepath.Rel(dir, o.Dir); err == nil && o.Dir != "" && !strings.HasPrefix(rel, "..") {
 		r.Dir = rel
 	}
@@ -172,6 +172,8 @@ func describe(r results.CampaignRun) string {
 		return "ERROR"
 	case r.FirstAnomaly != nil:
 		return fmt.Sprintf("INVALID@%v", r.FirstAnomaly.D().Round(100*time.Millisecond))
+	case r.LowAvailability():
+		return strings.ToUpper(r.Verdict) + " (low availability)"
 	}
 	return strings.ToUpper(r.Verdict)
 }

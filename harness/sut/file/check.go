@@ -13,6 +13,7 @@ import (
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/nemesis"
+	"github.com/faultline/faultline/workload"
 )
 
 // Protocols are the client protocols a target file may name.
@@ -61,6 +62,9 @@ func (f *File) checkShape() error {
 		return err
 	}
 	if err := f.checkClient(); err != nil {
+		return err
+	}
+	if err := f.checkWorkloads(); err != nil {
 		return err
 	}
 	if err := f.checkDataFiles(); err != nil {
@@ -164,6 +168,31 @@ func (f *File) checkClient() error {
 		return fmt.Errorf("client.protocol: missing: one of %s", strings.Join(Protocols, ", "))
 	}
 	return fmt.Errorf("client.protocol: %q is not one of %s", c.Protocol, strings.Join(Protocols, ", "))
+}
+
+// checkWorkloads checks that the workloads declared are workloads the client protocol
+// can run.
+func (f *File) checkWorkloads() error {
+	can := protocolWorkloads(f)
+	for i, w := range f.Workloads {
+		switch {
+		case slices.Index(f.Workloads, w) < i:
+			return fmt.Errorf("workloads: %s twice", w)
+		case !slices.Contains(workload.Names(), string(w)):
+			return fmt.Errorf("workloads: %q is not one of %s", w, strings.Join(workload.Names(), ", "))
+		case !slices.Contains(can, w):
+			return fmt.Errorf("workloads: %s: the %s client protocol cannot run it (it runs %s)", w, f.Client.Protocol, kindList(can))
+		}
+	}
+	return nil
+}
+
+func kindList(ws []workload.Kind) string {
+	names := make([]string, len(ws))
+	for i, w := range ws {
+		names[i] = string(w)
+	}
+	return strings.Join(names, ", ")
 }
 
 func (f *File) checkHooks() error {

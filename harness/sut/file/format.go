@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/faultline/faultline/workload"
 )
 
 // File is a loaded, checked target file (see docs/target-file.md for the format). Its
@@ -33,7 +35,11 @@ type File struct {
 	Ready ReadySpec      `yaml:"ready"`
 	// Client is how the workloads talk to a node.
 	Client ClientSpec `yaml:"client"`
-	Hooks  HookSpecs  `yaml:"hooks"`
+	// Workloads are the workloads the target's clients support (default: every one its
+	// client protocol can run); another is a usage error before anything starts, so that
+	// a shim that only speaks registers never passes an append run on nothing.
+	Workloads []workload.Kind `yaml:"workloads"`
+	Hooks     HookSpecs       `yaml:"hooks"`
 	// DataFiles names the node's data files by kind (log, snapshot, state): globs
 	// relative to its data directory ({{.DataDir}}), for the corrupt fault.
 	DataFiles map[string][]string `yaml:"data-files"`

@@ -8,6 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faultline/faultline/harness/sut"
+	"github.com/faultline/faultline/workload"
 )
 
 // valid is a small good target file; the cases below break it one way each.
@@ -35,6 +38,20 @@ func writeFile(t *testing.T, text string) string {
 	return p
 }
 
+// A target that declares its workloads refuses the others before anything runs, naming
+// what it supports; one that declares none supports what its protocol can run.
+func TestDeclaredWorkloads(t *testing.T) {
+	f, err := Load(writeFile(t, valid+"workloads: [register]\n"), nil)
+	require.NoError(t, err)
+	o := &Options{f: f}
+	assert.Equal(t, []workload.Kind{workload.Register}, o.Workloads())
+	assert.Empty(t, sut.Supports(o, workload.Register))
+	assert.Contains(t, sut.Supports(o, workload.Append), "its clients support register")
+	f, err = Load(writeFile(t, valid), nil)
+	require.NoError(t, err)
+	assert.Equal(t, []workload.Kind{workload.Register, workload.Set, workload.Append}, (&Options{f: f}).Workloads())
+}
+
 func TestLoadValid(t *testing.T) {
 	f, err := Load(writeFile(t, valid), map[string]string{"mode": "unsafe"})
 	require.NoError(t, err)
@@ -53,7 +70,7 @@ func TestLoadErrors(t *testing.T) {
 		want           string
 	}{
 		{"unknown field", "nodes:\n  command:", "nodes:\n  commnd: [x]\n  command:", nil, `line 10: unknown field "commnd" (nodes has: command, env, files)`},
-		{"unknown section", "ready:", "readyness: {}\nready:", nil, `line 11: unknown field "readyness" (the file has: name, vars, ports, peers, nodes, ready, client, hooks, data-files, failpoints)`},
+		{"unknown section", "ready:", "readyness: {}\nready:", nil, `line 11: unknown field "readyness" (the file has: name, vars, ports, peers, nodes, ready, client, workloads, hooks, data-files, failpoints)`},
 		{"not yaml", "ports:", "ports: [", nil, "line"},
 		{"failpoints on no port", "ready:", "failpoints: {port: gofial}\nready:", nil, `failpoints.port: "gofial" is none of the ports`},
 		{"data files of no kind", "ready:", "data-files: {wal: [wal/*]}\nready:", nil, `data-files: "wal" is no kind of data file (log, snapshot, state)`},
@@ -73,6 +90,9 @@ func TestLoadErrors(t *testing.T) {
 		{"hook both ways", "  port: client\n", "  port: client\nhooks:\n  clock: {command: [sh], http: {port: client, path: /c}}\n", nil, "hooks.clock: give one of http"},
 		{"half the membership hooks", "  port: client\n", "  port: client\nhooks:\n  add-member: {command: [sh]}\n", nil, "remove-member and add-member go together"},
 		{"empty", valid, "", nil, "empty"},
+		{"a workload that is not one", "  port: client\n", "  port: client\nworkloads: [register, queue]\n", nil, `workloads: "queue" is not one of register, set, append`},
+		{"a workload the protocol cannot run", "  port: client\n", "  port: client\nworkloads: [register, lease]\n", nil, "workloads: lease: the http client protocol cannot run it (it runs register, set, append)"},
+		{"a workload twice", "  port: client\n", "  port: client\nworkloads: [set, set]\n", nil, "workloads: set twice"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			text := valid

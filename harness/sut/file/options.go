@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/faultline/faultline/harness/sut"
@@ -129,17 +130,26 @@ func (o *Options) Caps() nemesis.Caps {
 	return c
 }
 
-// Workloads implements sut.Options: leases and etcd's revisioned keyspace
-// (kubernetes) only through the etcd protocol, whose client has them; transactions
-// through it too, and through an exec shim that says it answers them
-// (client.transactions).
+// Workloads implements sut.Options: those the file declares (workloads), else every one
+// its client protocol can run (protocolWorkloads).
 func (o *Options) Workloads() []workload.Kind {
+	if o.f != nil && len(o.f.Workloads) > 0 {
+		return slices.Clone(o.f.Workloads)
+	}
+	return protocolWorkloads(o.f)
+}
+
+// protocolWorkloads are the workloads f's client protocol can run: leases and etcd's
+// revisioned keyspace (kubernetes) only through the etcd protocol, whose client has
+// them; transactions through it too, and through an exec shim that says it answers
+// them (client.transactions); registers, sets and appends through every protocol.
+func protocolWorkloads(f *File) []workload.Kind {
 	ws := []workload.Kind{workload.Register, workload.Set, workload.Append}
 	switch {
-	case o.f == nil:
-	case o.f.Client.Protocol == protoKV:
+	case f == nil:
+	case f.Client.Protocol == protoKV:
 		ws = append(ws, workload.Lease, workload.Txn, workload.Kubernetes)
-	case o.f.Client.Transactions:
+	case f.Client.Transactions:
 		ws = append(ws, workload.Txn)
 	}
 	return ws

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	neturl "net/url"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -127,6 +130,13 @@ func (t *Target) leaders(ctx context.Context, timeout time.Duration) (map[string
 			}
 			if err == nil {
 				a.leader, err = field(body, h.Field)
+				var absent *absentError
+				if errors.As(err, &absent) { // no leader, or a wrong path: say which was taken
+					err = nil
+					t.absentLeader.Do(func() {
+						t.env.Logf("hooks.leader.field: %s's answer: %v; taken as naming no leader (if a leader was there, the path is wrong)", n, absent)
+					})
+				}
 			}
 			a.err = err
 			if err != nil {
@@ -199,8 +209,14 @@ func (t *Target) agreedLeader(ctx context.Context) (string, error) {
 	return leader, nil
 }
 
-// field returns the value at a dotted path of a JSON answer, as text ("" for null or
-// absent); path "" is the whole answer, trimmed.
+// field returns the value at a path of a JSON answer, as text ("" for null); path "" is
+// the whole answer, trimmed. A path is keys and array indexes joined by dots, an index
+// also as [i]: "leader.id", "members.0.name", "members[0].name". A path that does not
+// resolve (a key the object lacks, an index past the array, a step into a string) is an
+// error naming where it stopped, never "": a hook that names nobody by mistake would
+// send leader faults to a random node. Only the last key may be absent — proto3 JSON
+// (etcd's gateway) leaves out a zero leader — and then the error is an *absentError
+// that a caller may take as null, saying so.
 func field(body []byte, path string) (string, error) {
 	if path == "" {
 		return strings.TrimSpace(string(body)), nil
@@ -211,12 +227,28 @@ func field(body []byte, path string) (string, error) {
 	if err := dec.Decode(&v); err != nil {
 		return "", fmt.Errorf("the answer is not JSON: %q", firstLine(string(body)))
 	}
-	for _, k := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return "", nil
+	steps := strings.Split(strings.NewReplacer("[", ".", "]", "").Replace(path), ".")
+	for i, k := range steps {
+		at := strings.Join(steps[:i+1], ".")
+		switch x := v.(type) {
+		case map[string]any:
+			next, ok := x[k]
+			if !ok && i == len(steps)-1 {
+				return "", &absentError{fmt.Errorf("%s: the answer has no %q (it has: %s)", at, k, strings.Join(slices.Sorted(maps.Keys(x)), ", "))}
+			}
+			if !ok {
+				return "", fmt.Errorf("%s: the answer has no %q there (it has: %s) in %q", at, k, strings.Join(slices.Sorted(maps.Keys(x)), ", "), firstLine(string(body)))
+			}
+			v = next
+		case []any:
+			n, err := strconv.Atoi(k)
+			if err != nil || n < 0 || n >= len(x) {
+				return "", fmt.Errorf("%s: the answer has an array of %d there, and %q is not an index into it, in %q", at, len(x), k, firstLine(string(body)))
+			}
+			v = x[n]
+		default:
+			return "", fmt.Errorf("%s: the answer has %s there, not an object or array, in %q", at, describeJSON(v), firstLine(string(body)))
 		}
-		v = m[k]
 	}
 	switch x := v.(type) {
 	case nil:
@@ -227,6 +259,24 @@ func field(body []byte, path string) (string, error) {
 		return x.String(), nil
 	}
 	return fmt.Sprint(v), nil
+}
+
+// absentError is field's error for a path whose last key is absent.
+type absentError struct{ error }
+
+// describeJSON names a decoded JSON value's kind.
+func describeJSON(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 func firstLine(s string) string {

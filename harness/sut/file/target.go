@@ -46,6 +46,8 @@ type Target struct {
 	started time.Time // the first Ready call
 	ready   bool      // Ready has succeeded once
 
+	absentLeader sync.Once // the leader hook's field was absent: said once
+
 	failOnce sync.Once
 	failed   chan struct{}
 	failure  error

@@ -3,6 +3,7 @@ package file
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -219,4 +220,33 @@ func TestConfigFiles(t *testing.T) {
 	var got map[string]string
 	require.NoError(t, json.Unmarshal(b, &got))
 	assert.Equal(t, map[string]string{"name": "n2", "peers": "n1:7001,n2:7001"}, got)
+}
+
+// A JSON path indexes objects and arrays; one that does not resolve is an error that
+// says where it stopped, and only a last key that is absent may be taken as null.
+func TestFieldPaths(t *testing.T) {
+	body := []byte(`{"leader": null, "members": [{"name": "n1", "id": 7}, {"name": "n2", "id": 8}], "term": 3, "raft": {"lead": "n2"}}`)
+	for path, want := range map[string]string{
+		"members.1.name": "n2", "members[0].id": "7", "raft.lead": "n2", "term": "3", "leader": "",
+	} {
+		got, err := field(body, path)
+		require.NoError(t, err, path)
+		assert.Equal(t, want, got, path)
+	}
+	for path, want := range map[string]string{
+		"members.2.name": `members.2: the answer has an array of 2 there, and "2" is not an index into it`,
+		"members.x":      `members.x: the answer has an array of 2 there, and "x" is not an index into it`,
+		"term.x":         "term.x: the answer has a number there, not an object or array",
+		"raft.leader.id": `raft.leader: the answer has no "leader" there (it has: lead)`,
+	} {
+		_, err := field(body, path)
+		require.Error(t, err, path)
+		assert.Contains(t, err.Error(), want, path)
+		var absent *absentError
+		assert.False(t, errors.As(err, &absent), "%s: not absent, wrong", path)
+	}
+	_, err := field(body, "raft.leader")
+	var absent *absentError
+	require.ErrorAs(t, err, &absent, "a last key absent: proto3 JSON leaves out a zero leader")
+	assert.Contains(t, err.Error(), `raft.leader: the answer has no "leader" (it has: lead)`)
 }

@@ -35,6 +35,7 @@ import (
 // Timeouts of the run's phases that are not in the spec.
 const (
 	readyTimeout     = 60 * time.Second
+	readyGrace       = 5 * time.Second // past a target's own readiness budget (sut.ReadyBudget)
 	finalReadTimeout = 30 * time.Second
 	// healAllTimeout bounds the final heal: a member that never rejoins must not hang
 	// the run (an interrupt ends the heal at once).
@@ -374,7 +375,11 @@ func (r *run) start(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	budget := readyTimeout
+	if b, ok := r.target.(sut.ReadyBudget); ok && b.ReadyTimeout() > 0 {
+		budget = b.ReadyTimeout() + readyGrace
+	}
+	rctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	if err := r.waitReady(rctx, names); err != nil {
 		return fmt.Errorf("start %d %s nodes: cluster not ready: %w", len(names), r.spec.Target, err)

@@ -2,12 +2,14 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/faultline/faultline/harness/sut"
 	"github.com/faultline/faultline/history"
 	"github.com/faultline/faultline/nemesis"
 )
@@ -29,7 +31,17 @@ func (r *run) waitReady(ctx context.Context, names []string) error {
 		if last = r.target.Ready(ctx); last == nil {
 			return nil
 		}
+		if f, ok := r.target.(sut.Failer); ok {
+			select {
+			case <-f.Failed(): // it gave up itself (a target file's ready.timeout), saying why
+				return f.Failure()
+			default:
+			}
+		}
 		if !nemesis.Sleep(ctx, 200*time.Millisecond) {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("not ready in the time allowed; the last answer: %v", last)
+			}
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
 		}
 	}

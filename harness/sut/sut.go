@@ -102,6 +102,14 @@ type ConsistencyResult struct {
 	Detail string `json:"detail"`
 }
 
+// ReadyBudget is a target that says how long its cluster's first readiness may take
+// (a target file's ready.timeout): the harness waits that long (and a little more, so
+// that the target's own account of what was not ready comes first) instead of its
+// default. 0: the default.
+type ReadyBudget interface {
+	ReadyTimeout() time.Duration
+}
+
 // Failer is a target that can fail for good while the run goes on (a target file's
 // client shim that died or answered garbage): Failed is closed then, and Failure says
 // why. The run stops and reports the failure.

@@ -60,8 +60,11 @@ func (t *Target) readyOnce(ctx context.Context) (node string, err error) {
 		}
 		return "", nil
 	}
-	return "", errors.Join(errs...)
+	return order[0], errors.Join(errs...) // the log to read: the leader's, or the first node's
 }
+
+// ReadyTimeout implements sut.ReadyBudget: ready.timeout (0: the harness's default).
+func (t *Target) ReadyTimeout() time.Duration { return time.Duration(t.f.Ready.Timeout) }
 
 // readyWrite writes readyKey through node's admin client, which is opened on first use
 // and dropped after an error (the next write opens a new one).

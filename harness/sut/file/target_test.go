@@ -29,6 +29,7 @@ import (
 type fakeNode struct {
 	id, leader string
 	status     int // of /status; 0: 200
+	kvStatus   int // of writes; 0: 200
 	mu         sync.Mutex
 	calls      []string // "METHOD /path body"
 }
@@ -43,6 +44,11 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(f.status)
 		}
 		fmt.Fprintf(w, `{"header": {"member_id": "m%s"}, "id": %s, "leader": %s}`, f.id, f.id, f.leader)
+		return
+	}
+	if f.kvStatus != 0 {
+		w.WriteHeader(f.kvStatus)
+		fmt.Fprint(w, `{"error": "not now", "definite": true}`)
 		return
 	}
 	fmt.Fprint(w, "{}")
@@ -167,6 +173,26 @@ func TestReadyTimeoutFailsTheTarget(t *testing.T) {
 	msg := tg.Failure().Error()
 	assert.Contains(t, msg, "the cluster was not ready within 50ms (ready.timeout): n3 is not ready")
 	assert.Contains(t, msg, "the end of n3's log (nodes/n3/):\n  the tail of n3's log")
+}
+
+// A cluster whose nodes answer but whose readiness write keeps failing fails the target
+// at ready.timeout with the end of the log of the node the write went to (the leader),
+// and the target says how long its readiness may take.
+func TestReadyTimeoutOfAFailingWriteSaysWhere(t *testing.T) {
+	tg, nodes := fakeCluster(t, nil, func(n string) string { return "  the tail of " + n + "'s log" })
+	tg.f.Ready.Timeout = Duration(50 * time.Millisecond)
+	assert.Equal(t, 50*time.Millisecond, tg.ReadyTimeout(), "the harness waits for it, not its default")
+	nodes["n2"].mu.Lock()
+	nodes["n2"].kvStatus = http.StatusServiceUnavailable
+	nodes["n2"].mu.Unlock()
+	ctx := context.Background()
+	require.Error(t, tg.Ready(ctx))
+	time.Sleep(60 * time.Millisecond)
+	require.Error(t, tg.Ready(ctx))
+	<-tg.Failed()
+	msg := tg.Failure().Error()
+	assert.Contains(t, msg, "(ready.timeout): n2: a write")
+	assert.Contains(t, msg, "the end of n2's log (nodes/n2/):\n  the tail of n2's log")
 }
 
 func TestHooks(t *testing.T) {

@@ -200,7 +200,7 @@ func (f *File) checkHooks() error {
 	if (h.RemoveMember == nil) != (h.AddMember == nil) {
 		return errors.New("hooks: remove-member and add-member go together (the nemesis replaces a member with both)")
 	}
-	calls := map[string]*Call{"hooks.clock": h.Clock, "hooks.remove-member": h.RemoveMember, "hooks.add-member": h.AddMember}
+	calls := map[string]*Call{"hooks.setup": h.Setup, "hooks.clock": h.Clock, "hooks.remove-member": h.RemoveMember, "hooks.add-member": h.AddMember}
 	if h.Leader != nil {
 		calls["hooks.leader"] = &h.Leader.Call
 	}
@@ -268,7 +268,7 @@ func (f *File) renderHooks(d Data, find bool) error {
 		}
 	}
 	h := f.Hooks
-	calls := map[string]*Call{"hooks.clock": h.Clock, "hooks.remove-member": h.RemoveMember, "hooks.add-member": h.AddMember}
+	calls := map[string]*Call{"hooks.setup": h.Setup, "hooks.clock": h.Clock, "hooks.remove-member": h.RemoveMember, "hooks.add-member": h.AddMember}
 	if h.Leader != nil {
 		calls["hooks.leader"] = &h.Leader.Call
 	}

@@ -119,6 +119,10 @@ type ClientSpec struct {
 
 // HookSpecs are the optional hooks: who leads, clock, membership.
 type HookSpecs struct {
+	// Setup is called once, when the cluster first serves, before the workload: what
+	// the system needs before any client may use it (a bucket, a table, a namespace).
+	// It is made to the leader (with a leader hook), else the first node.
+	Setup        *Call       `yaml:"setup"`
 	Leader       *LeaderHook `yaml:"leader"`
 	Clock        *Call       `yaml:"clock"`
 	RemoveMember *Call       `yaml:"remove-member"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/faultline/faultline/harness/sut"
@@ -61,6 +62,32 @@ func (t *Target) readyOnce(ctx context.Context) (node string, err error) {
 		return "", nil
 	}
 	return order[0], errors.Join(errs...) // the log to read: the leader's, or the first node's
+}
+
+// Setup implements sut.Setupper: hooks.setup, made to the leader (with a leader hook)
+// or the first node; what it answers goes to the run's log. Without the hook it does
+// nothing.
+func (t *Target) Setup(ctx context.Context) error {
+	c := t.f.Hooks.Setup
+	if c == nil {
+		return nil
+	}
+	node := t.names[0]
+	if t.f.Hooks.Leader != nil {
+		if l, err := t.agreedLeader(ctx); err == nil && l != "" {
+			node = l
+		}
+	}
+	out, err := t.call(ctx, "hooks.setup", c, node, t.data(node, "", nil))
+	if err != nil {
+		return fmt.Errorf("setup on %s: %w", node, err)
+	}
+	said := strings.TrimSpace(string(out))
+	if len(said) > 4096 {
+		said = said[:4096] + "…"
+	}
+	t.env.Logf("setup on %s: %s", node, said)
+	return nil
 }
 
 // ReadyTimeout implements sut.ReadyBudget: ready.timeout (0: the harness's default).

@@ -276,3 +276,31 @@ func TestFieldPaths(t *testing.T) {
 	require.ErrorAs(t, err, &absent, "a last key absent: proto3 JSON leaves out a zero leader")
 	assert.Contains(t, err.Error(), `raft.leader: the answer has no "leader" (it has: lead)`)
 }
+
+// hooks.setup runs once the cluster serves, on the leader (else the first node), its
+// answer in the log; a setup that fails is an error naming the node and the command.
+func TestSetupHook(t *testing.T) {
+	tg, _ := fakeCluster(t, nil, nil)
+	var logs []string
+	env := tg.env
+	env.Logf = func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
+	withSetup := func(cmd string) *Target {
+		text := strings.Replace(valid, "client:\n", "hooks:\n  setup: {command: [sh, -c, '"+cmd+"']}\nclient:\n", 1)
+		f, err := Load(writeFile(t, text), nil)
+		require.NoError(t, err)
+		return New(f, env)
+	}
+	require.NoError(t, withSetup("echo bucket made through {{.Name}}").Setup(context.Background()))
+	assert.Equal(t, []string{"setup on n1: bucket made through n1"}, logs)
+	err := withSetup("echo no such bucket >&2; exit 3").Setup(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "setup on n1: hooks.setup: sh -c echo no such bucket")
+	assert.Contains(t, err.Error(), "no such bucket")
+	require.NoError(t, (&Target{f: &File{}}).Setup(context.Background()), "no hook: nothing to do")
+
+	tg.f.Hooks.Setup = withSetup("echo {{.Name}}").f.Hooks.Setup // with a leader hook: the leader
+	logs = nil
+	tg.env.Logf = env.Logf
+	require.NoError(t, tg.Setup(context.Background()))
+	assert.Equal(t, []string{"setup on n2: n2"}, logs)
+}

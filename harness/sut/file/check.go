@@ -118,11 +118,23 @@ func (f *File) portNamed(where, name string) error {
 
 func (f *File) checkReady() error {
 	r := f.Ready
+	n := 0
+	for _, given := range []bool{r.HTTP != nil, r.TCP != "", len(r.Command) > 0} {
+		if given {
+			n++
+		}
+	}
 	switch {
-	case (r.HTTP == nil) == (r.TCP == ""):
-		return errors.New("ready: give one of http (a GET that answers 2xx) or tcp (a port that accepts)")
+	case n != 1:
+		return errors.New("ready: give one of http (a GET that answers 2xx), tcp (a port that accepts) or command (run on this host: exit 0)")
+	case r.Expect != nil && r.TCP != "":
+		return errors.New("ready.expect: a condition on an answer, and tcp has none: use http or command")
+	case r.Expect != nil && r.Expect.Equals.Src == "":
+		return errors.New("ready.expect.equals: missing: the value the answer must have")
 	case r.TCP != "":
 		return f.portNamed("ready.tcp", r.TCP)
+	case len(r.Command) > 0:
+		return nil
 	}
 	if r.HTTP.Method != "" && r.HTTP.Method != http.MethodGet {
 		return fmt.Errorf("ready.http.method: readiness is a GET, not %s", r.HTTP.Method)
@@ -264,6 +276,16 @@ func (f *File) renderHooks(d Data, find bool) error {
 	}
 	if f.Ready.HTTP != nil {
 		if _, err := renderHTTP("ready.http", f.Ready.HTTP, d); err != nil {
+			return err
+		}
+	}
+	if len(f.Ready.Command) > 0 {
+		if err := (&Call{Command: f.Ready.Command}).check("ready", d, find); err != nil {
+			return err
+		}
+	}
+	if e := f.Ready.Expect; e != nil {
+		if _, err := render("ready.expect.equals", e.Equals, d); err != nil {
 			return err
 		}
 	}

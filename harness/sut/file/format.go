@@ -85,9 +85,22 @@ type NodeSpec struct {
 // port accepting a connection. Timeout (optional) bounds the wait for the cluster's
 // first readiness: a cluster not ready by then stops the run, naming the node.
 type ReadySpec struct {
-	HTTP    *HTTPCall `yaml:"http"`
-	TCP     string    `yaml:"tcp"`
-	Timeout Duration  `yaml:"timeout"`
+	HTTP *HTTPCall `yaml:"http"`
+	TCP  string    `yaml:"tcp"`
+	// Command is run on this host for each node (templates with the node's data):
+	// exit 0 is ready.
+	Command []Tmpl `yaml:"command"`
+	// Expect, with http or command, is a condition on the answer besides success.
+	Expect  *ReadyExpect `yaml:"expect"`
+	Timeout Duration     `yaml:"timeout"`
+}
+
+// ReadyExpect is a condition on a readiness answer: the value at Field (a JSON path as
+// the leader hook's; empty: the whole answer, trimmed) equals Equals (a template with
+// the node's data, e.g. '{{len .Peers}}' for "every peer is in").
+type ReadyExpect struct {
+	Field  string `yaml:"field"`
+	Equals Tmpl   `yaml:"equals"`
 }
 
 // HTTPCall is an HTTP request to one node's port: method (default GET), path and

@@ -89,13 +89,29 @@ func (t *Target) call(ctx context.Context, where string, c *Call, node string, d
 	return out, nil
 }
 
-// probe checks that node serves: ready.http answers 2xx, or ready.tcp accepts.
+// probe checks that node serves: ready.http answers 2xx, ready.command exits 0 (each
+// with ready.expect met by its answer), or ready.tcp accepts.
 func (t *Target) probe(ctx context.Context, node string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	r := t.f.Ready
+	limit := time.Second
+	if len(r.Command) > 0 {
+		limit = 10 * time.Second // a program's start, and its own client's
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	if h := t.f.Ready.HTTP; h != nil {
-		_, err := t.httpCall(ctx, node, "ready.http", h, t.data(node, "", nil))
-		return err
+	if r.HTTP != nil || len(r.Command) > 0 {
+		d := t.data(node, "", nil)
+		var body []byte
+		var err error
+		if r.HTTP != nil {
+			body, err = t.httpCall(ctx, node, "ready.http", r.HTTP, d)
+		} else {
+			body, err = t.call(ctx, "ready", &Call{Command: r.Command}, node, d)
+		}
+		if err != nil || r.Expect == nil {
+			return err
+		}
+		return expect(r.Expect, body, d)
 	}
 	addr := t.env.Reach(node, t.f.Ports[t.f.Ready.TCP])
 	var d net.Dialer
@@ -259,6 +275,26 @@ func field(body []byte, path string) (string, error) {
 		return x.String(), nil
 	}
 	return fmt.Sprint(v), nil
+}
+
+// expect checks a readiness answer against ready.expect.
+func expect(e *ReadyExpect, body []byte, d Data) error {
+	want, err := render("ready.expect.equals", e.Equals, d)
+	if err != nil {
+		return err
+	}
+	got, err := field(body, e.Field)
+	if err != nil {
+		return fmt.Errorf("ready.expect: %w", err)
+	}
+	if got != want {
+		where := e.Field
+		if where == "" {
+			where = "the answer"
+		}
+		return fmt.Errorf("ready.expect: %s is %q, not %q yet", where, got, want)
+	}
+	return nil
 }
 
 // absentError is field's error for a path whose last key is absent.

@@ -304,3 +304,26 @@ func TestSetupHook(t *testing.T) {
 	require.NoError(t, tg.Setup(context.Background()))
 	assert.Equal(t, []string{"setup on n2: n2"}, logs)
 }
+
+// Readiness may be a command, and a condition on the answer: not ready until it holds.
+func TestReadyCommandAndExpect(t *testing.T) {
+	tg, _ := fakeCluster(t, nil, nil)
+	withReady := func(ready string) *Target {
+		text := strings.Replace(valid, "ready:\n  http: {port: client, path: /status}\n", "ready:\n"+ready, 1)
+		require.NotEqual(t, valid, text)
+		f, err := Load(writeFile(t, text), nil)
+		require.NoError(t, err)
+		return New(f, tg.env)
+	}
+	ctx := context.Background()
+	ok := withReady(`  command: [sh, -c, 'echo "{\"members\": [1, 2, 3], \"name\": \"{{.Name}}\"}"']` + "\n" +
+		`  expect: {field: members.2, equals: '{{len .Peers}}'}` + "\n")
+	assert.NoError(t, ok.probe(ctx, "n2"), "the third member is 3: every peer is in")
+	short := withReady(`  command: [sh, -c, 'echo "{\"members\": [1, 2]}"']` + "\n" +
+		`  expect: {field: members.1, equals: '{{len .Peers}}'}` + "\n")
+	assert.ErrorContains(t, short.probe(ctx, "n1"), `ready.expect: members.1 is "2", not "3" yet`)
+	failing := withReady("  command: [sh, -c, 'echo starting >&2; exit 1']\n")
+	assert.ErrorContains(t, failing.probe(ctx, "n1"), "starting")
+	whole := withReady("  command: [sh, -c, 'echo \" serving \"']\n  expect: {equals: serving}\n")
+	assert.NoError(t, whole.probe(ctx, "n3"), "no field: the whole answer, trimmed")
+}

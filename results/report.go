@@ -287,13 +287,14 @@ func spanOf(events []history.Event, untimed bool) (span, func(int64) string) {
 	if len(events) == 0 {
 		s = span{}
 	}
-	if s.t0 > 0 && !untimed {
-		s.t0 = 0 // from the run's base time
-	}
+	// The span starts at the first event — where the run's cluster was ready (its
+	// nemesis starts then) — not at the run's base time, which comes before the nodes'
+	// start; times are labelled since the base time all the same, as the explanations
+	// give them.
 	if untimed {
 		return s, func(t int64) string { return fmt.Sprintf("event %d", t) }
 	}
-	return s, func(t int64) string { return fmt.Sprintf("%.3f s", float64(t-s.t0)/1e9) }
+	return s, func(t int64) string { return fmt.Sprintf("%.3f s", float64(t)/1e9) }
 }
 
 // faultViews numbers the history's fault windows and collects its leader changes.

@@ -70,6 +70,9 @@ func (page *reportPage) addFacts(dir string, res checker.Result, events []histor
 	add("events", fmt.Sprint(len(events)))
 	if !res.Stats.Untimed && len(events) > 0 {
 		add("duration", time.Duration(s.t1-s.t0).Round(time.Millisecond).String())
+		if s.t0 > 0 {
+			add("time axis", fmt.Sprintf("from %.3f s, the first event (the cluster was up): times are since the run began, its nodes' start before that", float64(s.t0)/1e9))
+		}
 	}
 	add("checked in", res.Elapsed.Round(time.Millisecond).String())
 	return nil

@@ -47,7 +47,7 @@ const (
 // first event to its last, in the history's nanoseconds.
 type span struct{ t0, t1 int64 }
 
-func (s span) secs(t int64) float64 { return float64(t-s.t0) / 1e9 }
+func (s span) secs(t int64) float64 { return float64(t) / 1e9 }
 
 // pct places t on a lane or a timeline, as a percentage of the span.
 func (s span) pct(t int64) float64 {
@@ -206,7 +206,7 @@ func newPlot(s span, b *bands, ylabel string) *plot.Plot {
 	p.Legend.TextStyle.Font = sans(9)
 	p.X.Label.Text = "time since the run began (s)"
 	p.Y.Label.Text = ylabel
-	p.X.Min, p.X.Max = 0, s.secs(s.t1)
+	p.X.Min, p.X.Max = s.secs(s.t0), s.secs(s.t1)
 	p.Y.Min, p.Y.Max = 0, 1
 	p.Add(b, plotter.NewGrid())
 	return p
@@ -349,7 +349,7 @@ func binLatencies(s span, pts []latencyPoint) (maxes plotter.XYs, medians []plot
 			continue
 		}
 		slices.Sort(b)
-		x := (float64(i) + 0.5) * w / 1e9
+		x := s.secs(s.t0) + (float64(i)+0.5)*w/1e9
 		maxes = append(maxes, plotter.XY{X: x, Y: b[len(b)-1]})
 		run = append(run, plotter.XY{X: x, Y: b[len(b)/2]})
 	}
@@ -382,7 +382,7 @@ func ratePlot(s span, ops []checker.Operation, b *bands) (plotView, error) {
 		xy := make(plotter.XYs, n)
 		any := false
 		for i, c := range counts[st.t] {
-			xy[i] = plotter.XY{X: (float64(i) + 0.5) * width, Y: c / width}
+			xy[i] = plotter.XY{X: s.secs(s.t0) + (float64(i)+0.5)*width, Y: c / width}
 			any = any || c > 0
 		}
 		if !any {

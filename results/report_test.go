@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"fmt"
 	"html"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -314,4 +316,23 @@ func TestReportDrawsTransactionCycles(t *testing.T) {
 	assert.Contains(t, page, "<code>[[r x []]]</code>")
 	assert.Contains(t, page, "↺")
 	assert.Contains(t, page, "rt: T2 completed at 0.010s, before T1 began at 0.020s")
+}
+
+// The time axis starts where the history does (the cluster was up), not at the run's
+// base time a build and the nodes' start came after; the page says so, and times keep
+// their labels since the run began.
+func TestReportAxisStartsAtTheFirstEvent(t *testing.T) {
+	base := int64(5 * time.Second)
+	var events []history.Event
+	for i := range int64(20) {
+		at := base + i*int64(100*time.Millisecond)
+		events = append(events,
+			history.Event{Process: 0, Type: history.Invoke, F: "write", Key: "k", Value: history.S1(fmt.Sprint(i)), Time: at},
+			history.Event{Process: 0, Type: history.OK, F: "write", Key: "k", Value: history.S1(fmt.Sprint(i)), Time: at + int64(time.Millisecond)},
+			history.Event{Process: 1, Type: history.Invoke, F: "read", Key: "k", Time: at + 2*int64(time.Millisecond)},
+			history.Event{Process: 1, Type: history.OK, F: "read", Key: "k", Value: history.S1(fmt.Sprint(i)), Time: at + 3*int64(time.Millisecond)})
+	}
+	_, _, page := writeReportOf(t, events, "")
+	assert.Contains(t, page, "from 5.000 s, the first event")
+	assert.NotContains(t, page, ">0 s<", "no tick at the base time")
 }

@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # One static binary: faultline, which also runs as raftnode when called by that name.
 export CGO_ENABLED = 0
 
-.PHONY: build run run-raftnode test test-short unit fuzz bench bench-micro image zoo clean-runs clean
+.PHONY: build run run-raftnode test test-short unit fuzz bench bench-micro image zoo regressions clean-runs clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/faultline ./cmd/faultline
@@ -70,6 +70,18 @@ ZOO_RUNS ?= 10
 ZOO_FLAGS ?=
 zoo: build
 	$(BIN)/faultline campaign -f harness/campaign/zoo.yaml --runs $(ZOO_RUNS) $(ZOO_FLAGS)
+
+# The catalogue of real bugs reproduced (examples/campaigns/regressions/, docs/regressions.md):
+# each campaign runs a bug's buggy release (it must be caught) and its fixed one (it must
+# pass); every one is run, and the exit code is the first failing campaign's, else 0.
+# About 20 minutes a campaign (each builds its etcd releases once). REGRESSIONS_FLAGS
+# passes more, e.g. '--runs 2' or '--runtime process'.
+REGRESSIONS_FLAGS ?=
+regressions: build
+	@rc=0; for f in examples/campaigns/regressions/*.yaml; do \
+		echo "== $$f"; $(BIN)/faultline campaign -f $$f $(REGRESSIONS_FLAGS); r=$$?; \
+		if [ $$r -ne 0 ] && [ $$rc -eq 0 ]; then rc=$$r; fi; \
+	done; exit $$rc
 
 # The docker runtime's node image: FROM scratch around the static faultline binary
 # (which runs raftnode when called so), tagged by content hash. Runs build it on demand.

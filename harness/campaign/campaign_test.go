@@ -292,6 +292,15 @@ func TestShippedCampaignsAndCIExamples(t *testing.T) {
 	files, err := filepath.Glob("../../examples/campaigns/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
+	catalogue, err := filepath.Glob("../../examples/campaigns/regressions/*.yaml")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(catalogue), 4, "the catalogue of real bugs reproduced")
+	doc, err := os.ReadFile("../../docs/regressions.md")
+	require.NoError(t, err)
+	for _, f := range catalogue {
+		assert.Contains(t, string(doc), "regressions/"+filepath.Base(f), "docs/regressions.md has a row for %s", f)
+	}
+	files = append(files, catalogue...)
 	for _, f := range files {
 		c, err := Load(f, Overrides{})
 		require.NoError(t, err, f)

@@ -44,6 +44,9 @@ commands:
   campaign merge [-o DIR] DIR...  join a campaign's shards into one table and JUnit
   zoo    [flags]                  the shipped bug-zoo campaign: every unsafe mode under
                                   its fault (caught), the correct node under all (valid)
+  bisect -f SPEC --values A,B,... the first release (value of --key, etcd-version by
+                                  default) at which the scenario stops meeting its
+                                  expectation; each value tried gets --runs seeds
   version                         print the version
 
 exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness error, 4 bad usage
@@ -71,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) results.E
 		return runCampaign(ctx, "faultline campaign", args[1:], stdout, stderr)
 	case "zoo":
 		return runCampaign(ctx, "faultline zoo", args[1:], stdout, stderr)
+	case "bisect":
+		return runBisect(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "faultline", version)
 		return results.ExitValid

@@ -107,6 +107,11 @@ func Parse(b []byte, o Overrides) (*Campaign, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("campaign: %w", err)
 	}
+	return build(f, o)
+}
+
+// build resolves a decoded campaign file (see Parse).
+func build(f file, o Overrides) (*Campaign, error) {
 	c := &Campaign{Name: f.Name, Runs: cmp.Or(o.Runs, f.Runs, 1), Seed: cmp.Or(o.Seed, f.Seed, 1), Parallel: cmp.Or(f.Parallel, 1)}
 	switch {
 	case c.Name == "" || strings.ContainsAny(c.Name, "/\\ "):

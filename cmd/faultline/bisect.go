@@ -39,7 +39,10 @@ func runBisect(ctx context.Context, args []string, stdout, stderr io.Writer) res
 		}
 		return results.ExitUsage
 	}
-	usage := func(err error) results.ExitCode { fmt.Fprintf(stderr, "faultline bisect: %v\n", err); return results.ExitUsage }
+	usage := func(err error) results.ExitCode {
+		fmt.Fprintf(stderr, "faultline bisect: %v\n", err)
+		return results.ExitUsage
+	}
 	if fs.NArg() > 0 {
 		return usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}

@@ -133,7 +133,7 @@ func Check(ctx context.Context, events []history.Event, opts Options) (res Resul
 		verdicts = append(verdicts, res.Txn.Verdict)
 	case Keyspace:
 		var notes []string
-		res.Keyspace, res.Watch, notes = checkKeyspace(p.ops, &bad)
+		res.Keyspace, res.Watch, notes = checkKeyspace(p.ops, p.nemesis, &bad)
 		res.Notes = append(res.Notes, notes...)
 		verdicts = append(verdicts, res.Keyspace.Verdict)
 		if res.Watch != nil {

@@ -54,6 +54,9 @@ type KeyspaceResult struct {
 	// compactions.
 	Reads       int `json:"reads"`
 	Compactions int `json:"compactions"`
+	// NemesisCompactions counts the compactions the nemesis made or asked for
+	// (history.NemesisCompact, NemesisCompactAsked): compactions all the same.
+	NemesisCompactions int `json:"nemesis_compactions,omitempty"`
 	// Revision is the highest revision written.
 	Revision int64 `json:"revision"`
 	revisionAnomalies
@@ -88,6 +91,9 @@ const (
 func (r *KeyspaceResult) Line() string {
 	s := fmt.Sprintf("%d writes to revision %d, %d indeterminate (%d placed by reads and watches), %d reads, %d compactions",
 		r.Writes, r.Revision, r.Indeterminate, r.Placed, r.Reads, r.Compactions)
+	if r.NemesisCompactions > 0 {
+		s += fmt.Sprintf(" (and %d by the nemesis)", r.NemesisCompactions)
+	}
 	return s + r.line()
 }
 
@@ -239,10 +245,36 @@ type keyspace struct {
 	prefixes map[string][]string  // per list prefix, the keys written under it, sorted
 }
 
-func checkKeyspace(ops []op, bad *ignoredOps) (*KeyspaceResult, *WatchResult, []string) {
+func checkKeyspace(ops []op, nemesis []history.Event, bad *ignoredOps) (*KeyspaceResult, *WatchResult, []string) {
 	ks := &keyspace{res: &KeyspaceResult{watch: &WatchResult{}}, byRev: map[int64]*kwrite{}, versions: map[string][]*kwrite{},
 		unplaced: map[string][]*kwrite{}, byValue: map[string]*kwrite{}, prefixes: map[string][]string{}}
 	var notes []string
+	// The nemesis's compactions: noted once answered (or given up on), so asked no
+	// later than then and no earlier than the fault's start (the nemesis invoke before
+	// the note); both bounds are kept, each where it errs toward no false alarm: a
+	// compaction excuses what it may have caused from the fault's start, and makes a
+	// read below it wrong only from its answer on.
+	fault := int64(0)
+	for _, e := range nemesis {
+		if e.Type == history.Invoke {
+			fault = e.Time
+		}
+		if e.F != history.NemesisCompact && e.F != history.NemesisCompactAsked {
+			continue
+		}
+		rev, ok := revOf(e.Value.S)
+		if e.Value.Kind != history.Str || !ok {
+			notes = append(notes, fmt.Sprintf("event %d: the nemesis's %s %v is not a revision; ignored", e.Index, e.F, e.Value))
+			continue
+		}
+		status := history.Info // asked: it may have happened
+		if e.F == history.NemesisCompact {
+			status = history.OK
+		}
+		ks.compacts = append(ks.compacts, kcompact{&op{process: history.NemesisProcess, f: history.OpCompact, status: status,
+			in: e.Value, call: min(fault, e.Time), ret: e.Time, done: e.Time, invIdx: e.Index, retIdx: e.Index}, rev})
+		ks.res.NemesisCompactions++
+	}
 	for i := range ops {
 		o := &ops[i]
 		if o.guessed != "" {

@@ -26,6 +26,14 @@ func (h *ksHistory) op(p, from, to int, f, key string, in history.Value, typ his
 
 func rv(n int) string { return strconv.Itoa(n) }
 
+// nemesisCompact is the maintenance fault compacting to rev: its start at from, the
+// compaction noted (f: history.NemesisCompact or NemesisCompactAsked) at to.
+func (h *ksHistory) nemesisCompact(from, to int, f string, rev int) {
+	h.events = append(h.events,
+		history.Event{Index: int64(len(h.events)), Time: int64(from) * 1e6, Process: history.NemesisProcess, Type: history.Invoke, F: "start-maintenance"},
+		history.Event{Index: int64(len(h.events) + 1), Time: int64(to) * 1e6, Process: history.NemesisProcess, Type: history.Info, F: f, Value: history.S1(rv(rev))})
+}
+
 // create: ok at rev, or a conflict that found mod.
 func (h *ksHistory) create(p, from, to int, key, value string, rev int) {
 	h.op(p, from, to, history.OpCreate, key, history.S1(value), history.OK, history.S1(rv(rev)), "")
@@ -253,6 +261,28 @@ func TestKeyspaceCheck(t *testing.T) {
 			h.get(1, 80, 90, "/p/a", 4, 4, "a3")
 			h.cancelledWatch(3, 5, 80, "/p/", 2, 3, "2", "put", "/p/a", "a1", "", "3", "put", "/p/a", "a2", "a1", "4", "put", "/p/a", "a3", "a2")
 		}, anomaly: KSWatchCompaction, rev: 3, explain: "cancelled as compacted at revision 3 after it had delivered revision 4"},
+		{name: "a watch cancelled for the nemesis's compaction, without the previous value it compacted, is valid", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.update(0, 40, 50, "/p/a", "a3", 3, 4)
+			h.nemesisCompact(52, 60, history.NemesisCompact, 4)
+			h.get(1, 80, 90, "/p/a", 4, 4, "a3")
+			h.cancelledWatch(3, 5, 70, "/p/", 2, 4, "2", "put", "/p/a", "a1", "")
+			h.watch(4, 55, 80, "/p/", 4, "4", "put", "/p/a", "a3", "") // a2 compacted away
+		}},
+		{name: "a watch cancelled for a compaction the nemesis only asked for is valid", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.nemesisCompact(32, 60, history.NemesisCompactAsked, 3)
+			h.get(1, 80, 90, "/p/a", 3, 3, "a2")
+			h.cancelledWatch(3, 5, 40, "/p/", 2, 3, "2", "put", "/p/a", "a1", "") // cancelled before the note: asked since the fault began
+		}},
+		{name: "a read below the nemesis's acknowledged compaction that returned data", build: func(h *ksHistory) {
+			h.create(0, 0, 10, "/p/a", "a1", 2)
+			h.update(0, 20, 30, "/p/a", "a2", 2, 3)
+			h.nemesisCompact(32, 40, history.NemesisCompact, 3)
+			h.list(1, 60, 70, "/p/", 2, "", 0, 3, false, "/p/a", "2", "a1")
+		}, anomaly: KSCompactedRead, rev: 2},
 		{name: "a watch cancelled for a compaction nobody asked", build: func(h *ksHistory) {
 			h.create(0, 0, 10, "/p/a", "a1", 2)
 			h.update(0, 20, 30, "/p/a", "a2", 2, 3)

@@ -87,6 +87,16 @@ const (
 	OpWatch = "watch"
 )
 
+// The nemesis's own compactions of a revisioned store (the maintenance fault; a
+// failpoint reached by compacting), recorded as nemesis events whose Value is the
+// revision: NemesisCompact once the compaction was acknowledged, NemesisCompactAsked
+// when it was asked but not acknowledged (it may have happened). The keyspace check
+// takes them as compactions asked at the event's time.
+const (
+	NemesisCompact      = "compact"
+	NemesisCompactAsked = "compact-asked"
+)
+
 // The types of a watch's events.
 const (
 	WatchPut      = "put"

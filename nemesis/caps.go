@@ -263,7 +263,8 @@ type Upgrader interface {
 
 // Maintainer runs the maintenance its operators schedule while the system serves.
 type Maintainer interface {
-	// Compact discards history before a recent revision and returns it.
+	// Compact discards history before a recent revision and returns it; with an error,
+	// the highest revision it asked for (0: none), which may have been compacted.
 	Compact(ctx context.Context) (int64, error)
 	// Defragment rewrites node's storage (blocking it meanwhile).
 	Defragment(ctx context.Context, node string) error

@@ -150,6 +150,20 @@ func trigger(ctx context.Context, env Env, node string, t Trigger) {
 	case TriggerDefrag:
 		_ = m.Defragment(ctx, node)
 	case TriggerCompact:
-		_, _ = m.Compact(ctx)
+		rev, err := m.Compact(ctx)
+		noteCompact(env, rev, err)
+	}
+}
+
+// noteCompact records a compaction the nemesis made (history.NemesisCompact) or asked
+// for without an answer (history.NemesisCompactAsked): the keyspace check must know
+// what was compacted besides the workload's own compactions.
+func noteCompact(env Env, rev int64, err error) {
+	switch {
+	case rev <= 0:
+	case err == nil:
+		env.note(history.NemesisCompact, "", fmt.Sprint(rev))
+	default:
+		env.note(history.NemesisCompactAsked, "", fmt.Sprint(rev))
 	}
 }

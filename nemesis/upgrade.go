@@ -234,10 +234,10 @@ func injectMaintenance(ctx context.Context, env Env, v Variant) (Injection, erro
 		return Injection{}, err
 	}
 	rev, err := m.Compact(ctx)
+	noteCompact(env, rev, err)
 	if err != nil {
 		return Injection{}, fmt.Errorf("compact: %w", err)
 	}
-	env.note("compact", "", fmt.Sprint(rev))
 	for _, n := range nodes {
 		env.note("defragment", n)
 		if err := m.Defragment(ctx, n); err != nil {

@@ -19,24 +19,27 @@ const CompactKeep = 100
 // answers), physically (clientv3.WithCompactPhysical: the call returns once the
 // compaction is applied to that member's backend, not only scheduled), and returns that
 // revision. A history no longer than CompactKeep is left alone (revision 0). A revision
-// already compacted by someone else counts as done.
+// already compacted by someone else counts as done. With an error, the revision is the
+// highest one asked for (0: none), which may have been compacted.
 func (t *Target) Compact(ctx context.Context) (int64, error) {
 	order, err := t.changeOrder(ctx, "")
 	if err != nil {
 		return 0, fmt.Errorf("compact: %w", err)
 	}
 	var errs []error
+	asked := int64(0)
 	for _, via := range order {
 		rev, err := t.compactVia(ctx, via)
 		if err == nil {
 			return rev, nil
 		}
+		asked = max(asked, rev)
 		errs = append(errs, fmt.Errorf("via %s: %w", via, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return 0, fmt.Errorf("compact: %w", errors.Join(errs...))
+	return asked, fmt.Errorf("compact: %w", errors.Join(errs...))
 }
 
 func (t *Target) compactVia(ctx context.Context, via string) (int64, error) {
@@ -54,7 +57,7 @@ func (t *Target) compactVia(ctx context.Context, via string) (int64, error) {
 		return 0, nil
 	}
 	if _, err := c.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
-		return 0, fmt.Errorf("compact to %d: %w", rev, err)
+		return rev, fmt.Errorf("compact to %d: %w", rev, err) // asked: it may have happened
 	}
 	return rev, nil
 }

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"go.yaml.in/yaml/v3"
+
 	"context"
 	"errors"
 	"fmt"
@@ -149,11 +151,20 @@ func (r *run) summary(out Outcome, res checker.Result, verdict checker.Verdict, 
 
 // ReplayCommand is the command line that runs the same test again with the same seed.
 func ReplayCommand(s Spec) string {
+	args := replayArgs(s)
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return "faultline test " + strings.Join(args, " ")
+}
+
+// replayArgs are the flags of ReplayCommand, unquoted.
+func replayArgs(s Spec) []string {
 	nem := strings.Join(s.Nemesis, ",")
 	if len(s.Nemesis) == 0 {
 		nem = "none"
 	}
-	args := []string{"faultline", "test", "--target", s.Target, "--runtime", s.Runtime,
+	args := []string{"--target", s.Target, "--runtime", s.Runtime,
 		"--nodes", fmt.Sprint(s.Nodes), "--workload", string(s.Workload), "--nemesis", nem,
 		"--nemesis-interval", s.NemesisInterval.String(), "--time-limit", s.TimeLimit.String(),
 		"--concurrency", fmt.Sprint(s.Concurrency), "--keys", fmt.Sprint(s.Keys),
@@ -169,11 +180,27 @@ func ReplayCommand(s Spec) string {
 		args = append(args, "--compact-interval", s.CompactInterval.String())
 	}
 	if o := s.Options(); o != nil {
-		for _, a := range o.Args() {
-			args = append(args, shellQuote(a))
-		}
+		args = append(args, o.Args()...)
 	}
-	return strings.Join(args, " ")
+	return args
+}
+
+// SpecFile renders s as a spec file (faultline test -f reads it back as s): its flags as
+// YAML keys, a flag given bare as true.
+func SpecFile(s Spec) ([]byte, error) {
+	args := replayArgs(s)
+	n := &yaml.Node{Kind: yaml.MappingNode}
+	for i := 0; i < len(args); i++ {
+		k, v, eq := strings.Cut(strings.TrimPrefix(args[i], "--"), "=")
+		if !eq {
+			v = "true"
+			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+				v, i = args[i+1], i+1
+			}
+		}
+		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &yaml.Node{Kind: yaml.ScalarNode, Value: v})
+	}
+	return yaml.Marshal(n)
 }
 
 // modelOf is the check a workload's histories get.

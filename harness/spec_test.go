@@ -119,6 +119,17 @@ func TestReplayCommandRoundTrips(t *testing.T) {
 		require.NoError(t, err, "%v: the replay line must parse: %s", in, ReplayCommand(s))
 		again.Results, s.Results = "", ""
 		assert.Equal(t, s, again, "%v", in)
+		// and as a spec file (what faultline shrink writes)
+		b, err := SpecFile(s)
+		require.NoError(t, err)
+		path := filepath.Join(t.TempDir(), "spec.yaml")
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+		fromFile, err := LoadSpec(path)
+		require.NoError(t, err, "%v: the spec file must load:\n%s", in, b)
+		fromFile, err = fromFile.Resolve()
+		require.NoError(t, err, "%v: the spec file must resolve:\n%s", in, b)
+		assert.Equal(t, ReplayCommand(s), ReplayCommand(fromFile), "%v: the same test:\n%s", in, b)
+		assert.Equal(t, s.Name, fromFile.Name)
 	}
 }
 

@@ -44,6 +44,8 @@ commands:
   campaign merge [-o DIR] DIR...  join a campaign's shards into one table and JUnit
   zoo    [flags]                  the shipped bug-zoo campaign: every unsafe mode under
                                   its fault (caught), the correct node under all (valid)
+  shrink [--budget 30m] RUNDIR    from an invalid run, a smaller test that still finds
+                                  its anomaly: a spec file and its replay command
   bisect -f SPEC --values A,B,... the first release (value of --key, etcd-version by
                                   default) at which the scenario stops meeting its
                                   expectation; each value tried gets --runs seeds
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) results.E
 		return runCampaign(ctx, "faultline zoo", args[1:], stdout, stderr)
 	case "bisect":
 		return runBisect(ctx, args[1:], stdout, stderr)
+	case "shrink":
+		return runShrink(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "faultline", version)
 		return results.ExitValid

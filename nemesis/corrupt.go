@@ -66,7 +66,11 @@ var corruptDef = &Def{
 	Variants: corruptVariants(),
 	Start:    "corrupt", End: "corrupt-restart", Verb: "corrupted", Healed: "restarted",
 	Family: "kill", Color: "#8f86c4",
-	Inject: injectCorrupt,
+	// a member's start checks its data against its peers' (etcd's initial hash check
+	// took 19 s here with two damaged members of five), then a refusal is replaced and
+	// the new member catches up
+	HealLimit: 2 * time.Minute,
+	Inject:    injectCorrupt,
 }
 
 // corruptVariants are bitflip-log … truncate-state: each damage of each kind of file.
@@ -183,39 +187,58 @@ func restartCorrupted(ctx context.Context, env Env, nodes, corrupted []string) e
 	if len(failed) > 0 {
 		return fmt.Errorf("corrupt: start %s", strings.Join(failed, "; "))
 	}
-	var refused []string
-	deadline := time.Now().Add(refuseWait)
-	for len(refused) < len(corrupted) && time.Now().Before(deadline) && Sleep(ctx, 100*time.Millisecond) {
-		refused = refused[:0]
+	refused := map[string]bool{}
+	// handle notes the damaged nodes that have exited since — they refused their data —
+	// and replaces them where the membership can change.
+	handle := func() error {
 		for _, n := range corrupted {
-			if !k.Running(n) {
-				refused = append(refused, n)
+			if refused[n] || k.Running(n) {
+				continue
+			}
+			refused[n] = true
+			env.note("corrupt-refused", n, exitLine(k.LogTail(n)))
+			if env.Powers.Members == nil {
+				continue
+			}
+			if err := replace(ctx, env, n); err != nil {
+				return fmt.Errorf("corrupt: replace %s: %w", n, err)
 			}
 		}
+		return nil
 	}
-	var errs []error
-	for _, n := range refused {
-		env.note("corrupt-refused", n, exitLine(k.LogTail(n)))
-		if env.Powers.Members == nil {
-			continue
-		}
-		if err := replace(ctx, env, n); err != nil {
-			errs = append(errs, fmt.Errorf("replace %s: %w", n, err))
+	deadline := time.Now().Add(refuseWait)
+	for len(refused) < len(corrupted) && time.Now().Before(deadline) && Sleep(ctx, 100*time.Millisecond) {
+		if err := handle(); err != nil {
+			return err
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("corrupt: %v", errs)
+	if env.Powers.Members == nil {
+		return nil
 	}
-	if env.Powers.Members != nil {
-		// Raft assumes stable storage: a member that lost part of its log must catch up
-		// before another fault, or a correct system can lose a write that member had
-		// acknowledged (the leader dies, and a majority without the write elects).
-		if err := env.Powers.Members.Healthy(ctx); err != nil {
+	// Raft assumes stable storage: a member that lost part of its log must catch up
+	// before another fault, or a correct system can lose a write that member had
+	// acknowledged (the leader dies, and a majority without the write elects). A
+	// member's check of its data may take longer than refuseWait (etcd compares hashes
+	// with its peers): one that refuses while the others catch up is replaced too.
+	for {
+		if err := handle(); err != nil {
+			return err
+		}
+		hctx, cancel := context.WithTimeout(ctx, catchUpPoll)
+		err := env.Powers.Members.Healthy(hctx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil || !Sleep(ctx, 200*time.Millisecond):
 			return fmt.Errorf("corrupt: the damaged members did not catch up: %w", err)
 		}
 	}
-	return nil
 }
+
+// catchUpPoll is how long one wait for the damaged members' catch-up lasts before the
+// heal looks again for a member that refused its data.
+const catchUpPoll = 2 * time.Second
 
 // exitLine is the line of a log tail that says why its node exited: the panic or fatal
 // line LogTail puts first, else the last line; trimmed and bounded.

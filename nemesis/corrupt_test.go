@@ -3,12 +3,14 @@ package nemesis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -91,6 +93,51 @@ func TestCorruptDamagesWhileDown(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 2, countPrefix(notes, "corrupt-none "))
 		require.NoError(t, inj.Heal(context.Background()))
+	})
+}
+
+// A damaged member may refuse its data long after its start (etcd compares hashes with
+// its peers first): the heal, waiting for the members to catch up, sees it exit then and
+// replaces it, rather than wait on a member that will never serve.
+func TestCorruptReplacesAMemberThatRefusesLate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		c.wholeToBeHealthy = true
+		p := c.powers()
+		p.Files = &fakeFiles{c: c}
+		var mu sync.Mutex
+		var notes []string
+		env := Env{Cluster: c, Powers: p, Rand: rand.New(rand.NewPCG(1, 1)), Note: func(f, n, v string) {
+			mu.Lock()
+			defer mu.Unlock()
+			notes = append(notes, f+" "+n)
+		}}
+		v, _ := corruptDef.Variant("bitflip-state")
+		inj, err := injectCorrupt(context.Background(), env, v)
+		require.NoError(t, err)
+		late := inj.Nodes[0]
+		go func() { // started by the heal, it checks its data for 19 s, serving nothing, then refuses it
+			for !c.Running(late) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			c.mu.Lock()
+			c.unhealth = fmt.Errorf("%s is checking its data", late)
+			c.mu.Unlock()
+			time.Sleep(19 * time.Second)
+			c.mu.Lock()
+			c.unhealth = nil
+			c.mu.Unlock()
+			_ = c.set(late, "killed", "refuse")
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), corruptDef.HealLimit)
+		defer cancel()
+		require.NoError(t, inj.Heal(ctx))
+		mu.Lock()
+		defer mu.Unlock()
+		require.Contains(t, notes, "corrupt-refused "+late)
+		require.Contains(t, c.steps, "remove "+late)
+		require.Contains(t, c.steps, "add "+late)
+		synctest.Wait()
 	})
 }
 

@@ -46,6 +46,8 @@ type fakeCluster struct {
 	slowRemove bool // the next removal takes effect at once, confirmed only when its ctx ends
 	// freezeThenFail: a pause takes effect and reports an error (its wait cut short).
 	freezeThenFail bool
+	// wholeToBeHealthy: the cluster is healthy only when every member runs.
+	wholeToBeHealthy bool
 }
 
 func newFake() *fakeCluster {
@@ -203,6 +205,13 @@ func (c *fakeCluster) Healthy(context.Context) error {
 	defer c.mu.Unlock()
 	if len(c.members) != len(five) {
 		return errors.New("a member short")
+	}
+	if c.wholeToBeHealthy {
+		for _, m := range c.members {
+			if s := c.down[m]; s != "" {
+				return fmt.Errorf("%s is %s", m, s)
+			}
+		}
 	}
 	return c.unhealth
 }

@@ -1,6 +1,7 @@
 package nemesis
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -57,6 +58,9 @@ type Def struct {
 	Family, Color string
 	// Timeout bounds one injection on a cluster of nodes (nil: HealTimeout).
 	Timeout func(nodes int) time.Duration
+	// HealLimit bounds its heal (0: HealTimeout): longer for a heal that may replace
+	// members and wait for them to catch up.
+	HealLimit time.Duration
 	// Inject applies one variant. On an error nothing is left applied.
 	Inject func(ctx context.Context, env Env, v Variant) (Injection, error)
 }
@@ -242,6 +246,15 @@ func (t turn) value() string {
 		names[i] = v.Name
 	}
 	return strings.Join(names, ComboSep)
+}
+
+// healTimeout bounds the turn's heal: the sum of its parts' bounds.
+func (t turn) healTimeout() time.Duration {
+	var sum time.Duration
+	for _, p := range t.fault.Parts {
+		sum += cmp.Or(p.Def.HealLimit, HealTimeout)
+	}
+	return sum
 }
 
 // timeout bounds the turn's injection: the sum of its parts' bounds.

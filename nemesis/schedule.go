@@ -179,7 +179,7 @@ func (s *Schedule) heal(t turn, inj Injection) error {
 	name := t.fault.Name
 	_, end := t.events()
 	s.Rec.Record(history.Event{Process: history.NemesisProcess, Type: history.Invoke, F: end, Node: joinNodes(inj.Nodes)})
-	hctx, cancel := context.WithTimeout(context.Background(), HealTimeout)
+	hctx, cancel := context.WithTimeout(context.Background(), t.healTimeout())
 	defer cancel()
 	err := errors.New("no heal")
 	if inj.Heal != nil {

@@ -110,7 +110,7 @@ func resolveFailpoints(spec, version string, have []string) ([]nemesis.Failpoint
 // (bin + ".failpoints"). gofail serves them from the moment the program starts, so bin is
 // started on loopback with a throwaway data directory, asked, and killed.
 func FailpointNames(ctx context.Context, bin string) ([]string, error) {
-	cache := bin + ".failpoints"
+	cache := bin + ".failpoints-v2" // v1 files may hold a list taken during init, partial
 	if b, err := os.ReadFile(cache); err == nil {
 		if st, serr := os.Stat(bin); serr == nil {
 			if cst, cerr := os.Stat(cache); cerr == nil && !cst.ModTime().Before(st.ModTime()) {
@@ -153,6 +153,22 @@ func askFailpoints(ctx context.Context, bin string) ([]string, error) {
 		return nil, fmt.Errorf("start %s to list its failpoints: %w", bin, err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// gofail's endpoint answers from its package's init, before the packages that
+	// declare failpoints have registered theirs: list only once etcd serves clients
+	// (its main runs after every init).
+	for {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", client)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list the failpoints of %s: it never served clients: %w", bin, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	gc := gofail.New(fp)
 	for {
 		list, err := gc.List(ctx)

@@ -804,39 +804,19 @@ func (ks *keyspace) checkPage(r *kread) {
 // after another finished answers at the revision that one saw or later (a write, at a
 // later one, since it makes a new revision).
 func (ks *keyspace) realtime() {
-	type point struct {
-		o     *op
-		rev   int64
-		write bool
-	}
-	var pts []point
+	var pts []revPoint
 	for _, w := range ks.writes {
 		if w.rev > 0 && w.o.status == history.OK {
-			pts = append(pts, point{w.o, w.rev, true})
+			pts = append(pts, revPoint{w.o, w.rev, true})
 		}
 	}
 	for _, r := range ks.reads {
-		pts = append(pts, point{r.o, r.header, false})
+		pts = append(pts, revPoint{r.o, r.header, false})
 	}
-	byDone := slices.Clone(pts)
-	slices.SortFunc(byDone, func(a, b point) int { return cmp.Compare(a.o.done, b.o.done) })
-	slices.SortFunc(pts, func(a, b point) int { return cmp.Compare(a.o.call, b.o.call) })
-	j := 0
-	var seen point // of the finished, the one with the highest revision
-	for _, p := range pts {
-		for ; j < len(byDone) && byDone[j].o.done < p.o.call; j++ {
-			if byDone[j].rev > seen.rev {
-				seen = byDone[j]
-			}
-		}
-		if seen.o == nil || p.o.untimed {
-			continue
-		}
-		if p.rev < seen.rev || p.write && p.rev == seen.rev {
-			ks.res.found(KSRevisionOrder, p.rev, p.o, "%s answered at revision %d, but it began after %s had answered at revision %d",
-				p.o.describe(), p.rev, seen.o.describe(), seen.rev)
-		}
-	}
+	revisionOrder(pts, func(p, seen revPoint) {
+		ks.res.found(KSRevisionOrder, p.rev, p.o, "%s answered at revision %d, but it began after %s had answered at revision %d",
+			p.o.describe(), p.rev, seen.o.describe(), seen.rev)
+	})
 }
 
 // compactedBefore returns an acknowledged compaction past revision at that finished

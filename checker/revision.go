@@ -47,73 +47,78 @@ func describeKeyed(o *op) string {
 	return d
 }
 
-// revisioned is an acknowledged operation and the revision it answered at.
-type revisioned struct {
+// revPoint is an acknowledged answer and the revision it was made at; write says that
+// it made that revision.
+type revPoint struct {
 	o     *op
+	rev   int64
 	write bool
+}
+
+// revisionOrder calls bad for each of pts answered at a revision below the highest one
+// answered before it began (a write: at or below it), with the earlier answer that
+// first reached that revision: one sort by end, one by start, and a sweep. Operations
+// of a history without times are left out.
+func revisionOrder(pts []revPoint, bad func(p, before revPoint)) {
+	byDone := slices.Clone(pts)
+	slices.SortStableFunc(byDone, func(a, b revPoint) int { return cmp.Compare(a.o.done, b.o.done) })
+	byCall := slices.Clone(pts)
+	slices.SortStableFunc(byCall, func(a, b revPoint) int { return cmp.Compare(a.o.call, b.o.call) })
+	j := 0
+	var seen revPoint // of the ended, the first to reach the highest revision
+	for _, p := range byCall {
+		for ; j < len(byDone) && byDone[j].o.done < p.o.call; j++ {
+			if byDone[j].rev > seen.rev {
+				seen = byDone[j]
+			}
+		}
+		if seen.o == nil || p.o.untimed {
+			continue
+		}
+		if p.rev < seen.rev || p.write && p.rev == seen.rev {
+			bad(p, seen)
+		}
+	}
 }
 
 // checkRevisions is the revision check of ops (nil when none carries a revision).
 func checkRevisions(ops []op) *RevisionResult {
-	var rs []revisioned
+	var pts []revPoint
 	for i := range ops {
 		o := &ops[i]
 		if o.status == history.OK && o.rev > 0 && o.guessed == "" {
-			rs = append(rs, revisioned{o: o, write: o.f != history.OpRead})
+			pts = append(pts, revPoint{o: o, rev: o.rev, write: o.f != history.OpRead})
 		}
 	}
-	if len(rs) == 0 {
+	if len(pts) == 0 {
 		return nil
 	}
-	res := &RevisionResult{Ops: len(rs)}
+	res := &RevisionResult{Ops: len(pts)}
 	found := func(kind string, rev int64, o *op, format string, args ...any) {
 		res.add(kind, rev, o, fmt.Sprintf(format, args...))
 	}
 	// every write's revision once
-	byRev := make(map[int64]*op, len(rs)/2)
-	for _, r := range rs {
-		if !r.write {
+	byRev := make(map[int64]*op, len(pts)/2)
+	for _, p := range pts {
+		if !p.write {
 			continue
 		}
 		res.Writes++
-		if other, ok := byRev[r.o.rev]; ok {
-			found(KSDuplicateRevision, r.o.rev, r.o, "%s and %s both made revision %d", describeKeyed(other), describeKeyed(r.o), r.o.rev)
+		if other, ok := byRev[p.rev]; ok {
+			found(KSDuplicateRevision, p.rev, p.o, "%s and %s both made revision %d", describeKeyed(other), describeKeyed(p.o), p.rev)
 			continue
 		}
-		byRev[r.o.rev] = r.o
+		byRev[p.rev] = p.o
 	}
-	// the highest revision of the operations ended by each time: a sweep over the
-	// operations by end, against each by its start
-	ended := slices.Clone(rs)
-	slices.SortFunc(ended, func(a, b revisioned) int { return cmp.Compare(a.o.done, b.o.done) })
-	highest := make([]*op, len(ended)) // highest[i]: the highest revision among ended[:i+1]
-	for i, r := range ended {
-		highest[i] = r.o
-		if i > 0 && highest[i-1].rev >= r.o.rev { // on a tie the first: the write that made it, if one did
-			highest[i] = highest[i-1]
+	revisionOrder(pts, func(p, before revPoint) {
+		if p.rev < before.rev {
+			found(KSRevisionOrder, p.rev, p.o, "%s answered at revision %d, but %s had answered at revision %d before it began",
+				describeKeyed(p.o), p.rev, describeKeyed(before.o), before.rev)
+			return
 		}
-	}
-	for _, r := range rs {
-		// the operations that ended before r began
-		n, _ := slices.BinarySearchFunc(ended, r.o.call, func(e revisioned, call int64) int {
-			if e.o.done < call {
-				return -1
-			}
-			return 1
-		})
-		if n == 0 {
-			continue
-		}
-		before := highest[n-1]
-		switch {
-		case r.o.rev < before.rev:
-			found(KSRevisionOrder, r.o.rev, r.o, "%s answered at revision %d, but %s had answered at revision %d before it began",
-				describeKeyed(r.o), r.o.rev, describeKeyed(before), before.rev)
-		case r.write && r.o.rev == before.rev:
-			found(KSRevisionOrder, r.o.rev, r.o, "%s made revision %d, but %s had answered at revision %d before it began: a write makes a later one",
-				describeKeyed(r.o), r.o.rev, describeKeyed(before), before.rev)
-		}
-	}
+		found(KSRevisionOrder, p.rev, p.o, "%s made revision %d, but %s had answered at revision %d before it began: a write makes a later one",
+			describeKeyed(p.o), p.rev, describeKeyed(before.o), before.rev)
+	})
 	res.Verdict = Valid
 	if len(res.AnomalyTypes) > 0 {
 		res.Verdict = Invalid

@@ -36,7 +36,6 @@ import (
 const (
 	readyTimeout     = 60 * time.Second
 	readyGrace       = 5 * time.Second // past a target's own readiness budget (sut.ReadyBudget)
-	setupTimeout     = time.Minute     // a target's one-time setup (sut.Setupper)
 	finalReadTimeout = 30 * time.Second
 	// healAllTimeout bounds the final heal: a member that never rejoins must not hang
 	// the run (an interrupt ends the heal at once).
@@ -386,9 +385,6 @@ func (r *run) start(ctx context.Context) error {
 		return fmt.Errorf("start %d %s nodes: cluster not ready: %w", len(names), r.spec.Target, err)
 	}
 	r.logf("cluster of %d ready after %v (runtime %s)", len(names), time.Since(r.base).Round(time.Millisecond), r.rt.Name())
-	if err := setUp(ctx, r.target); err != nil {
-		return fmt.Errorf("start %d %s nodes: %w", len(names), r.spec.Target, err)
-	}
 	// The cluster the run tests has been up a while: what it wrote to come up is on its
 	// disks, synced or not, before the first power loss.
 	r.cl.disks.writeback()

@@ -68,7 +68,7 @@ func StartCluster(ctx context.Context, p *Plan, dir string, logf func(format str
 	if err := sut.Poll(rctx, 100*time.Millisecond, c.Target.Ready); err != nil {
 		return c, fmt.Errorf("%s cluster not ready: %w", c.Target.Name(), err)
 	}
-	return c, setUp(ctx, c.Target)
+	return c, nil
 }
 
 // Nodes lists the cluster's nodes.

@@ -47,18 +47,6 @@ func (r *run) waitReady(ctx context.Context, names []string) error {
 	}
 }
 
-// setUp takes the target's one-time step, if it has one (sut.Setupper), once its
-// cluster first serves.
-func setUp(ctx context.Context, t sut.Target) error {
-	s, ok := t.(sut.Setupper)
-	if !ok {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	return s.Setup(ctx)
-}
-
 // logTail returns the last n lines of the newest log in dir, indented ("  (no log)" if
 // none). A program that died of a panic or a fatal error ends its log with a stack: the
 // last line that says why ("panic: ...", a zap "panic"/"fatal" entry) comes first.

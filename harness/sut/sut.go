@@ -102,13 +102,6 @@ type ConsistencyResult struct {
 	Detail string `json:"detail"`
 }
 
-// Setupper is a target with a step to take once, when its cluster first serves and
-// before the workload starts (a target file's hooks.setup): the harness calls Setup
-// then; an error stops the run (exit 3) before any operation.
-type Setupper interface {
-	Setup(ctx context.Context) error
-}
-
 // ReadyBudget is a target that says how long its cluster's first readiness may take
 // (a target file's ready.timeout): the harness waits that long (and a little more, so
 // that the target's own account of what was not ready comes first) instead of its

@@ -14,8 +14,12 @@ import (
 // readyKey is the key of the write that proves a cluster serves.
 const readyKey = "faultline-ready"
 
+// setupTimeout bounds hooks.setup's call.
+const setupTimeout = time.Minute
+
 // Ready implements sut.Target: every node passes the readiness check, all name the
-// same leader (with a leader hook), and a write through the leader (without one:
+// same leader (with a leader hook), hooks.setup has been made (the first time), and a
+// write through the leader (without one:
 // through the first node that takes it) is acknowledged. It tries once; the harness
 // polls. With ready.timeout, a cluster whose first readiness takes longer fails the
 // target (and so the run), naming the node that was not ready, with its log's tail.
@@ -53,6 +57,9 @@ func (t *Target) readyOnce(ctx context.Context) (node string, err error) {
 		}
 		order = []string{leader}
 	}
+	if err := t.setUp(ctx, order[0]); err != nil {
+		return "", err
+	}
 	var errs []error
 	for _, n := range order {
 		if err := t.readyWrite(ctx, n); err != nil {
@@ -64,29 +71,35 @@ func (t *Target) readyOnce(ctx context.Context) (node string, err error) {
 	return order[0], errors.Join(errs...) // the log to read: the leader's, or the first node's
 }
 
-// Setup implements sut.Setupper: hooks.setup, made to the leader (with a leader hook)
-// or the first node; what it answers goes to the run's log. Without the hook it does
-// nothing.
-func (t *Target) Setup(ctx context.Context) error {
+// setUp makes hooks.setup's call once, to node: the first time every node passes its
+// readiness check and (with a leader hook) they agree on the leader, before the
+// readiness write, which may need what setup makes (a bucket). What it answers goes to
+// the run's log; an error fails the target, and so stops the run (exit 3), with what
+// the call said. Without the hook it does nothing.
+func (t *Target) setUp(ctx context.Context, node string) error {
 	c := t.f.Hooks.Setup
-	if c == nil {
+	t.mu.Lock()
+	done := t.setupDone
+	t.mu.Unlock()
+	if c == nil || done {
 		return nil
 	}
-	node := t.names[0]
-	if t.f.Hooks.Leader != nil {
-		if l, err := t.agreedLeader(ctx); err == nil && l != "" {
-			node = l
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
 	out, err := t.call(ctx, "hooks.setup", c, node, t.data(node, "", nil))
 	if err != nil {
-		return fmt.Errorf("setup on %s: %w", node, err)
+		err = fmt.Errorf("setup on %s: %w", node, err)
+		t.fail(err)
+		return err
 	}
 	said := strings.TrimSpace(string(out))
 	if len(said) > 4096 {
 		said = said[:4096] + "…"
 	}
 	t.env.Logf("setup on %s: %s", node, said)
+	t.mu.Lock()
+	t.setupDone = true
+	t.mu.Unlock()
 	return nil
 }
 

@@ -45,6 +45,8 @@ type Target struct {
 	logMu   sync.Mutex
 	started time.Time // the first Ready call
 	ready   bool      // Ready has succeeded once
+	// setupDone: hooks.setup has been made (setUp).
+	setupDone bool
 
 	absentLeader sync.Once // the leader hook's field was absent: said once
 

@@ -290,19 +290,29 @@ func TestSetupHook(t *testing.T) {
 		require.NoError(t, err)
 		return New(f, env)
 	}
-	require.NoError(t, withSetup("echo bucket made through {{.Name}}").Setup(context.Background()))
-	assert.Equal(t, []string{"setup on n1: bucket made through n1"}, logs)
-	err := withSetup("echo no such bucket >&2; exit 3").Setup(context.Background())
+	ctx := context.Background()
+	once := withSetup("echo bucket made through {{.Name}}")
+	require.NoError(t, once.setUp(ctx, "n1"))
+	require.NoError(t, once.setUp(ctx, "n1"))
+	assert.Equal(t, []string{"setup on n1: bucket made through n1"}, logs, "made once")
+	failing := withSetup("echo no such bucket >&2; exit 3")
+	err := failing.setUp(ctx, "n1")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "setup on n1: hooks.setup: sh -c echo no such bucket")
 	assert.Contains(t, err.Error(), "no such bucket")
-	require.NoError(t, (&Target{f: &File{}}).Setup(context.Background()), "no hook: nothing to do")
+	assert.Equal(t, err, failing.Failure(), "a setup that fails stops the run")
+	require.NoError(t, (&Target{f: &File{}}).setUp(ctx, "n1"), "no hook: nothing to do")
 
-	tg.f.Hooks.Setup = withSetup("echo {{.Name}}").f.Hooks.Setup // with a leader hook: the leader
+	// Through readiness: to the leader, before the readiness write (which may need
+	// what setup makes), once.
+	dir := t.TempDir()
+	tg.f.Hooks.Setup = withSetup("touch " + dir + "/made; echo {{.Name}}").f.Hooks.Setup
 	logs = nil
 	tg.env.Logf = env.Logf
-	require.NoError(t, tg.Setup(context.Background()))
+	require.NoError(t, tg.Ready(ctx))
+	require.NoError(t, tg.Ready(ctx))
 	assert.Equal(t, []string{"setup on n2: n2"}, logs)
+	assert.FileExists(t, dir+"/made")
 }
 
 // Readiness may be a command, and a condition on the answer: not ready until it holds.
@@ -326,4 +336,22 @@ func TestReadyCommandAndExpect(t *testing.T) {
 	assert.ErrorContains(t, failing.probe(ctx, "n1"), "starting")
 	whole := withReady("  command: [sh, -c, 'echo \" serving \"']\n  expect: {equals: serving}\n")
 	assert.NoError(t, whole.probe(ctx, "n3"), "no field: the whole answer, trimmed")
+}
+
+func TestHostAndPortFuncs(t *testing.T) {
+	d := Data{Bind: map[string]string{"client": "10.0.0.2:4222", "v6": "[fd00::2]:4222"}}
+	for src, want := range map[string]string{
+		`--addr={{host .Bind.client}} --port={{port .Bind.client}}`: "--addr=10.0.0.2 --port=4222",
+		`{{host .Bind.v6}}`: "fd00::2",
+	} {
+		tt, err := parseTemplate(src)
+		require.NoError(t, err)
+		got, err := render("command", Tmpl{Src: src, t: tt, Line: 3}, d)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+	tt, err := parseTemplate(`{{port .Vars.x}}`)
+	require.NoError(t, err)
+	_, err = render("command", Tmpl{Src: `{{port .Vars.x}}`, t: tt, Line: 3}, Data{Vars: map[string]string{"x": "nohost"}})
+	assert.ErrorContains(t, err, "missing port", "a value that is no host:port is an error, not an empty string")
 }

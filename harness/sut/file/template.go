@@ -2,6 +2,7 @@ package file
 
 import (
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -88,8 +89,22 @@ func clusterOf(peers []Peer, peerPort string) Cluster {
 	return Cluster{NameURL: j(nu), IDURL: j(iu), NameAddr: j(na), IDAddr: j(ia), Addrs: j(as)}
 }
 
+// funcs are the functions every template may call besides text/template's own: host
+// and port split a "host:port" (as .Bind and .Addr hold them) for a program that takes
+// the two apart (nats-server's --addr and --port).
+var funcs = template.FuncMap{
+	"host": func(hostport string) (string, error) {
+		h, _, err := net.SplitHostPort(hostport)
+		return h, err
+	},
+	"port": func(hostport string) (string, error) {
+		_, p, err := net.SplitHostPort(hostport)
+		return p, err
+	},
+}
+
 func parseTemplate(src string) (*templateT, error) {
-	return template.New("t").Option("missingkey=error").Parse(src)
+	return template.New("t").Funcs(funcs).Option("missingkey=error").Parse(src)
 }
 
 // render executes t over d. Its error names the template's line and source.

@@ -74,11 +74,13 @@ zoo: build
 # The catalogue of real bugs reproduced (examples/campaigns/regressions/, docs/regressions.md):
 # each campaign runs a bug's buggy release (it must be caught) and its fixed one (it must
 # pass); every one is run, and the exit code is the first failing campaign's, else 0.
-# About 20 minutes a campaign (each builds its etcd releases once). REGRESSIONS_FLAGS
-# passes more, e.g. '--runs 2' or '--runtime process'.
+# About 20 minutes a campaign (each builds its etcd releases once; the NATS releases
+# are built here, into bin/). REGRESSIONS_FLAGS passes more, e.g. '--runs 2' or
+# '--runtime process'.
 REGRESSIONS_FLAGS ?=
 regressions: build
-	@rc=0; for f in examples/campaigns/regressions/*.yaml; do \
+	examples/nats/build.sh v2.10.22 v2.10.23 v2.15.3
+	@rc=0; export PATH="$(CURDIR)/bin:$$PATH"; for f in examples/campaigns/regressions/*.yaml; do \
 		echo "== $$f"; $(BIN)/faultline campaign -f $$f $(REGRESSIONS_FLAGS); r=$$?; \
 		if [ $$r -ne 0 ] && [ $$rc -eq 0 ]; then rc=$$r; fi; \
 	done; exit $$rc

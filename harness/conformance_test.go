@@ -1,11 +1,9 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -204,9 +202,7 @@ func TestConformanceTargetFiles(t *testing.T) {
 	require.NotEmpty(t, files)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			require.NoError(t, err)
-			onPath(t, bytes.Contains(b, []byte("etcd")), bytes.Contains(b, []byte("hashiraft")))
+			onPath(t, progsOf(t, f)...)
 			cl, tg, p := conformanceCluster(t, "--target-file", f, "--runtime", "process")
 			conformance(t, cl, tg, p)
 		})

@@ -136,7 +136,7 @@ func TestReplayCommandRoundTrips(t *testing.T) {
 // A replay of a target-file run runs the file as the run read it (test.json holds its
 // text), also when the file was edited, or broken, since.
 func TestReplayRunsTheTargetFileAsRecorded(t *testing.T) {
-	onPath(t, false, false)
+	onPath(t)
 	b, err := os.ReadFile(examples + "raftnode-http.yaml")
 	require.NoError(t, err)
 	tf := filepath.Join(t.TempDir(), "target.yaml")

@@ -121,7 +121,7 @@ func TestLoadErrors(t *testing.T) {
 // The shipped examples load: their programs are stood in for by stubs in $PATH.
 func TestExamplesLoad(t *testing.T) {
 	bin := t.TempDir()
-	for _, p := range []string{"raftnode", "etcd", "hashiraft", "python3"} {
+	for _, p := range []string{"raftnode", "etcd", "hashiraft", "python3", "nats-server-v2.15.3", "nats-kv-shim"} {
 		require.NoError(t, os.WriteFile(filepath.Join(bin, p), []byte("#!/bin/sh\n"), 0o755))
 	}
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))

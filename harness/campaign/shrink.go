@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness"
+	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
 )
 
 // Shrinking looks for a smaller test that still finds what an invalid run found: fewer
-// faults, fewer nodes and clients, a shorter run. Each candidate is one step smaller
+// faults, fewer nodes and clients, a shorter run, one variant of a fault in place of
+// all its variants (kill:all for kill). Each candidate is one step smaller
 // than the smallest kept so far and is run Runs times (seeds from the run's own); the
 // anomaly is probabilistic, so a candidate is kept only when it is caught in at least
 // half its runs. It stops when no step is kept, or before a candidate that would not
@@ -88,6 +90,25 @@ var steps = []func(s harness.Spec) []shrinkStep{
 		t := s
 		t.Concurrency = s.Concurrency / 2
 		return []shrinkStep{{t, fmt.Sprintf("%d clients", t.Concurrency)}}
+	},
+	func(s harness.Spec) []shrinkStep { // one variant of a fault in place of all of them
+		var out []shrinkStep
+		for i, f := range s.Nemesis {
+			if strings.ContainsAny(f, ":+") {
+				continue // a variant already, or a combination
+			}
+			d, ok := nemesis.Lookup(nemesis.Kind(f))
+			if !ok || len(d.VariantNames()) < 2 {
+				continue
+			}
+			for _, v := range d.VariantNames() {
+				t := s
+				t.Nemesis = slices.Clone(s.Nemesis)
+				t.Nemesis[i] = f + ":" + v
+				out = append(out, shrinkStep{t, "only " + t.Nemesis[i]})
+			}
+		}
+		return out
 	},
 }
 

@@ -79,7 +79,7 @@ zoo: build
 # '--runtime process'.
 REGRESSIONS_FLAGS ?=
 regressions: build
-	examples/nats/build.sh v2.10.22 v2.10.23 v2.15.3
+	examples/nats/build.sh v2.10.22 v2.15.3
 	@rc=0; export PATH="$(CURDIR)/bin:$$PATH"; for f in examples/campaigns/regressions/*.yaml; do \
 		echo "== $$f"; $(BIN)/faultline campaign -f $$f $(REGRESSIONS_FLAGS); r=$$?; \
 		if [ $$r -ne 0 ] && [ $$rc -eq 0 ]; then rc=$$r; fi; \

@@ -150,8 +150,10 @@ func countPrefix(s []string, p string) int {
 type fakeFailpoints struct {
 	c       *fakeCluster
 	unreach bool
-	mu      sync.Mutex
-	armed   map[string]string
+	// refuse is how many arming calls find no endpoint yet (a node still starting).
+	refuse int
+	mu     sync.Mutex
+	armed  map[string]string
 }
 
 func (f *fakeFailpoints) Failpoints(context.Context, string) ([]Failpoint, error) {
@@ -160,6 +162,11 @@ func (f *fakeFailpoints) Failpoints(context.Context, string) ([]Failpoint, error
 
 func (f *fakeFailpoints) SetFailpoint(_ context.Context, node, name, term string) error {
 	f.mu.Lock()
+	if f.refuse > 0 {
+		f.refuse--
+		f.mu.Unlock()
+		return errors.New("no gofail endpoint (connection refused)")
+	}
 	f.armed[node+"/"+name] = term
 	f.mu.Unlock()
 	if strings.HasPrefix(term, "panic") && !f.unreach {
@@ -216,6 +223,18 @@ func TestFailpointPanicsStallsAndMisses(t *testing.T) {
 		}
 		require.NoError(t, inj.Heal(ctx))
 		require.Empty(t, fp.armed)
+
+		// A node the nemesis restarted a moment ago may not serve gofail's endpoint
+		// yet: the fault waits for it rather than breaking the run.
+		fp.unreach, fp.refuse = false, 5
+		v, _ = failpointDef.Variant("panic-leader")
+		inj, err = injectFailpoint(ctx, env, v)
+		require.NoError(t, err)
+		require.False(t, c.Running("n2"), "armed once the endpoint answered, and fired")
+		require.NoError(t, inj.Heal(ctx))
+		fp.refuse = 1 << 30
+		_, err = injectFailpoint(ctx, env, v)
+		require.ErrorContains(t, err, "connection refused", "a node that never answers is still an error")
 		synctest.Wait()
 	})
 }

@@ -90,7 +90,7 @@ func injectFailpoint(ctx context.Context, env Env, v Variant) (Injection, error)
 	if action == "sleep" {
 		d := sleeps[env.Rand.IntN(len(sleeps))]
 		term := fmt.Sprintf("sleep(%d)", d.Milliseconds())
-		if err := fpc.SetFailpoint(ctx, node, fp.Name, term); err != nil {
+		if err := arm(ctx, fpc, node, fp.Name, term); err != nil {
 			return Injection{}, fmt.Errorf("failpoint: %s on %s: %w", fp.Name, node, err)
 		}
 		env.note("failpoint-armed", node, fp.Name+"="+term)
@@ -103,7 +103,7 @@ func injectFailpoint(ctx context.Context, env Env, v Variant) (Injection, error)
 		return Injection{Nodes: []string{node}, Value: history.S1(v.Name + " " + fp.Name + "=" + term), Heal: heal}, nil
 	}
 	term := fmt.Sprintf("panic(%q)", "faultline failpoint "+fp.Name)
-	if err := fpc.SetFailpoint(ctx, node, fp.Name, term); err != nil {
+	if err := arm(ctx, fpc, node, fp.Name, term); err != nil {
 		return Injection{}, fmt.Errorf("failpoint: %s on %s: %w", fp.Name, node, err)
 	}
 	env.note("failpoint-armed", node, fp.Name+"="+term)
@@ -127,6 +127,21 @@ func injectFailpoint(ctx context.Context, env Env, v Variant) (Injection, error)
 	_ = fpc.ClearFailpoint(ctx, node, fp.Name) // down: nothing is armed any more
 	heal := func(ctx context.Context) error { return k.Start(ctx, node) }
 	return Injection{Nodes: []string{node}, Value: value, Heal: heal}, nil
+}
+
+// armWait is how long arming a failpoint is retried: a node the nemesis started a
+// moment ago (the heal of the fault before) may not serve gofail's endpoint yet.
+const armWait = 10 * time.Second
+
+// arm sets the failpoint name to term on node, retrying within armWait.
+func arm(ctx context.Context, fpc Failpointer, node, name, term string) error {
+	deadline := time.Now().Add(armWait)
+	for {
+		err := fpc.SetFailpoint(ctx, node, name, term)
+		if err == nil || !time.Now().Before(deadline) || !Sleep(ctx, 200*time.Millisecond) {
+			return err
+		}
+	}
 }
 
 // failpointNode is the node a variant acts on: the combination's focus (its first

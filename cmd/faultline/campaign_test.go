@@ -77,11 +77,18 @@ func lastDir(t *testing.T, out *bytes.Buffer) string {
 	return string(bytes.TrimSpace(lines[1]))
 }
 
+// verdicts lists the runs: scenario, seed, verdict. The stale node's verdicts are left
+// out (a run of it says "checked" when it reached one): a seed draws the same fault
+// schedule, but whether a 3 s run happens to read a stale value depends on timing, and
+// on a busy machine the same seed went invalid in one campaign and valid in the other.
 func verdicts(ix results.CampaignIndex) string {
 	var b bytes.Buffer
-	runs := append([]results.CampaignRun(nil), ix.Runs...)
-	for _, r := range runs {
-		b.WriteString(r.Scenario + " " + string(rune('0'+r.Seed%10)) + " " + r.Verdict + "\n")
+	for _, r := range ix.Runs {
+		v := r.Verdict
+		if r.Scenario == "stale" && (v == "valid" || v == "invalid") {
+			v = "checked"
+		}
+		b.WriteString(r.Scenario + " " + string(rune('0'+r.Seed%10)) + " " + v + "\n")
 	}
 	return b.String()
 }

@@ -69,7 +69,8 @@ type CampaignScenario struct {
 	// MinDetection is the share of runs an invalid scenario must be caught in.
 	MinDetection float64 `json:"min_detection,omitempty"`
 	// Anomaly, for an invalid scenario, is the kind of anomaly a run must show to count
-	// as caught (checker.Result.AnomalyKinds: a bug's own symptom, e.g. watch-order);
+	// as caught (checker.Result.AnomalyKinds: a bug's own symptom, e.g. watch-order),
+	// or several, comma-separated, any of which will do (one bug, seen by two checks);
 	// "": any invalid run is caught.
 	Anomaly string `json:"anomaly,omitempty"`
 	// Spec is the scenario's resolved spec (its seed the first run's).
@@ -106,9 +107,10 @@ func (r CampaignRun) LowAvailability() bool {
 }
 
 // Caught says whether the run caught what scenario s expects caught: it was invalid,
-// with s's anomaly among its kinds when s names one.
+// with one of s's anomalies among its kinds when s names them.
 func (r CampaignRun) Caught(s CampaignScenario) bool {
-	return r.Exit == ExitInvalid && (s.Anomaly == "" || slices.Contains(r.Anomalies, s.Anomaly))
+	return r.Exit == ExitInvalid && (s.Anomaly == "" ||
+		slices.ContainsFunc(strings.Split(s.Anomaly, ","), func(k string) bool { return slices.Contains(r.Anomalies, k) }))
 }
 
 // Seconds is a duration written as seconds.

@@ -57,7 +57,8 @@ type Scenario struct {
 	Expect       string
 	MinDetection float64
 	// Anomaly, for a scenario expected invalid, is the kind of anomaly a run must show
-	// to count as caught (checker.AnomalyKindNames); "": any invalid run.
+	// to count as caught (checker.AnomalyKindNames), or several, comma-separated, any of
+	// which will do; "": any invalid run.
 	Anomaly string
 }
 
@@ -164,8 +165,12 @@ func build(f file, o Overrides) (*Campaign, error) {
 		case anomaly == "":
 		case sc.Expect != results.ExpectInvalid:
 			return fmt.Errorf("campaign %s: scenario %s: anomaly %s: only a scenario expected invalid names the anomaly it must show", c.Name, name, anomaly)
-		case !slices.Contains(checker.AnomalyKindNames(), anomaly):
-			return fmt.Errorf("campaign %s: scenario %s: anomaly %q is not one of %s", c.Name, name, anomaly, strings.Join(checker.AnomalyKindNames(), ", "))
+		default:
+			for _, k := range strings.Split(anomaly, ",") {
+				if !slices.Contains(checker.AnomalyKindNames(), k) {
+					return fmt.Errorf("campaign %s: scenario %s: anomaly %q is not one of %s", c.Name, name, k, strings.Join(checker.AnomalyKindNames(), ", "))
+				}
+			}
 		}
 		if slices.ContainsFunc(c.Scenarios, func(s Scenario) bool { return s.Name == name }) {
 			return fmt.Errorf("campaign %s: two scenarios are named %s", c.Name, name)

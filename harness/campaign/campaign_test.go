@@ -221,6 +221,17 @@ func TestAScenarioThatNamesItsAnomalyCountsOnlyRunsThatShowIt(t *testing.T) {
 	assert.Equal(t, results.ExitInvalid, ix.Exit(), "1 of 4 is under the 50% asked")
 	ix.Runs[1].Anomalies = []string{"watch-order"}
 	assert.Equal(t, results.ExitValid, ix.Exit(), "2 of 4 meets it")
+
+	// One bug seen by two checks: either kind is a detection of it.
+	c, err = Parse([]byte("name: x\nscenarios: [{name: a, expect: invalid, anomaly: 'linearizability,revision-order'}]"), Overrides{})
+	require.NoError(t, err)
+	ix = c.Index(c.Plan(), "")
+	ix.Runs = []results.CampaignRun{{Index: 0, Scenario: "a", Exit: results.ExitInvalid, Anomalies: []string{"revision-order"}},
+		{Index: 1, Scenario: "a", Exit: results.ExitInvalid, Anomalies: []string{"linearizability"}},
+		{Index: 2, Scenario: "a", Exit: results.ExitInvalid, Anomalies: []string{"watch-order"}}}
+	assert.Equal(t, 2, ix.Rows()[0].Caught)
+	_, err = Parse([]byte("name: x\nscenarios: [{name: a, expect: invalid, anomaly: 'linearizability,nope'}]"), Overrides{})
+	assert.ErrorContains(t, err, `anomaly "nope" is not one of`)
 }
 
 // A pass whose system answered little is marked in the table and in campaign.json.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -110,7 +109,7 @@ func (c *Campaign) Run(ctx context.Context, o Options) (results.CampaignIndex, s
 			switch {
 			case fails:
 				mark = "  ✗ expected " + sc.Expect
-			case sc.Anomaly != "" && r.Exit == results.ExitInvalid && !slices.Contains(r.Anomalies, sc.Anomaly):
+			case r.Exit == results.ExitInvalid && !r.Caught(results.CampaignScenario{Anomaly: sc.Anomaly}):
 				mark = "  (not caught: no " + sc.Anomaly + ")"
 			}
 			if r.Error != "" {

@@ -19,8 +19,8 @@ const setupTimeout = time.Minute
 
 // Ready implements sut.Target: every node passes the readiness check, all name the
 // same leader (with a leader hook), hooks.setup has been made (the first time), and a
-// write through the leader (without one:
-// through the first node that takes it) is acknowledged. It tries once; the harness
+// write through the leader (without one: through the first node that takes it) is
+// acknowledged. It tries once; the harness
 // polls. With ready.timeout, a cluster whose first readiness takes longer fails the
 // target (and so the run), naming the node that was not ready, with its log's tail.
 func (t *Target) Ready(ctx context.Context) error {

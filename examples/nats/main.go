@@ -170,22 +170,13 @@ type request struct {
 }
 
 type answer struct {
-	ID    int64   `json:"id"`
-	Type  string  `json:"type"`
-	Value *string `json:"value,omitempty"`
-	Null  bool    `json:"-"`
-	Error string  `json:"error,omitempty"`
-	Rev   uint64  `json:"rev,omitempty"`
-}
-
-func (a answer) MarshalJSON() ([]byte, error) {
-	type plain answer
-	b, err := json.Marshal(plain(a))
-	if err != nil || !a.Null {
-		return b, err
-	}
-	// A read of nothing says so: "value": null.
-	return append(b[:len(b)-1], []byte(`,"value":null}`)...), nil
+	ID   int64  `json:"id"`
+	Type string `json:"type"`
+	// Value is a read's *string: a nil one is "value": null, a read of nothing. Unset
+	// (other answers), it is left out.
+	Value any    `json:"value,omitempty"`
+	Error string `json:"error,omitempty"`
+	Rev   uint64 `json:"rev,omitempty"`
 }
 
 // serve answers faultline's requests, one a line, until stdin closes.
@@ -238,7 +229,7 @@ func (s *shim) do(r request) answer {
 		if err != nil {
 			return answer{Type: "fail", Error: err.Error()}
 		}
-		return answer{Type: "ok", Value: v, Null: v == nil}
+		return answer{Type: "ok", Value: v}
 	case "write":
 		if r.Value == nil {
 			return answer{Type: "fail", Error: "write without a value"}

@@ -36,10 +36,32 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	// Steps 1-3: persist the snapshot, entries and HardState (fsync), and send the
 	// messages: a leader's while it writes (its appends need not wait for its own disk:
-	// what it commits comes out in a later Ready), anyone else's after.
+	// what it commits comes out in a later Ready), anyone else's after, but for the
+	// requests it forwards to the leader (proposals, read indexes), which claim nothing
+	// about this node's log.
 	lead := n.lead.Load() == n.cfg.ID
+	msgs := rd.Messages
 	if lead {
-		n.tr.send(rd.Messages)
+		n.tr.send(msgs)
+		msgs = nil
+	} else {
+		msgs = n.sendForwarded(msgs)
+	}
+	// Step 4, first part: committed entries that were on this node's disk before this
+	// Ready are applied, and their clients answered, while its own write is under way,
+	// not after it: a write's acknowledgement waits for its own entry's fsync, never for
+	// the next one's.
+	ents := rd.CommittedEntries
+	if raft.IsEmptySnap(rd.Snapshot) {
+		var err error
+		if ents, err = n.applyDurable(ents, rd.Entries); err != nil {
+			return err
+		}
+	}
+	// Step 5: read states: reads waiting on a ReadIndex learn the index to wait for
+	// (they answer once it is applied, so they may learn it before this Ready's write).
+	for _, rs := range rd.ReadStates {
+		n.readDone(rs)
 	}
 	if err := n.persist(rd); err != nil {
 		return err
@@ -51,19 +73,56 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if n.cfg.Unsafe == AckBeforeCommit {
 		n.ackAppended(rd.Entries)
 	}
-	if !lead {
-		n.tr.send(rd.Messages)
-	}
-	// Step 4: apply committed entries; answer the clients waiting for them.
-	if err := n.apply(rd.CommittedEntries); err != nil {
+	n.tr.send(msgs)
+	// Step 4, the rest: committed entries written by this Ready.
+	if err := n.apply(ents); err != nil {
 		return err
-	}
-	// Step 5: read states: reads waiting on a ReadIndex learn the index to wait for.
-	for _, rs := range rd.ReadStates {
-		n.readDone(rs)
 	}
 	// Step 6: take a snapshot and compact when enough has been applied.
 	return n.maybeSnapshot()
+}
+
+// sendForwarded sends, at once, a follower's proposals and read indexes forwarded to the
+// leader, and returns the other messages, which wait for this Ready's write.
+func (n *Node) sendForwarded(msgs []raftpb.Message) []raftpb.Message {
+	var fwd, rest []raftpb.Message
+	for _, m := range msgs {
+		if m.Type == raftpb.MsgProp || m.Type == raftpb.MsgReadIndex {
+			fwd = append(fwd, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	if len(fwd) > 0 {
+		n.tr.send(fwd)
+	}
+	return rest
+}
+
+// applyDurable applies the committed entries that were durable here before this Ready
+// (below the first of its new entries, and in the MemoryStorage, which holds only what
+// was written) and returns the rest, to apply after the Ready's write. Committed means
+// a majority wrote it, but a single voter commits its entries before writing them, and
+// a client must never hear of a write that the node it asked has not written.
+func (n *Node) applyDurable(committed, unstable []raftpb.Entry) ([]raftpb.Entry, error) {
+	if len(committed) == 0 {
+		return nil, nil
+	}
+	durable, err := n.ms.LastIndex()
+	if err != nil {
+		return committed, nil
+	}
+	if len(unstable) > 0 && unstable[0].Index <= durable {
+		durable = unstable[0].Index - 1
+	}
+	k := 0
+	for k < len(committed) && committed[k].Index <= durable {
+		k++
+	}
+	if err := n.apply(committed[:k]); err != nil {
+		return nil, err
+	}
+	return committed[k:], nil
 }
 
 // persist makes the Ready's snapshot, entries and HardState durable and gives them to

@@ -70,9 +70,14 @@ const maxNotes = 100
 // history holds the evidence Options.MinEvidence asks for, every key with updates was
 // read, and no operation had to be left out as uninterpretable. An invalid verdict is
 // never made unknown: a violation found is real.
-func Check(ctx context.Context, events []history.Event, opts Options) (res Result) {
+func Check(ctx context.Context, events []history.Event, opts Options) Result {
+	return CheckHistory(ctx, Pair(events), opts)
+}
+
+// CheckHistory is Check of a paired history. It does not change h.
+func CheckHistory(ctx context.Context, h *History, opts Options) (res Result) {
 	start := time.Now()
-	p := pairOps(events)
+	p := h.p
 	res = Result{Model: opts.Model, Notes: p.notes}
 	if res.Model == "" {
 		res.Model = guessModel(p.ops)
@@ -238,14 +243,17 @@ func keyHistories(model string, ops []op, pairIgnored map[string]int) []keyHisto
 	return out
 }
 
-// prepare builds the key's porcupine history from its operations.
-func (kh *keyHistory) prepare() {
+// prepare builds the key's history for its search: the register search's operations
+// (in buf's memory, see registerOps) or Porcupine's.
+func (kh *keyHistory) prepare(buf *regBuf) {
 	if kh.model == "list" {
 		order, ordered, contradiction := listOrder(kh.raw)
 		kh.pops, kh.ops, kh.dropped, kh.notes = listOps(kh.raw, order, ordered, &kh.bad)
 		kh.contradiction = contradiction
+		kh.n = len(kh.pops)
 	} else {
-		kh.pops, kh.ops, kh.dropped, kh.notes = registerOps(kh.raw, &kh.bad)
+		kh.reg, kh.ops, kh.dropped, kh.notes = registerOps(kh.raw, &kh.bad, buf)
+		kh.n = len(kh.reg)
 	}
 	kh.ignored = kh.pairIgnored + kh.bad.n
 	_, reads, updates := keyEvidence(kh.model, kh.raw)

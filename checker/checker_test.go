@@ -447,7 +447,7 @@ func TestExplainingKeepsToTheDeadline(t *testing.T) {
 	p := pairOps(hardHistory(22))
 	keys := keyHistories("register", p.ops, p.ignored.keys)
 	for i := range keys {
-		keys[i].prepare()
+		keys[i].prepare(nil)
 	}
 	t0 := time.Now()
 	explainFailures(context.Background(), linJob{model: "register", keys: keys, timeout: time.Millisecond,

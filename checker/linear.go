@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -65,8 +66,12 @@ type keyHistory struct {
 	model string
 	raw   []*op // every operation of the key
 	notes []string
-	pops  []porcupine.Operation
-	ops   []*op
+	// pops are Porcupine's operations: the list model's always; the register model's
+	// only when its search found no order (reg are then what it searched).
+	pops []porcupine.Operation
+	reg  []regOp
+	ops  []*op // the operations searched, as pops or reg hold them
+	n    int   // their number
 	// bad counts the key's operations the model could not interpret; ignored is their
 	// number plus the pairing's (pairIgnored): a key with any is never decided.
 	bad         ignoredOps
@@ -104,17 +109,10 @@ func checkKeys(ctx context.Context, model porcupine.Model, keys []keyHistory, de
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var buf regBuf
+			var search regSearch
 			for i := range next {
-				keys[i].prepare()
-				if keys[i].ignored > 0 { // undecided whatever the search says: skip it
-					out[i] = porcupine.Unknown
-					continue
-				}
-				if keys[i].contradiction {
-					out[i] = porcupine.Illegal
-					continue
-				}
-				out[i] = checkOne(ctx, model, keys[i].pops, deadline, &stop)
+				out[i] = checkKey(ctx, model, &keys[i], deadline, &stop, &buf, &search)
 			}
 		}()
 	}
@@ -124,6 +122,31 @@ func checkKeys(ctx context.Context, model porcupine.Model, keys []keyHistory, de
 	close(next)
 	wg.Wait()
 	return out
+}
+
+// checkKey prepares and searches one key, with a worker's memory (buf, search).
+func checkKey(ctx context.Context, model porcupine.Model, k *keyHistory, deadline time.Time, stop *atomic.Bool, buf *regBuf, search *regSearch) porcupine.CheckResult {
+	k.prepare(buf)
+	// reg and ops are buf's: the next key's. Only a failing key keeps its operations,
+	// for Porcupine and the explanations.
+	defer func() { k.reg = nil }()
+	switch {
+	case k.ignored > 0: // undecided whatever the search says: skip it
+		k.ops = nil
+		return porcupine.Unknown
+	case k.contradiction:
+		return porcupine.Illegal
+	case k.model == "register":
+		// The register search decides; a key it finds illegal is searched again by
+		// Porcupine, whose answer stands (see searchRegister).
+		if r := search.run(k.reg, deadline, stop); r != porcupine.Illegal {
+			k.ops = nil
+			return r
+		}
+		k.ops = slices.Clone(k.ops)
+		k.pops = registerPops(k.ops)
+	}
+	return checkOne(ctx, model, k.pops, deadline, stop)
 }
 
 func checkOne(ctx context.Context, model porcupine.Model, pops []porcupine.Operation, deadline time.Time, stop *atomic.Bool) porcupine.CheckResult {
@@ -175,7 +198,7 @@ func linearizable(ctx context.Context, job linJob) (*LinResult, *vizData) {
 	res := &LinResult{Model: modelName, Keys: len(keys)}
 	outcomes := checkKeys(ctx, model, keys, deadline)
 	for _, k := range keys {
-		res.Ops += len(k.pops)
+		res.Ops += k.n
 		res.Dropped += k.dropped
 	}
 	var failed []keyHistory

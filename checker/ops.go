@@ -57,34 +57,60 @@ type pairing struct {
 	untimed bool
 }
 
-// pairOps pairs invokes with their completions per process. An invoke followed by
-// another invoke on the same process, or never completed, is indeterminate; a
-// completion without an invoke is noted and ignored; a completion that names another
-// operation (f or key) than its invoke leaves the invoke indeterminate. What the
-// pairing could not interpret is noted and counted in ignored, by key (an operation
-// never completed is not: a history cut short by a crash is still well formed).
+// pairOps pairs invokes with their completions per process (see Pairer).
 func pairOps(events []history.Event) pairing {
-	p := pairing{ops: make([]op, 0, len(events)/2+1)}
-	var pending pendingOps
-	p.untimed = len(events) > 0
-	for _, e := range events {
+	pr := NewPairer(len(events))
+	pr.Add(events)
+	return pr.done()
+}
+
+// Pairer pairs a history's events into client operations as they are read, so that a
+// history need not be held whole: what Check judges and the views of a run show. Add
+// events in history order, a batch at a time; then History.
+//
+// It pairs invokes with their completions per process. An invoke followed by another
+// invoke on the same process, or never completed, is indeterminate; a completion
+// without an invoke is noted and ignored; a completion that names another operation (f
+// or key) than its invoke leaves the invoke indeterminate. What the pairing could not
+// interpret is noted and counted, by key (an operation never completed is not: a
+// history cut short by a crash is still well formed).
+type Pairer struct {
+	p       pairing
+	pending pendingOps
+	events  int
+	t0, t1  int64
+}
+
+// NewPairer returns a Pairer; events, if known, is about how many events will come.
+func NewPairer(events int) *Pairer {
+	return &Pairer{p: pairing{ops: make([]op, 0, events/2+1), untimed: true}, t0: math.MaxInt64, t1: math.MinInt64}
+}
+
+// Add pairs the next events of the history. It keeps none of them but nemesis events;
+// what it keeps of the others shares their strings and values.
+func (pr *Pairer) Add(events []history.Event) {
+	p := &pr.p
+	for i := range events {
+		e := &events[i]
+		pr.events++
+		pr.t0, pr.t1 = min(pr.t0, e.Time), max(pr.t1, e.Time)
 		p.untimed = p.untimed && e.Time == e.Index
 		if e.IsNemesis() {
-			p.nemesis = append(p.nemesis, e)
+			p.nemesis = append(p.nemesis, *e)
 			continue
 		}
 		if e.Type == history.Invoke {
-			if i, ok := pending.take(e.Process); ok {
+			if i, ok := pr.pending.take(e.Process); ok {
 				p.notes = append(p.notes, fmt.Sprintf("event %d: process %d invoked again before event %d completed; taken as indeterminate", e.Index, e.Process, p.ops[i].invIdx))
 				p.ops[i].guessed = whyReinvoked
 				p.ignored.add(p.ops[i].key, whyReinvoked)
 			}
-			pending.put(e.Process, len(p.ops))
+			pr.pending.put(e.Process, len(p.ops))
 			p.ops = append(p.ops, op{process: e.Process, f: e.F, key: e.Key, status: history.Info,
 				in: e.Value, call: e.Time, ret: openEnd, done: -1, invIdx: e.Index, retIdx: -1, node: e.Node})
 			continue
 		}
-		i, ok := pending.take(e.Process)
+		i, ok := pr.pending.take(e.Process)
 		if !ok {
 			p.notes = append(p.notes, fmt.Sprintf("event %d: %s of %s by process %d has no invoke; ignored", e.Index, e.Type, e.F, e.Process))
 			p.ignored.add(e.Key, whyNoInvoke)
@@ -114,10 +140,66 @@ func pairOps(events []history.Event) pairing {
 			o.ret = openEnd
 		}
 	}
+}
+
+// done ends the pairing.
+func (pr *Pairer) done() pairing {
+	p := pr.p
+	p.untimed = p.untimed && pr.events > 0
 	for i := range p.ops {
 		p.ops[i].untimed = p.untimed
 	}
+	pr.p = pairing{}
 	return p
+}
+
+// History ends the pairing and returns the paired history. The Pairer is then spent.
+func (pr *Pairer) History() *History {
+	h := &History{p: pr.done(), events: pr.events, t0: pr.t0, t1: pr.t1}
+	if h.events == 0 {
+		h.t0, h.t1 = 0, 0
+	}
+	return h
+}
+
+// History is a history paired into client operations (see Pairer), with its nemesis
+// events: all that Check and the views of a run need of it.
+type History struct {
+	p      pairing
+	events int
+	t0, t1 int64
+}
+
+// Pair pairs a whole history.
+func Pair(events []history.Event) *History {
+	pr := NewPairer(len(events))
+	pr.Add(events)
+	return pr.History()
+}
+
+// Events is the number of events the history had.
+func (h *History) Events() int { return h.events }
+
+// Span is the time of its earliest event and of its latest (0, 0 when it had none).
+func (h *History) Span() (first, last int64) { return h.t0, h.t1 }
+
+// Untimed reports whether every event's time is its index: the history has no clock
+// readings, only an order (the Jepsen readers give such histories).
+func (h *History) Untimed() bool { return h.p.untimed }
+
+// Nemesis returns its nemesis events, in order.
+func (h *History) Nemesis() []history.Event { return h.p.nemesis }
+
+// Len is the number of client operations.
+func (h *History) Len() int { return len(h.p.ops) }
+
+// Operations yields the client operations in invoke order.
+func (h *History) Operations(yield func(Operation) bool) {
+	for i := range h.p.ops {
+		if !yield(h.p.ops[i].view()) {
+			return
+		}
+	}
 }
 
 // Why operations are left out as malformed (or their outcome guessed): each a phrase

@@ -89,18 +89,39 @@ func regValue(v history.Value) (regState, error) {
 	return regState{}, fmt.Errorf("a list %v where a register value belongs", v)
 }
 
-// registerOps converts one key's operations to porcupine operations, dropping the
-// indeterminate ones that cannot matter: an info read (it changes nothing), and an info
-// write or cas whose value no read and no cas ever saw. Such a write, wherever it is
-// ordered, is followed only by operations that do not look at the register before the
-// next write (any that did would have seen its value), and open-ended operations can
-// always be ordered last; so the history is linearizable with it iff without it.
+// registerOps interprets one key's operations for the register search (values
+// numbered, see regOp), dropping the indeterminate ones that cannot matter: an info
+// read (it changes nothing), and an info write or cas whose value no read and no cas
+// ever saw. Such a write, wherever it is ordered, is followed only by operations that
+// do not look at the register before the next write (any that did would have seen its
+// value), and open-ended operations can always be ordered last; so the history is
+// linearizable with it iff without it. kept are the operations searched, in order.
 //
-// Operations it cannot interpret are noted and counted in bad.
-func registerOps(ops []*op, bad *ignoredOps) (pops []porcupine.Operation, kept []*op, dropped int, notes []string) {
+// Operations it cannot interpret are noted and counted in bad. What it returns is in
+// buf's memory (nil: fresh), good until buf's next use.
+func registerOps(ops []*op, bad *ignoredOps, buf *regBuf) (reg []regOp, kept []*op, dropped int, notes []string) {
+	if buf == nil {
+		buf = &regBuf{}
+	}
 	seen := observedValues(ops)
-	ins, outs := make([]regInput, 0, len(ops)), make([]regOutput, 0, len(ops)) // one allocation each
-	pops, kept = make([]porcupine.Operation, 0, len(ops)), make([]*op, 0, len(ops))
+	reg, kept = buf.reg[:0], buf.kept[:0]
+	defer func() { buf.reg, buf.kept = reg, kept }()
+	if buf.ids == nil {
+		buf.ids = make(map[string]int32, len(ops))
+	}
+	ids := buf.ids
+	clear(ids)
+	id := func(s regState) int32 {
+		if !s.set {
+			return 0
+		}
+		n, ok := ids[s.v]
+		if !ok {
+			n = int32(len(ids) + 1)
+			ids[s.v] = n
+		}
+		return n
+	}
 	for i := range ops {
 		o := ops[i]
 		in, out, err := registerOp(o)
@@ -119,14 +140,38 @@ func registerOps(ops []*op, bad *ignoredOps) (pops []porcupine.Operation, kept [
 			dropped++
 			continue
 		}
-		ins, outs = append(ins, in), append(outs, out)
-		pin := &ins[len(ins)-1]
-		pin.next = pin.to
-		pops = append(pops, porcupine.Operation{ClientId: o.process, Input: pin, Call: o.call,
-			Output: &outs[len(outs)-1], Return: o.end()})
+		r := regOp{kind: in.kind, unknown: out.unknown, call: o.call, ret: o.end()}
+		switch in.kind {
+		case regRead:
+			r.read = id(out.read)
+		case regWrite:
+			r.to = id(in.to)
+		default:
+			r.from, r.to = id(in.from), id(in.to)
+		}
+		reg = append(reg, r)
 		kept = append(kept, o)
 	}
-	return pops, kept, dropped, notes
+	return reg, kept, dropped, notes
+}
+
+// regBuf is registerOps's memory, kept from one key to the next by a worker.
+type regBuf struct {
+	reg  []regOp
+	kept []*op
+	ids  map[string]int32
+}
+
+// registerPops makes Porcupine's operations of the operations registerOps kept.
+func registerPops(kept []*op) []porcupine.Operation {
+	ins, outs := make([]regInput, len(kept)), make([]regOutput, len(kept)) // one allocation each
+	pops := make([]porcupine.Operation, len(kept))
+	for i, o := range kept {
+		ins[i], outs[i], _ = registerOp(o) // kept: interpreted once already
+		ins[i].next = ins[i].to
+		pops[i] = porcupine.Operation{ClientId: o.process, Input: &ins[i], Call: o.call, Output: &outs[i], Return: o.end()}
+	}
+	return pops
 }
 
 func registerOp(o *op) (regInput, regOutput, error) {

@@ -1,6 +1,10 @@
 package checker
 
-import "github.com/faultline/faultline/history"
+import (
+	"slices"
+
+	"github.com/faultline/faultline/history"
+)
 
 // Operation is one client operation as Check pairs it (an invoke and its completion on
 // the same process), for views of a history such as reports and plots. Views that use
@@ -22,14 +26,13 @@ type Operation struct {
 
 // Operations returns the client operations of a history in invoke order.
 func Operations(events []history.Event) []Operation {
-	p := pairOps(events)
-	out := make([]Operation, len(p.ops))
-	for i := range p.ops {
-		o := &p.ops[i]
-		out[i] = Operation{Process: o.process, F: o.f, Key: o.key, Status: o.status, In: o.in, Out: o.out,
-			Call: o.call, Done: o.done, Invoke: o.invIdx, Complete: o.retIdx, Node: o.node, Error: o.err}
-	}
-	return out
+	return slices.Collect(Pair(events).Operations)
+}
+
+// view is the operation as Operation shows it.
+func (o *op) view() Operation {
+	return Operation{Process: o.process, F: o.f, Key: o.key, Status: o.status, In: o.in, Out: o.out,
+		Call: o.call, Done: o.done, Invoke: o.invIdx, Complete: o.retIdx, Node: o.node, Error: o.err}
 }
 
 // FaultWindow is one fault in force, as the checker's explanations and availability
@@ -55,6 +58,13 @@ func FaultWindows(events []history.Event) []FaultWindow {
 			nem = append(nem, e)
 		}
 	}
+	return faultWindowsOf(nem)
+}
+
+// FaultWindows returns the history's faults (see the function FaultWindows).
+func (h *History) FaultWindows() []FaultWindow { return faultWindowsOf(h.p.nemesis) }
+
+func faultWindowsOf(nem []history.Event) []FaultWindow {
 	ws := faultWindows(nem)
 	out := make([]FaultWindow, len(ws))
 	for i, w := range ws {

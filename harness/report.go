@@ -38,7 +38,8 @@ func (r *run) check(ctx context.Context, out Outcome) Outcome {
 	}
 	r.phase = "checking"
 	events, herr := r.history()
-	res := checker.Check(ctx, events, checker.Options{Model: modelOf(r.spec.Workload), Timeout: r.spec.CheckTimeout.D(),
+	h := checker.Pair(events)
+	res := checker.CheckHistory(ctx, h, checker.Options{Model: modelOf(r.spec.Workload), Timeout: r.spec.CheckTimeout.D(),
 		MinAvailability: r.spec.MinAvailability})
 	runtime.GC() // the check's garbage is dead: the report's GC target starts from the history (see cmd/faultline check)
 	if c := r.consistency; c != nil {
@@ -64,7 +65,7 @@ func (r *run) check(ctx context.Context, out Outcome) Outcome {
 	if err := results.WriteCheck(r.dir, res); err != nil {
 		errs = append(errs, fmt.Errorf("write results: %w", err))
 	}
-	report, err := results.WriteReport(r.dir, res, events, results.ReportOptions{})
+	report, err := results.WriteReport(r.dir, res, h, results.ReportOptions{})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("write report: %w", err))
 	}

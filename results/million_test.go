@@ -41,7 +41,7 @@ func TestReportOfAMillionOperations(t *testing.T) {
 	require.NoError(t, WriteCheck(dir, res))
 	t.Logf("results.json and linearizability.html in %v", time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
-	path, err := WriteReport(dir, res, events, ReportOptions{})
+	path, err := WriteReport(dir, res, checker.Pair(events), ReportOptions{})
 	require.NoError(t, err)
 	t.Logf("report written in %v", time.Since(t0).Round(time.Millisecond))
 	for _, f := range []string{ReportFile, LatencyPlotFile, RatePlotFile, VisualizationFile, ResultsFile} {

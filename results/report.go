@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"fmt"
 	"html/template"
+	"iter"
 	"maps"
 	"math"
 	"os"
@@ -70,8 +71,8 @@ type ReportOptions struct {
 //
 // WriteReport shows what the checker decided and decides nothing itself. Each file is
 // written through a temporary file and a rename.
-func WriteReport(dir string, res checker.Result, events []history.Event, opts ReportOptions) (string, error) {
-	page, plots, err := buildReport(dir, res, events, opts)
+func WriteReport(dir string, res checker.Result, h *checker.History, opts ReportOptions) (string, error) {
+	page, plots, err := buildReport(dir, res, h, opts)
 	if err != nil {
 		return "", err
 	}
@@ -154,13 +155,13 @@ type fileLink struct {
 	Dir        bool
 }
 
-func buildReport(dir string, res checker.Result, events []history.Event, opts ReportOptions) (reportPage, map[string][]byte, error) {
+func buildReport(dir string, res checker.Result, h *checker.History, opts ReportOptions) (reportPage, map[string][]byte, error) {
 	page := reportPage{Verdict: string(res.Verdict), Why: res.UnknownBecause, Warnings: res.Warnings, Stats: res.Stats,
 		Generated: time.Now().UTC().Format(time.RFC3339)}
-	if err := page.addFacts(dir, res, events, opts); err != nil {
+	if err := page.addFacts(dir, res, h, opts); err != nil {
 		return page, nil, err
 	}
-	ops := checker.Operations(events)
+	ops := h.Operations
 	failures := earliestFirst(res, ops)
 	page.addExplanations(res, failures)
 	if res.Txn != nil {
@@ -168,8 +169,8 @@ func buildReport(dir string, res checker.Result, events []history.Event, opts Re
 	}
 	page.Checkers = checkerRows(res)
 	page.Counts = countRows(res.Stats)
-	s, fmtT := spanOf(events, res.Stats.Untimed)
-	faults, leaders := faultViews(events)
+	s, fmtT := spanOf(h, res.Stats.Untimed)
+	faults, leaders := faultViews(h)
 	for _, f := range faults {
 		page.Faults = append(page.Faults, faultRow{faultView: f, From: fmtT(f.Start), To: fmtT(f.End), Color: faultColor(f.Kind)})
 	}
@@ -181,7 +182,7 @@ func buildReport(dir string, res checker.Result, events []history.Event, opts Re
 	}
 	page.Axis = ticks(s, 10, fmtT)
 	var left int
-	page.Lanes, left = nodeLanes(s, events, faults, leaders, fmtT)
+	page.Lanes, left = nodeLanes(s, h.Nemesis(), faults, leaders, fmtT)
 	if left > 0 {
 		page.Omitted = append(page.Omitted, fmt.Sprintf("%d events on the node lanes beyond %d a lane", left, maxLaneItems))
 	}
@@ -204,7 +205,7 @@ func buildReport(dir string, res checker.Result, events []history.Event, opts Re
 // earliestFirst returns the linearizability failures in the order of the invokes of
 // the operations they blame, the earliest first (those that blame none last): the first
 // anomaly in time is where an investigation starts.
-func earliestFirst(res checker.Result, ops []checker.Operation) []checker.KeyFailure {
+func earliestFirst(res checker.Result, ops iter.Seq[checker.Operation]) []checker.KeyFailure {
 	if res.Linearizability == nil {
 		return nil
 	}
@@ -213,7 +214,7 @@ func earliestFirst(res checker.Result, ops []checker.Operation) []checker.KeyFai
 	for _, f := range out {
 		at[f.Op] = math.MaxInt64
 	}
-	for _, o := range ops {
+	for o := range ops {
 		if _, ok := at[o.Invoke]; ok {
 			at[o.Invoke] = o.Call
 		}
@@ -247,10 +248,10 @@ func (page *reportPage) addExplanations(res checker.Result, failures []checker.K
 // addPlots draws the latency and the throughput plot, side by side (each its own plot,
 // reading the same operations): drawing is most of the time `faultline check` takes on
 // a short history.
-func (page *reportPage) addPlots(s span, ops []checker.Operation, faults []faultView, leaders []leaderMark, plotFiles map[string][]byte) error {
+func (page *reportPage) addPlots(s span, ops iter.Seq[checker.Operation], faults []faultView, leaders []leaderMark, plotFiles map[string][]byte) error {
 	kinds := []struct {
 		png, svg string
-		draw     func(span, []checker.Operation, *bands) (plotView, error)
+		draw     func(span, iter.Seq[checker.Operation], *bands) (plotView, error)
 	}{{LatencyPlotFile, LatencySVGFile, latencyPlot}, {RatePlotFile, RateSVGFile, ratePlot}}
 	views := make([]plotView, len(kinds))
 	errs := make([]error, len(kinds))
@@ -279,14 +280,9 @@ func (page *reportPage) addPlots(s span, ops []checker.Operation, faults []fault
 
 // spanOf returns the stretch of the history and how to show a time in it: seconds
 // since the run began, or event numbers for a history without clock readings.
-func spanOf(events []history.Event, untimed bool) (span, func(int64) string) {
-	s := span{t0: math.MaxInt64, t1: math.MinInt64}
-	for _, e := range events {
-		s.t0, s.t1 = min(s.t0, e.Time), max(s.t1, e.Time)
-	}
-	if len(events) == 0 {
-		s = span{}
-	}
+func spanOf(h *checker.History, untimed bool) (span, func(int64) string) {
+	var s span
+	s.t0, s.t1 = h.Span()
 	// The span starts at the first event — where the run's cluster was ready (its
 	// nemesis starts then) — not at the run's base time, which comes before the nodes'
 	// start; times are labelled since the base time all the same, as the explanations
@@ -298,9 +294,9 @@ func spanOf(events []history.Event, untimed bool) (span, func(int64) string) {
 }
 
 // faultViews numbers the history's fault windows and collects its leader changes.
-func faultViews(events []history.Event) ([]faultView, []leaderMark) {
+func faultViews(h *checker.History) ([]faultView, []leaderMark) {
 	var faults []faultView
-	for i, w := range checker.FaultWindows(events) {
+	for i, w := range h.FaultWindows() {
 		kind := strings.TrimPrefix(w.Fault, "start-") // a combination's, or a Jepsen nemesis's
 		if d, start, ok := nemesis.ByEvent(w.Fault); ok && start {
 			kind = string(d.Kind)
@@ -312,8 +308,8 @@ func faultViews(events []history.Event) ([]faultView, []leaderMark) {
 		faults = append(faults, faultView{ID: fmt.Sprintf("F%d", i+1), Kind: kind, Nodes: w.Nodes, Value: value, Start: w.Start, End: w.End})
 	}
 	var leaders []leaderMark
-	for _, e := range events {
-		if e.IsNemesis() && e.F == LeaderEvent && e.Node != "" {
+	for _, e := range h.Nemesis() {
+		if e.F == LeaderEvent && e.Node != "" {
 			leaders = append(leaders, leaderMark{At: e.Time, Node: e.Node})
 		}
 	}

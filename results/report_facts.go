@@ -16,13 +16,12 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/checker"
-	"github.com/faultline/faultline/history"
 )
 
 // addFacts fills the page's title, the run's facts and spec from test.json (in
 // opts.RunDir, or dir), and what the history itself says. A test.json that cannot be
 // read is said on the page: the report of the history is worth having without it.
-func (page *reportPage) addFacts(dir string, res checker.Result, events []history.Event, opts ReportOptions) error {
+func (page *reportPage) addFacts(dir string, res checker.Result, h *checker.History, opts ReportOptions) error {
 	info, ok, err := ReadTestInfo(cmp.Or(opts.RunDir, dir))
 	add := func(name, value string) {
 		if value != "" {
@@ -66,9 +65,9 @@ func (page *reportPage) addFacts(dir string, res checker.Result, events []histor
 	}
 	add("model", string(res.Model))
 	add("history", opts.History)
-	s, _ := spanOf(events, res.Stats.Untimed)
-	add("events", fmt.Sprint(len(events)))
-	if !res.Stats.Untimed && len(events) > 0 {
+	s, _ := spanOf(h, res.Stats.Untimed)
+	add("events", fmt.Sprint(h.Events()))
+	if !res.Stats.Untimed && h.Events() > 0 {
 		add("duration", time.Duration(s.t1-s.t0).Round(time.Millisecond).String())
 		if s.t0 > 0 {
 			add("time axis", fmt.Sprintf("from %.3f s, the first event (the cluster was up): times are since the run began, its nodes' start before that", float64(s.t0)/1e9))

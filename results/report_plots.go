@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -256,12 +257,12 @@ func addSegments(p *plot.Plot, name string, c color.Color, segments []plotter.XY
 // latencyPlot draws each completed operation's latency against its invoke time, by
 // outcome, on a log scale. A series of more than maxPlotPoints operations is binned by
 // time: each bin shows its highest latency, and for ok its median too.
-func latencyPlot(s span, ops []checker.Operation, b *bands) (plotView, error) {
+func latencyPlot(s span, ops iter.Seq[checker.Operation], b *bands) (plotView, error) {
 	p := newPlot(s, b, "latency (ms, log scale)")
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	p.Y.Min, p.Y.Max = math.Inf(1), math.Inf(-1)
 	byStatus := map[history.Type][]latencyPoint{}
-	for _, o := range ops {
+	for o := range ops {
 		if o.Done >= 0 {
 			ms := math.Max(float64(o.Done-o.Call)/1e6, 0.01) // a log scale has no zero
 			byStatus[o.Status] = append(byStatus[o.Status], latencyPoint{o.Call, ms})
@@ -361,7 +362,7 @@ func binLatencies(s span, pts []latencyPoint) (maxes plotter.XYs, medians []plot
 
 // ratePlot draws throughput: completions per second, by outcome, in bins of at least
 // minRateBin (rateBins of them over a long run).
-func ratePlot(s span, ops []checker.Operation, b *bands) (plotView, error) {
+func ratePlot(s span, ops iter.Seq[checker.Operation], b *bands) (plotView, error) {
 	n := int(min(int64(rateBins), max(1, (s.t1-s.t0)/int64(minRateBin))))
 	width := float64(s.t1-s.t0) / float64(n) / 1e9
 	if width <= 0 {
@@ -369,7 +370,7 @@ func ratePlot(s span, ops []checker.Operation, b *bands) (plotView, error) {
 	}
 	p := newPlot(s, b, fmt.Sprintf("completions per second (%s bins)", binWidth(s, n)))
 	counts := map[history.Type][]float64{history.OK: make([]float64, n), history.Fail: make([]float64, n), history.Info: make([]float64, n)}
-	for _, o := range ops {
+	for o := range ops {
 		if o.Done >= 0 {
 			counts[o.Status][binOf(s, o.Done, n)]++
 		}

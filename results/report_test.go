@@ -44,7 +44,7 @@ func writeReportOf(t *testing.T, events []history.Event, testJSON string) (strin
 	}
 	res := checker.Check(context.Background(), events, checker.Options{})
 	require.NoError(t, WriteCheck(dir, res))
-	path, err := WriteReport(dir, res, events, ReportOptions{History: filepath.Join(dir, "history.jsonl")})
+	path, err := WriteReport(dir, res, checker.Pair(events), ReportOptions{History: filepath.Join(dir, "history.jsonl")})
 	require.NoError(t, err)
 	assert.Equal(t, filepath.Join(dir, ReportFile), path)
 	b, err := os.ReadFile(path)

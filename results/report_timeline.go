@@ -3,6 +3,7 @@ package results
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"strconv"
@@ -73,7 +74,7 @@ func laneHeal(kind string) string {
 // nemesis noted on it (a member replaced, upgraded, defragmented), and when it became
 // leader. Faults that name no node go on a lane of the cluster. Each lane holds at most
 // maxLaneItems items; what is left out is counted in omitted.
-func nodeLanes(s span, events []history.Event, faults []faultView, leaders []leaderMark, fmtT func(int64) string) (lanes []laneView, omitted int) {
+func nodeLanes(s span, nemesis []history.Event, faults []faultView, leaders []leaderMark, fmtT func(int64) string) (lanes []laneView, omitted int) {
 	byNode := map[string][]laneItem{}
 	add := func(node string, it laneItem) {
 		if len(byNode[node]) >= maxLaneItems {
@@ -96,8 +97,8 @@ func nodeLanes(s span, events []history.Event, faults []faultView, leaders []lea
 			add(n, laneItem{Left: l, Width: w, Label: laneVerb(f.Kind), Title: title, Color: faultColor(f.Kind)})
 		}
 	}
-	for _, e := range events {
-		if !e.IsNemesis() || e.Type != history.Info || e.F == LeaderEvent || !isNote(e.F) {
+	for _, e := range nemesis {
+		if e.Type != history.Info || e.F == LeaderEvent || !isNote(e.F) {
 			continue
 		}
 		node := cmp.Or(e.Node, clusterLane)
@@ -205,14 +206,17 @@ type anomalyView struct {
 // anomalies draws, for each failing key (the first maxTimelineKeys of failures), its
 // operations in a window of maxTimelineOps around the operation blamed, one row a
 // process, with the faults in force over them.
-func anomalies(failures []checker.KeyFailure, ops []checker.Operation, faults []faultView, fmtT func(int64) string) (out []anomalyView, omitted int) {
+func anomalies(failures []checker.KeyFailure, ops iter.Seq[checker.Operation], faults []faultView, fmtT func(int64) string) (out []anomalyView, omitted int) {
 	if len(failures) == 0 {
 		return nil, 0
 	}
-	byKey := map[string][]*checker.Operation{}
-	for i := range ops {
-		if ops[i].Status != history.Fail {
-			byKey[ops[i].Key] = append(byKey[ops[i].Key], &ops[i])
+	byKey := map[string][]*checker.Operation{} // the failing keys' only
+	for _, f := range failures[:min(len(failures), maxTimelineKeys)] {
+		byKey[f.Key] = nil
+	}
+	for o := range ops {
+		if kops, ok := byKey[o.Key]; ok && o.Status != history.Fail {
+			byKey[o.Key] = append(kops, &o)
 		}
 	}
 	for i, f := range failures {

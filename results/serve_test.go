@@ -68,7 +68,7 @@ func makeRun(t *testing.T, root string, fr fakeRun) string {
 	}
 	res := checker.Check(context.Background(), events, checker.Options{})
 	require.NoError(t, WriteCheck(dir, res))
-	_, err = WriteReport(dir, res, events, ReportOptions{})
+	_, err = WriteReport(dir, res, checker.Pair(events), ReportOptions{})
 	require.NoError(t, err)
 	return dir
 }

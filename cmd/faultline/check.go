@@ -52,12 +52,12 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) resu
 		fmt.Fprintf(stderr, "faultline check: %v\n", err)
 		return results.ExitUsage
 	}
-	events, info, err := readHistory(file, a.format)
+	h, info, err := readHistory(file, a.format)
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline check: %s: %v\n", file, err)
 		return results.ExitUsage
 	}
-	fmt.Fprintf(stdout, "faultline check %s: %d events\n", file, len(events))
+	fmt.Fprintf(stdout, "faultline check %s: %d events\n", file, h.Events())
 	boundHeap()
 	if info.Torn {
 		fmt.Fprintf(stdout, "note:    the last line was torn (a crash mid-write) and was dropped; the rest is checked\n")
@@ -66,11 +66,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) resu
 	if d, ok := wl.Lookup(wl.Kind(workload)); ok {
 		model = d.Model
 	}
-	res := checker.Check(ctx, events, checker.Options{Model: model, Timeout: a.timeout, MinEvidence: a.minEvidence, MinAvailability: a.minAvailability})
+	res := checker.CheckHistory(ctx, h, checker.Options{Model: model, Timeout: a.timeout, MinEvidence: a.minEvidence, MinAvailability: a.minAvailability})
 	if ctx.Err() != nil {
 		res.MakeUnknown(checker.ReasonInterrupted, "the check was interrupted")
 	}
-	for _, c := range results.Caveats(filepath.Dir(file), events) {
+	for _, c := range results.Caveats(filepath.Dir(file), h.Nemesis()) {
 		res.MakeUnknown(c.Code, c.Detail)
 	}
 	printCheck(stdout, res)
@@ -91,7 +91,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) resu
 		return results.ExitError
 	}
 	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(dir, results.ResultsFile))
-	report, err := results.WriteReport(dir, res, events, results.ReportOptions{RunDir: filepath.Dir(file), History: file})
+	report, err := results.WriteReport(dir, res, h, results.ReportOptions{RunDir: filepath.Dir(file), History: file})
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline check: %v\n", err)
 		return results.ExitError
@@ -194,8 +194,9 @@ func locateHistory(path, workload string) (string, string, error) {
 // known reports whether w names a workload.
 func known(w string) bool { _, ok := wl.Lookup(wl.Kind(w)); return ok }
 
-// readHistory reads a history in the given format, or the one its extension suggests.
-func readHistory(file, format string) ([]history.Event, history.ReadInfo, error) {
+// readHistory reads a history in the given format, or the one its extension suggests,
+// and pairs its operations. A JSONL history is paired as it is read, never held whole.
+func readHistory(file, format string) (*checker.History, history.ReadInfo, error) {
 	if format == "" {
 		switch strings.ToLower(filepath.Ext(file)) {
 		case ".edn":
@@ -206,18 +207,26 @@ func readHistory(file, format string) ([]history.Event, history.ReadInfo, error)
 			format = "jsonl"
 		}
 	}
+	if format == "jsonl" {
+		hint := 0
+		if st, err := os.Stat(file); err == nil {
+			hint = int(st.Size() / 64) // events; a line is 100 bytes or more (capacity never touched costs no memory)
+		}
+		p := checker.NewPairer(hint)
+		info, err := history.ReadFileEach(file, func(b []history.Event) error { p.Add(b); return nil })
+		return p.History(), info, err
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, history.ReadInfo{}, err
 	}
 	defer f.Close()
-	switch format {
-	case "jepsen-edn":
-		return history.ReadJepsenEDN(f)
-	case "jepsen-log":
-		return history.ReadJepsenLog(f)
+	read := history.ReadJepsenLog
+	if format == "jepsen-edn" {
+		read = history.ReadJepsenEDN
 	}
-	return history.ReadJSONL(f)
+	events, info, err := read(f)
+	return checker.Pair(events), info, err
 }
 
 // printCheck prints the verdict, with why on the same line when it is unknown

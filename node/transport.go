@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -19,7 +21,9 @@ import (
 // POSTed in batches to <peer_url>/raft, each request with a short timeout: the harness
 // partitions by dropping packets, so a connection to a cut-off peer hangs rather than
 // fails. A full queue drops the message and reports the peer unreachable to raft, which
-// then slows down (probe state) and retries on its own.
+// then slows down (probe state) and retries on its own. The POSTs to an http:// peer are
+// pipelined on one connection (see pipeline.go): a batch goes out as soon as it is
+// queued, not after the previous one's answer, and arrives after it.
 
 const (
 	peerQueue      = 4096
@@ -51,7 +55,12 @@ type peer struct {
 	// drain, closed by removePeer, says: send what is queued, then stop.
 	drain chan struct{}
 	hc    *http.Client
-	down  bool // last send failed (owned by the sender goroutine; for logging)
+	down  atomic.Bool // the last send failed (for logging)
+
+	// The pipelined connection, when the peer URL is http:// (owned by the sender).
+	pipeURL  *url.URL
+	pipeAddr string
+	pl       *pipeline
 }
 
 func newTransport(log *slog.Logger, rep reporter) *transport {
@@ -70,6 +79,7 @@ func (t *transport) setPeer(id uint64, url string) {
 	}
 	p := &peer{id: id, url: url, q: make(chan raftpb.Message, peerQueue), stop: make(chan struct{}), drain: make(chan struct{}),
 		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, DisableCompression: true}}}
+	p.pipeURL, p.pipeAddr, _ = pipelineURL(url)
 	t.peers[id] = p
 	go t.run(p)
 }
@@ -119,6 +129,11 @@ func (t *transport) send(msgs []raftpb.Message) {
 
 func (t *transport) run(p *peer) {
 	defer p.hc.CloseIdleConnections()
+	defer func() {
+		if p.pl != nil {
+			p.pl.close()
+		}
+	}()
 	for {
 		var batch []raftpb.Message
 		select {
@@ -154,7 +169,14 @@ func (p *peer) sendQueued(t *transport) {
 			}
 		default:
 			if len(batch) > 0 {
-				_ = t.postBatch(p, batch, peerTimeout)
+				if p.pipeURL != nil {
+					t.postPipelined(p, batch)
+					if p.pl != nil {
+						p.pl.idle(peerTimeout)
+					}
+				} else {
+					_ = t.postBatch(p, batch, peerTimeout)
+				}
 			}
 			return
 		}
@@ -182,17 +204,47 @@ func (t *transport) post(p *peer, batch []raftpb.Message) {
 	if len(rest) == 0 {
 		return
 	}
-	err := t.postBatch(p, rest, peerTimeout)
+	if p.pipeURL != nil {
+		t.postPipelined(p, rest)
+		return
+	}
+	t.outcome(p, t.postBatch(p, rest, peerTimeout))
+}
+
+// outcome reports a failed send to raft, and logs when the peer becomes unreachable or
+// reachable again.
+func (t *transport) outcome(p *peer, err error) {
 	if err != nil {
 		t.rep.ReportUnreachable(p.id)
 	}
 	switch {
-	case err != nil && !p.down:
+	case err != nil && !p.down.Swap(true):
 		t.log.Warn("peer unreachable", "peer", p.id, "url", p.url, "err", err)
-	case err == nil && p.down:
+	case err == nil && p.down.Swap(false):
 		t.log.Info("peer reachable again", "peer", p.id)
 	}
-	p.down = err != nil
+}
+
+// postPipelined writes a batch on the peer's pipeline, dialling one if there is none
+// (or it broke). Failures are reported to raft, here or by the pipeline's reader.
+func (t *transport) postPipelined(p *peer, batch []raftpb.Message) {
+	body, err := encodeBatch(batch)
+	if err != nil {
+		t.outcome(p, err)
+		return
+	}
+	if p.pl != nil && p.pl.isBroken() {
+		p.pl = nil
+	}
+	if p.pl == nil {
+		pl, err := dialPipeline(p.pipeAddr, func(err error) { t.outcome(p, err) })
+		if err != nil {
+			t.outcome(p, fmt.Errorf("post to peer %d: %w", p.id, err))
+			return
+		}
+		p.pl = pl
+	}
+	p.pl.post(p.pipeURL, body, p.stop)
 }
 
 func (t *transport) postBatch(p *peer, batch []raftpb.Message, timeout time.Duration) error {

@@ -1,9 +1,9 @@
 // Command faultline-bench is `make bench`: faultline measured side by side with its
 // references (package harness/bench), one table of ratios.
 //
-//	faultline-bench [--faultline bin/faultline] [--only checker,recorder,node,bringup,memory] [--quick]
+//	faultline-bench [--faultline bin/faultline] [--porcheck bin/porcheck]
+//	                [--only startup,checker,recorder,node,bringup,memory] [--quick]
 //	                [--ours 'TEST FLAGS'] [--reference 'TEST FLAGS']
-//	faultline-bench raw FILE      the reference checker: Porcupine called directly
 //	faultline-bench record N FILE stream|keep
 //	                              record N operations, print this process's memory (JSON)
 //
@@ -38,15 +38,6 @@ func main() {
 }
 
 func run() results.ExitCode {
-	if len(os.Args) == 3 && os.Args[1] == "raw" {
-		v, err := bench.RawCheck(os.Args[2], 10*time.Minute)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "faultline-bench raw:", err)
-			return results.ExitError
-		}
-		fmt.Println(v)
-		return map[string]results.ExitCode{"ok": results.ExitValid, "illegal": results.ExitInvalid, "unknown": results.ExitUnknown}[v]
-	}
 	if len(os.Args) == 5 && os.Args[1] == "record" {
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil {
@@ -63,7 +54,8 @@ func run() results.ExitCode {
 	}
 	fs := flag.NewFlagSet("faultline-bench", flag.ContinueOnError)
 	fl := fs.String("faultline", "bin/faultline", "the faultline binary to measure")
-	only := fs.String("only", "", "comma-separated sections: checker,recorder,node,bringup,memory (default: all)")
+	porcheck := fs.String("porcheck", "bin/porcheck", "the reference checker (go build -o bin/porcheck ./harness/bench/ref/porcheck)")
+	only := fs.String("only", "", "comma-separated sections: startup,checker,recorder,node,bringup,memory (default: all)")
 	quick := fs.Bool("quick", false, "shorter measurements: a smoke test of the bench, not figures")
 	ours := fs.String("ours", "", "the flags of `faultline test` that name the system of the recorder and node rows (default: its default target)")
 	reference := fs.String("reference", "--target etcd", "the flags of `faultline test` that name the system the node rows measure against")
@@ -83,6 +75,14 @@ func run() results.ExitCode {
 		fmt.Fprintf(os.Stderr, "faultline-bench: --faultline %s: %v (make build)\n", *fl, err)
 		return results.ExitUsage
 	}
+	refcheck, err := filepath.Abs(*porcheck)
+	if err == nil {
+		_, err = os.Stat(refcheck)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "faultline-bench: --porcheck %s: %v (make bench builds it)\n", *porcheck, err)
+		return results.ExitUsage
+	}
 	dir, err := os.MkdirTemp("", "faultline-bench-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
@@ -91,7 +91,7 @@ func run() results.ExitCode {
 	defer os.RemoveAll(dir)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	o := bench.Options{Faultline: faultline, Self: self, Dir: dir, Quick: *quick, Log: os.Stderr,
+	o := bench.Options{Faultline: faultline, Self: self, RefCheck: refcheck, Dir: dir, Quick: *quick, Log: os.Stderr,
 		Ours: strings.Fields(*ours), Reference: strings.Fields(*reference)}
 	if *only != "" {
 		o.Only = strings.Split(*only, ",")

@@ -3,13 +3,17 @@
 // with the command of every row. Each comparison alternates the two sides, so that the
 // machine's noise falls on both.
 //
-//   - checker: `faultline check` against Porcupine called directly (RawCheck) on the
-//     same histories, whole process each: the Jepsen histories that ship with
-//     Porcupine, and generated register histories (package checker/sim);
+//   - start-up: `faultline version` against a small program's (the reference checker
+//     of an empty history), whole process each;
+//   - checker: `faultline check` against Porcupine called directly (package refcheck, a
+//     program of its own that links nothing of faultline's) on the same histories,
+//     whole process each: the Jepsen histories that ship with Porcupine, and generated
+//     register histories (package checker/sim);
 //   - recorder: the harness's clients (workload.Run, recording to a history file)
 //     against a bare client loop that records nothing, same cluster, same concurrency;
 //   - node: faultline's own node against a reference system (Options.Ours and
-//     Reference: targets of the registry), writes and reads, 3 nodes, fsync on;
+//     Reference: targets of the registry), writes and reads, 3 nodes, fsync on, with
+//     the clients spread over every member (as real clients are) and all on the leader;
 //   - bring-up: a test's start to its first acknowledged operation, process and docker;
 //   - memory: the recorder's memory per recorded operation over 1M operations.
 package bench
@@ -27,12 +31,13 @@ import (
 
 // Options say what to measure and with which programs.
 type Options struct {
-	// Faultline is the faultline binary (bin/faultline); Self this program (it runs the
-	// reference checker as `Self raw FILE`).
-	Faultline, Self string
+	// Faultline is the faultline binary (bin/faultline); Self this program (it records
+	// in a process of its own as `Self record`); RefCheck the reference checker
+	// (harness/bench/ref/porcheck).
+	Faultline, Self, RefCheck string
 	// Dir is a scratch directory.
 	Dir string
-	// Only names the sections to run (checker, recorder, node, bringup, memory); empty:
+	// Only names the sections to run (startup, checker, recorder, node, bringup, memory); empty:
 	// all. Quick makes every measurement shorter (a smoke test of the bench).
 	Only  []string
 	Quick bool
@@ -76,7 +81,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	for _, s := range []struct {
 		name string
 		run  func(context.Context, Options) ([]Row, error)
-	}{{"checker", checkerRows}, {"recorder", recorderRows}, {"node", nodeRows}, {"bringup", bringupRows}, {"memory", memoryRows}} {
+	}{{"startup", startupRows}, {"checker", checkerRows}, {"recorder", recorderRows}, {"node", nodeRows}, {"bringup", bringupRows}, {"memory", memoryRows}} {
 		if !want(s.name) {
 			continue
 		}

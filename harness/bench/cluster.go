@@ -118,41 +118,60 @@ func nodeRows(ctx context.Context, o Options) ([]Row, error) {
 	var rows []Row
 	i := 0
 	for _, kind := range []string{"write", "read"} {
-		for _, conc := range concs {
-			logf(o, "node: %s, %d clients, %s and %s, %v each", kind, conc, rt.Name(), refName, d)
-			ro, err1 := fromLeader(ctx, rc, rt)
-			eo, err2 := fromLeader(ctx, ec, et)
-			if err := cmpErr(err1, err2); err != nil {
-				return rows, err
+		for _, place := range []string{"spread", "leader"} {
+			for _, conc := range concs {
+				logf(o, "node: %s, %d clients (%s), %s and %s, %v each", kind, conc, place, rt.Name(), refName, d)
+				ro, err1 := placed(ctx, rc, rt, place)
+				eo, err2 := placed(ctx, ec, et, place)
+				if err := cmpErr(err1, err2); err != nil {
+					return rows, err
+				}
+				var r, e rate
+				if i%2 == 0 {
+					r, err1 = bareLoop(ctx, ro, conc, d, kind)
+					e, err2 = bareLoop(ctx, eo, conc, d, kind)
+				} else {
+					e, err2 = bareLoop(ctx, eo, conc, d, kind)
+					r, err1 = bareLoop(ctx, ro, conc, d, kind)
+				}
+				i++
+				if err := cmpErr(err1, err2); err != nil {
+					return rows, err
+				}
+				goal := "≥ 1.0x"
+				if kind == "read" {
+					goal = "(no goal)"
+				}
+				where := map[string]string{"spread": "client c on member c mod 3", "leader": "all on the leader"}[place]
+				rows = append(rows, Row{Section: "node", Name: fmt.Sprintf("%s vs %s: %ss, %d clients, %s", rt.Name(), refName, kind, conc, where),
+					Ours: r.String(), Ref: e.String(), Ratio: r.OpsPerSec / e.OpsPerSec, Goal: goal,
+					Command: "3 nodes on the process runtime, fsync on, a key per client, each system's own client (etcd: clientv3), spread over the members from the leader on, or all on the leader (faultline-bench --only node)"})
 			}
-			var r, e rate
-			if i%2 == 0 {
-				r, err1 = bareLoop(ctx, ro, conc, d, kind)
-				e, err2 = bareLoop(ctx, eo, conc, d, kind)
-			} else {
-				e, err2 = bareLoop(ctx, eo, conc, d, kind)
-				r, err1 = bareLoop(ctx, ro, conc, d, kind)
-			}
-			i++
-			if err := cmpErr(err1, err2); err != nil {
-				return rows, err
-			}
-			goal := "≥ 1.0x"
-			if kind == "read" {
-				goal = "(no goal)"
-			}
-			rows = append(rows, Row{Section: "node", Name: fmt.Sprintf("%s vs %s: %ss, %d clients", rt.Name(), refName, kind, conc),
-				Ours: r.String(), Ref: e.String(), Ratio: r.OpsPerSec / e.OpsPerSec, Goal: goal,
-				Command: "3 nodes on the process runtime, fsync on, clients spread over the nodes from the leader on (1 client: on the leader, in both), a key per client (faultline-bench --only node)"})
 		}
 	}
 	return rows, nil
 }
 
+// placed returns t's opener with its clients placed: "spread", client c on the c-th
+// member from the leader on (so that one client is on the leader in both systems: which
+// member leads is the elections' to decide, and a client on a follower pays a
+// forwarding hop — it made the one-client rows swing by a third from run to run), the
+// others round the members as real clients spread (Kubernetes' API servers over etcd's
+// members); "leader", every client on the leader.
+func placed(ctx context.Context, c *harness.Cluster, t sut.Target, place string) (workload.Opener, error) {
+	open, err := fromLeader(ctx, c, t)
+	if err != nil || place == "spread" {
+		return open, err
+	}
+	n := len(c.Nodes())
+	return func(ctx context.Context, process int) (workload.Client, string, error) {
+		return open(ctx, process*n) // process*n ≡ 0: the leader
+	}, nil
+}
+
 // fromLeader returns t's opener with the processes shifted so that process 0 talks to
-// the current leader, 1 to the next node, and so on: one client is then on the leader in
-// both systems (a client on a follower pays a forwarding hop; which node leads is the
-// elections' to decide, and it made the one-client rows swing by a third from run to run).
+// the current leader, 1 to the next node, and so on (an opener places process p on
+// member p mod n).
 func fromLeader(ctx context.Context, c *harness.Cluster, t sut.Target) (workload.Opener, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

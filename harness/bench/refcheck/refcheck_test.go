@@ -1,4 +1,4 @@
-package bench
+package refcheck
 
 import (
 	"path/filepath"
@@ -16,8 +16,13 @@ import (
 func TestRawCheckJudges(t *testing.T) {
 	dir := t.TempDir()
 	ok := filepath.Join(dir, "ok.jsonl")
-	require.NoError(t, writeSim(ok, sim.Config{Seed: 3, Ops: 3000, Procs: 10, Info: 0.05, Keys: 4, OpsPerKey: 100}))
-	v, err := RawCheck(ok, time.Minute)
+	w, err := history.CreateWriter(ok, time.Hour)
+	require.NoError(t, err)
+	for _, e := range sim.Simulate(sim.Config{Seed: 3, Ops: 3000, Procs: 10, Info: 0.05, Keys: 4, OpsPerKey: 100}) {
+		require.NoError(t, w.Append(e))
+	}
+	require.NoError(t, w.Close())
+	v, err := Check(ok, time.Minute)
 	require.NoError(t, err)
 	assert.Equal(t, "ok", v)
 
@@ -31,22 +36,14 @@ func TestRawCheckJudges(t *testing.T) {
 		}
 	}
 	bad := filepath.Join(dir, "bad.jsonl")
-	w, err := history.CreateWriter(bad, time.Hour)
+	w, err = history.CreateWriter(bad, time.Hour)
 	require.NoError(t, err)
 	for _, e := range events {
 		require.NoError(t, w.Append(e))
 	}
 	require.NoError(t, w.Close())
-	v, err = RawCheck(bad, time.Minute)
+	v, err = Check(bad, time.Minute)
 	require.NoError(t, err)
 	assert.Equal(t, "illegal", v)
 }
 
-func TestSummarize(t *testing.T) {
-	lat := []time.Duration{5, 1, 4, 2, 3}
-	r := summarize(lat, time.Second, 1)
-	assert.InDelta(t, 5, r.OpsPerSec, 1e-9)
-	assert.Equal(t, time.Duration(3), r.P50)
-	assert.Equal(t, time.Duration(5), r.P99)
-	assert.Equal(t, 1, r.Errors)
-}

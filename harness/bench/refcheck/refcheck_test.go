@@ -46,4 +46,3 @@ func TestRawCheckJudges(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "illegal", v)
 }
-

@@ -16,7 +16,8 @@
 // # The Ready loop
 //
 // One goroutine (run, in ready.go) owns raft. Ticks come from the node clock; each Ready
-// is handled in this order, and Advance is called only after the last step:
+// is handled in this order (but where a step says a part of it comes earlier), and
+// Advance is called only after the last step:
 //
 //  1. Remember the leader (SoftState): requests arriving while none is known wait for
 //     one, and fail definitely (never proposed) if none appears in time.
@@ -26,19 +27,26 @@
 //     A HardState that only moves the commit index is not written on its own (it goes
 //     with the next durable record): the commit index need not survive a crash, and an
 //     fsync there would sit between committing a write and applying it.
-//     No client is acknowledged, and a follower or candidate sends no message (a vote,
-//     an append's acknowledgement), until the entries and HardState of this Ready are
-//     on disk. The leader sends its messages before it writes (raft thesis §10.2.1, as
+//     No client is acknowledged before its entry is on this node's disk, and a follower
+//     or candidate sends no message that speaks for its log or vote (a vote, an append's
+//     acknowledgement) until the entries and HardState of this Ready are on disk; the
+//     proposals and read indexes it forwards to the leader claim nothing and go at
+//     once. The leader sends its messages before it writes (raft thesis §10.2.1, as
 //     etcd does): its appends reach the followers while it fsyncs, and its own entries
 //     commit only in a later Ready, after this one's write, so no entry is acknowledged
 //     before a majority, the leader included, has it on disk.
 //  3. Send the messages: each peer has a bounded queue and one sender goroutine that
-//     POSTs batches to <peer_url>/raft with a one-second timeout; a full queue or a
-//     failed POST is reported to raft as unreachable (and a snapshot's outcome with
-//     ReportSnapshot).
+//     POSTs batches to <peer_url>/raft, pipelined on one connection (the next batch
+//     does not wait for the previous answer; the peer answers in order, so messages
+//     arrive in the order sent), each answer due within one second; a full queue, an
+//     answer not in time or a failed dial is reported to raft as unreachable (and a
+//     snapshot's outcome, sent on its own, with ReportSnapshot).
 //  4. Apply the committed entries in order: a normal entry is a JSON Command whose
 //     random request id wakes the HTTP request that proposed it (if it came through this
 //     node); a ConfChange is applied to raft and to the membership (and the transport).
+//     Committed entries that were already on disk before this Ready are applied before
+//     its write (their clients need not wait for the next fsync); those this Ready
+//     writes (a single voter commits what it appends) only after it.
 //  5. Hand each ReadState to the read that asked for it (ReadIndex): the read then waits
 //     until the applied index reaches the read index and answers from the local state.
 //     A read re-sent while unanswered gets a fresh request context each time: with a

@@ -193,6 +193,10 @@ func (h *History) Nemesis() []history.Event { return h.p.nemesis }
 // Len is the number of client operations.
 func (h *History) Len() int { return len(h.p.ops) }
 
+// Model is the model whose operations the history holds (what Check takes when
+// Options.Model is empty).
+func (h *History) Model() Model { return guessModel(h.p.ops) }
+
 // Operations yields the client operations in invoke order.
 func (h *History) Operations(yield func(Operation) bool) {
 	for i := range h.p.ops {
@@ -310,10 +314,23 @@ func (p *pendingOps) take(process int) (int, bool) {
 // byKey groups the operations that may have taken effect (not the fails) by key,
 // keeping their order; keys are returned sorted.
 func byKey(ops []op) ([]string, map[string][]*op) {
-	m := map[string][]*op{}
+	n := map[string]int{} // a first pass sizes every key's slice: one array for them all
 	for i := range ops {
 		if ops[i].status != history.Fail {
-			m[ops[i].key] = append(m[ops[i].key], &ops[i])
+			n[ops[i].key]++
+		}
+	}
+	all := make([]*op, 0, len(ops))
+	m := make(map[string][]*op, len(n))
+	for i := range ops {
+		if ops[i].status != history.Fail {
+			k := ops[i].key
+			s, ok := m[k]
+			if !ok {
+				s = all[len(all):len(all):len(all)+n[k]]
+				all = all[:len(all)+n[k]]
+			}
+			m[k] = append(s, &ops[i])
 		}
 	}
 	keys := make([]string, 0, len(m))

@@ -52,14 +52,16 @@ func computeStats(p pairing) Stats {
 	st := Stats{Counts: map[string]map[history.Type]int{}}
 	windows := faultWindows(p.nemesis)
 	st.Faults = len(windows)
-	var lat []float64
+	lat := make([]float64, 0, len(p.ops))
 	var ok, total, okIn, totalIn int
 	first, last := int64(math.MaxInt64), int64(math.MinInt64)
+	type fs struct {
+		f      string
+		status history.Type
+	}
+	counts := map[fs]int{}
 	count := func(o *op) {
-		if st.Counts[o.f] == nil {
-			st.Counts[o.f] = map[history.Type]int{}
-		}
-		st.Counts[o.f][o.status]++
+		counts[fs{o.f, o.status}]++
 		first, last = min(first, o.call), max(last, o.call)
 		if o.done >= 0 {
 			last = max(last, o.done)
@@ -84,6 +86,12 @@ func computeStats(p pairing) Stats {
 	}
 	for i := range p.ops {
 		count(&p.ops[i])
+	}
+	for k, n := range counts {
+		if st.Counts[k.f] == nil {
+			st.Counts[k.f] = map[history.Type]int{}
+		}
+		st.Counts[k.f][k.status] = n
 	}
 	st.Availability = ratio(ok, total)
 	st.AvailabilityDuringFaults = ratio(okIn, totalIn)

@@ -76,6 +76,7 @@ func pairOps(events []history.Event) pairing {
 // history cut short by a crash is still well formed).
 type Pairer struct {
 	p       pairing
+	pf      *prefaulter
 	pending pendingOps
 	events  int
 	t0, t1  int64
@@ -83,7 +84,8 @@ type Pairer struct {
 
 // NewPairer returns a Pairer; events, if known, is about how many events will come.
 func NewPairer(events int) *Pairer {
-	return &Pairer{p: pairing{ops: make([]op, 0, events/2+1), untimed: true}, t0: math.MaxInt64, t1: math.MinInt64}
+	ops := make([]op, 0, events/2+1)
+	return &Pairer{p: pairing{ops: ops, untimed: true}, pf: newPrefaulter(ops), t0: math.MaxInt64, t1: math.MinInt64}
 }
 
 // Add pairs the next events of the history. It keeps none of them but nemesis events;
@@ -106,6 +108,9 @@ func (pr *Pairer) Add(events []history.Event) {
 				p.ignored.add(p.ops[i].key, whyReinvoked)
 			}
 			pr.pending.put(e.Process, len(p.ops))
+			if len(p.ops)&1023 == 0 {
+				pr.pf.at(len(p.ops))
+			}
 			p.ops = append(p.ops, op{process: e.Process, f: e.F, key: e.Key, status: history.Info,
 				in: e.Value, call: e.Time, ret: openEnd, done: -1, invIdx: e.Index, retIdx: -1, node: e.Node})
 			continue
@@ -144,6 +149,8 @@ func (pr *Pairer) Add(events []history.Event) {
 
 // done ends the pairing.
 func (pr *Pairer) done() pairing {
+	pr.pf.stop()
+	pr.pf = nil
 	p := pr.p
 	p.untimed = p.untimed && pr.events > 0
 	for i := range p.ops {
@@ -327,7 +334,7 @@ func byKey(ops []op) ([]string, map[string][]*op) {
 			k := ops[i].key
 			s, ok := m[k]
 			if !ok {
-				s = all[len(all):len(all):len(all)+n[k]]
+				s = all[len(all) : len(all) : len(all)+n[k]]
 				all = all[:len(all)+n[k]]
 			}
 			m[k] = append(s, &ops[i])

@@ -206,7 +206,7 @@ func buildReport(dir string, res checker.Result, h *checker.History, opts Report
 // the operations they blame, the earliest first (those that blame none last): the first
 // anomaly in time is where an investigation starts.
 func earliestFirst(res checker.Result, ops iter.Seq[checker.Operation]) []checker.KeyFailure {
-	if res.Linearizability == nil {
+	if res.Linearizability == nil || len(res.Linearizability.Failures) == 0 {
 		return nil
 	}
 	out := slices.Clone(res.Linearizability.Failures)

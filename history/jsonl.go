@@ -178,7 +178,7 @@ func ReadJSONL(r io.Reader) ([]Event, ReadInfo, error) {
 					return nil, ReadInfo{}, fmt.Errorf("read history: %w", err)
 				}
 				if end-at >= parallelMin {
-					return readJSONLAt(ra, at, end-at, parallelBlock)
+					return readJSONLAt(ra, at, end-at, blockFor(end-at))
 				}
 				if _, err := rs.Seek(at, io.SeekStart); err != nil {
 					return nil, ReadInfo{}, fmt.Errorf("read history: %w", err)

@@ -19,7 +19,7 @@ import (
 // and is returned. A malformed line is reported as ReadFile reports it, after the
 // events before it were handed over; a torn last line is dropped and info.Torn set.
 //
-// A file of parallelMin bytes or more is decoded on every core, blocks ahead of fn.
+// A file of parallelMin bytes or more is decoded on every core, a few blocks ahead of fn.
 func ReadFileEach(path string, fn func([]Event) error) (ReadInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -39,7 +39,7 @@ func ReadFileEach(path string, fn func([]Event) error) (ReadInfo, error) {
 		}
 		return info, err
 	}
-	return eachJSONLAt(f, st.Size(), parallelBlock, fn)
+	return eachJSONLAt(f, st.Size(), blockFor(st.Size()), fn)
 }
 
 // block is one block's decoding: the events of the lines that start in it, how many

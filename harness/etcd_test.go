@@ -264,7 +264,13 @@ func TestEtcdMemberUpgradedInPlace(t *testing.T) {
 		v, ok, err := c.Read(ctx, "before")
 		require.NoError(t, err)
 		assert.True(t, ok && v == "v", "the upgraded member has its data")
+		// A cluster just started runs at 3.0.0 until its leader first decides the cluster
+		// version (every few seconds; seen on docker): wait for the decision.
 		cv, err := et.ClusterVersion(ctx)
+		for deadline := time.Now().Add(30 * time.Second); (err != nil || cv == "3.0.0") && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			cv, err = et.ClusterVersion(ctx)
+		}
 		require.NoError(t, err)
 		assert.Equal(t, "3.6.0", cv, "a mixed cluster runs at its lowest release")
 	})

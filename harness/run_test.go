@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,8 +45,15 @@ func e2eSpec(t *testing.T, runtime string, args ...string) Spec {
 // (history, logs, results) is kept under $TMPDIR/faultline-failed-runs for a post-mortem.
 func runE2E(t *testing.T, ctx context.Context, spec Spec) (Outcome, string) {
 	t.Helper()
-	var out bytes.Buffer
-	o := Run(ctx, spec, Env{Stdout: &out, Stderr: &out})
+	return runE2EReady(t, ctx, spec, nil)
+}
+
+// runE2EReady is runE2E that calls ready (unless nil) once the run says its cluster is
+// ready.
+func runE2EReady(t *testing.T, ctx context.Context, spec Spec, ready func()) (Outcome, string) {
+	t.Helper()
+	out := &watchedOutput{ready: ready}
+	o := Run(ctx, spec, Env{Stdout: out, Stderr: out})
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -56,6 +65,33 @@ func runE2E(t *testing.T, ctx context.Context, spec Spec) (Outcome, string) {
 		}
 	})
 	return o, out.String()
+}
+
+// clusterReady is the line a run prints once its cluster is ready.
+var clusterReady = regexp.MustCompile(`cluster of \d+ ready`)
+
+// watchedOutput is a run's output, which calls ready once the cluster is ready.
+type watchedOutput struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	ready func()
+}
+
+func (w *watchedOutput) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.b.Write(p)
+	if w.ready != nil && clusterReady.Match(w.b.Bytes()) {
+		w.ready()
+		w.ready = nil
+	}
+	return n, err
+}
+
+func (w *watchedOutput) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 // leftovers lists what of run dir's run is still on this host: processes carrying its
@@ -168,14 +204,29 @@ func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 	spec := e2eSpec(t, "process", "--nemesis", "partition,kill,pause", "--seed", "5", "--time-limit", "30s")
 	spec.JUnit = filepath.Join(t.TempDir(), "junit.xml")
 	ctx, cancel := context.WithCancel(context.Background())
-	after := 3*time.Second + time.Duration(rand.Int64N(int64(8*time.Second)))
-	timer := time.AfterFunc(after, cancel)
-	defer timer.Stop()
-	o, _ := runE2E(t, ctx, spec)
+	defer cancel()
+	// Interrupted at a random point of its workload and faults: counted from the
+	// cluster's readiness, which a busy machine can put off by seconds (an interrupt
+	// that came first found no history to check).
+	after := time.Second + time.Duration(rand.Int64N(int64(8*time.Second)))
+	var timer *time.Timer
+	var mu sync.Mutex
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	o, _ := runE2EReady(t, ctx, spec, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(after, cancel)
+	})
 	assert.True(t, o.Interrupted)
 	assert.Equal(t, results.ExitError, o.ExitCode(), "an interrupted run is not a verdict")
 	assert.NotEqual(t, checker.Valid, o.Verdict, "a cut-short run proves less than it seems")
-	assert.Empty(t, leftovers(t, o.Dir), "interrupted after %v", after)
+	assert.Empty(t, leftovers(t, o.Dir), "interrupted %v after the cluster was ready", after)
 	events, _, err := history.ReadFile(filepath.Join(o.Dir, "history.jsonl"))
 	require.NoError(t, err, "the history of an interrupted run is readable")
 	assert.NotEmpty(t, events)

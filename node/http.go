@@ -79,6 +79,10 @@ func (n *Node) handleRaft(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, m := range msgs {
+		if n.isGone(m.From) {
+			http.Error(w, "member removed from the cluster", http.StatusGone)
+			return
+		}
 		if err := n.rn.Step(r.Context(), m); err != nil {
 			http.Error(w, "step: "+err.Error(), http.StatusServiceUnavailable)
 			return

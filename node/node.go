@@ -49,6 +49,7 @@ type Node struct {
 	reqBase uint64
 	reqSeq  atomic.Uint64
 	removed atomic.Bool
+	gone    sync.Map // ids of the members this node removed: their messages are answered 410
 
 	mu      sync.Mutex
 	waiters map[uint64]chan Result
@@ -191,8 +192,30 @@ func (n *Node) ReportUnreachable(id uint64) { n.rn.ReportUnreachable(id) }
 // ReportSnapshot tells raft how sending a snapshot went.
 func (n *Node) ReportSnapshot(id uint64, st raft.SnapshotStatus) { n.rn.ReportSnapshot(id, st) }
 
-// Removed is closed once this node has applied its own removal from the cluster.
+// RemovedBy implements reporter: peer by answered that this node was removed.
+func (n *Node) RemovedBy(by uint64) {
+	if !n.removed.Load() {
+		n.log.Warn("a peer answered that this node was removed from the cluster", "peer", by)
+	}
+	n.leave()
+}
+
+// Removed is closed once this node has applied its own removal from the cluster, or a
+// peer has answered it that it was removed.
 func (n *Node) Removed() <-chan struct{} { return n.removedc }
+
+// leave marks the node removed, once.
+func (n *Node) leave() {
+	if n.removed.CompareAndSwap(false, true) {
+		close(n.removedc)
+	}
+}
+
+// isGone reports whether id is a member this node has removed (ids are never reused).
+func (n *Node) isGone(id uint64) bool {
+	_, ok := n.gone.Load(id)
+	return ok
+}
 
 // Failed delivers the error that stopped the Ready loop (a storage failure).
 func (n *Node) Failed() <-chan error { return n.failc }

@@ -143,7 +143,9 @@ func (pl *pipeline) read() {
 		}
 		pl.mu.Unlock()
 		<-pl.slots
-		if resp.StatusCode != http.StatusNoContent {
+		if resp.StatusCode == http.StatusGone {
+			pl.report(errRemoved)
+		} else if resp.StatusCode != http.StatusNoContent {
 			// The batch was refused (the peer could not step it): raft retries.
 			pl.report(fmt.Errorf("status %d", resp.StatusCode))
 		} else {

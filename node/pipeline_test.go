@@ -65,6 +65,7 @@ type countReporter struct{ unreachable atomic.Int64 }
 
 func (c *countReporter) ReportUnreachable(uint64)                   { c.unreachable.Add(1) }
 func (c *countReporter) ReportSnapshot(uint64, raft.SnapshotStatus) {}
+func (c *countReporter) RemovedBy(uint64)                           {}
 
 // Batches sent back to back on a pipeline arrive all, once each, in the order sent, on
 // one connection.

@@ -246,11 +246,10 @@ func (n *Node) applyConfChange(e raftpb.Entry) error {
 		n.kv.RemoveMember(cc.NodeID)
 		if cc.NodeID == n.cfg.ID {
 			n.log.Warn("this node was removed from the cluster", "index", e.Index)
-			if n.removed.CompareAndSwap(false, true) {
-				close(n.removedc)
-			}
+			n.leave()
 		} else {
 			n.tr.removePeer(cc.NodeID)
+			n.gone.Store(cc.NodeID, true)
 		}
 		n.log.Info("member removed", "id", cc.NodeID, "index", e.Index)
 	}

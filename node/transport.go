@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,11 +34,18 @@ const (
 	maxPeerRequest = 512 << 20
 )
 
-// reporter is the part of raft.Node the transport talks back to.
+// reporter is the part of raft.Node the transport talks back to; and RemovedBy, which
+// it calls when a peer answers that this node was removed from the cluster.
 type reporter interface {
 	ReportUnreachable(id uint64)
 	ReportSnapshot(id uint64, status raft.SnapshotStatus)
+	RemovedBy(peer uint64)
 }
+
+// errRemoved is a peer's answer to a member it has removed (410 Gone, as etcd's peers
+// answer one): the member learns it is out even if it never heard the commit of its
+// removal (the leader's last messages to it can be lost, or cut by a partition).
+var errRemoved = errors.New("removed from the cluster")
 
 type transport struct {
 	log *slog.Logger
@@ -214,6 +222,10 @@ func (t *transport) post(p *peer, batch []raftpb.Message) {
 // outcome reports a failed send to raft, and logs when the peer becomes unreachable or
 // reachable again.
 func (t *transport) outcome(p *peer, err error) {
+	if errors.Is(err, errRemoved) {
+		t.rep.RemovedBy(p.id)
+		return
+	}
 	if err != nil {
 		t.rep.ReportUnreachable(p.id)
 	}
@@ -265,6 +277,9 @@ func (t *transport) postBatch(p *peer, batch []raftpb.Message, timeout time.Dura
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode == http.StatusGone {
+		return fmt.Errorf("post to peer %d: %w", p.id, errRemoved)
+	}
 	if resp.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("post to peer %d: status %d", p.id, resp.StatusCode)
 	}

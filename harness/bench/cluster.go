@@ -145,7 +145,7 @@ func nodeRows(ctx context.Context, o Options) ([]Row, error) {
 				where := map[string]string{"spread": "client c on member c mod 3", "leader": "all on the leader"}[place]
 				rows = append(rows, Row{Section: "node", Name: fmt.Sprintf("%s vs %s: %ss, %d clients, %s", rt.Name(), refName, kind, conc, where),
 					Ours: r.String(), Ref: e.String(), Ratio: r.OpsPerSec / e.OpsPerSec, Goal: goal,
-					Command: "3 nodes on the process runtime, fsync on, a key per client, each system's own client (etcd: clientv3), spread over the members from the leader on, or all on the leader (faultline-bench --only node)"})
+					Command: "3 nodes on the process runtime, fsync on, a key per client, each system's own client (etcd: clientv3), one per client (a connection each: kvload, which shares a clientv3 per member, gives etcd ~1.4x more at 64), spread over the members from the leader on, or all on the leader (faultline-bench --only node)"})
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package file
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -180,13 +181,17 @@ func (t *Target) leaders(ctx context.Context, timeout time.Duration) (map[string
 	return named, errs
 }
 
+// leaderTimeout bounds each node's leader hook in Leader: the nemesis asks it before
+// every leader fault, and a node that does not answer soon is left out of the vote.
+const leaderTimeout = 500 * time.Millisecond
+
 // Leader implements sut.Target: the node most answering nodes name ("" when the
 // file has no leader hook, or none is named), an error only when no node answered.
 func (t *Target) Leader(ctx context.Context) (string, error) {
 	if t.f.Hooks.Leader == nil {
 		return "", nil
 	}
-	named, errs := t.leaders(ctx, 500*time.Millisecond)
+	named, errs := t.leaders(ctx, cmp.Or(t.leaderWait, leaderTimeout))
 	if len(named) == 0 {
 		return "", fmt.Errorf("no node answered: %w", errors.Join(errs...))
 	}

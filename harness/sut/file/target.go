@@ -49,6 +49,8 @@ type Target struct {
 	setupDone bool
 
 	absentLeader sync.Once // the leader hook's field was absent: said once
+	// leaderWait bounds each node's leader hook in Leader (0: leaderTimeout).
+	leaderWait time.Duration
 
 	failOnce sync.Once
 	failed   chan struct{}

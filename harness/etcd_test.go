@@ -173,7 +173,9 @@ func TestEtcdPauseStopsTheMemberAndKillRestartsOnItsData(t *testing.T) {
 }
 
 func TestEtcdPacketFaultsTakeEffectOnTheStreams(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it compares commit latencies before, during and after a delay, and
+	// beside the other integration tests the healed cluster was as slow as half the
+	// delayed one (197 ms against 176 ms in make test).
 	bothRuntimes(t, testEtcdPacketFaultsTakeEffectOnTheStreams)
 }
 

@@ -36,18 +36,7 @@ func TestMain(m *testing.M) {
 		fmt.Print(string(b))
 		os.Exit(0)
 	}
-	// The programs the examples start, in a directory first in $PATH (onPath): set
-	// here, before any test runs, so that no test changes the environment.
-	dir, err := os.MkdirTemp("", "faultline-harness-path")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pathDir = dir
-	os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 func needNetns(t *testing.T) {

@@ -140,7 +140,6 @@ func nemesisFs(events []history.Event) map[string]bool {
 }
 
 func TestRunCorrectNodeIsValid(t *testing.T) {
-	t.Parallel()
 	needNetns(t)
 	spec := e2eSpec(t, "process", "--nemesis", "partition,kill,pause", "--seed", "7")
 	o, out := runE2E(t, context.Background(), spec)
@@ -166,7 +165,6 @@ func TestRunCorrectNodeIsValid(t *testing.T) {
 }
 
 func TestRunCatchesStaleReads(t *testing.T) {
-	t.Parallel()
 	needNetns(t)
 	var o Outcome
 	var out string
@@ -199,7 +197,6 @@ func TestRunCatchesStaleReads(t *testing.T) {
 }
 
 func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
-	t.Parallel()
 	needNetns(t)
 	spec := e2eSpec(t, "process", "--nemesis", "partition,kill,pause", "--seed", "5", "--time-limit", "30s")
 	spec.JUnit = filepath.Join(t.TempDir(), "junit.xml")
@@ -256,7 +253,6 @@ func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 }
 
 func TestRunOnDocker(t *testing.T) {
-	t.Parallel()
 	if ok, why := docker.Available(context.Background()); !ok {
 		t.Skip("needs a docker daemon: " + why)
 	}

@@ -200,10 +200,6 @@ func (h *History) Nemesis() []history.Event { return h.p.nemesis }
 // Len is the number of client operations.
 func (h *History) Len() int { return len(h.p.ops) }
 
-// Model is the model whose operations the history holds (what Check takes when
-// Options.Model is empty).
-func (h *History) Model() Model { return guessModel(h.p.ops) }
-
 // Operations yields the client operations in invoke order.
 func (h *History) Operations(yield func(Operation) bool) {
 	for i := range h.p.ops {

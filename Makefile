@@ -40,7 +40,7 @@ unit:
 # hit it on FuzzCheck). Minimizing a new input is capped too, or it can take the whole
 # budget of a short run.
 FUZZTIME ?= 100000x
-FUZZ_PKGS := ./history/ ./checker/
+FUZZ_PKGS := ./history/ ./checker/ ./node/
 fuzz:
 	@for p in $(FUZZ_PKGS); do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \

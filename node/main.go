@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -33,6 +34,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "raftnode: %v\n", oneLine(err))
 		return ExitUsage
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(nodeGCPercent)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
 		With("node", cfg.ID)
@@ -68,6 +72,12 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	return code
 }
+
+// nodeGCPercent is the node's GOGC unless the environment sets one. A node's live heap
+// is small (its state machine, the unapplied log, connection buffers), and most of what it
+// allocates dies within one request; at the default 100 the collector ran several times a
+// second under load and took about a twentieth of a follower's CPU.
+const nodeGCPercent = 400
 
 func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	var cfg Config

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -98,7 +97,7 @@ func (n *Node) Propose(ctx context.Context, c Command) error {
 		return err
 	}
 	c.ID = n.nextID()
-	data, err := json.Marshal(c)
+	data, err := c.MarshalBinary()
 	if err != nil {
 		return definite(http.StatusBadRequest, "encode command: %v", err)
 	}

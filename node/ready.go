@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -210,7 +209,7 @@ func (n *Node) apply(ents []raftpb.Entry) error {
 				break
 			}
 			var c Command
-			if err := json.Unmarshal(e.Data, &c); err != nil {
+			if err := c.UnmarshalBinary(e.Data); err != nil {
 				return fmt.Errorf("decode entry %d: %w", e.Index, err)
 			}
 			if r := n.kv.Apply(c); !r.Duplicate { // a duplicate's proposer heard at the first
@@ -265,7 +264,7 @@ func (n *Node) ackAppended(ents []raftpb.Entry) {
 			continue
 		}
 		var c Command
-		if json.Unmarshal(e.Data, &c) != nil || c.Op == OpCAS {
+		if c.UnmarshalBinary(e.Data) != nil || c.Op == OpCAS {
 			continue
 		}
 		n.notify(c.ID, Result{})

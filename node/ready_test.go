@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"log/slog"
 	"testing"
 
@@ -32,7 +31,7 @@ func readyNode(t *testing.T, id uint64, durable uint64) *Node {
 func putEntries(t *testing.T, term, from, to uint64) []raftpb.Entry {
 	var out []raftpb.Entry
 	for i := from; i <= to; i++ {
-		b, err := json.Marshal(Command{ID: i, Op: OpPut, Key: keyOf(i), Value: "v"})
+		b, err := Command{ID: i, Op: OpPut, Key: keyOf(i), Value: "v"}.MarshalBinary()
 		require.NoError(t, err)
 		out = append(out, raftpb.Entry{Term: term, Index: i, Type: raftpb.EntryNormal, Data: b})
 	}

@@ -94,10 +94,12 @@ func trueNow(id int32) int64 {
 // program: the probe sees the offset on its wall and monotonic clocks, sees it again
 // after a restart while the fault is in force, and a true wall clock after the heal.
 func TestClockFaultWithoutHook(t *testing.T) {
+	t.Parallel()
 	probes := clockProbes(t)
 	bothRuntimes(t, func(t *testing.T, runtimeName string) {
 		for name, bin := range probes {
 			t.Run(name, func(t *testing.T) {
+				t.Parallel()
 				pt := &probeTarget{bin: bin}
 				cl := testCluster(t, runtimeName, 1, false, func(env sut.Env) sut.Target {
 					pt.tail = func(n string) string { return logTail(filepath.Join(env.Dir, "nodes", n), 5) }

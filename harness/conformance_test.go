@@ -176,6 +176,7 @@ func TestConformanceSim(t *testing.T) {
 }
 
 func TestConformanceRaftnode(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	if testing.Short() {
 		t.Skip("starts a raftnode cluster: skipped in -short mode")
@@ -185,6 +186,7 @@ func TestConformanceRaftnode(t *testing.T) {
 }
 
 func TestConformanceEtcd(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	etcdBinary(t) // built once, and skipped in -short mode
 	cl, tg, p := conformanceCluster(t, "--target", "etcd", "--runtime", "process")
@@ -193,6 +195,7 @@ func TestConformanceEtcd(t *testing.T) {
 
 // Every shipped target file conforms, whatever its protocol.
 func TestConformanceTargetFiles(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	if testing.Short() {
 		t.Skip("starts clusters: skipped in -short mode")
@@ -202,6 +205,7 @@ func TestConformanceTargetFiles(t *testing.T) {
 	require.NotEmpty(t, files)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
 			onPath(t, progsOf(t, f)...)
 			cl, tg, p := conformanceCluster(t, "--target-file", f, "--runtime", "process")
 			conformance(t, cl, tg, p)

@@ -80,8 +80,12 @@ func TestWrittenSize(t *testing.T) {
 // acknowledged makes raft refuse it (its commit index is past its log), and it is
 // replaced too. Every acknowledged write is still there, on both runtimes.
 func TestCorruptTakesEffect(t *testing.T) {
+	t.Parallel()
 	for _, rt := range []string{"process", "docker"} {
-		t.Run(rt, func(t *testing.T) { testCorruptTakesEffect(t, rt) })
+		t.Run(rt, func(t *testing.T) {
+			t.Parallel()
+			testCorruptTakesEffect(t, rt)
+		})
 	}
 }
 

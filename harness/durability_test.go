@@ -68,9 +68,12 @@ func readLinearizable(t *testing.T, cl *cluster, rn *raftnode.Target, key string
 // it) and not a power loss. The disks are the nodes' own data directories, in a
 // container as /data.
 func TestPowerLossTakesEffect(t *testing.T) {
+	t.Parallel()
 	for _, rt := range []string{"process", "docker"} {
 		t.Run(rt, func(t *testing.T) {
+			t.Parallel()
 			t.Run("correct", func(t *testing.T) {
+				t.Parallel()
 				cl, rn := raftClusterWith(t, clusterOpts{runtime: rt, nodes: 3, disks: true})
 				putAcknowledged(t, cl, rn, "k", "synced")
 				notes := injectAndHeal(t, cl, "power-loss:all")
@@ -80,6 +83,7 @@ func TestPowerLossTakesEffect(t *testing.T) {
 				require.Equal(t, "synced", v)
 			})
 			t.Run("no-fsync", func(t *testing.T) {
+				t.Parallel()
 				cl, rn := raftClusterWith(t, clusterOpts{runtime: rt, nodes: 3, disks: true, unsafe: "no-fsync"})
 				putAcknowledged(t, cl, rn, "k", "unsynced")
 				injectAndHeal(t, cl, "kill:all")

@@ -22,6 +22,7 @@ import (
 // 30 s lease at once (its lessor reads the monotonic clock), and a member whose wall
 // clock is off logs "prober found high clock drift" about its peers.
 func TestEtcdClockFault(t *testing.T) {
+	t.Parallel()
 	bothRuntimes(t, func(t *testing.T, runtimeName string) {
 		bin, version := etcdBinary(t)
 		var reach func(string, int) string

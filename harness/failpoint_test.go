@@ -20,7 +20,10 @@ import (
 // names the point, and the harness counts the exit as the fault's, not a crash), and
 // the heal starts it again; a sleep armed there stalls every write through the leader
 // by at least the sleep until the heal.
-func TestFailpointTakesEffect(t *testing.T) { bothRuntimes(t, testFailpointTakesEffect) }
+func TestFailpointTakesEffect(t *testing.T) {
+	t.Parallel()
+	bothRuntimes(t, testFailpointTakesEffect)
+}
 
 func testFailpointTakesEffect(t *testing.T, rt string) {
 	if testing.Short() {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,7 +85,9 @@ func testClusterWith(t *testing.T, o clusterOpts, mk func(sut.Env) sut.Target) *
 	for i := range names {
 		names[i] = fmt.Sprintf("n%d", i+1)
 	}
-	id := fmt.Sprintf("f%d", time.Now().UnixNano()%1e9)
+	// A run id of its own (namespaces, links, containers are named after it), also for
+	// clusters of parallel tests started in the same instant.
+	id := fmt.Sprintf("f%08d%02d", time.Now().UnixNano()%1e8, clusterSeq.Add(1)%100)
 	var rt runtime.Runtime
 	switch runtimeName {
 	case "process":
@@ -155,6 +158,9 @@ func testClusterWith(t *testing.T, o clusterOpts, mk func(sut.Env) sut.Target) *
 	require.NoError(t, sut.Poll(rctx, 200*time.Millisecond, tg.Ready))
 	return cl
 }
+
+// clusterSeq counts the test clusters started, for their run ids.
+var clusterSeq atomic.Int64
 
 // implemented are the capabilities tg implements (a test's target, made without its
 // Options).
@@ -234,6 +240,7 @@ func TestPacketDelayTakesEffectAndHeals(t *testing.T) {
 }
 
 func TestPacketLossOnEveryLinkStopsAndHeals(t *testing.T) {
+	t.Parallel()
 	cl, rn := raftCluster(t, 3, true)
 	ctx := context.Background()
 	leader, err := cl.Leader(ctx)
@@ -269,6 +276,7 @@ func reaches(t *testing.T, ns, addr string) bool {
 func linkStat(l nemesis.Link) linkproxy.Link { return linkproxy.Link{From: l.From, To: l.To} }
 
 func TestClockFaultShowsInTheNode(t *testing.T) {
+	t.Parallel()
 	cl, rn := raftCluster(t, 3, false)
 	ctx := context.Background()
 	require.NoError(t, cl.powers.Clock.SetClock(ctx, "n2", -30*time.Second, 0.5))
@@ -283,6 +291,7 @@ func TestClockFaultShowsInTheNode(t *testing.T) {
 }
 
 func TestReplacedMemberHasANewIDAndTheSameData(t *testing.T) {
+	t.Parallel()
 	cl, rn := raftCluster(t, 3, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -326,6 +335,7 @@ func TestReplacedMemberHasANewIDAndTheSameData(t *testing.T) {
 // A member fault cut short leaves a member out: HealAll brings it back (or says which
 // is not).
 func TestHealAllAddsBackARemovedMember(t *testing.T) {
+	t.Parallel()
 	cl, _ := raftCluster(t, 3, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -343,6 +353,7 @@ func TestHealAllAddsBackARemovedMember(t *testing.T) {
 // by the heal). Seen: a kill injected as the nemesis's time ran out reported two nodes
 // as "exited by itself".
 func TestAKillOrPauseAtTheRunsEndIsFinished(t *testing.T) {
+	t.Parallel()
 	cl, _ := raftCluster(t, 3, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -362,6 +373,7 @@ func TestAKillOrPauseAtTheRunsEndIsFinished(t *testing.T) {
 // cuts a node off and the clock part's node really runs on a changed clock; its heal
 // undoes both.
 func TestACombinedFaultHoldsBothPartsAtOnce(t *testing.T) {
+	t.Parallel()
 	cl, rn := raftCluster(t, 3, false)
 	ctx := context.Background()
 	fs, _, err := nemesis.Choose([]string{"partition+clock"}, 3, runtimeCaps(cl.rt.Abilities()).Union(implemented(cl.target)))
@@ -409,6 +421,7 @@ func TestACombinedFaultHoldsBothPartsAtOnce(t *testing.T) {
 // whose restart is a new network namespace, the harness gives it the partition again —
 // and its heal reaches every node.
 func TestAPartitionHoldsAcrossARestart(t *testing.T) {
+	t.Parallel()
 	bothRuntimes(t, func(t *testing.T, runtimeName string) {
 		cl, _ := raftClusterOn(t, runtimeName, 3, false)
 		ctx := context.Background()

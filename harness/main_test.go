@@ -36,7 +36,18 @@ func TestMain(m *testing.M) {
 		fmt.Print(string(b))
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// The programs the examples start, in a directory first in $PATH (onPath): set
+	// here, before any test runs, so that no test changes the environment.
+	dir, err := os.MkdirTemp("", "faultline-harness-path")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pathDir = dir
+	os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 func needNetns(t *testing.T) {

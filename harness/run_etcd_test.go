@@ -27,6 +27,7 @@ func etcdSpec(t *testing.T, runtime string, args ...string) Spec {
 }
 
 func TestRunEtcdIsValidUnderFaults(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	spec := etcdSpec(t, "process", "--nemesis", "partition,kill,pause,packet", "--seed", "3")
 	o, out := runE2E(t, context.Background(), spec)
@@ -44,6 +45,7 @@ func TestRunEtcdIsValidUnderFaults(t *testing.T) {
 }
 
 func TestRunEtcdSerializableReadsAreCaught(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	var o Outcome
 	for _, seed := range []string{"41", "42", "43"} {
@@ -58,6 +60,7 @@ func TestRunEtcdSerializableReadsAreCaught(t *testing.T) {
 }
 
 func TestRunEtcdOnDocker(t *testing.T) {
+	t.Parallel()
 	if ok, why := docker.Available(context.Background()); !ok {
 		t.Skip("needs a docker daemon: " + why)
 	}
@@ -70,6 +73,7 @@ func TestRunEtcdOnDocker(t *testing.T) {
 }
 
 func TestRunDebianEtcd(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	const bin = "/usr/bin/etcd"
 	if _, err := os.Stat(bin); err != nil {
@@ -94,8 +98,10 @@ func readEvents(t *testing.T, dir string) []history.Event {
 // clocks, a leader whose clock runs fast or jumps ends leases early, and the run says
 // which clock fault it was.
 func TestRunEtcdLeases(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	t.Run("valid under partitions, kills and pauses", func(t *testing.T) {
+		t.Parallel()
 		o, out := runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "lease", "--nemesis", "partition,kill,pause", "--seed", "6"))
 		require.NoError(t, o.Err)
 		assert.Equal(t, checker.Valid, o.Verdict)
@@ -103,6 +109,7 @@ func TestRunEtcdLeases(t *testing.T) {
 		assert.Empty(t, leftovers(t, o.Dir))
 	})
 	t.Run("early ends under clock faults are caught and explained", func(t *testing.T) {
+		t.Parallel()
 		if err := vclock.Supported(); err != nil {
 			t.Skip("no per-process clocks here: " + err.Error())
 		}
@@ -117,8 +124,10 @@ func TestRunEtcdLeases(t *testing.T) {
 // every key's mod revision) are strict serializable under partitions, kills and pauses;
 // serializable reads under partitions are caught with a named anomaly.
 func TestRunEtcdTransactions(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	t.Run("valid under partitions, kills and pauses", func(t *testing.T) {
+		t.Parallel()
 		o, out := runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "txn", "--nemesis", "partition,kill,pause", "--seed", "4"))
 		require.NoError(t, o.Err)
 		assert.Equal(t, checker.Valid, o.Verdict)
@@ -126,6 +135,7 @@ func TestRunEtcdTransactions(t *testing.T) {
 		assert.Empty(t, leftovers(t, o.Dir))
 	})
 	t.Run("serializable reads caught with a named anomaly", func(t *testing.T) {
+		t.Parallel()
 		o, out := caughtWithin(t, "serializable reads", "--workload", "txn", "--etcd-serializable-reads", "--nemesis", "partition")
 		assert.Regexp(t, `G-single-realtime|G1c-realtime|G2-item-realtime|G-single|G2-item`, out)
 		assert.Empty(t, leftovers(t, o.Dir))

@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,29 +28,48 @@ import (
 
 const examples = "../examples/"
 
-// onPath puts a directory holding the programs the examples start in $PATH: raftnode
-// (this test binary under that name) and those progs names: "etcd" (the cached
-// release), "hashiraft" (built from examples/hashiraft), "nats" (the newest nats-server
-// release the example names and its shim, built by examples/nats/build.sh into the
-// user cache).
+// pathDir is a directory that TestMain puts first in $PATH for the whole test binary;
+// onPath puts the programs the examples start in it, each once. A test that changed
+// $PATH itself (t.Setenv) could not run in parallel with others.
+var pathDir string
+
+// pathProgs guards the programs of pathDir: each is made once, by the first test that
+// needs it; a failed make is tried again by the next.
+var pathProgs = struct {
+	sync.Mutex
+	made map[string]bool
+}{made: map[string]bool{}}
+
+// onPath makes sure pathDir, in $PATH, holds the programs the examples start: raftnode
+// (this test binary under that name) and those progs names: "etcd" (the cached release),
+// "hashiraft" (built from examples/hashiraft), "nats" (the newest nats-server release the
+// example names and its shim, built by examples/nats/build.sh into the user cache).
 func onPath(t *testing.T, progs ...string) {
 	t.Helper()
 	if len(progs) > 0 && testing.Short() {
 		t.Skip("whole runs of the examples: skipped in -short mode")
 	}
-	dir := t.TempDir()
-	_, err := raftnode.Bin(dir)
-	require.NoError(t, err)
-	for _, p := range progs {
+	require.NotEmpty(t, pathDir, "TestMain sets up the programs' directory")
+	if slices.Contains(progs, "etcd") {
+		if _, err := exec.LookPath("python3"); err != nil {
+			t.Skip("the etcd-exec example's shim needs python3")
+		}
+	}
+	pathProgs.Lock()
+	defer pathProgs.Unlock()
+	for _, p := range append([]string{"raftnode"}, progs...) {
+		if pathProgs.made[p] {
+			continue
+		}
 		switch p {
+		case "raftnode":
+			_, err := raftnode.Bin(pathDir)
+			require.NoError(t, err)
 		case "etcd":
-			if _, err := exec.LookPath("python3"); err != nil {
-				t.Skip("the etcd-exec example's shim needs python3")
-			}
 			bin, _ := etcdBinary(t)
-			require.NoError(t, os.Symlink(bin, filepath.Join(dir, "etcd")))
+			require.NoError(t, relink(bin, filepath.Join(pathDir, "etcd")))
 		case "hashiraft":
-			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "hashiraft"), ".")
+			cmd := exec.Command("go", "build", "-o", filepath.Join(pathDir, "hashiraft"), ".")
 			cmd.Dir, cmd.Env = filepath.Join(examples, "hashiraft"), append(os.Environ(), "CGO_ENABLED=0")
 			out, err := cmd.CombinedOutput()
 			require.NoError(t, err, "build examples/hashiraft: %s", out)
@@ -61,13 +82,19 @@ func onPath(t *testing.T, progs ...string) {
 			out, err := cmd.CombinedOutput()
 			require.NoError(t, err, "examples/nats/build.sh: %s", out)
 			for _, prog := range []string{"nats-server-v2.15.3", "nats-kv-shim"} {
-				require.NoError(t, os.Symlink(filepath.Join(cache, prog), filepath.Join(dir, prog)))
+				require.NoError(t, relink(filepath.Join(cache, prog), filepath.Join(pathDir, prog)))
 			}
 		default:
 			t.Fatalf("onPath: no program %q", p)
 		}
+		pathProgs.made[p] = true
 	}
-	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+}
+
+// relink makes link a symbolic link to target, in place of whatever was there.
+func relink(target, link string) error {
+	_ = os.Remove(link)
+	return os.Symlink(target, link)
 }
 
 // progsOf names the programs a target file needs, for onPath.
@@ -129,11 +156,19 @@ func caught(t *testing.T, file, brokenVar string) {
 // raftnode through the http protocol: the verdicts of --target raftnode
 // (TestRunCorrectNodeIsValid, TestRunCatchesStaleReads), and the hooks work for real.
 func TestRunFileRaftnodeHTTP(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	onPath(t)
-	t.Run("valid", func(t *testing.T) { validUnderFaults(t, "process", "raftnode-http.yaml") })
-	t.Run("stale-read caught", func(t *testing.T) { caught(t, "raftnode-http.yaml", "unsafe=stale-read") })
+	t.Run("valid", func(t *testing.T) {
+		t.Parallel()
+		validUnderFaults(t, "process", "raftnode-http.yaml")
+	})
+	t.Run("stale-read caught", func(t *testing.T) {
+		t.Parallel()
+		caught(t, "raftnode-http.yaml", "unsafe=stale-read")
+	})
 	t.Run("member and clock hooks", func(t *testing.T) {
+		t.Parallel()
 		o, events := runFile(t, "process", "raftnode-http.yaml", "--nemesis", "member,clock", "--seed", "4",
 			"--nemesis-interval", "2s")
 		require.NoError(t, o.Err)
@@ -148,12 +183,23 @@ func TestRunFileRaftnodeHTTP(t *testing.T) {
 // (TestRunEtcdIsValidUnderFaults, TestRunEtcdSerializableReadsAreCaught); and through
 // the etcd protocol.
 func TestRunFileEtcd(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	onPath(t, "etcd")
-	t.Run("exec valid", func(t *testing.T) { validUnderFaults(t, "process", "etcd-exec.yaml") })
-	t.Run("exec serializable reads caught", func(t *testing.T) { caught(t, "etcd-exec.yaml", "reads=serializable") })
-	t.Run("etcd protocol valid", func(t *testing.T) { validUnderFaults(t, "process", "etcd.yaml") })
+	t.Run("exec valid", func(t *testing.T) {
+		t.Parallel()
+		validUnderFaults(t, "process", "etcd-exec.yaml")
+	})
+	t.Run("exec serializable reads caught", func(t *testing.T) {
+		t.Parallel()
+		caught(t, "etcd-exec.yaml", "reads=serializable")
+	})
+	t.Run("etcd protocol valid", func(t *testing.T) {
+		t.Parallel()
+		validUnderFaults(t, "process", "etcd.yaml")
+	})
 	t.Run("exec transactions valid", func(t *testing.T) {
+		t.Parallel()
 		o, events := runFile(t, "process", "etcd-exec.yaml", "--workload", "txn", "--nemesis", "partition,kill", "--seed", "3")
 		require.NoError(t, o.Err)
 		assert.Equal(t, checker.Valid, o.Verdict)
@@ -170,28 +216,40 @@ func TestRunFileEtcd(t *testing.T) {
 // hashicorp/raft, whose consensus code is not ours: faults take effect on it, and its
 // unsafe local reads are caught.
 func TestRunFileHashiraft(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	onPath(t, "hashiraft")
-	t.Run("valid", func(t *testing.T) { validUnderFaults(t, "process", "hashiraft.yaml") })
-	t.Run("local reads caught", func(t *testing.T) { caught(t, "hashiraft.yaml", "reads=local") })
+	t.Run("valid", func(t *testing.T) {
+		t.Parallel()
+		validUnderFaults(t, "process", "hashiraft.yaml")
+	})
+	t.Run("local reads caught", func(t *testing.T) {
+		t.Parallel()
+		caught(t, "hashiraft.yaml", "reads=local")
+	})
 }
 
 // NATS JetStream's key-value store, built from the module proxy: valid on its newest
 // release under faults (its bug of v2.10.22 is in the regression catalogue:
 // examples/campaigns/regressions/nats-6888.yaml).
 func TestRunFileNATS(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	onPath(t, "nats")
 	validUnderFaults(t, "process", "nats.yaml")
 }
 
 func TestRunFileExamplesOnDocker(t *testing.T) {
+	t.Parallel()
 	if ok, why := docker.Available(context.Background()); !ok {
 		t.Skip("needs a docker daemon: " + why)
 	}
 	onPath(t, "etcd", "hashiraft", "nats")
 	for _, f := range []string{"raftnode-http.yaml", "etcd-exec.yaml", "hashiraft.yaml", "nats.yaml"} {
-		t.Run(f, func(t *testing.T) { validUnderFaults(t, "docker", f) })
+		t.Run(f, func(t *testing.T) {
+			t.Parallel()
+			validUnderFaults(t, "docker", f)
+		})
 	}
 }
 
@@ -199,6 +257,7 @@ func TestRunFileExamplesOnDocker(t *testing.T) {
 // a node that never gets ready, or a shim that answers garbage or dies, is exit 3, the
 // run stopped, the line naming the node or the shim.
 func TestRunFileBadTargets(t *testing.T) {
+	t.Parallel()
 	const good = `ports: {client: 8001, peer: 7001}
 peers: {port: peer, traffic: messages}
 nodes:
@@ -233,6 +292,7 @@ client:
 		{"shim dies", shim("exit 7"), results.ExitError, "exited (exit status 7) with an operation outstanding", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			onPath(t)
 			p := filepath.Join(t.TempDir(), "target.yaml")
 			require.NoError(t, os.WriteFile(p, []byte(c.file), 0o644))

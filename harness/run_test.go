@@ -140,6 +140,7 @@ func nemesisFs(events []history.Event) map[string]bool {
 }
 
 func TestRunCorrectNodeIsValid(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	spec := e2eSpec(t, "process", "--nemesis", "partition,kill,pause", "--seed", "7")
 	o, out := runE2E(t, context.Background(), spec)
@@ -165,6 +166,7 @@ func TestRunCorrectNodeIsValid(t *testing.T) {
 }
 
 func TestRunCatchesStaleReads(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	var o Outcome
 	var out string
@@ -197,6 +199,7 @@ func TestRunCatchesStaleReads(t *testing.T) {
 }
 
 func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	spec := e2eSpec(t, "process", "--nemesis", "partition,kill,pause", "--seed", "5", "--time-limit", "30s")
 	spec.JUnit = filepath.Join(t.TempDir(), "junit.xml")
@@ -253,6 +256,7 @@ func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 }
 
 func TestRunOnDocker(t *testing.T) {
+	t.Parallel()
 	if ok, why := docker.Available(context.Background()); !ok {
 		t.Skip("needs a docker daemon: " + why)
 	}

@@ -54,6 +54,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 			name += "-control"
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // a cluster of its own, on ports of its own
 			cfg := Config{Binary: releaseBin(t, v), Version: v, SnapshotCount: 100, SnapshotCatchUpEntries: tc.catchUp}
 			c := startTarget(t, cfg, 3, nil)
 			ctx := ctxT(t, time.Minute)

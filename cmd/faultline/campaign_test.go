@@ -19,6 +19,7 @@ import (
 // A real campaign from the command line: run whole, then as two shards merged, the same
 // verdict for every scenario and seed; and --count.
 func TestCampaignShardsMergeToTheWholeRun(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("whole runs: skipped in -short mode")
 	}
@@ -38,16 +39,39 @@ scenarios:
     spec: {unsafe: stale-read, nemesis: partition}
     min-detection: 0
 `), 0o644))
-	camp := func(args ...string) (results.ExitCode, string, string) {
+	camp := func(t *testing.T, args ...string) (results.ExitCode, string, string) {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), append([]string{"campaign", "-f", file}, args...), &out, &errb)
 		ix, err := results.ReadCampaign(lastDir(t, &out))
 		require.NoError(t, err, "%s%s", out.String(), errb.String())
 		return code, lastDir(t, &out), verdicts(ix)
 	}
-	wholeCode, _, whole := camp("--results", filepath.Join(dir, "whole"), "--junit", filepath.Join(dir, "whole.xml"))
-	_, s1, _ := camp("--results", filepath.Join(dir, "s"), "--shard", "1/2")
-	_, s2, _ := camp("--results", filepath.Join(dir, "s"), "--shard", "2/2")
+	// The whole campaign, its two shards and a --count run are independent runs: side
+	// by side (the merge below waits for them all).
+	var wholeCode results.ExitCode
+	var whole, s1, s2 string
+	var cout bytes.Buffer
+	var countCode results.ExitCode
+	t.Run("runs", func(t *testing.T) {
+		t.Run("whole", func(t *testing.T) {
+			t.Parallel()
+			wholeCode, _, whole = camp(t, "--results", filepath.Join(dir, "whole"), "--junit", filepath.Join(dir, "whole.xml"))
+		})
+		t.Run("shard 1", func(t *testing.T) {
+			t.Parallel()
+			_, s1, _ = camp(t, "--results", filepath.Join(dir, "s1"), "--shard", "1/2")
+		})
+		t.Run("shard 2", func(t *testing.T) {
+			t.Parallel()
+			_, s2, _ = camp(t, "--results", filepath.Join(dir, "s2"), "--shard", "2/2")
+		})
+		t.Run("count", func(t *testing.T) {
+			t.Parallel()
+			countCode = run(context.Background(), []string{"test", "--runtime", "process", "--nodes", "3", "--time-limit", "3s", "--nemesis", "kill",
+				"--recovery", "1s", "--count", "2", "--seed", "9", "--results", filepath.Join(dir, "count")}, &cout, &cout)
+		})
+	})
+	require.False(t, t.Failed())
 	var out bytes.Buffer
 	mergedDir := filepath.Join(dir, "merged")
 	code := run(context.Background(), []string{"campaign", "merge", "-o", mergedDir, s1, s2}, &out, &out)
@@ -59,10 +83,7 @@ scenarios:
 	assert.Equal(t, results.ExitValid, wholeCode, "the correct node valid; the stale row gates nothing (min-detection 0):\n%s", whole)
 	assert.FileExists(t, filepath.Join(dir, "whole.xml"))
 
-	var cout bytes.Buffer
-	code = run(context.Background(), []string{"test", "--runtime", "process", "--nodes", "3", "--time-limit", "3s", "--nemesis", "kill",
-		"--recovery", "1s", "--count", "2", "--seed", "9", "--results", filepath.Join(dir, "count")}, &cout, &cout)
-	assert.Equal(t, results.ExitValid, code, cout.String())
+	assert.Equal(t, results.ExitValid, countCode, cout.String())
 	cix, err := results.ReadCampaign(lastDir(t, &cout))
 	require.NoError(t, err)
 	assert.Len(t, cix.Runs, 2)

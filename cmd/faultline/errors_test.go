@@ -140,6 +140,7 @@ func containsArg(args []string, a string) bool {
 // A disk that fills up while the history is written ends the run in an error that says
 // so (exit 3), never in a verdict drawn from a history that is not on disk.
 func TestAFullDiskIsAnError(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a whole run: skipped in -short mode")
 	}

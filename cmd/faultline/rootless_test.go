@@ -17,6 +17,7 @@ import (
 // faultline re-executes itself in a user namespace of its own, where it is root over the
 // nodes' namespaces, so the partitions are real; nothing is left on the host.
 func TestRootlessRunPartitionsInAUserNamespace(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a whole run: skipped in -short mode")
 	}

@@ -21,7 +21,15 @@ run: build
 run-raftnode: build
 	$(BIN)/faultline test --nodes 5 --workload register --nemesis partition,kill,pause --time-limit 60s
 
-test: unit fuzz
+# The unit tests and the fuzz runs side by side: the unit tests mostly wait on clusters
+# and runs, and the fuzzers, niced, take the CPU they leave. The fuzzers' output is
+# printed when both are done; the exit code is the first failure's.
+test:
+	@log=$$(mktemp); \
+	nice -n 10 $(MAKE) --no-print-directory fuzz >$$log 2>&1 & fuzz=$$!; \
+	$(MAKE) --no-print-directory unit; unit=$$?; \
+	wait $$fuzz; fz=$$?; cat $$log; rm -f $$log; \
+	if [ $$unit -ne 0 ]; then exit $$unit; fi; exit $$fz
 
 # The fast tier, with the race detector: every test that needs no root, no Docker and
 # no cluster of real nodes (the run's whole lifecycle runs on the in-memory runtime and
@@ -29,9 +37,12 @@ test: unit fuzz
 test-short:
 	CGO_ENABLED=1 $(GO) test -short -race -count=1 ./...
 
+# -parallel 6: the integration tests that call t.Parallel (each on a cluster or a run
+# of its own) wait on their clusters far more than they compute; go test's default is
+# GOMAXPROCS, 2 here.
 unit:
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) test -count=1 -parallel 6 -timeout 40m ./...
 
 # Short fuzz runs of every fuzz target (the history readers, the checker); go test -fuzz
 # takes one target at a time. The budget is a count of executions, not a duration: Go

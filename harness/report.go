@@ -41,7 +41,9 @@ func (r *run) check(ctx context.Context, out Outcome) Outcome {
 	h := checker.Pair(events)
 	res := checker.CheckHistory(ctx, h, checker.Options{Model: modelOf(r.spec.Workload), Timeout: r.spec.CheckTimeout.D(),
 		MinAvailability: r.spec.MinAvailability})
-	runtime.GC() // the check's garbage is dead: the report's GC target starts from the history (see cmd/faultline check)
+	if h.Events() > checker.SmallHistory {
+		runtime.GC() // the check's garbage is dead: the report's GC target starts from the history (see cmd/faultline check)
+	}
 	if c := r.consistency; c != nil {
 		v := checker.Unknown
 		if c.Valid != nil && *c.Valid {

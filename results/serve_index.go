@@ -25,7 +25,11 @@ import (
 //go:embed serve.tmpl
 var serveTmplText string
 
-var serveTmpl = template.Must(template.New("serve").Parse(serveTmplText))
+// serveTmpl is parsed on first use: every faultline command would otherwise parse it
+// at start-up, and only serve uses it.
+var serveTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("serve").Parse(serveTmplText))
+})
 
 // maxRunDepth is how deep below the root the index looks for run directories
 // (<test>/<timestamp>/ is 2; campaigns may nest theirs deeper).
@@ -374,7 +378,7 @@ func (s *Server) serveListing(w http.ResponseWriter, r *http.Request, rel, real 
 
 func render(w http.ResponseWriter, name string, page any) {
 	var b bytes.Buffer
-	if err := serveTmpl.ExecuteTemplate(&b, name, page); err != nil {
+	if err := serveTmpl().ExecuteTemplate(&b, name, page); err != nil {
 		http.Error(w, "render: "+err.Error(), http.StatusInternalServerError)
 		return
 	}

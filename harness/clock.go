@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -51,7 +52,29 @@ func (p *processClock) SetClock(ctx context.Context, node string, offset time.Du
 		p.set[node] = c
 	}
 	p.mu.Unlock()
-	return p.rt.SetClock(ctx, node, c)
+	return p.setClock(ctx, node, c)
+}
+
+// execGrace bounds how long setClock waits for a node's process to have a vDSO.
+const execGrace = 2 * time.Second
+
+// setClock gives node the clocks c, waiting up to execGrace while its process has no
+// vDSO: a process caught mid-exec has none for an instant (a container's first process
+// between runc's init and the program, which docker's start does not wait for; a busy
+// machine widens the window). A process that has none after that has none at all.
+func (p *processClock) setClock(ctx context.Context, node string, c vclock.Clocks) error {
+	deadline := time.Now().Add(execGrace)
+	for {
+		err := p.rt.SetClock(ctx, node, c)
+		if !errors.Is(err, vclock.ErrNoVDSO) || !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // forget drops node's clock fault (healed while the node was down).
@@ -69,7 +92,7 @@ func (p *processClock) reapply(ctx context.Context, node string) error {
 	if !ok {
 		return nil
 	}
-	if err := p.rt.SetClock(ctx, node, c); err != nil {
+	if err := p.setClock(ctx, node, c); err != nil {
 		return fmt.Errorf("the clock fault in force: %w", err)
 	}
 	return nil

@@ -15,9 +15,8 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/runtime/docker/engine"
 	"github.com/faultline/faultline/harness/runtime/vclock"
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 )
 
 // Labels on everything the docker runtime creates. LabelOurs marks an object as
@@ -46,7 +45,7 @@ const (
 type DockerRuntime struct {
 	runID  string
 	dir    string
-	cli    *client.Client
+	cli    *engine.Client
 	image  string            // the image given to New ("" builds one per program)
 	images map[string]string // program path -> image built for it
 	// nsWhy says why partitions cannot use the containers' namespaces ("" when they can).
@@ -74,8 +73,8 @@ type dockerNode struct {
 // dockerClient returns a client configured from the environment (DOCKER_HOST,
 // DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION) that negotiates the API
 // version with the daemon on its first request.
-func dockerClient() (*client.Client, error) {
-	cli, err := client.New(client.FromEnv)
+func dockerClient() (*engine.Client, error) {
+	cli, err := engine.FromEnv()
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
@@ -92,14 +91,14 @@ func Available(ctx context.Context) (bool, string) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	ping, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	ping, err := cli.Ping(ctx)
 	if err != nil {
-		return false, fmt.Sprintf("no docker daemon answers at %s: %v", cli.DaemonHost(), err)
+		return false, fmt.Sprintf("no docker daemon answers at %s: %v", cli.Host(), err)
 	}
 	if ping.OSType != "" && ping.OSType != "linux" {
-		return false, fmt.Sprintf("the docker daemon at %s runs %s containers, not linux", cli.DaemonHost(), ping.OSType)
+		return false, fmt.Sprintf("the docker daemon at %s runs %s containers, not linux", cli.Host(), ping.OSType)
 	}
-	return true, fmt.Sprintf("docker API %s at %s", cli.ClientVersion(), cli.DaemonHost())
+	return true, fmt.Sprintf("docker API %s at %s", cli.APIVersion(), cli.Host())
 }
 
 // New returns a docker runtime for one run; dir is the run's directory (node logs go to
@@ -112,7 +111,7 @@ func New(runID, dir, image string) (*DockerRuntime, error) {
 	}
 	r := &DockerRuntime{runID: runID, dir: dir, cli: cli, image: image, images: map[string]string{},
 		addrs: map[string]netip.Addr{}, ctrs: map[string]*dockerNode{}, cut: map[string]bool{}}
-	r.nsWhy = namespacesWhy(cli.DaemonHost())
+	r.nsWhy = namespacesWhy(cli.Host())
 	return r, nil
 }
 
@@ -233,19 +232,19 @@ func (r *DockerRuntime) node(node string) *dockerNode {
 	return r.ctrs[node]
 }
 
-func (r *DockerRuntime) state(ctx context.Context, node string) (*container.State, error) {
+func (r *DockerRuntime) state(ctx context.Context, node string) (*engine.ContainerState, error) {
 	n := r.node(node)
 	if n == nil {
 		return nil, fmt.Errorf("%s was never launched", node)
 	}
-	res, err := r.cli.ContainerInspect(ctx, n.id, client.ContainerInspectOptions{})
+	res, err := r.cli.ContainerInspect(ctx, n.id)
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", node, err)
 	}
-	if res.Container.State == nil {
+	if res.State == nil {
 		return nil, fmt.Errorf("inspect %s: no state", node)
 	}
-	return res.Container.State, nil
+	return res.State, nil
 }
 
 // Running implements Runtime (paused counts as running).
@@ -262,7 +261,7 @@ func (r *DockerRuntime) Kill(ctx context.Context, node string) error {
 	if n == nil {
 		return fmt.Errorf("kill: %s was never launched", node)
 	}
-	if _, err := r.cli.ContainerKill(ctx, n.id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+	if err := r.cli.ContainerKill(ctx, n.id, "KILL"); err != nil {
 		return fmt.Errorf("kill %s: %w", node, err)
 	}
 	return r.waitStopped(ctx, node)
@@ -299,7 +298,7 @@ func (r *DockerRuntime) Stop(ctx context.Context, node string) error {
 		_ = r.Resume(ctx, node)
 	}
 	secs := int(runtime.StopGrace / time.Second)
-	if _, err := r.cli.ContainerStop(ctx, n.id, client.ContainerStopOptions{Timeout: &secs}); err != nil {
+	if err := r.cli.ContainerStop(ctx, n.id, &secs); err != nil {
 		return fmt.Errorf("stop %s: %w", node, err)
 	}
 	return r.waitStopped(ctx, node)
@@ -311,7 +310,7 @@ func (r *DockerRuntime) Pause(ctx context.Context, node string) error {
 	if n == nil {
 		return fmt.Errorf("pause: %s was never launched", node)
 	}
-	if _, err := r.cli.ContainerPause(ctx, n.id, client.ContainerPauseOptions{}); err != nil {
+	if err := r.cli.ContainerPause(ctx, n.id); err != nil {
 		return fmt.Errorf("pause %s: %w", node, err)
 	}
 	return nil
@@ -323,7 +322,7 @@ func (r *DockerRuntime) Resume(ctx context.Context, node string) error {
 	if n == nil {
 		return fmt.Errorf("resume: %s was never launched", node)
 	}
-	if _, err := r.cli.ContainerUnpause(ctx, n.id, client.ContainerUnpauseOptions{}); err != nil {
+	if err := r.cli.ContainerUnpause(ctx, n.id); err != nil {
 		return fmt.Errorf("resume %s: %w", node, err)
 	}
 	return nil
@@ -403,7 +402,7 @@ func init() {
 				return runtime.Abilities{Why: err.Error()}
 			}
 			defer cli.Close()
-			return abilitiesFor(namespacesWhy(cli.DaemonHost()))
+			return abilitiesFor(namespacesWhy(cli.Host()))
 		},
 		New: func(runID, dir string) (runtime.Runtime, error) { return New(runID, dir, "") },
 	})
@@ -424,7 +423,7 @@ func (r *DockerRuntime) Launch(ctx context.Context, node string, nc runtime.Node
 	}
 	n.logs.wait(ctx, 5*time.Second) // the previous life's log is drained
 	n.logs.mark("starting %s %v (in container %s as %s)", nc.Program, nc.Args, r.containerName(node), inImage(nc.Program))
-	if _, err := r.cli.ContainerStart(ctx, n.id, client.ContainerStartOptions{}); err != nil {
+	if err := r.cli.ContainerStart(ctx, n.id); err != nil {
 		return fmt.Errorf("launch %s: %w", node, err)
 	}
 	n.logs.follow(r.cli, n.id)
@@ -457,7 +456,7 @@ func (r *DockerRuntime) container(ctx context.Context, node string, nc runtime.N
 		return n, nil
 	}
 	n.logs.wait(ctx, 5*time.Second)
-	if _, err := r.cli.ContainerRemove(ctx, n.id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+	if err := r.cli.ContainerRemove(ctx, n.id, engine.RemoveOptions{Force: true, Volumes: true}); err != nil {
 		return nil, fmt.Errorf("replace the container: %w", err)
 	}
 	r.mu.Lock()

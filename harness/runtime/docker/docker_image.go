@@ -7,10 +7,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,13 +16,8 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/faultline/faultline/harness/runtime"
-	"github.com/moby/moby/api/pkg/stdcopy"
-	"github.com/moby/moby/api/types/build"
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
+	"github.com/faultline/faultline/harness/runtime/docker/engine"
 )
 
 // ImageRepo is the repository of every node image; containerDataDir is where a node's
@@ -43,7 +36,7 @@ func inImage(program string) string { return "/" + filepath.Base(program) }
 // faultline-node:<first 12 hex of the build context's sha256>, so a second run with the
 // same binary does not rebuild. A static binary (CGO_ENABLED=0) is all the image holds; a
 // dynamically linked one brings its loader and libraries (nodeImageFiles).
-func EnsureImage(ctx context.Context, cli *client.Client, binPath, name string) (string, error) {
+func EnsureImage(ctx context.Context, cli *engine.Client, binPath, name string) (string, error) {
 	entry := "/" + filepath.Base(name)
 	files, libPath, err := nodeImageFiles(binPath, entry)
 	if err != nil {
@@ -57,18 +50,14 @@ func EnsureImage(ctx context.Context, cli *client.Client, binPath, name string) 
 	ref := ImageRepo + ":" + hex.EncodeToString(sum[:])[:12]
 	if _, err := cli.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
-	} else if !cerrdefs.IsNotFound(err) {
+	} else if !engine.IsNotFound(err) {
 		return "", fmt.Errorf("image %s: %w", ref, err)
 	}
-	res, err := cli.ImageBuild(ctx, bytes.NewReader(tarball), client.ImageBuildOptions{
+	_, err = cli.ImageBuild(ctx, bytes.NewReader(tarball), engine.BuildOptions{
 		Tags: []string{ref}, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
-		Labels: map[string]string{LabelOurs: "1"}, Version: build.BuilderV1,
+		Labels: map[string]string{LabelOurs: "1"}, Version: "1", // the classic builder: no session
 	})
 	if err != nil {
-		return "", fmt.Errorf("build image %s: %w", ref, err)
-	}
-	defer res.Body.Close()
-	if err := buildOutcome(res.Body); err != nil {
 		return "", fmt.Errorf("build image %s: %w", ref, err)
 	}
 	if _, err := cli.ImageInspect(ctx, ref); err != nil {
@@ -123,30 +112,6 @@ func buildContext(files []imageFile, libPath []string, entry string) ([]byte, er
 		return nil, fmt.Errorf("build context: %w", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// buildOutcome reads the build's JSON message stream to its end and returns the error it
-// reports, if any.
-func buildOutcome(body io.Reader) error {
-	dec := json.NewDecoder(body)
-	var tail []string
-	for {
-		var m struct {
-			Stream string `json:"stream"`
-			Error  string `json:"error"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("read build output: %w", err)
-		}
-		if m.Error != "" {
-			return fmt.Errorf("%s (after: %s)", m.Error, strings.Join(tail, " | "))
-		}
-		if s := strings.TrimSpace(m.Stream); s != "" {
-			tail = append(tail[max(0, len(tail)-3):], s)
-		}
-	}
 }
 
 // ensureImage builds (once per program) the image for the node program bin, unless an
@@ -226,19 +191,18 @@ func (r *DockerRuntime) create(ctx context.Context, node string, nc runtime.Node
 	labels := r.labels()
 	labels["faultline.node"] = node
 	grace := int(runtime.StopGrace / time.Second)
-	res, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: r.containerName(node),
-		Config: &container.Config{
+	id, err := r.cli.ContainerCreate(ctx, r.containerName(node), engine.ContainerSpec{
+		ContainerConfig: engine.ContainerConfig{
 			Image: img, Hostname: node, Cmd: nc.Args, Env: nc.Env, Labels: labels, StopTimeout: &grace,
 			User: fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()),
 		},
-		HostConfig: &container.HostConfig{
-			Binds: binds, NetworkMode: container.NetworkMode(netName),
-			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
-			LogConfig:     container.LogConfig{Type: "json-file"},
+		HostConfig: &engine.HostConfig{
+			Binds: binds, NetworkMode: netName,
+			RestartPolicy: engine.RestartPolicy{Name: "no"},
+			LogConfig:     engine.LogConfig{Type: "json-file"},
 		},
-		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			netName: {Aliases: []string{node}, IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: addr}},
+		NetworkingConfig: &engine.NetworkingConfig{EndpointsConfig: map[string]*engine.EndpointSettings{
+			netName: {Aliases: []string{node}, IPAMConfig: &engine.EndpointIPAMConfig{IPv4Address: addr.String()}},
 		}},
 	})
 	if err != nil {
@@ -247,7 +211,7 @@ func (r *DockerRuntime) create(ctx context.Context, node string, nc runtime.Node
 	if logs == nil {
 		logs = &nodeLog{path: filepath.Join(logDir, filepath.Base(nc.Program)+".log")}
 	}
-	n := &dockerNode{id: res.ID, cmd: nc, logs: logs}
+	n := &dockerNode{id: id, cmd: nc, logs: logs}
 	r.mu.Lock()
 	r.ctrs[node] = n
 	r.mu.Unlock()
@@ -276,7 +240,7 @@ func (l *nodeLog) mark(format string, args ...any) {
 }
 
 // follow copies the container's output until it stops.
-func (l *nodeLog) follow(cli *client.Client, id string) {
+func (l *nodeLog) follow(cli *engine.Client, id string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.mu.Lock()
 	since := ""
@@ -290,8 +254,8 @@ func (l *nodeLog) follow(cli *client.Client, id string) {
 	go func() {
 		defer close(done)
 		defer cancel()
-		rc, err := cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{
-			ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true, Since: since})
+		rc, err := cli.ContainerLogs(ctx, id, engine.LogsOptions{
+			Stdout: true, Stderr: true, Follow: true, Timestamps: true, Since: since})
 		if err != nil {
 			l.mark("cannot follow the container's log: %v", err)
 			return
@@ -303,13 +267,13 @@ func (l *nodeLog) follow(cli *client.Client, id string) {
 		}
 		defer f.Close()
 		w := &stampWriter{log: l, out: bufio.NewWriter(f)}
-		_, err = stdcopy.StdCopy(w, w, rc)
+		err = rc.CopyTo(w, w)
 		w.out.Flush()
 		if err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(f, "=== faultline: log stream broke: %v\n", err)
 		}
-		if res, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); err == nil && res.Container.State != nil && !res.Container.State.Running {
-			fmt.Fprintf(f, "=== faultline: %s exited with code %d\n", time.Now().UTC().Format(time.RFC3339Nano), res.Container.State.ExitCode)
+		if res, err := cli.ContainerInspect(ctx, id); err == nil && res.State != nil && !res.State.Running {
+			fmt.Fprintf(f, "=== faultline: %s exited with code %d\n", time.Now().UTC().Format(time.RFC3339Nano), res.State.ExitCode)
 		}
 	}()
 }

@@ -17,20 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/harness/runtime"
+	"github.com/faultline/faultline/harness/runtime/docker/engine"
 	"github.com/faultline/faultline/internal/netfilter"
 )
-
-func TestBuildOutcome(t *testing.T) {
-	assert.NoError(t, buildOutcome(strings.NewReader(`{"stream":"Step 1/3 : FROM scratch\n"}{"stream":"ok"}`)))
-	err := buildOutcome(strings.NewReader(`{"stream":"Step 2/3"}{"error":"COPY failed","errorDetail":{"message":"COPY failed"}}`))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "COPY failed")
-}
 
 func TestStampWriter(t *testing.T) {
 	var buf bytes.Buffer
@@ -87,7 +80,7 @@ func TestDockerCanOnlyIsolateWhenRemote(t *testing.T) {
 }
 
 // dockerOrSkip skips the test when no daemon answers (it runs for real in CI).
-func dockerOrSkip(t *testing.T) *client.Client {
+func dockerOrSkip(t *testing.T) *engine.Client {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("docker integration test: skipped in -short mode")
@@ -201,7 +194,7 @@ func TestDockerRuntime(t *testing.T) {
 	// Image: cold build (after removing a cached one), then a warm, cached one.
 	ref, err := EnsureImage(ctx, cli, bin, bin)
 	require.NoError(t, err)
-	_, err = cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	err = cli.ImageRemove(ctx, ref, engine.ImageRemoveOptions{Force: true})
 	require.NoError(t, err)
 	t0 := time.Now()
 	ref, err = EnsureImage(ctx, cli, bin, bin)
@@ -248,16 +241,17 @@ func TestDockerRuntime(t *testing.T) {
 
 	t.Run("no privileges, no capabilities, nothing published", func(t *testing.T) {
 		for _, n := range nodes {
-			res, err := cli.ContainerInspect(ctx, r.node(n).id, client.ContainerInspectOptions{})
+			res, err := cli.ContainerInspect(ctx, r.node(n).id)
 			require.NoError(t, err)
-			hc := res.Container.HostConfig
+			hc := res.HostConfig
 			require.NotNil(t, hc)
 			assert.False(t, hc.Privileged, "%s is not privileged", n)
 			assert.Empty(t, hc.CapAdd, "%s gets no capability beyond docker's default", n)
 			assert.Empty(t, hc.PortBindings, "%s publishes no port: it is reached on the run's network only", n)
 			assert.False(t, hc.PublishAllPorts)
 			assert.NotEqual(t, "host", string(hc.NetworkMode), "%s is not on the host's network", n)
-			assert.Equal(t, fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), res.Container.Config.User, "%s runs as the harness's user", n)
+			require.NotNil(t, res.Config)
+			assert.Equal(t, fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), res.Config.User, "%s runs as the harness's user", n)
 		}
 	})
 
@@ -354,13 +348,13 @@ func TestDockerRuntime(t *testing.T) {
 	require.NoError(t, r.Close(cancelled), "Close works on a cancelled context")
 	closed = true
 	require.NoError(t, r.Close(ctx), "Close is idempotent")
-	f := client.Filters{}.Add("label", LabelRun+"="+runID)
-	ctrs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	f := engine.Filters{"label": {LabelRun + "=" + runID}}
+	ctrs, err := cli.ContainerList(ctx, true, f)
 	require.NoError(t, err)
-	assert.Empty(t, ctrs.Items)
-	nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	assert.Empty(t, ctrs)
+	nets, err := cli.NetworkList(ctx, f)
 	require.NoError(t, err)
-	assert.Empty(t, nets.Items)
+	assert.Empty(t, nets)
 }
 
 // TestDockerCleanTouchesOnlyOurs: an object with a faultline.run label but without
@@ -369,28 +363,28 @@ func TestDockerCleanTouchesOnlyOurs(t *testing.T) {
 	cli := dockerOrSkip(t)
 	ctx := context.Background()
 	run := fmt.Sprintf("c%d", time.Now().UnixNano()%1e9)
-	notOurs, err := cli.NetworkCreate(ctx, "faultline-notours-"+run, client.NetworkCreateOptions{Labels: map[string]string{LabelRun: run}})
+	notOurs, err := cli.NetworkCreate(ctx, engine.NetworkSpec{Name: "faultline-notours-" + run, Labels: map[string]string{LabelRun: run}})
 	require.NoError(t, err)
-	defer cli.NetworkRemove(ctx, notOurs.ID, client.NetworkRemoveOptions{})
-	_, err = cli.NetworkCreate(ctx, "faultline-ours-"+run, client.NetworkCreateOptions{Labels: map[string]string{LabelRun: run, LabelOurs: "1"}})
+	defer cli.NetworkRemove(ctx, notOurs)
+	_, err = cli.NetworkCreate(ctx, engine.NetworkSpec{Name: "faultline-ours-" + run, Labels: map[string]string{LabelRun: run, LabelOurs: "1"}})
 	require.NoError(t, err)
 	sleeper := exec.Command("sleep", "60") // a live "harness"
 	require.NoError(t, sleeper.Start())
 	defer sleeper.Process.Kill()
-	liveRun, err := cli.NetworkCreate(ctx, "faultline-live-"+run, client.NetworkCreateOptions{
+	liveRun, err := cli.NetworkCreate(ctx, engine.NetworkSpec{Name: "faultline-live-" + run,
 		Labels: map[string]string{LabelRun: run, LabelOurs: "1", LabelHarness: harnessID(sleeper.Process.Pid)}})
 	require.NoError(t, err)
-	defer cli.NetworkRemove(ctx, liveRun.ID, client.NetworkRemoveOptions{})
-	_, err = cli.NetworkCreate(ctx, "faultline-dead-"+run, client.NetworkCreateOptions{
+	defer cli.NetworkRemove(ctx, liveRun)
+	_, err = cli.NetworkCreate(ctx, engine.NetworkSpec{Name: "faultline-dead-" + run,
 		Labels: map[string]string{LabelRun: run, LabelOurs: "1", LabelHarness: harnessID(1 << 22)}}) // above pid_max
 	require.NoError(t, err)
 	removed, err := removeLabelled(ctx, cli, LabelRun+"="+run, false)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"network faultline-ours-" + run, "network faultline-dead-" + run}, removed,
 		"left behind: no harness, or a dead one")
-	_, err = cli.NetworkInspect(ctx, notOurs.ID, client.NetworkInspectOptions{})
+	_, err = cli.NetworkInspect(ctx, notOurs)
 	assert.NoError(t, err, "an unlabelled network must survive")
-	_, err = cli.NetworkInspect(ctx, liveRun.ID, client.NetworkInspectOptions{})
+	_, err = cli.NetworkInspect(ctx, liveRun)
 	assert.NoError(t, err, "a live harness's network must survive a clean")
 	removed, err = removeLabelled(ctx, cli, LabelRun+"="+run, true)
 	require.NoError(t, err)

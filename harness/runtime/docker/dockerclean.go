@@ -13,10 +13,7 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
+	"github.com/faultline/faultline/harness/runtime/docker/engine"
 )
 
 // The run's docker objects: its network, made in Prepare, cut in the partitions of last
@@ -42,9 +39,9 @@ func (r *DockerRuntime) Prepare(ctx context.Context, nodes []string, _ []int) er
 			return err
 		}
 		gw := subnet.Addr().Next()
-		_, err = r.cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{
-			Driver: "bridge", Labels: r.labels(),
-			IPAM: &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: subnet, Gateway: gw}}},
+		_, err = r.cli.NetworkCreate(ctx, engine.NetworkSpec{
+			Name: name, Driver: "bridge", Labels: r.labels(),
+			IPAM: &engine.IPAM{Driver: "default", Config: []engine.IPAMConfig{{Subnet: subnet.String(), Gateway: gw.String()}}},
 		})
 		if err != nil {
 			lastErr = err
@@ -70,7 +67,7 @@ func (r *DockerRuntime) Prepare(ctx context.Context, nodes []string, _ []int) er
 // (narrower than /16) interface networks, starting at a place given by the run id (so
 // that concurrent runs rarely race for the same one).
 func (r *DockerRuntime) freeSubnet(ctx context.Context, skip int) (netip.Prefix, error) {
-	nets, err := r.cli.NetworkList(ctx, client.NetworkListOptions{})
+	nets, err := r.cli.NetworkList(ctx, nil)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("docker runtime: list networks: %w", err)
 	}
@@ -82,10 +79,10 @@ func (r *DockerRuntime) freeSubnet(ctx context.Context, skip int) (netip.Prefix,
 			}
 		}
 	}
-	for _, n := range nets.Items {
+	for _, n := range nets {
 		for _, c := range n.IPAM.Config {
-			if c.Subnet.IsValid() {
-				used = append(used, c.Subnet)
+			if p, err := netip.ParsePrefix(c.Subnet); err == nil {
+				used = append(used, p)
 			}
 		}
 	}
@@ -128,11 +125,10 @@ func (r *DockerRuntime) Isolate(ctx context.Context, cut []string) error {
 		}
 		var err error
 		if isolated[n] {
-			_, err = r.cli.NetworkDisconnect(ctx, netName, client.NetworkDisconnectOptions{Container: c.id, Force: true})
+			err = r.cli.NetworkDisconnect(ctx, netName, c.id, true)
 		} else {
-			_, err = r.cli.NetworkConnect(ctx, netName, client.NetworkConnectOptions{Container: c.id,
-				EndpointConfig: &network.EndpointSettings{Aliases: []string{n},
-					IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: r.Addr(n)}}})
+			err = r.cli.NetworkConnect(ctx, netName, c.id, &engine.EndpointSettings{Aliases: []string{n},
+				IPAMConfig: &engine.EndpointIPAMConfig{IPv4Address: r.Addr(n).String()}})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("partition %s: %w", n, err))
@@ -194,13 +190,13 @@ func RemoveImages(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer cli.Close()
-	imgs, err := cli.ImageList(ctx, client.ImageListOptions{Filters: client.Filters{}.Add("label", LabelOurs+"=1")})
+	imgs, err := cli.ImageList(ctx, engine.Filters{"label": {LabelOurs + "=1"}})
 	if err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
 	}
 	var removed []string
 	var errs []error
-	for _, img := range imgs.Items {
+	for _, img := range imgs {
 		if img.Labels[LabelOurs] != "1" {
 			continue
 		}
@@ -208,7 +204,7 @@ func RemoveImages(ctx context.Context) ([]string, error) {
 		if len(img.RepoTags) > 0 {
 			name = img.RepoTags[0]
 		}
-		if _, err := cli.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: false, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		if err := cli.ImageRemove(ctx, img.ID, engine.ImageRemoveOptions{}); err != nil && !engine.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove image %s: %w", name, err))
 			continue
 		}
@@ -222,7 +218,7 @@ func RemoveImages(ctx context.Context) ([]string, error) {
 // harness still alive (a run removing its own objects), else only those whose harness is
 // gone. The daemon filters by the label, and each object's labels are checked again here
 // before it is removed.
-func removeLabelled(ctx context.Context, cli *client.Client, label string, live bool) ([]string, error) {
+func removeLabelled(ctx context.Context, cli *engine.Client, label string, live bool) ([]string, error) {
 	key, value, _ := strings.Cut(label, "=")
 	ours := func(labels map[string]string) bool {
 		if labels[key] != value || labels[LabelOurs] != "1" {
@@ -231,49 +227,49 @@ func removeLabelled(ctx context.Context, cli *client.Client, label string, live 
 		h, has := labels[LabelHarness]
 		return live || !has || !harnessAlive(h)
 	}
-	filter := client.Filters{}.Add("label", label)
+	filter := engine.Filters{"label": {label}}
 	var removed []string
 	var errs []error
-	gone := func(err error) bool { return err == nil || cerrdefs.IsNotFound(err) }
+	gone := func(err error) bool { return err == nil || engine.IsNotFound(err) }
 
-	ctrs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
+	ctrs, err := cli.ContainerList(ctx, true, filter)
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	for _, c := range ctrs.Items {
+	for _, c := range ctrs {
 		if !ours(c.Labels) {
 			continue
 		}
-		_, err := cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		err := cli.ContainerRemove(ctx, c.ID, engine.RemoveOptions{Force: true, Volumes: true})
 		if !gone(err) {
 			errs = append(errs, fmt.Errorf("remove container %s: %w", containerLabel(c), err))
 			continue
 		}
 		removed = append(removed, "container "+containerLabel(c))
 	}
-	nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
+	nets, err := cli.NetworkList(ctx, filter)
 	if err != nil {
 		return removed, errors.Join(append(errs, fmt.Errorf("list networks: %w", err))...)
 	}
-	for _, n := range nets.Items {
+	for _, n := range nets {
 		if !ours(n.Labels) {
 			continue
 		}
-		if _, err := cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); !gone(err) {
+		if err := cli.NetworkRemove(ctx, n.ID); !gone(err) {
 			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
 			continue
 		}
 		removed = append(removed, "network "+n.Name)
 	}
-	vols, err := cli.VolumeList(ctx, client.VolumeListOptions{Filters: filter})
+	vols, err := cli.VolumeList(ctx, filter)
 	if err != nil {
 		return removed, errors.Join(append(errs, fmt.Errorf("list volumes: %w", err))...)
 	}
-	for _, v := range vols.Items {
+	for _, v := range vols {
 		if !ours(v.Labels) {
 			continue
 		}
-		if _, err := cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); !gone(err) {
+		if err := cli.VolumeRemove(ctx, v.Name, true); !gone(err) {
 			errs = append(errs, fmt.Errorf("remove volume %s: %w", v.Name, err))
 			continue
 		}
@@ -282,7 +278,7 @@ func removeLabelled(ctx context.Context, cli *client.Client, label string, live 
 	return removed, errors.Join(errs...)
 }
 
-func containerLabel(c container.Summary) string {
+func containerLabel(c engine.ContainerSummary) string {
 	if len(c.Names) > 0 {
 		return strings.TrimPrefix(c.Names[0], "/")
 	}

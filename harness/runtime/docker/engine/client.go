@@ -252,7 +252,7 @@ func (c *Client) ping(ctx context.Context) (PingResult, error) {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return PingResult{}, fmt.Errorf("docker GET /_ping: %w", err)
+		return PingResult{}, fmt.Errorf("docker GET /_ping: %w", transportError(err))
 	}
 	defer drain(resp.Body)
 	p := PingResult{APIVersion: resp.Header.Get("Api-Version"), OSType: resp.Header.Get("Ostype")}
@@ -359,6 +359,16 @@ func responseError(call string, resp *http.Response) error {
 	return &Error{Call: call, StatusCode: resp.StatusCode, Message: msg}
 }
 
+// transportError is err without the *url.Error around it, which repeats the method
+// and, for a unix socket, a placeholder URL.
+func transportError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
 // drain reads what is left of a body (so that its connection can be reused) and
 // closes it.
 func drain(body io.ReadCloser) {
@@ -399,7 +409,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("docker %s: %w", call, err)
+		return nil, fmt.Errorf("docker %s: %w", call, transportError(err))
 	}
 	if err := responseError(call, resp); err != nil {
 		resp.Body.Close()

@@ -390,11 +390,11 @@ func TestStreamBackpressureBoundsHeld(t *testing.T) {
 	t.Logf("sender blocked after %d MiB in %v; the proxy holds %d MiB", sent>>20, time.Since(start), held>>20)
 	assert.LessOrEqual(t, held, int64(maxHeld+32<<10))
 	assert.Less(t, sent, held+32<<20, "more than the kernel's buffers beyond what the proxy holds")
-	// Held, the proxy reads no more: the sender stays blocked.
+	// At its bound the proxy reads no more, however much the sender offers (what the
+	// kernel's buffers still take, as they grow, is theirs, not the proxy's).
 	require.NoError(t, c.SetWriteDeadline(time.Now().Add(300*time.Millisecond)))
-	n, err := c.Write(buf)
+	n, _ := c.Write(buf)
 	sent += int64(n)
-	require.Error(t, err, "the sender wrote a whole MiB more past the proxy's bound")
 	assert.Equal(t, held, f.p.Stats(sab).Held, "the proxy read past its bound")
 
 	f.p.Clear()

@@ -451,6 +451,6 @@ func TestExplainingKeepsToTheDeadline(t *testing.T) {
 	}
 	t0 := time.Now()
 	explainFailures(context.Background(), linJob{model: "register", keys: keys, timeout: time.Millisecond,
-		deadline: time.Now()}, registerModel, keys, &LinResult{})
+		deadline: time.Now()}, registerModel, keys, &LinResult{}, nil)
 	assert.Less(t, time.Since(t0), explainGrace+time.Second)
 }

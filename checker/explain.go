@@ -36,39 +36,91 @@ const maxDrawnOps = 20000
 // illegal may run.
 const explainGrace = 500 * time.Millisecond
 
-// explainFailures checks the failing keys again, verbosely, fills res.Failures with an
-// explanation per key and returns the data for the visualization.
-func explainFailures(ctx context.Context, job linJob, model porcupine.Model, failed []keyHistory, res *LinResult) *vizData {
+// explainFailures fills res.Failures with an explanation per failing key and returns the
+// data for the visualization: the verbose search of the keys drawn, drawing's when
+// confirm made it for the same keys, else made here.
+func explainFailures(ctx context.Context, job linJob, model porcupine.Model, failed []keyHistory, res *LinResult, drawing *verbosePass) *vizData {
+	drawnIdx, why := drawSelect(failed)
 	var drawn []keyHistory
-	for _, k := range failed {
-		why := ""
-		switch {
-		case len(drawn) == maxExplained:
-			why = fmt.Sprintf("not drawn: only the first %d failing keys are", maxExplained)
-		case k.contradiction && len(k.pops) > maxContradictionDrawn:
-			why = "its reads contradict each other; too many operations to draw"
-		case len(k.pops) > maxDrawnOps:
-			why = fmt.Sprintf("not drawn: %d operations, more than the %d the linearizability view can show", len(k.pops), maxDrawnOps)
-		default:
+	for i, k := range failed {
+		if why[i] == "" {
 			drawn = append(drawn, k)
 			continue
 		}
-		text, blamed := explainKey(model, job.model, k, nil, why)
-		if strings.HasPrefix(why, "not drawn") {
-			text += " (" + why + ")"
+		text, blamed := explainKey(model, job.model, k, nil, why[i])
+		if strings.HasPrefix(why[i], "not drawn") {
+			text += " (" + why[i] + ")"
 		}
 		res.Failures = append(res.Failures, KeyFailure{Key: k.key, Explanation: text + faultsDuring(job.faults, k.ops, blamed), Op: blamed, Ops: len(k.pops)})
 	}
-	if len(drawn) == 0 {
+	if len(drawnIdx) == 0 {
 		return nil
 	}
-	failed = drawn
-	var all []porcupine.Operation
-	groups := make([][]porcupine.Operation, len(failed))
-	rows := map[int]int{} // process -> dense row of the drawing
+	if drawing == nil || !drawing.of(drawn) {
+		drawing = runVerbose(ctx, job, model, drawn)
+	}
+	partials := drawing.info.PartialLinearizationsOperations()
+	for i, k := range drawn {
+		var longest []porcupine.Operation
+		if i < len(partials) {
+			for _, p := range partials[i] {
+				if len(p) > len(longest) {
+					longest = p
+				}
+			}
+		}
+		text, blamed := explainKey(drawing.m, job.model, k, longest, "the search for an explanation was cut short")
+		text += faultsDuring(job.faults, k.ops, blamed)
+		res.Failures = append(res.Failures, KeyFailure{Key: k.key, Explanation: text, Op: blamed, Ops: len(k.pops)})
+	}
+	return &vizData{model: drawing.m, info: drawing.info}
+}
+
+// drawSelect says which failing keys are drawn (searched again verbosely): their
+// indices, in order, and for every other key why it is not (why[i] is "" for a drawn
+// key). It depends on the keys alone, so confirm and explainFailures agree on it.
+func drawSelect(failed []keyHistory) (drawn []int, why []string) {
+	why = make([]string, len(failed))
 	for i, k := range failed {
+		switch {
+		case len(drawn) == maxExplained:
+			why[i] = fmt.Sprintf("not drawn: only the first %d failing keys are", maxExplained)
+		case k.contradiction && len(k.pops) > maxContradictionDrawn:
+			why[i] = "its reads contradict each other; too many operations to draw"
+		case len(k.pops) > maxDrawnOps:
+			why[i] = fmt.Sprintf("not drawn: %d operations, more than the %d the linearizability view can show", len(k.pops), maxDrawnOps)
+		default:
+			drawn = append(drawn, i)
+		}
+	}
+	return drawn, why
+}
+
+// verbosePass is Porcupine's verbose search of the keys drawn, one partition a key: the
+// drawing and the explanations replay its partial linearizations, and confirm reads
+// from it which keys Porcupine found an order for.
+type verbosePass struct {
+	keys []string // the keys searched, in order
+	ops  []int    // their numbers of operations
+	m    porcupine.Model
+	info porcupine.LinearizationInfo
+	// cut is set when the search did not finish: the deadline, or ctx. A key it found
+	// no order for is then undecided.
+	cut bool
+}
+
+// runVerbose searches the keys verbosely, in what is left of the check's time and
+// explainGrace past it: a check never overruns its deadline by more to explain. A pass
+// cut short still leaves its partial linearizations, and the explanation says less.
+func runVerbose(ctx context.Context, job linJob, model porcupine.Model, keys []keyHistory) *verbosePass {
+	v := &verbosePass{}
+	var all []porcupine.Operation
+	groups := make([][]porcupine.Operation, len(keys))
+	rows := map[int]int{} // process -> dense row of the drawing
+	for i, k := range keys {
+		v.keys, v.ops = append(v.keys, k.key), append(v.ops, len(k.pops))
 		for j, p := range k.pops {
-			o := failed[i].ops[j]
+			o := k.ops[j]
 			if _, ok := rows[o.process]; !ok {
 				rows[o.process] = len(rows)
 			}
@@ -97,30 +149,111 @@ func explainFailures(ctx context.Context, job linJob, model porcupine.Model, fai
 		}
 		return m.Step(state, input, output)
 	}
-	// The first pass proved these keys illegal; the verbose pass repeats their search
-	// with bookkeeping, in what is left of the check's time (and explainGrace past it):
-	// a check never overruns its deadline to explain. A pass cut short still leaves its
-	// partial linearizations, and the explanation says less.
 	var timeout time.Duration
 	if !job.deadline.IsZero() {
 		timeout = max(time.Until(job.deadline), 0) + explainGrace
 	}
-	_, info := porcupine.CheckOperationsVerbose(search, all, timeout)
-	partials := info.PartialLinearizationsOperations()
-	for i, k := range failed {
-		var longest []porcupine.Operation
-		if i < len(partials) {
-			for _, p := range partials[i] {
-				if len(p) > len(longest) {
-					longest = p
-				}
+	r, info := porcupine.CheckOperationsVerbose(search, all, timeout)
+	v.m, v.info = m, info
+	v.cut = r == porcupine.Unknown || stop.Load() || ctx.Err() != nil
+	return v
+}
+
+// of reports whether the pass searched exactly these keys, in this order.
+func (v *verbosePass) of(keys []keyHistory) bool {
+	if len(keys) != len(v.keys) {
+		return false
+	}
+	for i, k := range keys {
+		if k.key != v.keys[i] || len(k.pops) != v.ops[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// ordered reports whether the pass found an order of all of key i's operations: a
+// partial linearization that covers them is a whole one, a proof (Porcupine records
+// the whole linearization of a partition it finds legal).
+func (v *verbosePass) ordered(i int) bool {
+	partials := v.info.PartialLinearizations()
+	if i >= len(partials) {
+		return false
+	}
+	for _, p := range partials[i] {
+		if len(p) == v.ops[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// confirm settles the keys only the register search found illegal (unconfirmed), as
+// Porcupine answers: its answer stands. The failing keys that are drawn are searched
+// verbosely, once, and that search both confirms them and is returned for the drawing
+// (an illegal key used to be searched three times: by the register search, by
+// Porcupine, and by Porcupine again for the drawing). An unconfirmed key that is not
+// drawn is searched plainly. A key Porcupine finds an order for becomes Ok, with a note;
+// one its search could not finish, undecided. Either changes the drawing's keys, which
+// are then searched again (rare: a fault of the register search's, or the deadline).
+func confirm(ctx context.Context, job linJob, model porcupine.Model, keys []keyHistory, outcomes []porcupine.CheckResult) *verbosePass {
+	var stop atomic.Bool
+	defer context.AfterFunc(ctx, func() { stop.Store(true) })()
+	plain := model
+	plain.Step = func(state, input, output any) (bool, any) {
+		if stop.Load() {
+			return false, state
+		}
+		return model.Step(state, input, output)
+	}
+	for {
+		var failed []int
+		var fk []keyHistory
+		pending := false
+		for i := range keys {
+			if keys[i].ignored == 0 && outcomes[i] == porcupine.Illegal {
+				failed, fk = append(failed, i), append(fk, keys[i])
+				pending = pending || keys[i].unconfirmed
 			}
 		}
-		text, blamed := explainKey(m, job.model, k, longest, "the search for an explanation was cut short")
-		text += faultsDuring(job.faults, k.ops, blamed)
-		res.Failures = append(res.Failures, KeyFailure{Key: k.key, Explanation: text, Op: blamed, Ops: len(k.pops)})
+		if !pending {
+			return nil
+		}
+		drawnIdx, why := drawSelect(fk)
+		for j, i := range failed {
+			if why[j] != "" && keys[i].unconfirmed {
+				outcomes[i] = confirmOne(ctx, plain, &keys[i], job.deadline, &stop)
+			}
+		}
+		var drawn []keyHistory
+		pending = false
+		for _, j := range drawnIdx {
+			drawn = append(drawn, keys[failed[j]])
+			pending = pending || keys[failed[j]].unconfirmed
+		}
+		if !pending {
+			return nil // the drawing's keys were all confirmed already: explainFailures draws them
+		}
+		pass := runVerbose(ctx, job, model, drawn)
+		changed := false
+		for d, j := range drawnIdx {
+			k := &keys[failed[j]]
+			if !k.unconfirmed {
+				continue
+			}
+			k.unconfirmed = false
+			switch {
+			case pass.ordered(d):
+				outcomes[failed[j]], changed = porcupine.Ok, true
+				k.notes = append(k.notes, searchDisagreed(k.key))
+			case pass.cut:
+				outcomes[failed[j]], changed = porcupine.Unknown, true
+			}
+		}
+		if !changed {
+			return pass
+		}
 	}
-	return &vizData{model: m, info: info}
 }
 
 // faultsDuring names the faults in force while the blamed operation ran.

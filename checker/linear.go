@@ -82,7 +82,10 @@ type keyHistory struct {
 	// contradiction is set when the key's reads disagree in a way no order explains
 	// (see listOrder): it fails without a search.
 	contradiction bool
-	dropped       int // indeterminate operations that could not matter, left out
+	// unconfirmed is set when the register search found no order and Porcupine has not
+	// searched the key yet: its Illegal is the register search's alone (see confirm).
+	unconfirmed bool
+	dropped     int // indeterminate operations that could not matter, left out
 }
 
 // checkKeys runs porcupine on every key, a few at once, under one deadline (zero: none)
@@ -145,13 +148,32 @@ func checkKey(ctx context.Context, model porcupine.Model, k *keyHistory, deadlin
 		}
 		k.ops = slices.Clone(k.ops)
 		k.pops = registerPops(k.ops)
-		r := checkOne(ctx, model, k.pops, deadline, stop)
-		if r == porcupine.Ok { // a fault of the register search's: say so, so that it is seen
-			k.notes = append(k.notes, fmt.Sprintf("key %q: the register search found no order and Porcupine found one; Porcupine's answer stands (please report this history)", k.key))
+		if len(k.pops) <= maxDrawnOps {
+			// A key that can be drawn is confirmed by the verbose search that draws it
+			// (see confirm): one search of Porcupine's for it, not two.
+			k.unconfirmed = true
+			return porcupine.Illegal
 		}
-		return r
+		return confirmOne(ctx, model, k, deadline, stop)
 	}
 	return checkOne(ctx, model, k.pops, deadline, stop)
+}
+
+// confirmOne searches with Porcupine a key the register search found illegal; its answer
+// stands, and a disagreement is noted.
+func confirmOne(ctx context.Context, model porcupine.Model, k *keyHistory, deadline time.Time, stop *atomic.Bool) porcupine.CheckResult {
+	k.unconfirmed = false
+	r := checkOne(ctx, model, k.pops, deadline, stop)
+	if r == porcupine.Ok {
+		k.notes = append(k.notes, searchDisagreed(k.key))
+	}
+	return r
+}
+
+// searchDisagreed notes a key the register search failed and Porcupine passed: a fault
+// of the register search's, said so that it is seen.
+func searchDisagreed(key string) string {
+	return fmt.Sprintf("key %q: the register search found no order and Porcupine found one; Porcupine's answer stands (please report this history)", key)
 }
 
 func checkOne(ctx context.Context, model porcupine.Model, pops []porcupine.Operation, deadline time.Time, stop *atomic.Bool) porcupine.CheckResult {
@@ -202,6 +224,7 @@ func linearizable(ctx context.Context, job linJob) (*LinResult, *vizData) {
 	job.deadline = deadline
 	res := &LinResult{Model: modelName, Keys: len(keys)}
 	outcomes := checkKeys(ctx, model, keys, deadline)
+	drawing := confirm(ctx, job, model, keys, outcomes)
 	for _, k := range keys {
 		res.Ops += k.n
 		res.Dropped += k.dropped
@@ -246,7 +269,7 @@ func linearizable(ctx context.Context, job linJob) (*LinResult, *vizData) {
 	res.Verdict = Compose(verdicts...)
 	var viz *vizData
 	if len(failed) > 0 {
-		viz = explainFailures(ctx, job, model, failed, res)
+		viz = explainFailures(ctx, job, model, failed, res, drawing)
 		sort.SliceStable(res.Failures, func(a, b int) bool { return res.Failures[a].Key < res.Failures[b].Key })
 	}
 	res.Elapsed = Millis(time.Since(start))

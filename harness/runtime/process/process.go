@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/faultline/faultline/harness/runtime"
 	"github.com/faultline/faultline/harness/runtime/vclock"
+	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/internal/procstat"
 )
@@ -81,42 +81,13 @@ func (r *ProcessRuntime) Prepare(ctx context.Context, nodes []string, ports []in
 		return nil
 	}
 	for _, n := range nodes {
-		base, err := freePortBlock(len(ports))
+		base, err := freeport.Block(len(ports))
 		if err != nil {
 			return fmt.Errorf("process runtime: %w", err)
 		}
 		r.blocks[n] = base
 	}
 	return nil
-}
-
-// freePortBlock finds a port p with p, p+1, ..., p+n-1 all free on loopback.
-func freePortBlock(n int) (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("find a free port: %w", err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		free := p+n-1 <= 65535
-		var held []net.Listener
-		for i := 1; i < n && free; i++ {
-			l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
-			if err != nil {
-				free = false
-				break
-			}
-			held = append(held, l2)
-		}
-		l.Close()
-		for _, h := range held {
-			h.Close()
-		}
-		if free {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("no %d adjacent free ports on 127.0.0.1", n)
 }
 
 // HostPort implements Runtime. In a namespace the node's ports are its own; on loopback

@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/internal/procstat"
 )
 
@@ -55,7 +56,7 @@ type member struct {
 // testPorts returns n distinct free loopback ports.
 func testPorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports, err := freePorts(n)
+	ports, err := freeport.Ports(n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/internal/gofail"
 	"github.com/faultline/faultline/nemesis"
 	"github.com/faultline/faultline/results"
@@ -131,7 +132,7 @@ func FailpointNames(ctx context.Context, bin string) ([]string, error) {
 
 // askFailpoints starts bin briefly and lists its failpoints from its gofail endpoint.
 func askFailpoints(ctx context.Context, bin string) ([]string, error) {
-	ports, err := freePorts(3)
+	ports, err := freeport.Ports(3)
 	if err != nil {
 		return nil, err
 	}
@@ -189,26 +190,6 @@ func askFailpoints(ctx context.Context, bin string) ([]string, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// freePorts returns n loopback ports free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
 
 // Failpoints implements nemesis.Failpointer: the run's points, on every member.

@@ -117,19 +117,20 @@ func injectClockStrobe(ctx context.Context, env Env) (Injection, error) {
 	if err := c.SetClock(ctx, node, off, 1); err != nil {
 		return Injection{}, fmt.Errorf("clock of %s: %w", node, err)
 	}
-	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var (
-		wg     sync.WaitGroup
-		strobe error
-	)
-	wg.Add(1)
+	// A flip is never abandoned half-way: a request already sent could arrive after the
+	// heal's reset and leave the clock off. The heal stops the strobe between flips and
+	// waits for the one under way, cutting it short only when its own ctx ends.
+	fctx, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	stopping, done := make(chan struct{}), make(chan struct{})
+	stop := sync.OnceFunc(func() { close(stopping) }) // a heal may be retried
+	var strobe error
 	go func() {
-		defer wg.Done()
+		defer close(done)
 		t := time.NewTicker(period)
 		defer t.Stop()
 		for on := false; ; on = !on {
 			select {
-			case <-sctx.Done():
+			case <-stopping:
 				return
 			case <-t.C:
 			}
@@ -137,15 +138,23 @@ func injectClockStrobe(ctx context.Context, env Env) (Injection, error) {
 			if on {
 				o = off
 			}
-			if err := c.SetClock(sctx, node, o, 1); err != nil && sctx.Err() == nil {
-				strobe = err
+			if err := c.SetClock(fctx, node, o, 1); err != nil {
+				if fctx.Err() == nil {
+					strobe = err
+				}
 				return
 			}
 		}
 	}()
 	heal := func(ctx context.Context) error {
 		stop()
-		wg.Wait()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			abandon()
+			<-done
+		}
+		abandon()
 		err := c.SetClock(ctx, node, 0, 1)
 		if strobe != nil {
 			return fmt.Errorf("strobe of %s stopped early: %w", node, strobe)

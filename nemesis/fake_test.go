@@ -48,6 +48,11 @@ type fakeCluster struct {
 	freezeThenFail bool
 	// wholeToBeHealthy: the cluster is healthy only when every member runs.
 	wholeToBeHealthy bool
+	// clockLag: a SetClock that moves a clock off true time takes this long to arrive
+	// and arrives even if its caller gives up first (a request already on the wire);
+	// each such call sends on clockSent, if set, as it leaves.
+	clockLag  time.Duration
+	clockSent chan struct{}
 }
 
 func newFake() *fakeCluster {
@@ -188,7 +193,29 @@ func (c *fakeCluster) HealPackets(context.Context) error {
 }
 func (c *fakeCluster) Messages() bool { return !c.streams }
 
-func (c *fakeCluster) SetClock(_ context.Context, n string, off time.Duration, rate float64) error {
+func (c *fakeCluster) SetClock(ctx context.Context, n string, off time.Duration, rate float64) error {
+	if c.clockLag > 0 && (off != 0 || rate != 1) {
+		if c.clockSent != nil {
+			c.clockSent <- struct{}{}
+		}
+		arrived := make(chan struct{})
+		go func() {
+			time.Sleep(c.clockLag)
+			c.setClock(n, off, rate)
+			close(arrived)
+		}()
+		select {
+		case <-arrived:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c.setClock(n, off, rate)
+	return nil
+}
+
+func (c *fakeCluster) setClock(n string, off time.Duration, rate float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sets++
@@ -197,7 +224,6 @@ func (c *fakeCluster) SetClock(_ context.Context, n string, off time.Duration, r
 	} else {
 		c.clocks[n] = [2]float64{off.Seconds(), rate}
 	}
-	return nil
 }
 
 func (c *fakeCluster) Healthy(context.Context) error {

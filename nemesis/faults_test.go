@@ -61,6 +61,26 @@ func TestClockStrobeFlips(t *testing.T) {
 	})
 }
 
+// A strobe healed while one of its flips is on its way waits for that flip before the
+// reset: a flip abandoned half-sent (a request already written) would land after the
+// reset and leave the clock off. CI caught this on raftnode's clock hook.
+func TestClockStrobeHealOutlastsAFlipInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newFake()
+		c.clockLag = 50 * time.Millisecond
+		c.clockSent = make(chan struct{}, 1)
+		inj, err := inject(t, context.Background(), c, "clock:strobe", 1)
+		require.NoError(t, err)
+		<-c.clockSent // the strobe's first setting, already arrived
+		<-c.clockSent // a flip away from true time, on its way
+		require.NoError(t, inj.Heal(context.Background()))
+		time.Sleep(time.Second) // whatever was on its way has arrived
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		assert.Empty(t, c.clocks, "the reset is the last setting to arrive")
+	})
+}
+
 func TestMemberFaultRemovesThenAddsBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newFake()

@@ -3,13 +3,19 @@ GO      ?= go
 BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
-# One static binary: faultline, which also runs as raftnode when called by that name.
+# Static binaries. bin/faultline-full is the whole harness (it also runs as raftnode when
+# called by that name); bin/faultline is its lean front, built with the lean tag: it runs
+# check and version itself, starting like a small program (no etcd client, Docker, FUSE
+# or node linked), and hands every other command to faultline-full beside it (exec: the
+# same process, arguments and exit code). go build ./cmd/faultline alone gives the whole
+# harness as one binary.
 export CGO_ENABLED = 0
 
 .PHONY: build run run-raftnode test test-short unit fuzz bench bench-micro image zoo regressions clean-runs clean
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/faultline ./cmd/faultline
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/faultline-full ./cmd/faultline
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -tags lean -o $(BIN)/faultline ./cmd/faultline
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/raftnode ./cmd/raftnode
 
 # The default test: real etcd (the newest 3.7, built once from the Go module proxy and

@@ -1,30 +1,27 @@
 // Command faultline is a Jepsen-style fault-injection test harness for Raft systems.
 // It is a thin main: flags and exit codes here, everything else in the packages.
 //
-// Called by the name of a node program a target registered (sut.RegisterProgram; the
-// harness links it so), it runs that program: one static binary carries the harness
-// and faultline's own node.
+// It builds two ways. By default (go build ./cmd/faultline) it is the whole harness in
+// one static binary, which also runs faultline's own node when called by that node
+// program's name (sut.RegisterProgram; the harness links it so). Built with the lean tag
+// (make build's bin/faultline), it carries only the commands that read stored files
+// (check, version, help), which then start as fast as a small program, and hands every
+// other command to the whole binary beside it, faultline-full (see lean.go).
 package main
 
 import (
 	"context"
 	"fmt"
-	"github.com/faultline/faultline/harness/sut"
-	"github.com/faultline/faultline/results"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/faultline/faultline/results"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-func main() {
-	if prog, ok := sut.Program(filepath.Base(os.Args[0])); ok {
-		os.Exit(profiled(os.Stderr, func() int { return prog(os.Args[1:]) }))
-	}
-	os.Exit(profiled(os.Stderr, func() int { return int(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }))
-}
+// command runs one subcommand with its arguments and returns its exit code.
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) results.ExitCode
 
 const usage = `usage: faultline <command> [flags]
 
@@ -55,31 +52,17 @@ exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness error, 4 bad usage
 run 'faultline <command> -h' for a command's flags
 `
 
-// run dispatches a command and returns its exit code.
+// run dispatches a command and returns its exit code: check, version and help here, the
+// others through harnessCommands (none in the lean build, whose main hands them over
+// before run is called).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) results.ExitCode {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return results.ExitUsage
 	}
 	switch args[0] {
-	case "test":
-		return runTest(ctx, args[1:], stdout, stderr)
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
-	case "serve":
-		return runServe(ctx, args[1:], stdout, stderr)
-	case "clean":
-		return runClean(ctx, args[1:], stdout, stderr)
-	case "image":
-		return runImage(ctx, args[1:], stdout, stderr)
-	case "campaign":
-		return runCampaign(ctx, "faultline campaign", args[1:], stdout, stderr)
-	case "zoo":
-		return runCampaign(ctx, "faultline zoo", args[1:], stdout, stderr)
-	case "bisect":
-		return runBisect(ctx, args[1:], stdout, stderr)
-	case "shrink":
-		return runShrink(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "faultline", version)
 		return results.ExitValid
@@ -87,6 +70,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) results.E
 		fmt.Fprint(stdout, usage)
 		return results.ExitValid
 	}
+	if cmd, ok := harnessCommands[args[0]]; ok {
+		return cmd(ctx, args[1:], stdout, stderr)
+	}
 	fmt.Fprintf(stderr, "faultline: unknown command %q\n\n%s", args[0], usage)
 	return results.ExitUsage
+}
+
+// leanCommand says whether run does args' command itself, with no harness: the lean
+// build runs those, and hands every other to the whole binary.
+func leanCommand(args []string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	switch args[0] {
+	case "check", "version", "--version", "help", "-h", "--help":
+		return true
+	}
+	return false
 }

@@ -223,6 +223,9 @@ type vdso struct {
 	start, end uint64
 	image      []byte
 	syms       map[string]uint64
+	// spare is the address of the vDSO's unused tail: past every segment, section and
+	// header of its ELF image, up to its mapping's end.
+	spare uint64
 }
 
 func readVDSO(pid int) (*vdso, error) {
@@ -267,6 +270,17 @@ func readVDSO(pid int) (*vdso, error) {
 	if err != nil || base == math.MaxUint64 {
 		return nil, ErrNoVDSO
 	}
+	used := binary.LittleEndian.Uint64(v.image[0x28:]) + // section headers: e_shoff, e_shentsize × e_shnum
+		uint64(binary.LittleEndian.Uint16(v.image[0x3a:]))*uint64(binary.LittleEndian.Uint16(v.image[0x3c:]))
+	for _, p := range f.Progs {
+		used = max(used, p.Off+p.Filesz)
+	}
+	for _, sec := range f.Sections {
+		if sec.Type != elf.SHT_NOBITS {
+			used = max(used, sec.Offset+sec.FileSize)
+		}
+	}
+	v.spare = v.start + (used+15)&^15
 	v.syms = map[string]uint64{}
 	for _, s := range syms {
 		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value >= base {
@@ -349,16 +363,15 @@ func patch(pid int) (page uint64, err error) {
 	if len(sites) == 0 {
 		return 0, ErrNoVDSO
 	}
-	sys := bytes.Index(v.image, []byte{0x0f, 0x05}) // a syscall instruction to borrow
-	if sys < 0 {
-		return 0, fmt.Errorf("vclock: no syscall instruction in the vDSO of pid %d", pid)
+	if v.spare+trampolineLen > v.end {
+		return 0, fmt.Errorf("vclock: the vDSO of pid %d has no room for a trampoline", pid)
 	}
 	err = traced(pid, func(t *tracer) error {
 		if p, ok := findPatch(pid); ok { // patched by an earlier harness: keep its page
 			page = p
 			return nil
 		}
-		addr, err := t.syscall(unix.SYS_MMAP, v.start+uint64(sys), 0, 2*pageSize,
+		addr, err := t.syscall(unix.SYS_MMAP, v.spare, 0, 2*pageSize,
 			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, math.MaxUint64, 0)
 		if err != nil {
 			return fmt.Errorf("map pages: %w", err)
@@ -370,7 +383,7 @@ func patch(pid int) (page uint64, err error) {
 		if err := writeClocks(pid, page, Clocks{}); err != nil {
 			return err
 		}
-		if _, err := t.syscall(unix.SYS_MPROTECT, v.start+uint64(sys), page, pageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		if _, err := t.syscall(unix.SYS_MPROTECT, v.spare, page, pageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
 			return fmt.Errorf("protect the code page: %w", err)
 		}
 		for _, s := range sites {
@@ -488,7 +501,7 @@ func (t *tracer) waitStop(tid int) (ws unix.WaitStatus, stopped bool, err error)
 			delete(t.threads, tid)
 			return ws, false, nil
 		case ws.Stopped():
-			if sig := ws.StopSignal(); sig != unix.SIGTRAP && sig != unix.SIGSTOP {
+			if sig := ws.StopSignal(); sig != unix.SIGTRAP && sig != unix.SIGSTOP && sig != syscallStop {
 				t.threads[tid] = int(sig) // a signal-delivery stop: deliver it at the detach
 			}
 			return ws, true, nil
@@ -520,37 +533,52 @@ func (t *tracer) leader() (int, error) {
 	return 0, errors.New("no thread left")
 }
 
-// syscall makes the process run one system call: a borrowed thread's registers point
-// at a syscall instruction (insn), it steps over it, and gets its registers back.
-func (t *tracer) syscall(nr, insn uint64, args ...uint64) (uint64, error) {
+// No thread is ever single-stepped. A stepped thread keeps the CPU's trap flag until its
+// tracer resumes it some other way, and the kernel does not clear it when the tracer
+// dies: a helper killed mid-patch (its harness killed) left the process to die of
+// SIGTRAP at its next instruction. syscall goes through system-call stops instead, and
+// stepOut lets a thread run a moment and stops it again.
+
+// syscallStop is how a system-call stop shows, under PTRACE_O_TRACESYSGOOD.
+const syscallStop = unix.SIGTRAP | 0x80
+
+// syscall makes the process run one system call, on a borrowed thread, from a
+// trampoline written at at (the vDSO's spare tail). The trampoline sets the call's
+// registers, makes the call, puts back every register the thread had, and jumps to
+// where the thread was going: so this helper may die at any moment of the borrowing,
+// and the thread then makes the call and goes on as if it had never been stopped.
+// While the helper lives, it reads the result at the call's exit and gives the thread
+// its registers back itself.
+func (t *tracer) syscall(nr, at uint64, args ...uint64) (uint64, error) {
 	tid, err := t.leader()
 	if err != nil {
 		return 0, err
+	}
+	if err := unix.PtraceSetOptions(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+		return 0, fmt.Errorf("options of %d: %w", tid, err)
 	}
 	var saved unix.PtraceRegs
 	if err := unix.PtraceGetRegs(tid, &saved); err != nil {
 		return 0, fmt.Errorf("registers of %d: %w", tid, err)
 	}
-	r := saved
-	r.Rip, r.Rax = insn, nr
-	r.Orig_rax = math.MaxUint64 // no syscall restart on the way back
-	for i, p := range []*uint64{&r.Rdi, &r.Rsi, &r.Rdx, &r.R10, &r.R8, &r.R9} {
-		if i < len(args) {
-			*p = args[i]
-		}
+	if err := t.write(at, trampoline(nr, args, resumed(saved))); err != nil {
+		return 0, err
 	}
+	r := saved
+	r.Rip = at
+	r.Orig_rax = math.MaxUint64 // not in a system call: nothing to restart
 	if err := unix.PtraceSetRegs(tid, &r); err != nil {
 		return 0, fmt.Errorf("set registers of %d: %w", tid, err)
 	}
 	defer unix.PtraceSetRegs(tid, &saved)
-	if err := t.step(tid); err != nil {
+	if err := t.throughSyscall(tid); err != nil {
 		return 0, err
 	}
 	if err := unix.PtraceGetRegs(tid, &r); err != nil {
 		return 0, fmt.Errorf("registers of %d: %w", tid, err)
 	}
-	if r.Rip != insn+2 {
-		return 0, fmt.Errorf("thread %d stepped to %#x, not past the syscall at %#x", tid, r.Rip, insn)
+	if r.Rip != at+trampolineCall {
+		return 0, fmt.Errorf("thread %d went to %#x, not past the syscall at %#x", tid, r.Rip, at+trampolineCall-2)
 	}
 	if int64(r.Rax) < 0 && int64(r.Rax) > -4096 {
 		return 0, unix.Errno(-int64(r.Rax))
@@ -558,13 +586,79 @@ func (t *tracer) syscall(nr, insn uint64, args ...uint64) (uint64, error) {
 	return r.Rax, nil
 }
 
-// step runs one instruction of tid. The thread may first stop for something else (the
-// interrupt still pending after a signal stop, a signal): it is stepped again until
-// the single step's own trap.
-func (t *tracer) step(tid int) error {
+// The kernel's restart codes: a system call stopped by a signal (or by the tracer)
+// that returns one of them is made again when the thread goes on with no handler.
+const (
+	errRestartSys        = 512
+	errRestartNoIntr     = 513
+	errRestartNoHand     = 514
+	errRestartRestartBlk = 516
+)
+
+// resumed is what a stopped thread with registers r does when it goes on, no signal
+// handled: the kernel makes an interrupted system call again (its number back in rax,
+// rip back on the syscall instruction), as it would have after the stop.
+func resumed(r unix.PtraceRegs) unix.PtraceRegs {
+	if int64(r.Orig_rax) < 0 {
+		return r
+	}
+	switch -int64(r.Rax) {
+	case errRestartSys, errRestartNoIntr, errRestartNoHand:
+		r.Rax, r.Rip = r.Orig_rax, r.Rip-2
+	case errRestartRestartBlk:
+		r.Rax, r.Rip = unix.SYS_RESTART_SYSCALL, r.Rip-2
+	}
+	return r
+}
+
+// The trampoline: seven register loads (10 bytes each), the syscall, nine loads, and
+// an indirect jump with its 8-byte target.
+const (
+	trampolineCall = 7*10 + 2
+	trampolineLen  = trampolineCall + 9*10 + 6 + 8
+)
+
+// trampoline is the code that makes system call nr with args and then gives the thread
+// back the registers of to and jumps to its rip. A system call changes only rax, rcx
+// and r11 (which takes the flags, restored by the kernel on the way back); the
+// trampoline's own loads change no flags.
+func trampoline(nr uint64, args []uint64, to unix.PtraceRegs) []byte {
+	var b []byte
+	load := func(prefix, op byte, v uint64) {
+		b = append(b, prefix, op)
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	var a [6]uint64
+	copy(a[:], args)
+	load(0x48, 0xb8, nr)      // mov rax
+	load(0x48, 0xbf, a[0])    // mov rdi
+	load(0x48, 0xbe, a[1])    // mov rsi
+	load(0x48, 0xba, a[2])    // mov rdx
+	load(0x49, 0xba, a[3])    // mov r10
+	load(0x49, 0xb8, a[4])    // mov r8
+	load(0x49, 0xb9, a[5])    // mov r9
+	b = append(b, 0x0f, 0x05) // syscall
+	load(0x48, 0xb8, to.Rax)
+	load(0x48, 0xbf, to.Rdi)
+	load(0x48, 0xbe, to.Rsi)
+	load(0x48, 0xba, to.Rdx)
+	load(0x49, 0xba, to.R10)
+	load(0x49, 0xb8, to.R8)
+	load(0x49, 0xb9, to.R9)
+	load(0x48, 0xb9, to.Rcx)
+	load(0x49, 0xbb, to.R11)
+	b = append(b, 0xff, 0x25, 0, 0, 0, 0) // jmp [rip+0]
+	return binary.LittleEndian.AppendUint64(b, to.Rip)
+}
+
+// throughSyscall resumes tid until it has entered and left one system call. It may
+// first stop for something else (the interrupt still pending after a signal stop, a
+// signal): it is resumed again.
+func (t *tracer) throughSyscall(tid int) error {
+	stops := 0
 	for range 16 {
-		if err := unix.PtraceSingleStep(tid); err != nil {
-			return fmt.Errorf("step %d: %w", tid, err)
+		if err := unix.PtraceSyscall(tid, 0); err != nil {
+			return fmt.Errorf("resume %d to its system call: %w", tid, err)
 		}
 		ws, stopped, err := t.waitStop(tid)
 		if err != nil {
@@ -573,18 +667,21 @@ func (t *tracer) step(tid int) error {
 		if !stopped {
 			return fmt.Errorf("thread %d exited", tid)
 		}
-		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == 0 {
-			return nil
+		if ws.StopSignal() == syscallStop {
+			if stops++; stops == 2 { // its entry, then its exit
+				return nil
+			}
 		}
 	}
-	return fmt.Errorf("thread %d never finished its step", tid)
+	return fmt.Errorf("thread %d never went through its system call", tid)
 }
 
-// stepOut steps every thread whose next instruction is in [lo, hi) until it is out:
-// the bytes there are about to change.
+// stepOut lets every thread whose next instruction is in [lo, hi) run a moment and
+// stops it again, until it is out: the bytes there are about to change.
 func (t *tracer) stepOut(lo, hi uint64) error {
 	for tid := range t.threads {
-		for range 64 {
+		run := 20 * time.Microsecond
+		for i := 0; ; i++ {
 			var r unix.PtraceRegs
 			if err := unix.PtraceGetRegs(tid, &r); err != nil {
 				return fmt.Errorf("registers of %d: %w", tid, err)
@@ -592,8 +689,21 @@ func (t *tracer) stepOut(lo, hi uint64) error {
 			if r.Rip < lo || r.Rip >= hi {
 				break
 			}
-			if err := t.step(tid); err != nil {
+			if i == 64 {
+				return fmt.Errorf("thread %d stays at %#x, in code about to change", tid, r.Rip)
+			}
+			if err := unix.PtraceCont(tid, 0); err != nil {
+				return fmt.Errorf("resume %d: %w", tid, err)
+			}
+			time.Sleep(run)
+			run = min(2*run, 10*time.Millisecond)
+			if err := unix.PtraceInterrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("interrupt thread %d: %w", tid, err)
+			}
+			if _, stopped, err := t.waitStop(tid); err != nil {
 				return err
+			} else if !stopped {
+				break // it exited
 			}
 		}
 	}

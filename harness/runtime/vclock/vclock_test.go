@@ -5,6 +5,7 @@ package vclock
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -424,3 +425,37 @@ func TestCleanOrphans(t *testing.T) {
 		t.Fatal("the orphan helper still runs")
 	}
 }
+
+// The trampoline makes its call where syscall expects it and jumps to the thread's
+// rip; a thread stopped in an interrupted call makes that call again when it goes on.
+func TestTrampolineLayoutAndResume(t *testing.T) {
+	to := unix.PtraceRegs{Rip: 0x1122334455667788, Rax: 7}
+	b := trampoline(unix.SYS_MMAP, []uint64{1, 2}, to)
+	if len(b) != trampolineLen {
+		t.Fatalf("trampoline is %d bytes, want %d", len(b), trampolineLen)
+	}
+	if b[trampolineCall-2] != 0x0f || b[trampolineCall-1] != 0x05 {
+		t.Fatalf("no syscall instruction before offset %d: % x", trampolineCall, b[trampolineCall-2:trampolineCall])
+	}
+	if got := binary.LittleEndian.Uint64(b[len(b)-8:]); got != to.Rip {
+		t.Fatalf("jumps to %#x, want %#x", got, to.Rip)
+	}
+	in := unix.PtraceRegs{Orig_rax: unix.SYS_READ, Rax: neg(errRestartSys), Rip: 0x1000}
+	if r := resumed(in); r.Rax != unix.SYS_READ || r.Rip != 0xffe {
+		t.Fatalf("an interrupted read resumes at %#x with rax %d, want the read again at 0xffe", r.Rip, r.Rax)
+	}
+	in.Rax = neg(errRestartRestartBlk)
+	if r := resumed(in); r.Rax != unix.SYS_RESTART_SYSCALL || r.Rip != 0xffe {
+		t.Fatalf("a restart block resumes with rax %d, want restart_syscall", r.Rax)
+	}
+	done := unix.PtraceRegs{Orig_rax: unix.SYS_READ, Rax: 5, Rip: 0x1000}
+	if r := resumed(done); r != done {
+		t.Fatal("a finished call is left as it is")
+	}
+	if r := resumed(unix.PtraceRegs{Orig_rax: math.MaxUint64, Rax: neg(errRestartSys)}); r.Rax != neg(errRestartSys) {
+		t.Fatal("outside a system call nothing is made again")
+	}
+}
+
+// neg is the register value of a system call's negative return -e.
+func neg(e int64) uint64 { return uint64(-e) }

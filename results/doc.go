@@ -11,9 +11,9 @@
 //  1. the history is paired into operations and fault windows as the checker pairs
 //     them (checker.Operations, checker.FaultWindows), so that the page counts and
 //     times exactly what was judged;
-//  2. the plots are drawn with gonum/plot — latency and throughput, each series binned
-//     beyond maxPlotPoints, every fault window shaded and numbered — once as SVG for
-//     the page and once as PNG for the files beside it;
+//  2. the plots — latency and throughput, each series binned beyond maxPlotPoints,
+//     every fault window shaded and numbered — are described once (chart) and drawn
+//     twice (plotdraw.go): as SVG for the page and as PNG for the files beside it;
 //  3. the node lanes and each failing key's timeline (a window of maxTimelineOps
 //     operations around the one blamed) are laid out as positioned HTML;
 //  4. html/template renders the page, escaping every value from the history, the spec

@@ -142,7 +142,7 @@ type countRow struct {
 
 type plotSection struct {
 	ID, Title, File, SVGFile, Note string
-	SVG                            template.HTML // checked by inlineSVG: gonum's drawing, its text escaped
+	SVG                            template.HTML // checked by inlineSVG: svgCanvas's drawing, its text escaped
 }
 
 type faultRow struct {

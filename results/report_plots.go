@@ -1,25 +1,14 @@
 package results
 
 import (
-	"bytes"
 	"fmt"
 	"image/color"
-	"image/png"
-	"io"
 	"iter"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
-
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/font"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/text"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/faultline/faultline/checker"
 	"github.com/faultline/faultline/history"
@@ -36,12 +25,12 @@ const (
 	minRateBin    = 50 * time.Millisecond
 )
 
-// The plots' size: wide enough for a long run's fault windows, with a strip on the
-// right for the legend.
+// The plots' size in pixels (26 cm by 8 cm at 96 dpi): wide enough for a long run's fault
+// windows, with a strip on the right for the legend.
 const (
-	plotWidth   = 26 * vg.Centimeter
-	plotHeight  = 8 * vg.Centimeter
-	legendWidth = 3.6 * vg.Centimeter
+	plotWidth   = 983
+	plotHeight  = 302
+	legendWidth = 136
 )
 
 // span is the stretch of time a report's plots and lanes cover: from the history's
@@ -128,10 +117,10 @@ func rgba(hex string) color.RGBA {
 	return c
 }
 
-// bands draws the fault windows, shaded over the whole height of the data area and
-// labelled at its top, and the leader changes as dashed lines. It is drawn first, under
-// the data. Labels that would overlap others are left out (unlabelled counts them): the
-// page's table of faults lists every window by its number.
+// bands are the fault windows, shaded over the whole height of the data area and
+// labelled at its top, and the leader changes, dashed. The shading is drawn first,
+// under the data. Labels that would overlap others are left out (unlabelled counts
+// them): the page's table of faults lists every window by its number.
 type bands struct {
 	span       span
 	faults     []faultView
@@ -139,49 +128,79 @@ type bands struct {
 	unlabelled int
 }
 
-func (b *bands) Plot(c draw.Canvas, p *plot.Plot) {
-	x, _ := p.Transforms(&c)
-	sty := text.Style{Color: color.Gray{Y: 0x30}, Font: sans(7), Handler: p.TextHandler,
-		XAlign: draw.XLeft, YAlign: draw.YTop}
-	lineH := sty.Rectangle("M").Size().Y * 1.15
-	const rows = 4
-	var rowEnd [rows]vg.Length
+// Colors and sizes of what a chart draws besides its series.
+var (
+	colorText  = color.RGBA{A: 0xff}
+	colorLabel = color.RGBA{R: 0x30, G: 0x30, B: 0x30, A: 0xff}
+	colorGrid  = color.RGBA{R: 0xe4, G: 0xe4, B: 0xe4, A: 0xff}
+	colorWhite = color.RGBA{R: 0xff, G: 0xff, B: 0xff, A: 0xff}
+)
+
+const (
+	labelRows = 4   // rows of fault labels at the top of the data area
+	tickLen   = 4   // pixels
+	markSize  = 3.2 // a scatter series' squares, in pixels
+)
+
+// fill shades the fault windows over the data area.
+func (b *bands) fill(c canvas, f frame) {
+	for _, w := range b.faults {
+		x0, x1 := f.px(b.span.secs(w.Start)), f.px(b.span.secs(w.End))
+		x0, x1 = max(x0, f.left), min(max(x1, x0+1), f.right) // at least a pixel wide
+		c.Rect(x0, f.top, x1, f.bottom, rgba(faultColor(w.Kind)))
+	}
+}
+
+// label is a fault's label as placed at the top of the data area.
+type label struct {
+	text string
+	x    float64 // where it starts
+	row  int     // 0 is the top row
+}
+
+// place lays the fault windows' labels out in labelRows rows at the top of the data
+// area, each at its window's start (a window at the right edge: its label ends there),
+// in the first row where it overlaps none before it; a label longer than maxPlotLabel
+// characters is shortened. It returns the labels placed and how many were not.
+func (b *bands) place(f frame) (placed []label, unlabelled int) {
+	var rowEnd [labelRows]float64
 	for i := range rowEnd {
-		rowEnd[i] = c.Min.X - 1
+		rowEnd[i] = f.left - 1
 	}
-	b.unlabelled = 0
-	for _, f := range b.faults {
-		x0, x1 := x(b.span.secs(f.Start)), x(b.span.secs(f.End))
-		x0, x1 = max(x0, c.Min.X), min(max(x1, x0+1), c.Max.X) // at least a point wide
-		c.FillPolygon(rgba(faultColor(f.Kind)), []vg.Point{
-			{X: x0, Y: c.Min.Y}, {X: x1, Y: c.Min.Y}, {X: x1, Y: c.Max.Y}, {X: x0, Y: c.Max.Y}})
-	}
-	for _, f := range b.faults { // labels after every shading, so that none covers one
-		x0 := max(x(b.span.secs(f.Start)), c.Min.X)
-		label := f.Label()
-		if r := []rune(label); len(r) > maxPlotLabel { // the table of faults has it whole
-			label = string(r[:maxPlotLabel-1]) + "…"
+	for _, w := range b.faults {
+		text := w.Label()
+		if r := []rune(text); len(r) > maxPlotLabel { // the table of faults has it whole
+			text = string(r[:maxPlotLabel-1]) + "…"
 		}
-		w := sty.Width(label)
-		x0 = max(c.Min.X, min(x0, c.Max.X-w-2)) // a window at the right edge: its label ends there
-		row := slices.IndexFunc(rowEnd[:], func(end vg.Length) bool { return x0 > end })
-		if row < 0 || x0+w > c.Max.X {
-			b.unlabelled++
+		width := textWidth(text)
+		x0 := max(f.left, min(f.px(b.span.secs(w.Start)), f.right-width-2))
+		row := slices.IndexFunc(rowEnd[:], func(end float64) bool { return x0 > end })
+		if row < 0 || x0+width > f.right {
+			unlabelled++
 			continue
 		}
-		rowEnd[row] = x0 + w + 4
-		c.FillText(sty, vg.Point{X: x0 + 1.5, Y: c.Max.Y - 1 - vg.Length(row)*lineH}, label)
+		rowEnd[row] = x0 + width + 4
+		placed = append(placed, label{text, x0, row})
 	}
-	line := draw.LineStyle{Color: colorLead, Width: vg.Points(1), Dashes: []vg.Length{vg.Points(3), vg.Points(2)}}
-	lsty := sty
-	lsty.Color, lsty.YAlign = colorLead, draw.YBottom
+	return placed, unlabelled
+}
+
+// draw writes the labels and the leader changes, over the data.
+func (b *bands) draw(c canvas, f frame) {
+	var placed []label
+	placed, b.unlabelled = b.place(f)
+	st := textStyle{size: 10, color: colorLabel}
+	for _, l := range placed {
+		c.Text(l.x+1.5, f.top+1+float64(l.row)*lineHeight+textAscent, l.text, st)
+	}
+	st.color = colorLead
 	for _, l := range b.leaders {
-		lx := x(b.span.secs(l.At))
-		if lx < c.Min.X || lx > c.Max.X {
+		x := f.px(b.span.secs(l.At))
+		if x < f.left || x > f.right {
 			continue
 		}
-		c.StrokeLine2(line, lx, c.Min.Y, lx, c.Max.Y)
-		c.FillText(lsty, vg.Point{X: lx + 1.5, Y: c.Min.Y + 1}, "leader "+l.Node)
+		c.Dashed(xy{x, f.top}, xy{x, f.bottom}, 1.3, colorLead)
+		c.Text(x+2, f.bottom-4, "leader "+l.Node, st)
 	}
 }
 
@@ -193,74 +212,277 @@ type plotView struct {
 	Note      string // how it was binned, what it left out
 }
 
-// sans is the plots' font: gonum's own Liberation Sans, so that nothing is looked up.
-func sans(size vg.Length) font.Font {
-	return font.Font{Typeface: "Liberation", Variant: "Sans", Size: size}
+// chart is a plot described once, to be drawn as SVG and as PNG: the span on its x
+// axis, the fault windows under its series, a legend naming each series on the right.
+type chart struct {
+	x, y   axis
+	ylabel string
+	bands  *bands
+	series []series
 }
 
-// newPlot makes a plot with the span on its x axis and the fault windows under it.
-func newPlot(s span, b *bands, ylabel string) *plot.Plot {
-	p := plot.New()
-	for _, a := range []*plot.Axis{&p.X, &p.Y} {
-		a.Label.TextStyle.Font, a.Tick.Label.Font = sans(10), sans(8.5)
-	}
-	p.Legend.TextStyle.Font = sans(9)
-	p.X.Label.Text = "time since the run began (s)"
-	p.Y.Label.Text = ylabel
-	p.X.Min, p.X.Max = s.secs(s.t0), s.secs(s.t1)
-	p.Y.Min, p.Y.Max = 0, 1
-	p.Add(b, plotter.NewGrid())
-	return p
+// axis is the range of an axis, in data units.
+type axis struct {
+	min, max float64
+	log      bool // a log scale (min > 0)
 }
 
-func addSeries(p *plot.Plot, name string, c color.Color, pts plotter.XYs, line bool) error {
-	if len(pts) == 0 {
-		return nil
-	}
-	if line {
-		l, err := plotter.NewLine(pts)
-		if err != nil {
-			return fmt.Errorf("plot %s: %w", name, err)
-		}
-		l.Color, l.Width = c, vg.Points(1.2)
-		p.Add(l)
-		p.Legend.Add(name, l)
-		return nil
-	}
-	s, err := plotter.NewScatter(pts)
-	if err != nil {
-		return fmt.Errorf("plot %s: %w", name, err)
-	}
-	s.Color, s.Shape, s.Radius = c, draw.BoxGlyph{}, vg.Points(1.2)
-	p.Add(s)
-	p.Legend.Add(name, s)
-	return nil
+// series is a plotted series: a square at each point, or a line through each run of
+// points (broken between runs, where it has no data).
+type series struct {
+	name  string
+	color color.RGBA
+	line  float64 // the line's width; 0 for squares
+	runs  [][]xy
 }
 
-// addSegments draws a line broken where it has no data (a stretch in which no operation
-// completed), under one legend entry.
-func addSegments(p *plot.Plot, name string, c color.Color, segments []plotter.XYs) error {
-	for i, seg := range segments {
-		l, err := plotter.NewLine(seg)
-		if err != nil {
-			return fmt.Errorf("plot %s: %w", name, err)
-		}
-		l.Color, l.Width = c, vg.Points(1)
-		p.Add(l)
-		if i == 0 {
-			p.Legend.Add(name, l)
+func newChart(s span, b *bands, ylabel string) *chart {
+	x := axis{min: s.secs(s.t0), max: s.secs(s.t1)}
+	if !(x.max > x.min) { // a history all at one time
+		x.min, x.max = x.min-0.5, x.max+0.5
+	}
+	return &chart{x: x, ylabel: ylabel, bands: b}
+}
+
+// add adds a series that has points; one without is left out, and out of the legend.
+func (ch *chart) add(sr series) {
+	for _, r := range sr.runs {
+		if len(r) > 0 {
+			ch.series = append(ch.series, sr)
+			return
 		}
 	}
-	return nil
+}
+
+// yRange is the least and the greatest y of the series' points (+Inf, -Inf without any).
+func (ch *chart) yRange() (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, sr := range ch.series {
+		for _, r := range sr.runs {
+			for _, p := range r {
+				lo, hi = min(lo, p.Y), max(hi, p.Y)
+			}
+		}
+	}
+	return lo, hi
+}
+
+// frame is where a chart's data area lies on the canvas, and how data maps onto it.
+type frame struct {
+	left, top, right, bottom float64 // the data area, in pixels
+	x, y                     axis
+}
+
+// px is where x falls across the canvas.
+func (f frame) px(x float64) float64 {
+	return f.left + (x-f.x.min)/(f.x.max-f.x.min)*(f.right-f.left)
+}
+
+// py is where y falls down the canvas.
+func (f frame) py(y float64) float64 {
+	lo, hi := f.y.min, f.y.max
+	if f.y.log {
+		lo, hi, y = math.Log10(lo), math.Log10(hi), math.Log10(y)
+	}
+	return f.bottom - (y-lo)/(hi-lo)*(f.bottom-f.top)
+}
+
+// tick is a mark on an axis: labelled (a major tick, with a grid line) or not.
+type tick struct {
+	v     float64
+	label string
+}
+
+// linearTicks are ticks at round numbers between a.min and a.max, every one labelled:
+// the least step of 1, 2 or 5 times a power of ten that makes at most 1.25·n steps.
+func linearTicks(a axis, n int) []tick {
+	step := math.Pow10(int(math.Floor(math.Log10((a.max - a.min) / float64(n)))))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if (a.max-a.min)/(m*step) <= 1.25*float64(n) {
+			step *= m
+			break
+		}
+	}
+	unit := math.Pow10(max(0, -int(math.Floor(math.Log10(step)+1e-9)))) // the step's last decimal: a whole unit
+	var out []tick
+	for k := math.Ceil(a.min/step - 1e-9); k*step <= a.max+step*1e-9; k++ {
+		v := math.Round(k*step*unit)/unit + 0 // 0.3, not 0.30000000000000004; 0, not -0
+		out = append(out, tick{v, strconv.FormatFloat(v, 'f', -1, 64)})
+	}
+	return out
+}
+
+// logTicks are the ticks of a log scale: at 1 to 9 times each power of ten between a.min
+// and a.max, the powers of ten labelled; where that labels fewer than two, the 2s and
+// 5s too, and where that does not either, every one.
+func logTicks(a axis) []tick {
+	var out []tick
+	for e := int(math.Floor(math.Log10(a.min))); e <= int(math.Ceil(math.Log10(a.max))); e++ {
+		for m := 1.0; m <= 9; m++ {
+			v := m * math.Pow10(e)
+			if e < 0 {
+				v = m / math.Pow10(-e) // 0.3, not 0.30000000000000004
+			}
+			if v >= a.min*(1-1e-9) && v <= a.max*(1+1e-9) {
+				out = append(out, tick{v: v})
+			}
+		}
+	}
+	for _, mantissas := range [][]float64{{1}, {1, 2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}} {
+		n := 0
+		for i, t := range out {
+			if m := t.v / math.Pow10(int(math.Floor(math.Log10(t.v)+1e-9))); slices.Contains(mantissas, math.Round(m)) {
+				out[i].label = strconv.FormatFloat(t.v, 'f', -1, 64)
+				n++
+			}
+		}
+		if n >= 2 {
+			break
+		}
+	}
+	return out
+}
+
+// ticks are the chart's ticks on its x and its y axis.
+func (ch *chart) ticks() (xt, yt []tick) {
+	if ch.y.log {
+		return linearTicks(ch.x, 10), logTicks(ch.y)
+	}
+	return linearTicks(ch.x, 10), linearTicks(ch.y, 5)
+}
+
+// layout places the data area: room on the left for the y axis's title and its
+// widest tick label, below for the x axis's, on the right for the legend.
+func (ch *chart) layout(yt []tick) frame {
+	widest := 0.0
+	for _, t := range yt {
+		widest = max(widest, textWidth(t.label))
+	}
+	return frame{
+		left:   3 + lineHeight + 5 + widest + 3 + tickLen,
+		top:    8,
+		right:  plotWidth - legendWidth - 14,
+		bottom: plotHeight - (tickLen + 3 + lineHeight + 4 + lineHeight + 2),
+		x:      ch.x, y: ch.y,
+	}
+}
+
+// draw draws the chart: the fault windows' shading, the grid, the series, the fault
+// labels and the leader changes over them, the axes, and the legend. It sets
+// ch.bands.unlabelled.
+func (ch *chart) draw(c canvas) {
+	xt, yt := ch.ticks()
+	f := ch.layout(yt)
+	c.Rect(0, 0, plotWidth, plotHeight, colorWhite)
+	ch.bands.fill(c, f)
+	grid := func(a, b xy) { c.Polyline([]xy{a, b}, 1, colorGrid) }
+	for _, t := range xt {
+		if x := crisp(f.px(t.v)); t.label != "" && x >= f.left && x <= f.right {
+			grid(xy{x, f.top}, xy{x, f.bottom})
+		}
+	}
+	for _, t := range yt {
+		if y := crisp(f.py(t.v)); t.label != "" && y >= f.top && y <= f.bottom {
+			grid(xy{f.left, y}, xy{f.right, y})
+		}
+	}
+	var buf []xy // one buffer for every run's pixels
+	for _, sr := range ch.series {
+		for _, r := range sr.runs {
+			buf = buf[:0]
+			for _, p := range r {
+				buf = append(buf, xy{f.px(p.X), f.py(p.Y)})
+			}
+			switch {
+			case sr.line == 0:
+				c.Marks(buf, markSize, sr.color)
+			case len(buf) == 1: // a run of one point: a dash, to be seen
+				c.Polyline([]xy{{buf[0].X - 2, buf[0].Y}, {buf[0].X + 2, buf[0].Y}}, sr.line, sr.color)
+			default:
+				c.Polyline(buf, sr.line, sr.color)
+			}
+		}
+	}
+	ch.bands.draw(c, f)
+	ch.axes(c, f, xt, yt)
+	ch.legend(c, f)
+}
+
+// crisp puts a line 1 pixel wide on a pixel's middle, so that the PNG draws it sharp.
+func crisp(v float64) float64 { return math.Floor(v) + 0.5 }
+
+// axes draws the axes at the left and the bottom of the data area, their ticks
+// outwards, the labels, and the titles.
+func (ch *chart) axes(c canvas, f frame, xt, yt []tick) {
+	left, bottom := crisp(f.left-1), crisp(f.bottom+1)
+	c.Polyline([]xy{{left, f.top}, {left, bottom}, {f.right, bottom}}, 1, colorText)
+	tickStyle := textStyle{size: 11, color: colorText, anchor: anchorMiddle}
+	for _, t := range xt {
+		x := crisp(f.px(t.v))
+		if x < f.left-1 || x > f.right+1 {
+			continue
+		}
+		c.Polyline([]xy{{x, bottom}, {x, bottom + tickLen}}, 1, colorText)
+		w := textWidth(t.label) // the label inside the canvas, left of the legend
+		c.Text(max(w/2+1, min(x, plotWidth-legendWidth-w/2)), bottom+tickLen+3+textAscent, t.label, tickStyle)
+	}
+	tickStyle.anchor = anchorEnd
+	for _, t := range yt {
+		y := crisp(f.py(t.v))
+		if y < f.top-1 || y > f.bottom+1 {
+			continue
+		}
+		n := float64(tickLen) / 2 // an unlabelled tick is half as long
+		if t.label != "" {
+			n = tickLen
+			c.Text(left-tickLen-3, y+4, t.label, tickStyle)
+		}
+		c.Polyline([]xy{{left - n, y}, {left, y}}, 1, colorText)
+	}
+	title := textStyle{size: 12, color: colorText, anchor: anchorMiddle}
+	c.Text((f.left+f.right)/2, plotHeight-4, "time since the run began (s)", title)
+	title.up = true
+	c.Text(3+textAscent, (f.top+f.bottom)/2, ch.ylabel, title)
+}
+
+// legend names each series in the strip on the right, with a sample of its marks; a
+// name too long for the strip goes on over more lines.
+func (ch *chart) legend(c canvas, f frame) {
+	x := float64(plotWidth - legendWidth + 8)
+	st := textStyle{size: 11, color: colorText}
+	y := f.top + 4 // the middle of the entry's first line
+	for _, sr := range ch.series {
+		if sr.line == 0 {
+			c.Marks([]xy{{x + 9, y}}, 5, sr.color)
+		} else {
+			c.Polyline([]xy{{x, y}, {x + 18, y}}, sr.line, sr.color)
+		}
+		for _, line := range wrap(sr.name, plotWidth-(x+24)-2) {
+			c.Text(x+24, y+4, line, st)
+			y += lineHeight
+		}
+		y += 3
+	}
+}
+
+// wrap breaks s at spaces into lines at most width wide (a word wider stays whole).
+func wrap(s string, width float64) []string {
+	var lines []string
+	for _, w := range strings.Fields(s) {
+		if n := len(lines); n > 0 && textWidth(lines[n-1]+" "+w) <= width {
+			lines[n-1] += " " + w
+		} else {
+			lines = append(lines, w)
+		}
+	}
+	return lines
 }
 
 // latencyPlot draws each completed operation's latency against its invoke time, by
 // outcome, on a log scale. A series of more than maxPlotPoints operations is binned by
 // time: each bin shows its highest latency, and for ok its median too.
 func latencyPlot(s span, ops iter.Seq[checker.Operation], b *bands) (plotView, error) {
-	p := newPlot(s, b, "latency (ms, log scale)")
-	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
-	p.Y.Min, p.Y.Max = math.Inf(1), math.Inf(-1)
+	ch := newChart(s, b, "latency (ms, log scale)")
 	var ok, fail, info []latencyPoint // no map: a million operations looked theirs up by a string each
 	for o := range ops {
 		if o.Done >= 0 {
@@ -275,45 +497,39 @@ func latencyPlot(s span, ops iter.Seq[checker.Operation], b *bands) (plotView, e
 			}
 		}
 	}
-	byStatus := map[history.Type][]latencyPoint{history.OK: ok, history.Fail: fail, history.Info: info}
 	binned := 0
 	for _, st := range []struct {
 		t    history.Type
+		pts  []latencyPoint
 		name string
-		c    color.Color
-	}{{history.OK, "ok", colorOK}, {history.Fail, "fail", colorFail}, {history.Info, "info (gave up)", colorInfo}} {
-		pts := byStatus[st.t]
-		if len(pts) <= maxPlotPoints {
-			xy := make(plotter.XYs, len(pts))
-			for i, q := range pts {
-				xy[i] = plotter.XY{X: s.secs(q.at), Y: q.ms}
+		c    color.RGBA
+	}{{history.OK, ok, "ok", colorOK}, {history.Fail, fail, "fail", colorFail}, {history.Info, info, "info (gave up)", colorInfo}} {
+		if len(st.pts) <= maxPlotPoints {
+			xys := make([]xy, len(st.pts))
+			for i, q := range st.pts {
+				xys[i] = xy{s.secs(q.at), q.ms}
 			}
-			if err := addSeries(p, st.name, st.c, xy, false); err != nil {
-				return plotView{}, err
-			}
+			ch.add(series{name: st.name, color: st.c, runs: [][]xy{xys}})
 			continue
 		}
-		binned += len(pts)
-		maxes, medians := binLatencies(s, pts)
-		if err := addSeries(p, st.name+" max/bin", st.c, maxes, false); err != nil {
-			return plotView{}, err
-		}
+		binned += len(st.pts)
+		maxes, medians := binLatencies(s, st.pts)
+		ch.add(series{name: st.name + " max/bin", color: st.c, runs: [][]xy{maxes}})
 		if st.t == history.OK {
-			if err := addSegments(p, "ok median/bin", color.Black, medians); err != nil {
-				return plotView{}, err
-			}
+			ch.add(series{name: "ok median/bin", color: colorText, line: 1.33, runs: medians})
 		}
 	}
-	if math.IsInf(p.Y.Min, 1) {
-		p.Y.Min, p.Y.Max = 0.1, 1000
+	lo, hi := ch.yRange()
+	if math.IsInf(lo, 1) {
+		lo, hi = 0.1, 1000
 	}
-	p.Y.Min, p.Y.Max = p.Y.Min/1.5, p.Y.Max*1.5
+	ch.y = axis{min: lo / 1.5, max: hi * 1.5, log: true}
 	v := plotView{ID: "latency", Title: "Latency over time"}
 	if binned > 0 {
 		v.Note = fmt.Sprintf("%d operations binned into %d bins of %s: each bin shows its highest latency (and ok's median), not every operation",
 			binned, latencyBins, binWidth(s, latencyBins))
 	}
-	return v, v.render(p, b)
+	return v, v.render(ch)
 }
 
 type latencyPoint struct {
@@ -342,14 +558,14 @@ func binOf(s span, t int64, n int) int {
 
 // binLatencies returns, per non-empty bin, its highest latency and its median, placed
 // at the bin's middle; the medians in runs of consecutive non-empty bins.
-func binLatencies(s span, pts []latencyPoint) (maxes plotter.XYs, medians []plotter.XYs) {
+func binLatencies(s span, pts []latencyPoint) (maxes []xy, medians [][]xy) {
 	bins := make([][]float64, latencyBins)
 	for _, q := range pts {
 		i := binOf(s, q.at, latencyBins)
 		bins[i] = append(bins[i], q.ms)
 	}
 	w := float64(s.t1-s.t0) / latencyBins
-	var run plotter.XYs
+	var run []xy
 	for i, b := range bins {
 		if len(b) == 0 {
 			if len(run) > 0 {
@@ -359,8 +575,8 @@ func binLatencies(s span, pts []latencyPoint) (maxes plotter.XYs, medians []plot
 		}
 		slices.Sort(b)
 		x := s.secs(s.t0) + (float64(i)+0.5)*w/1e9
-		maxes = append(maxes, plotter.XY{X: x, Y: b[len(b)-1]})
-		run = append(run, plotter.XY{X: x, Y: b[len(b)/2]})
+		maxes = append(maxes, xy{x, b[len(b)-1]})
+		run = append(run, xy{x, b[len(b)/2]})
 	}
 	if len(run) > 0 {
 		medians = append(medians, run)
@@ -376,7 +592,7 @@ func ratePlot(s span, ops iter.Seq[checker.Operation], b *bands) (plotView, erro
 	if width <= 0 {
 		width = 1
 	}
-	p := newPlot(s, b, fmt.Sprintf("completions per second (%s bins)", binWidth(s, n)))
+	ch := newChart(s, b, fmt.Sprintf("completions per second (%s bins)", binWidth(s, n)))
 	counts := map[history.Type][]float64{history.OK: make([]float64, n), history.Fail: make([]float64, n), history.Info: make([]float64, n)}
 	for o := range ops {
 		if o.Done >= 0 {
@@ -386,61 +602,37 @@ func ratePlot(s span, ops iter.Seq[checker.Operation], b *bands) (plotView, erro
 	for _, st := range []struct {
 		t    history.Type
 		name string
-		c    color.Color
+		c    color.RGBA
 	}{{history.OK, "ok", colorOK}, {history.Fail, "fail", colorFail}, {history.Info, "info", colorInfo}} {
-		xy := make(plotter.XYs, n)
+		xys := make([]xy, n)
 		any := false
 		for i, c := range counts[st.t] {
-			xy[i] = plotter.XY{X: s.secs(s.t0) + (float64(i)+0.5)*width, Y: c / width}
+			xys[i] = xy{s.secs(s.t0) + (float64(i)+0.5)*width, c / width}
 			any = any || c > 0
 		}
 		if !any {
 			continue
 		}
-		if err := addSeries(p, st.name, st.c, xy, true); err != nil {
-			return plotView{}, err
-		}
+		ch.add(series{name: st.name, color: st.c, line: 1.6, runs: [][]xy{xys}})
 	}
-	p.Y.Min, p.Y.Max = 0, p.Y.Max*1.1
+	_, hi := ch.yRange()
+	ch.y = axis{min: 0, max: max(hi, 1) * 1.1}
 	v := plotView{ID: "rate", Title: "Throughput over time"}
-	return v, v.render(p, b)
+	return v, v.render(ch)
 }
 
-// render draws the plot as SVG and as PNG, with its legend in a strip on the right.
-// fastPNG is a PNG canvas that compresses for speed: on a plot (mostly background)
-// the file is as small as at the default level, and encoding is a third faster.
-type fastPNG struct{ *vgimg.Canvas }
-
-func (c fastPNG) WriteTo(w io.Writer) (int64, error) {
-	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, c.Image()); err != nil {
-		return 0, err
-	}
-	return buf.WriteTo(w)
-}
-
-func (v *plotView) render(p *plot.Plot, b *bands) error {
-	legend := p.Legend
-	legend.Top, legend.Left, legend.Padding = true, true, vg.Points(3)
-	p.Legend = plot.NewLegend()
-	draw1 := func(c vg.CanvasWriterTo) ([]byte, error) {
-		dc := draw.New(c)
-		p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
-		legend.Draw(draw.Crop(dc, plotWidth-legendWidth+vg.Millimeter*2, 0, 0, -vg.Millimeter*4))
-		var buf bytes.Buffer
-		if _, err := c.WriteTo(&buf); err != nil {
-			return nil, fmt.Errorf("render %s plot: %w", v.ID, err)
-		}
-		return buf.Bytes(), nil
-	}
+// render draws the chart as SVG and as PNG, and notes the fault windows it could not label.
+func (v *plotView) render(ch *chart) error {
+	svg := newSVGCanvas(plotWidth, plotHeight)
+	ch.draw(svg)
+	v.SVG = svg.bytes()
+	img := newPNGCanvas(plotWidth, plotHeight)
+	ch.draw(img)
 	var err error
-	if v.SVG, err = draw1(vgsvg.New(plotWidth, plotHeight)); err != nil {
-		return err
+	if v.PNG, err = img.encode(); err != nil {
+		return fmt.Errorf("render %s plot: %w", v.ID, err)
 	}
-	if v.PNG, err = draw1(fastPNG{vgimg.New(plotWidth, plotHeight)}); err != nil {
-		return err
-	}
-	if b.unlabelled > 0 {
+	if b := ch.bands; b.unlabelled > 0 {
 		if v.Note != "" {
 			v.Note += "; "
 		}

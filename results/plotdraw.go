@@ -406,19 +406,7 @@ func (f plotFace) Glyph(dot fixed.Point26_6, r rune) (image.Rectangle, image.Ima
 	return f.Face.Glyph(dot, r)
 }
 
-// ellipsisMask is the glyph of '…' in the 7×13 face: three dots on the baseline.
-var ellipsisMask = &image.Alpha{Stride: 6, Rect: image.Rect(0, 0, 6, 13), Pix: []byte{
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-	0, 0xff, 0, 0xff, 0, 0xff,
-	0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0,
-}}
+// ellipsisMask is the glyph of '…' in the 7×13 face: three dots on the row above the
+// baseline, the only row of the glyph's cell it covers (drawing clips to it).
+var ellipsisMask = &image.Alpha{Stride: 6, Rect: image.Rectangle{Min: image.Point{0, 10}, Max: image.Point{6, 11}},
+	Pix: []byte{0, 0xff, 0, 0xff, 0, 0xff}}

@@ -77,8 +77,9 @@ func (page *reportPage) addFacts(dir string, res checker.Result, h *checker.Hist
 	return nil
 }
 
-// svgElements are the elements a plot's SVG may hold: what gonum's SVG canvas draws.
-var svgElements = []string{"svg", "g", "path", "text", "rect", "line", "circle", "defs", "clipPath", "tspan"}
+// svgElements are the elements a plot's SVG may hold: what svgCanvas draws (svg, path,
+// text), and plain groups and shapes.
+var svgElements = []string{"svg", "g", "path", "text", "rect", "line", "circle"}
 
 // inlineSVG makes a plot's SVG fit to be put into the page as markup: its XML prolog
 // and comments dropped, its size left to the page's CSS. It returns an error unless

@@ -203,6 +203,7 @@ func TestInlineSVGRefusesWhatIsNotADrawing(t *testing.T) {
 		`<svg><foreignObject><div/></foreignObject></svg>`,
 		`<svg><g><a href="https://example.com"><text>x</text></a></g></svg>`,
 		`<svg><path d="M0 0" style="fill:url(javascript:alert(1))"/></svg>`,
+		`<svg><defs><clipPath id="c"><path d="M0 0"/></clipPath></defs></svg>`, // not what the canvas draws
 		`<svg><g>`,
 		`no drawing`,
 	} {

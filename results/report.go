@@ -38,15 +38,19 @@ const LeaderEvent = history.LeaderChange
 //go:embed report.tmpl
 var reportTmplText string
 
-var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"inc": func(n int) int { return n + 1 },
-	"pct": func(x float64) string {
-		if x < 0 {
-			return "n/a"
-		}
-		return fmt.Sprintf("%.1f%%", 100*x)
-	},
-}).Parse(reportTmplText))
+// reportTmpl is parsed at its first use, not at start-up: most processes of the
+// binary (a node, a test until its end) never render a report.
+var reportTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report").Funcs(template.FuncMap{
+		"inc": func(n int) int { return n + 1 },
+		"pct": func(x float64) string {
+			if x < 0 {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.1f%%", 100*x)
+		},
+	}).Parse(reportTmplText))
+})
 
 // ReportOptions says where a report's facts come from.
 type ReportOptions struct {
@@ -77,7 +81,7 @@ func WriteReport(dir string, res checker.Result, h *checker.History, opts Report
 		return "", err
 	}
 	var buf bytes.Buffer
-	if err := reportTmpl.Execute(&buf, page); err != nil {
+	if err := reportTmpl().Execute(&buf, page); err != nil {
 		return "", fmt.Errorf("render %s: %w", ReportFile, err)
 	}
 	for name, b := range plots {

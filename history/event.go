@@ -176,6 +176,87 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	return json.Marshal(w)
 }
 
+// AppendJSON appends e's JSONL encoding to b: byte for byte what MarshalJSON gives,
+// without its reflection (a run encodes two events per operation, and json.Marshal was
+// most of what recording cost a client). A transaction's value, and a string that
+// needs escaping, are left to encoding/json.
+func (e Event) AppendJSON(b []byte) ([]byte, error) {
+	if e.Value.Kind == Txn {
+		return appendMarshal(b, e)
+	}
+	var err error
+	str := func(s string) {
+		if err == nil {
+			b, err = appendJSONString(b, s)
+		}
+	}
+	b = append(b, `{"index":`...)
+	b = strconv.AppendInt(b, e.Index, 10)
+	b = append(b, `,"time":`...)
+	b = strconv.AppendInt(b, e.Time, 10)
+	b = append(b, `,"process":`...)
+	if e.Process == NemesisProcess {
+		b = append(b, nemesisJSON...)
+	} else {
+		b = strconv.AppendInt(b, int64(e.Process), 10)
+	}
+	b = append(b, `,"type":`...)
+	str(string(e.Type))
+	b = append(b, `,"f":`...)
+	str(e.F)
+	if e.Key != "" {
+		b = append(b, `,"key":`...)
+		str(e.Key)
+	}
+	b = append(b, `,"value":`...)
+	switch e.Value.Kind {
+	case Str:
+		str(e.Value.S)
+	case List:
+		b = append(b, '[')
+		for i, s := range e.Value.L {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			str(s)
+		}
+		b = append(b, ']')
+	default:
+		b = append(b, "null"...)
+	}
+	if e.Node != "" {
+		b = append(b, `,"node":`...)
+		str(e.Node)
+	}
+	if e.Error != "" {
+		b = append(b, `,"error":`...)
+		str(e.Error)
+	}
+	if e.Rev != 0 {
+		b = append(b, `,"rev":`...)
+		b = strconv.AppendInt(b, e.Rev, 10)
+	}
+	return append(b, '}'), err
+}
+
+// appendJSONString appends s as encoding/json writes it: as it is, quoted, when it is
+// printable ASCII that JSON and HTML leave alone; else by encoding/json itself.
+func appendJSONString(b []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return appendMarshal(b, s)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), nil
+}
+
+func appendMarshal(b []byte, v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	return append(b, j...), err
+}
+
 // UnmarshalJSON decodes an event, checking its type and process.
 func (e *Event) UnmarshalJSON(b []byte) error {
 	var w wireEvent

@@ -85,16 +85,18 @@ func (w *Writer) flushLoop(interval time.Duration) {
 
 // Append buffers one event. It returns the first error the writer has met, if any.
 func (w *Writer) Append(e Event) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode event %d: %w", e.Index, err)
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
 		return w.err
 	}
-	w.buf = append(append(w.buf, b...), '\n')
+	n := len(w.buf)
+	b, err := e.AppendJSON(w.buf)
+	if err != nil {
+		w.buf = b[:n] // nothing of the event
+		return fmt.Errorf("encode event %d: %w", e.Index, err)
+	}
+	w.buf = append(b, '\n')
 	return nil
 }
 

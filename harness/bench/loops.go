@@ -88,13 +88,16 @@ func bareLoop(ctx context.Context, open workload.Opener, conc int, d time.Durati
 }
 
 // recordedLoop runs the harness's own workload (workload.Run, the register mix) with a
-// recorder writing the history to a file in dir, as a run does, and measures the same.
+// recorder writing the history to a file in dir, as a run records (the stream recorder,
+// which keeps no event, and the history writer), and measures the same, from the file
+// read back afterwards.
 func recordedLoop(ctx context.Context, open workload.Opener, conc int, d time.Duration, dir string) (rate, error) {
-	w, err := history.CreateWriter(filepath.Join(dir, "history.jsonl"), 0)
+	path := filepath.Join(dir, "history.jsonl")
+	w, err := history.CreateWriter(path, 0)
 	if err != nil {
 		return rate{}, err
 	}
-	rec := history.NewRecorder(time.Now(), w)
+	rec := history.NewStreamRecorder(time.Now(), w)
 	_, err = workload.Run(ctx, workload.Config{Workload: "register", Concurrency: conc, TimeLimit: d, Seed: 1,
 		OpTimeout: 2 * time.Second}, open, rec)
 	if cerr := w.Close(); err == nil {
@@ -103,10 +106,14 @@ func recordedLoop(ctx context.Context, open workload.Opener, conc int, d time.Du
 	if err != nil {
 		return rate{}, err
 	}
+	events, _, err := history.ReadFile(path)
+	if err != nil {
+		return rate{}, err
+	}
 	calls := map[int]int64{}
 	var lat []time.Duration
 	errs := 0
-	for _, e := range rec.Events() {
+	for _, e := range events {
 		switch {
 		case e.Type == history.Invoke:
 			calls[e.Process] = e.Time

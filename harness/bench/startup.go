@@ -58,7 +58,7 @@ func startupRows(ctx context.Context, o Options) ([]Row, error) {
 		if err != nil {
 			return nil, err
 		}
-		mo, mr := medianD(ours), medianD(ref)
+		mo, mr := median(ours), median(ref)
 		rows = append(rows, Row{Section: "start-up",
 			Name: fmt.Sprintf("%s, whole process, median of %d (package inits: %d packages, %s)", p.name, n, pkgs, ms(inits)),
 			Ours: ms(mo), Ref: ms(mr), Ratio: mo.Seconds() / mr.Seconds(), Goal: "(in every whole-process row)",

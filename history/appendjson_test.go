@@ -3,7 +3,12 @@ package history
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 // AppendJSON writes what json.Marshal writes, byte for byte: for plain events, and for
@@ -46,7 +51,7 @@ func TestAppendJSONIsMarshal(t *testing.T) {
 	types := []Type{Invoke, OK, Fail, Info}
 	for i := range 20000 {
 		e := Event{Index: r.Int64N(1 << 40), Time: r.Int64N(1 << 50), Process: r.IntN(40) - 1, Type: types[r.IntN(4)],
-			F: str(), Value: value(), Rev: r.Int64N(3) * r.Int64N(1 << 30)}
+			F: str(), Value: value(), Rev: r.Int64N(3) * r.Int64N(1<<30)}
 		if e.Process < 0 {
 			e.Process = NemesisProcess
 		}
@@ -84,6 +89,41 @@ func BenchmarkAppendJSON(b *testing.B) {
 	b.Run("Marshal", func(b *testing.B) {
 		for b.Loop() {
 			_, _ = json.Marshal(e)
+		}
+	})
+}
+
+// A writer whose buffer reaches writeAhead writes it out before its interval, so that
+// appenders faster than the interval expects do not grow it without bound.
+func TestWriterWritesAheadOfItsInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "h.jsonl")
+		w, err := CreateWriter(path, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		e := Event{Process: 1, Type: OK, F: OpWrite, Key: "k", Value: S1(strings.Repeat("v", 100))}
+		n := 0
+		for ; n*150 < 3*writeAhead; n++ {
+			e.Index = int64(n)
+			if err := w.Append(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait() // the writer's goroutine has written what the kicks asked for
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() < writeAhead {
+			t.Fatalf("%d events appended, %d bytes written an hour before the interval: want at least %d", n, st.Size(), writeAhead)
+		}
+		w.mu.Lock()
+		held := len(w.buf)
+		w.mu.Unlock()
+		if held >= writeAhead {
+			t.Fatalf("the buffer holds %d bytes, over writeAhead", held)
 		}
 	})
 }

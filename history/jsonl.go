@@ -19,19 +19,26 @@ import (
 // a prefix of the history that is at most one interval old; a torn final line is what
 // ReadJSONL tolerates.
 //
-// Writer is safe for concurrent use. Append only copies the encoded event into a
-// buffer under a short lock; Sync swaps the buffer out and writes and fsyncs it without
-// that lock, so appenders (the clients, through the Recorder) never wait for the disk.
+// Writer is safe for concurrent use. Append only encodes the event into a buffer under
+// a short lock; Sync swaps the buffer out and writes and fsyncs it without that lock, so
+// appenders (the clients, through the Recorder) never wait for the disk. A buffer that
+// reaches writeAhead before the interval is written out early (not fsynced): appenders
+// faster than the interval expects do not grow it without bound.
 type Writer struct {
 	mu      sync.Mutex // guards buf, spare, err, f
 	f       *os.File
 	buf     []byte // encoded events not yet written
 	spare   []byte // the buffer Sync last wrote, reused
 	err     error
-	syncMu  sync.Mutex // serializes writes to f, so buffers reach it in order
+	syncMu  sync.Mutex    // serializes writes to f, so buffers reach it in order
+	kick    chan struct{} // the buffer reached writeAhead: write it now
+	kicked  bool          // a kick is pending (guarded by mu)
 	stop    chan struct{}
 	stopped chan struct{}
 }
+
+// writeAhead is the size at which a Writer's buffer is written before its interval.
+const writeAhead = 1 << 20
 
 // DefaultFlushInterval is how often a Writer flushes and fsyncs while a run goes on.
 const DefaultFlushInterval = 200 * time.Millisecond
@@ -51,7 +58,7 @@ func CreateWriter(path string, interval time.Duration) (*Writer, error) {
 	if interval <= 0 {
 		interval = DefaultFlushInterval
 	}
-	w := &Writer{f: f, buf: make([]byte, 0, 1<<16), stop: make(chan struct{}), stopped: make(chan struct{})}
+	w := &Writer{f: f, buf: make([]byte, 0, 1<<16), kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go w.flushLoop(interval)
 	return w, nil
 }
@@ -77,6 +84,8 @@ func (w *Writer) flushLoop(interval time.Duration) {
 		select {
 		case <-w.stop:
 			return
+		case <-w.kick:
+			_ = w.flush(false)
 		case <-t.C:
 			_ = w.Sync()
 		}
@@ -97,12 +106,22 @@ func (w *Writer) Append(e Event) error {
 		return fmt.Errorf("encode event %d: %w", e.Index, err)
 	}
 	w.buf = append(b, '\n')
+	if len(w.buf) >= writeAhead && !w.kicked {
+		w.kicked = true
+		select {
+		case w.kick <- struct{}{}:
+		default: // one is pending already
+		}
+	}
 	return nil
 }
 
 // Sync writes the buffered events to the file and fsyncs it. Appends go on meanwhile,
 // into a fresh buffer.
-func (w *Writer) Sync() error {
+func (w *Writer) Sync() error { return w.flush(true) }
+
+// flush writes the buffered events to the file, and fsyncs it if sync.
+func (w *Writer) flush(sync bool) error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	w.mu.Lock()
@@ -111,13 +130,15 @@ func (w *Writer) Sync() error {
 		return w.err
 	}
 	data, f := w.buf, w.f
-	w.buf, w.spare = w.spare[:0], nil
+	w.buf, w.spare, w.kicked = w.spare[:0], nil, false
 	w.mu.Unlock()
 	var err error
 	if _, werr := f.Write(data); werr != nil {
 		err = fmt.Errorf("write history: %w", werr)
-	} else if serr := f.Sync(); serr != nil {
-		err = fmt.Errorf("fsync history: %w", serr)
+	} else if sync {
+		if serr := f.Sync(); serr != nil {
+			err = fmt.Errorf("fsync history: %w", serr)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

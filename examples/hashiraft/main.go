@@ -105,11 +105,9 @@ func start(id, peers, listen, advertise, dir string) (*raft.Raft, *fsm, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("transport: %w", err)
 	}
-	f := newFSM()
-	r, err := raft.NewRaft(cfg, f, store, store, snaps, trans)
-	if err != nil {
-		return nil, nil, err
-	}
+	// Bootstrap before raft runs: a node bootstrapped by the raft it has started may hear
+	// from a peer's leader first (its term then is state, and bootstrap refuses), which
+	// a slow start (a busy machine, a container) made happen.
 	known, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		return nil, nil, err
@@ -123,9 +121,14 @@ func start(id, peers, listen, advertise, dir string) (*raft.Raft, *fsm, error) {
 			}
 			servers = append(servers, raft.Server{ID: raft.ServerID(pid), Address: raft.ServerAddress(paddr)})
 		}
-		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+		if err := raft.BootstrapCluster(cfg, store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
 			return nil, nil, fmt.Errorf("bootstrap: %w", err)
 		}
+	}
+	f := newFSM()
+	r, err := raft.NewRaft(cfg, f, store, store, snaps, trans)
+	if err != nil {
+		return nil, nil, err
 	}
 	return r, f, nil
 }

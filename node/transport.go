@@ -115,8 +115,8 @@ func (t *transport) stopAll() {
 	}
 }
 
-// send queues messages; it never blocks.
-func (t *transport) send(msgs []raftpb.Message) {
+// send queues messages; it never blocks. It reports whether it queued any.
+func (t *transport) send(msgs []raftpb.Message) (queued bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range msgs {
@@ -126,6 +126,7 @@ func (t *transport) send(msgs []raftpb.Message) {
 		}
 		select {
 		case p.q <- m:
+			queued = true
 		default:
 			t.rep.ReportUnreachable(m.To)
 			if m.Type == raftpb.MsgSnap {
@@ -133,6 +134,7 @@ func (t *transport) send(msgs []raftpb.Message) {
 			}
 		}
 	}
+	return queued
 }
 
 func (t *transport) run(p *peer) {

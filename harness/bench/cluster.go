@@ -61,34 +61,19 @@ func recorderRows(ctx context.Context, o Options) ([]Row, error) {
 	}
 	open := t.Opener(2 * time.Second)
 	logf(o, "recorder: the harness's clients vs a bare loop, %s, %d clients, %v each, %d pairs, alternating", t.Name(), conc, d, rounds)
-	var bare, rec []rate
-	var ratios []float64
-	for round := range rounds {
+	r, b, ratio, err := alternate(rounds, 1, func(round int) (rate, error) {
 		dir := filepath.Join(o.Dir, "rec-"+strconv.Itoa(round))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+			return rate{}, err
 		}
-		var b, r rate
-		var err error
-		if round%2 == 0 {
-			if b, err = bareLoop(ctx, open, conc, d, "register"); err == nil {
-				r, err = recordedLoop(ctx, open, conc, d, dir)
-			}
-		} else {
-			if r, err = recordedLoop(ctx, open, conc, d, dir); err == nil {
-				b, err = bareLoop(ctx, open, conc, d, "register")
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
-		bare, rec = append(bare, b), append(rec, r)
-		ratios = append(ratios, r.OpsPerSec/b.OpsPerSec)
+		return recordedLoop(ctx, open, conc, d, dir)
+	}, func(int) (rate, error) { return bareLoop(ctx, open, conc, d, "register") })
+	if err != nil {
+		return nil, err
 	}
-	b, r := mean(bare), mean(rec)
 	return []Row{
 		{Section: "recorder", Name: fmt.Sprintf("ops/s, %s 3 nodes, %d clients, register mix (ratio: median of %d pairs)", t.Name(), conc, rounds),
-			Ours: fmt.Sprintf("%.0f ops/s", r.OpsPerSec), Ref: fmt.Sprintf("%.0f ops/s", b.OpsPerSec), Ratio: median(ratios), Goal: "≥ 0.95x",
+			Ours: fmt.Sprintf("%.0f ops/s", r.OpsPerSec), Ref: fmt.Sprintf("%.0f ops/s", b.OpsPerSec), Ratio: ratio, Goal: "≥ 0.95x",
 			Command: "workload.Run recording to history.jsonl  vs  the same clients in a loop that records nothing (faultline-bench --only recorder)"},
 		{Section: "recorder", Name: "p99 latency (added: " + ms(r.P99-b.P99) + ")", Ours: ms(r.P99), Ref: ms(b.P99),
 			Ratio: float64(r.P99) / float64(b.P99), Goal: "≤ +1 ms"},
@@ -105,6 +90,34 @@ func median[T ~int64 | ~float64](xs []T) T {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// alternate runs ours and ref in rounds pairs, the order alternating (the pair of round
+// r runs ours first when r+start is even), and returns their mean rates and the median of
+// the pairs' ratios (ours/ref ops/s). A cluster's log and data grow from one loop to the
+// next, and this machine's speed drifts by tens of percent over seconds: one sample each
+// measured the drift, and one noisy pair does not move a median.
+func alternate(rounds, start int, ours, ref func(round int) (rate, error)) (o, r rate, ratio float64, err error) {
+	var oo, rr []rate
+	var ratios []float64
+	for round := range rounds {
+		var a, b rate
+		if (round+start)%2 == 0 {
+			if a, err = ours(round); err == nil {
+				b, err = ref(round)
+			}
+		} else {
+			if b, err = ref(round); err == nil {
+				a, err = ours(round)
+			}
+		}
+		if err != nil {
+			return rate{}, rate{}, 0, err
+		}
+		oo, rr = append(oo, a), append(rr, b)
+		ratios = append(ratios, a.OpsPerSec/b.OpsPerSec)
+	}
+	return mean(oo), mean(rr), median(ratios), nil
 }
 
 func mean(rs []rate) rate {
@@ -133,32 +146,29 @@ func nodeRows(ctx context.Context, o Options) ([]Row, error) {
 	et := ec.Target
 	ref := et.Describe()
 	refName := strings.TrimSpace(ref.Name + " " + ref.Version)
-	d := 5 * time.Second
+	// Rounds of paired runs (see alternate): a single 5 s sample each made the 1-client
+	// rows, a millisecond round trip, swing between 0.92x and 1.12x from one bench to
+	// the next.
+	d, rounds := 2*time.Second, 5
 	concs := []int{1, 16, 64}
 	if o.Quick {
-		d, concs = time.Second, []int{1, 16}
+		d, rounds, concs = time.Second, 1, []int{1, 16}
 	}
 	var rows []Row
 	i := 0
 	for _, kind := range []string{"write", "read"} {
 		for _, place := range []string{"spread", "leader"} {
 			for _, conc := range concs {
-				logf(o, "node: %s, %d clients (%s), %s and %s, %v each", kind, conc, place, rt.Name(), refName, d)
+				logf(o, "node: %s, %d clients (%s), %s and %s, %d pairs of %v, alternating", kind, conc, place, rt.Name(), refName, rounds, d)
 				ro, err1 := placed(ctx, rc, rt, place)
 				eo, err2 := placed(ctx, ec, et, place)
 				if err := cmpErr(err1, err2); err != nil {
 					return rows, err
 				}
-				var r, e rate
-				if i%2 == 0 {
-					r, err1 = bareLoop(ctx, ro, conc, d, kind)
-					e, err2 = bareLoop(ctx, eo, conc, d, kind)
-				} else {
-					e, err2 = bareLoop(ctx, eo, conc, d, kind)
-					r, err1 = bareLoop(ctx, ro, conc, d, kind)
-				}
+				r, e, ratio, err := alternate(rounds, i, func(int) (rate, error) { return bareLoop(ctx, ro, conc, d, kind) },
+					func(int) (rate, error) { return bareLoop(ctx, eo, conc, d, kind) })
 				i++
-				if err := cmpErr(err1, err2); err != nil {
+				if err != nil {
 					return rows, err
 				}
 				goal := "≥ 1.0x"
@@ -167,8 +177,8 @@ func nodeRows(ctx context.Context, o Options) ([]Row, error) {
 				}
 				where := map[string]string{"spread": "client c on member c mod 3", "leader": "all on the leader"}[place]
 				rows = append(rows, Row{Section: "node", Name: fmt.Sprintf("%s vs %s: %ss, %d clients, %s", rt.Name(), refName, kind, conc, where),
-					Ours: r.String(), Ref: e.String(), Ratio: r.OpsPerSec / e.OpsPerSec, Goal: goal,
-					Command: "3 nodes on the process runtime, fsync on, a key per client, each system's own client (etcd: clientv3), one per client (a connection each: kvload, which shares a clientv3 per member, gives etcd ~1.4x more at 64), spread over the members from the leader on, or all on the leader (faultline-bench --only node)"})
+					Ours: r.String(), Ref: e.String(), Ratio: ratio, Goal: goal,
+					Command: "3 nodes on the process runtime, fsync on, a key per client, each system's own client (etcd: clientv3), one per client (a connection each: kvload, which shares a clientv3 per member, gives etcd ~1.4x more at 64), spread over the members from the leader on, or all on the leader; pairs of 2 s runs, the order alternating, the ratio the median of the pairs' (faultline-bench --only node)"})
 			}
 		}
 	}

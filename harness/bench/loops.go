@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -32,26 +34,45 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float
 // recording anything: kind is "write", "read", or "register" (the register workload's
 // mix: 50% read, 30% write, 20% cas of the last value written).
 func bareLoop(ctx context.Context, open workload.Opener, conc int, d time.Duration, kind string) (rate, error) {
-	lat := make([][]time.Duration, conc)
+	// Every client is opened (and has written its key once) before the clock starts,
+	// all at once: the loops time operations, not dials, and the two systems' clients
+	// differ in what a dial costs.
+	clients := make([]workload.Client, conc)
+	lasts := make([]string, conc)
 	errs := make([]int, conc)
+	openErrs := make([]error, conc)
 	var wg sync.WaitGroup
-	var openErr error
-	var mu sync.Mutex
-	deadline := time.Now().Add(d)
 	for w := range conc {
 		wg.Go(func() {
 			c, _, err := open(ctx, w)
 			if err != nil {
-				mu.Lock()
-				openErr = err
-				mu.Unlock()
+				openErrs[w] = err
 				return
 			}
-			r := rand.New(rand.NewPCG(uint64(w), 1))
-			key, last := "bare-"+strconv.Itoa(w), ""
-			if err := c.Write(ctx, key, "0"); err == nil {
-				last = "0"
+			clients[w] = c
+			if err := c.Write(ctx, "bare-"+strconv.Itoa(w), "0"); err == nil {
+				lasts[w] = "0"
 			}
+		})
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range clients {
+			if cl, ok := c.(io.Closer); ok {
+				_ = cl.Close()
+			}
+		}
+	}()
+	if err := errors.Join(openErrs...); err != nil {
+		return rate{}, err
+	}
+	lat := make([][]time.Duration, conc)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w, c := range clients {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			key, last := "bare-"+strconv.Itoa(w), lasts[w]
 			l := make([]time.Duration, 0, 1<<14)
 			for i := 1; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
 				v := strconv.Itoa(i)
@@ -81,10 +102,7 @@ func bareLoop(ctx context.Context, open workload.Opener, conc int, d time.Durati
 		})
 	}
 	wg.Wait()
-	if openErr != nil {
-		return rate{}, openErr
-	}
-	return summarize(slices.Concat(lat...), d, sum(errs)), nil
+	return summarize(slices.Concat(lat...), time.Since(start), sum(errs)), nil
 }
 
 // recordedLoop runs the harness's own workload (workload.Run, the register mix) with a

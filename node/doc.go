@@ -11,7 +11,10 @@
 // directory). After a snapshot the WAL is rewritten the same way, keeping only the log
 // tail. On open, a torn or CRC-bad final WAL record (a crash mid-append: never fsynced,
 // so never acknowledged) is truncated; a bad record followed by a valid one is
-// corruption and the node refuses to start.
+// corruption and the node refuses to start. The WAL file is allocated ahead of its last
+// record, in 1 MiB steps of zeros made durable, so that a record's fdatasync flushes only
+// its data (as etcd preallocates its segments); the zeros after the last record read as a
+// torn tail.
 //
 // # The Ready loop
 //

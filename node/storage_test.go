@@ -50,6 +50,11 @@ func TestStorageTornFinalRecord(t *testing.T) {
 		"cut mid-header": func(b []byte) []byte { return b[:lastGood(b)+4] },
 		"bad crc at end": func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b },
 		"zeroed tail":    func(b []byte) []byte { return append(b, make([]byte, 100)...) },
+		// What a crash mid-write leaves in the allocated file: the final record's end
+		// never reached the disk, the allocation's zeros are still there.
+		"cut mid-record, zeros after": func(b []byte) []byte {
+			return append(append(b[:len(b)-3], 0, 0, 0), make([]byte, walChunk)...)
+		},
 		"garbage tail": func(b []byte) []byte {
 			last := lastGood(b)
 			for i := last + recHeader; i < len(b); i++ {
@@ -67,6 +72,7 @@ func TestStorageTornFinalRecord(t *testing.T) {
 			path := filepath.Join(dir, "wal")
 			b, err := os.ReadFile(path)
 			require.NoError(t, err)
+			b = b[:lastGood(b)+recordLen(b[lastGood(b):])] // the records, not the allocation's zeros
 			require.NoError(t, os.WriteFile(path, damage(b), 0o644))
 
 			s, ld := open(t, dir)
@@ -84,6 +90,12 @@ func TestStorageTornFinalRecord(t *testing.T) {
 			assert.Len(t, ld.Entries, want+1)
 		})
 	}
+}
+
+// recordLen is the length of the valid record at the start of b.
+func recordLen(b []byte) int {
+	_, n, _ := decodeOne(b)
+	return n
 }
 
 // lastGood returns the offset where the last record of b starts.
@@ -191,4 +203,52 @@ func TestStorageCommitOnlyHardStateIsNotSynced(t *testing.T) {
 	s, ld = open(t, dir)
 	defer s.Close()
 	assert.Equal(t, raftpb.HardState{Term: 2, Vote: 2, Commit: 4}, ld.HardState)
+}
+
+// The WAL file is allocated ahead of its records, so that a record's fdatasync has no
+// size to commit: writes stay inside the allocation until it is used up; what a crash
+// leaves (records, then zeros) opens with every record, the zeros kept for the next.
+func TestStorageWALIsAllocatedAhead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wal")
+	size := func() int64 {
+		st, err := os.Stat(path)
+		require.NoError(t, err)
+		return st.Size()
+	}
+	s, _ := open(t, dir)
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 1}, ents(1, 1, 3)))
+	assert.Equal(t, int64(walChunk), size(), "the first record allocates a chunk")
+	written := s.off
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 2}, ents(1, 4, 6)))
+	assert.Greater(t, s.off, written)
+	assert.Equal(t, int64(walChunk), size(), "a record inside the allocation does not grow the file")
+
+	// A record larger than what is left allocates up to the next chunk boundary past it.
+	big := raftpb.Entry{Term: 1, Index: 7, Data: make([]byte, walChunk)}
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 3}, []raftpb.Entry{big}))
+	assert.Equal(t, int64(2*walChunk), size())
+
+	// A crash (no Close): records, then zeros.
+	s2, ld := open(t, dir)
+	require.Len(t, ld.Entries, 7)
+	assert.Equal(t, raftpb.HardState{Term: 1, Commit: 3}, ld.HardState)
+	assert.Equal(t, int64(2*walChunk), size(), "opening keeps the allocation")
+	require.NoError(t, s2.Save(raftpb.HardState{Term: 1, Commit: 7}, ents(1, 8, 8)))
+	assert.Equal(t, int64(2*walChunk), size())
+	require.NoError(t, s2.Close())
+	s.f.Close()
+
+	// After a rewrite the file is the records alone until the next one allocates.
+	s, ld = open(t, dir)
+	require.Len(t, ld.Entries, 8)
+	require.NoError(t, s.Rewrite(raftpb.HardState{Term: 1, Commit: 8}, ents(1, 1, 8)))
+	assert.Equal(t, s.off, size())
+	require.NoError(t, s.Save(raftpb.HardState{Term: 1, Commit: 8}, ents(1, 9, 9)))
+	assert.Equal(t, int64(walChunk), size())
+	require.NoError(t, s.Close())
+	s, ld = open(t, dir)
+	defer s.Close()
+	require.Len(t, ld.Entries, 9)
+	assert.Equal(t, uint64(9), ld.Entries[8].Index)
 }

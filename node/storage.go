@@ -205,8 +205,8 @@ const walChunk = 1 << 20
 // already on disk, and fdatasync has only their data to flush: on ext4 an append's
 // fdatasync also commits the journal (the size changed), which made it 30% slower here,
 // three nodes syncing on one disk (290 vs 200 µs). etcd preallocates its WAL segments for
-// the same reason. A crash leaves zeros after the last record, which opening reads as a
-// torn tail and truncates.
+// the same reason. A crash leaves zeros after the last record: opening keeps them as the
+// allocation, and the next record goes over them.
 func (s *Storage) extend(need int64) error {
 	if need <= s.size {
 		return nil

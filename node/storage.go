@@ -200,6 +200,9 @@ func (s *Storage) flushLocked() error {
 // walChunk is how far ahead of the log's end the WAL file is allocated.
 const walChunk = 1 << 20
 
+// allocated is the file size that holds n bytes: n rounded up to whole walChunks.
+func allocated(n int64) int64 { return (n + walChunk - 1) / walChunk * walChunk }
+
 // extend makes the WAL file at least need bytes long, in walChunk steps of zeros made
 // durable (fsync: the file's size is metadata). Records are then written over zeros
 // already on disk, and fdatasync has only their data to flush: on ext4 an append's
@@ -211,7 +214,7 @@ func (s *Storage) extend(need int64) error {
 	if need <= s.size {
 		return nil
 	}
-	size := (need + walChunk - 1) / walChunk * walChunk
+	size := allocated(need)
 	if _, err := s.f.WriteAt(make([]byte, size-s.size), s.size); err != nil {
 		return fmt.Errorf("allocate wal: %w", err)
 	}
@@ -263,7 +266,7 @@ func (s *Storage) Rewrite(hs raftpb.HardState, ents []raftpb.Entry) error {
 	s.hs, s.deferred = hs, false
 	path := filepath.Join(s.dir, "wal")
 	// The new file comes allocated (see extend), in the one fsync the rewrite makes.
-	size := (int64(len(buf)) + walChunk) / walChunk * walChunk
+	size := allocated(int64(len(buf)) + 1)
 	if err := writeFileSync(path, append(buf, make([]byte, size-int64(len(buf)))...)); err != nil {
 		return fmt.Errorf("rewrite wal: %w", err)
 	}

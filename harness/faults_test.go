@@ -94,9 +94,7 @@ func testClusterWith(t *testing.T, o clusterOpts, mk func(sut.Env) sut.Target) *
 		needNetns(t)
 		rt = process.NewProcessRuntime(id, dir)
 	case "docker":
-		if ok, why := docker.Available(ctx); !ok {
-			t.Skip("needs a docker daemon: " + why)
-		}
+		needDocker(t)
 		drt, err := docker.New(id, dir, "")
 		require.NoError(t, err)
 		if a := drt.Abilities(); !a.Links && links {
@@ -114,6 +112,9 @@ func testClusterWith(t *testing.T, o clusterOpts, mk func(sut.Env) sut.Target) *
 	var lf *linkFaults
 	var ds *disks
 	t.Cleanup(func() {
+		if t.Failed() {
+			keepFailed(t, dir, t.Name()+"-"+id)
+		}
 		if lf != nil {
 			assert.NoError(t, lf.Close())
 		}

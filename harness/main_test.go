@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/internal/netns"
 	"github.com/faultline/faultline/node"
 )
@@ -58,4 +60,32 @@ func needNetns(t *testing.T) {
 	if ok, why := netns.Available(); !ok {
 		t.Skip("needs network namespaces (root, ip, nsenter): " + why)
 	}
+}
+
+// dockerSlots bounds the Docker clusters this package's tests run at once. The daemon is
+// one resource that all of them share, and it slows down with every container that
+// starts, stops and writes beside it (through fuse-overlayfs on these machines): with
+// every such test at once (14 containers seen), a CI run saw a container's start take
+// over 30 s, past a heal's bound, and a kill of three containers not finish in 25 s.
+var dockerSlots = make(chan struct{}, 3)
+
+// dockerHeld is the tests holding a slot, so that a test that starts two clusters, one
+// after the other, takes one slot (and cannot wait on itself).
+var dockerHeld sync.Map // *testing.T → true
+
+// needDocker skips t without a Docker daemon. With one, it waits for one of dockerSlots
+// and holds it until t and its cleanups (the cluster's removal) are done.
+func needDocker(t *testing.T) {
+	t.Helper()
+	if ok, why := docker.Available(context.Background()); !ok {
+		t.Skip("needs a docker daemon: " + why)
+	}
+	if _, held := dockerHeld.LoadOrStore(t, true); held {
+		return
+	}
+	dockerSlots <- struct{}{}
+	t.Cleanup(func() {
+		dockerHeld.Delete(t)
+		<-dockerSlots
+	})
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/faultline/faultline/checker"
-	"github.com/faultline/faultline/harness/runtime/docker"
 	"github.com/faultline/faultline/harness/runtime/vclock"
 	"github.com/faultline/faultline/harness/sut/etcd"
 	"github.com/faultline/faultline/history"
@@ -61,9 +60,6 @@ func TestRunEtcdSerializableReadsAreCaught(t *testing.T) {
 
 func TestRunEtcdOnDocker(t *testing.T) {
 	t.Parallel()
-	if ok, why := docker.Available(context.Background()); !ok {
-		t.Skip("needs a docker daemon: " + why)
-	}
 	spec := etcdSpec(t, "docker", "--nemesis", "partition,kill,pause", "--seed", "4")
 	o, out := runE2E(t, context.Background(), spec)
 	require.NoError(t, o.Err)

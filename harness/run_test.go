@@ -34,6 +34,9 @@ func e2eSpec(t *testing.T, runtime string, args ...string) Spec {
 	if testing.Short() {
 		t.Skip("a whole run: skipped in -short mode")
 	}
+	if runtime == "docker" {
+		needDocker(t)
+	}
 	base := []string{"--runtime", runtime, "--nodes", "3", "--time-limit", "15s", "--nemesis-interval", "3s",
 		"--recovery", "2s", "--results", t.TempDir()}
 	spec, err := ParseTestArgs(append(base, args...), &bytes.Buffer{})
@@ -59,12 +62,18 @@ func runE2EReady(t *testing.T, ctx context.Context, spec Spec, ready func()) (Ou
 			return
 		}
 		t.Logf("run output:\n%s", out.String())
-		keep := filepath.Join(os.TempDir(), "faultline-failed-runs", t.Name()+"-"+filepath.Base(o.Dir))
-		if err := os.MkdirAll(filepath.Dir(keep), 0o755); err == nil && exec.Command("cp", "-a", o.Dir, keep).Run() == nil {
-			t.Logf("the run's directory is kept in %s", keep)
-		}
+		keepFailed(t, o.Dir, t.Name()+"-"+filepath.Base(o.Dir))
 	})
 	return o, out.String()
+}
+
+// keepFailed copies dir, a failed test's run, to $TMPDIR/faultline-failed-runs/name for a
+// post-mortem (its logs, its history), before the test's cleanup removes it.
+func keepFailed(t *testing.T, dir, name string) {
+	keep := filepath.Join(os.TempDir(), "faultline-failed-runs", name)
+	if err := os.MkdirAll(filepath.Dir(keep), 0o755); err == nil && exec.Command("cp", "-a", dir, keep).Run() == nil {
+		t.Logf("the run's directory is kept in %s", keep)
+	}
 }
 
 // clusterReady is the line a run prints once its cluster is ready.
@@ -261,9 +270,6 @@ func TestRunInterruptedLeavesNothingButAHistory(t *testing.T) {
 
 func TestRunOnDocker(t *testing.T) {
 	t.Parallel()
-	if ok, why := docker.Available(context.Background()); !ok {
-		t.Skip("needs a docker daemon: " + why)
-	}
 	spec := e2eSpec(t, "docker", "--nemesis", "partition,kill,pause", "--seed", "7")
 	o, out := runE2E(t, context.Background(), spec)
 	require.NoError(t, o.Err)

@@ -89,16 +89,23 @@ func readEvents(t *testing.T, dir string) []history.Event {
 	return events
 }
 
-// The lease workload on etcd: valid under partitions, kills and pauses (leases end no
-// earlier than their TTL, whoever leads); under clock faults through the per-process
-// clocks, a leader whose clock runs fast or jumps ends leases early, and the run says
-// which clock fault it was.
+// The lease workload on etcd: valid under partitions and kills (leases end no earlier
+// than their TTL, whoever leads); under clock faults through the per-process clocks, a
+// leader whose clock runs fast or jumps ends leases early, and the run says which clock
+// fault it was.
+//
+// Not under pauses: etcd v3.7.3 is not valid there, and this test found it. A leader
+// paused past an election, once resumed, answered a keepalive for a lease granted
+// through the new leader meanwhile with "not found", 4.6 s into the lease's
+// guaranteed life (once in the eight runs of this package on the day). Its raft ticks are fresh within a tick of the
+// resume, so LeaseRenew's ensureLeadership skips its leadership check (isActive), and
+// its lessor, not yet demoted, does not know the lease.
 func TestRunEtcdLeases(t *testing.T) {
 	t.Parallel()
 	needNetns(t)
-	t.Run("valid under partitions, kills and pauses", func(t *testing.T) {
+	t.Run("valid under partitions and kills", func(t *testing.T) {
 		t.Parallel()
-		o, out := runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "lease", "--nemesis", "partition,kill,pause", "--seed", "6"))
+		o, out := runE2E(t, context.Background(), etcdSpec(t, "process", "--workload", "lease", "--nemesis", "partition,kill", "--seed", "6"))
 		require.NoError(t, o.Err)
 		assert.Equal(t, checker.Valid, o.Verdict)
 		assert.Regexp(t, `lease: valid — \d+ leases, \d+ keys attached, [1-9]\d* reads within a lease's guaranteed life`, out)

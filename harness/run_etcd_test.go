@@ -94,10 +94,10 @@ func readEvents(t *testing.T, dir string) []history.Event {
 // leader whose clock runs fast or jumps ends leases early, and the run says which clock
 // fault it was.
 //
-// Not under pauses: etcd v3.7.3 is not valid there, and this test found it. A leader
-// paused past an election, once resumed, answered a keepalive for a lease granted
-// through the new leader meanwhile with "not found", 4.6 s into the lease's
-// guaranteed life (once in the eight runs of this package on the day). Its raft ticks are fresh within a tick of the
+// Not under pauses: etcd v3.7.3 is not valid there, and this test found it (once in ten
+// runs of this package). A leader paused past an election, once resumed, answered a
+// keepalive for a lease granted through the new leader meanwhile with "not found",
+// 4.6 s into the lease's guaranteed life. Its raft ticks are fresh within a tick of the
 // resume, so LeaseRenew's ensureLeadership skips its leadership check (isActive), and
 // its lessor, not yet demoted, does not know the lease.
 func TestRunEtcdLeases(t *testing.T) {

@@ -113,6 +113,9 @@ func testClusterWith(t *testing.T, o clusterOpts, mk func(sut.Env) sut.Target) *
 	var ds *disks
 	t.Cleanup(func() {
 		if t.Failed() {
+			for _, n := range names { // for CI, where the kept directory cannot be read
+				t.Logf("%s's log, last lines:\n%s", n, logTail(filepath.Join(dir, "nodes", n), 15))
+			}
 			keepFailed(t, dir, t.Name()+"-"+id)
 		}
 		if lf != nil {

@@ -247,12 +247,27 @@ func (r *DockerRuntime) state(ctx context.Context, node string) (*engine.Contain
 	return res.State, nil
 }
 
-// Running implements Runtime (paused counts as running).
+// Running implements Runtime (paused counts as running). Once it says a node is not
+// running, the node's log holds all that its container wrote: the log's copy lags the
+// container, so it waits (5 s at most) for the copy to reach the container's end, and
+// what a node said as it exited (why it refused its data, say) is there to read. It
+// waits for the follower of the life it saw end, never for one a Launch started since.
 func (r *DockerRuntime) Running(node string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var done chan struct{}
+	var stop context.CancelFunc
+	if n := r.node(node); n != nil {
+		done, stop = n.logs.current() // before the inspect: this life's, or an ended one's
+	}
 	st, err := r.state(ctx, node)
-	return err == nil && st.Running
+	if err != nil {
+		return false
+	}
+	if !st.Running {
+		drain(ctx, done, stop, 5*time.Second)
+	}
+	return st.Running
 }
 
 // Kill implements Runtime: SIGKILL, then wait until the container is not running.

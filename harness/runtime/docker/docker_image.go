@@ -281,9 +281,20 @@ func (l *nodeLog) follow(cli *engine.Client, id string) {
 // wait waits (at most max) for the current follower to reach the end of the container's
 // output, which it does once the container has stopped; then it gives up on it.
 func (l *nodeLog) wait(ctx context.Context, max time.Duration) {
+	done, cancel := l.current()
+	drain(ctx, done, cancel, max)
+}
+
+// current returns the current follower's done channel and cancel (nil, nil if none).
+func (l *nodeLog) current() (chan struct{}, context.CancelFunc) {
 	l.mu.Lock()
-	done, cancel := l.done, l.cancel
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	return l.done, l.cancel
+}
+
+// drain waits (at most max) for the follower (done, cancel) to reach the end of its
+// container's output, then gives up on it.
+func drain(ctx context.Context, done chan struct{}, cancel context.CancelFunc, max time.Duration) {
 	if done == nil {
 		return
 	}

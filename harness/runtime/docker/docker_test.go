@@ -104,12 +104,21 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 func main() {
 	listen := flag.String("listen", "", "")
 	data := flag.String("data-dir", "", "")
+	exitAfter := flag.Duration("exit-after", 0, "")
 	flag.Parse()
+	if *exitAfter > 0 {
+		go func() {
+			time.Sleep(*exitAfter)
+			fmt.Println("testnode on", *listen, "exits after", *exitAfter)
+			os.Exit(3)
+		}()
+	}
 	boots := filepath.Join(*data, "boots")
 	f, err := os.OpenFile(boots, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -408,4 +417,29 @@ func TestDockerRunsADynamicBinary(t *testing.T) {
 	env := r.Env("n1")
 	require.NoError(t, r.Launch(ctx, "n1", runtime.NodeCmd{Program: bin, Args: []string{"--listen", env.Bind(8001), "--data-dir", env.DataDir}}))
 	assert.Equal(t, "boot\n", waitAnswer(t, r.HostPort("n1", 8001)), "the loader and libraries came along")
+}
+
+// Once Running says a node has stopped, its log holds all the node wrote, to its last
+// line: that line says why a node exited (a node refusing its damaged data, say), and
+// the log's copy lags the container (a corrupt fault once quoted an election line from
+// before, instead of the refusal).
+func TestDockerLogIsWholeOnceStopped(t *testing.T) {
+	dockerOrSkip(t)
+	ctx := context.Background()
+	bin := buildTestNode(t, false)
+	dir := t.TempDir()
+	r, err := New(fmt.Sprintf("l%d", time.Now().UnixNano()%1e9), dir, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, r.Close(ctx)) })
+	require.NoError(t, r.Prepare(ctx, []string{"n1"}, []int{8001}))
+	env := r.Env("n1")
+	for i := range 5 {
+		listen := fmt.Sprintf("0.0.0.0:800%d", i) // a command of its own: a container of its own
+		require.NoError(t, r.Launch(ctx, "n1", runtime.NodeCmd{Program: bin,
+			Args: []string{"--listen", listen, "--data-dir", env.DataDir, "--exit-after", "300ms"}}))
+		require.Eventually(t, func() bool { return !r.Running("n1") }, 30*time.Second, time.Millisecond)
+		b, err := os.ReadFile(filepath.Join(dir, "nodes", "n1", "testnode.log"))
+		require.NoError(t, err)
+		assert.Contains(t, string(b), "testnode on "+listen+" exits after 300ms", "life %d's last line", i)
+	}
 }
